@@ -1,0 +1,254 @@
+"""Configs: the one cattrs converter, strict value hooks, readable error paths, and file load/dump."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Union
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .schedules import SCHEDULES, Weight
+
+Problem = tuple[str, str]  # (dotted path, reason)
+MAX_CONFIG_BYTES = 1_000_000
+SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+
+
+class ConfigError(ValueError):
+    """A config a user wrote is invalid: carries every problem at once, each with its full path."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
+        self.problems: list[Problem] = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"  {p}: {r}" if p else f"  {r}" for p, r in self.problems]
+        super().__init__(f"invalid loss config{where} ({len(self.problems)} problem"
+                         f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines))
+
+
+class InvalidConfig(ValueError):
+    """Raised from a config class's own checks (``__attrs_post_init__``) with every problem it found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{p}: {r}" for p, r in self.problems))
+
+
+def join(path: str, key: str | int) -> str:
+    """Append a field name or index to a dotted config path."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """A short hint naming the closest valid option, or ''."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- the one converter -------------------------------------------------------------------------------
+
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+
+def _strict(kind: type, accept: tuple[type, ...], name: str) -> None:
+    def hook(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {name}, got {_describe(value)}")
+        if not isinstance(value, accept):
+            raise TypeError(f"expected {name}, got {_describe(value)}")
+        return kind(value)
+
+    converter.register_structure_hook(kind, hook)
+
+
+_strict(int, (int,), "int")
+_strict(float, (int, float), "a number")
+_strict(bool, (bool,), "true or false")
+_strict(str, (str,), "a string")
+
+
+def _is_literal(t: Any) -> bool:
+    return typing.get_origin(t) is Literal
+
+
+def _structure_literal(value: Any, t: Any) -> Any:
+    options = typing.get_args(t)
+    if not any(type(value) is type(o) and value == o for o in options):
+        raise ValueError(f"expected one of {', '.join(repr(o) for o in options)}, got {_describe(value)}")
+    return value
+
+
+converter.register_structure_hook_func(_is_literal, _structure_literal)
+
+_SCHEDULE_CLASSES = tuple(SCHEDULES.values())
+
+
+def _is_weight(t: Any) -> bool:
+    """A Union of float with one or more schedule classes: the Weight type, or a narrower one."""
+    args = typing.get_args(t)
+    return (typing.get_origin(t) in (Union, types.UnionType)
+            and float in args and len(args) > 1 and all(a is float or a in _SCHEDULE_CLASSES for a in args))
+
+
+def _structure_weight(value: Any, t: Any) -> Any:
+    allowed = [a for a in typing.get_args(t) if a is not float]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, Mapping) and "schedule" in value:
+        kind = value["schedule"]
+        by_kind = {a.kind: a for a in allowed}
+        if kind not in by_kind:
+            raise ValueError(f"unknown schedule {_describe(kind)}; expected one of "
+                             f"{', '.join(sorted(by_kind))}{did_you_mean(str(kind), by_kind)}")
+        fields = {k: v for k, v in value.items() if k != "schedule"}
+        return converter.structure(fields, by_kind[kind])
+    kinds = " | ".join(repr(a.kind) for a in allowed)
+    raise TypeError(f"expected a number or a schedule table {{schedule = {kinds}, ...}}, got {_describe(value)}")
+
+
+converter.register_structure_hook_func(_is_weight, _structure_weight)
+for _cls in _SCHEDULE_CLASSES:
+    converter.register_unstructure_hook(
+        _cls, lambda s: {"schedule": s.kind, **{a.name: getattr(s, a.name) for a in attrs.fields(type(s))}})
+
+
+def check_weight(value: Any) -> str | None:
+    """The reason a structured weight is invalid, or None: floats must be finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float) + _SCHEDULE_CLASSES):
+        return f"expected a number or a schedule, got {_describe(value)}"
+    if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+        return f"expected a finite weight >= 0, got {value!r}"
+    return None
+
+
+# --- error paths ---------------------------------------------------------------------------------------
+
+def problems_from(exc: BaseException, path: str) -> list[Problem]:
+    """Flatten a cattrs / validator exception tree into (path, reason) pairs a person can read."""
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        with_notes, without = exc.group_exceptions()
+        out: list[Problem] = []
+        for sub, note in with_notes:
+            key = getattr(note, "name", None)
+            if key is None:
+                key = getattr(note, "index", "?")
+            out += problems_from(sub, join(path, key) if isinstance(key, (str, int)) else f"{path}[{key!r}]")
+        for sub in without:
+            out += problems_from(sub, path)
+        return out
+    if isinstance(exc, ForbiddenExtraKeysError):
+        fields = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        return [(join(path, k), f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
+                for k in sorted(exc.extra_fields)]
+    if isinstance(exc, InvalidConfig):
+        return [(join(path, p) if p else path, r) for p, r in exc.problems]
+    message = str(exc)
+    head, sep, rest = message.partition(": ")
+    if sep and head.replace("_", "").replace("[", "").replace("]", "").replace(".", "").isalnum() \
+            and " " not in head:
+        return [(join(path, head), rest)]
+    return [(path, message)]
+
+
+def structure_checked(data: Any, cls: type, path: str) -> tuple[Any, list[Problem]]:
+    """Structure ``data`` as ``cls``; return (instance or None, problems) instead of raising."""
+    if not isinstance(data, Mapping):
+        return None, [(path, f"expected a table of {cls.__name__} fields, got {_describe(data)}")]
+    try:
+        return converter.structure(dict(data), cls), []
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError,
+            InvalidConfig, ValueError, TypeError) as exc:
+        return None, problems_from(exc, path)
+
+
+def unstructure(value: Any) -> Any:
+    """Plain data (dicts, lists, numbers, strings) for any config object."""
+    return converter.unstructure(value)
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a .toml/.json/.yaml file into a mapping; YAML through safe loading only."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError([("", f"unsupported config file type {p.suffix!r}; expected one of "
+                                f"{', '.join(SUFFIXES)}")], str(p))
+    try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([("", f"file is {size} bytes; a loss config is at most {MAX_CONFIG_BYTES}")], str(p))
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([("", "file not found")], str(p)) from None
+    except IsADirectoryError:
+        raise ConfigError([("", "is a directory, expected a config file")], str(p)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("", f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")],
+                          str(p)) from None
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # each parser has its own error type; all are the user's syntax
+        raise ConfigError([("", f"cannot parse as {suffix[1:].upper()}: {exc}")], str(p)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", f"expected a table at the top level, got {type(data).__name__}")], str(p))
+    return dict(data)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def write_mapping(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write a mapping as .toml/.json/.yaml atomically (temp file, fsync, rename)."""
+    from .atomic import atomic_write_text
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".toml":
+        import tomli_w
+
+        text = tomli_w.dumps(_drop_none(data))  # TOML has no null: absent means default
+    elif suffix == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.safe_dump(_drop_none(data), sort_keys=False)
+    else:
+        raise ConfigError([("", f"unsupported config file type {p.suffix!r}; expected one of "
+                                f"{', '.join(SUFFIXES)}")], str(p))
+    atomic_write_text(p, text)
+    return p

@@ -1,0 +1,218 @@
+"""LossConfig: terms by registered name, weighted groups and plugin pins, in one generic structure.
+
+``LossConfig()`` is the standard VAE recipe; a file may add, change or replace terms by name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import attrs
+
+from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, join, read_mapping,
+                     structure_checked, unstructure, write_mapping)
+from .recipe import GROUP_KINDS, RECIPES, GroupConfig
+
+if TYPE_CHECKING:
+    from .plugins import Registry
+
+TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins")
+
+
+def _registry(registry: "Registry | None") -> "Registry":
+    from .plugins import get_registry
+
+    return registry or get_registry()
+
+
+def _recipe_terms() -> dict[str, Any]:
+    return _structure(RECIPES["vae"], None, "recipe 'vae'").terms
+
+
+def _recipe_groups() -> dict[str, GroupConfig]:
+    return _structure({"recipe": "vae"}, None, "recipe 'vae'").groups
+
+
+@attrs.define
+class LossConfig:
+    """Every loss term's config by registered name, the groups they sum into, and plugin pins.
+
+    Read ``config.<name>`` for a term's or group's config: ``config.stft.fft_sizes``,
+    ``config.reconstruction.if_weight``, ``config.kl.free_bits``.
+    """
+
+    terms: dict[str, Any] = attrs.Factory(_recipe_terms)
+    groups: dict[str, GroupConfig] = attrs.Factory(_recipe_groups)
+    fallback: str | None = "reconstruction"
+    required_plugins: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
+           fallback: str | None = None, required_plugins: tuple[str, ...] = ()) -> "LossConfig":
+        """A config with exactly these terms (no recipe defaults)."""
+        return cls(dict(terms), dict(groups or {}), fallback, tuple(required_plugins))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        terms = object.__getattribute__(self, "terms")
+        groups = object.__getattribute__(self, "groups")
+        if name in terms:
+            return terms[name]
+        if name in groups:
+            return groups[name]
+        raise AttributeError(f"LossConfig has no term or group {name!r}{did_you_mean(name, [*terms, *groups])}; "
+                             f"terms: {', '.join(terms) or 'none'}; groups: {', '.join(groups) or 'none'}")
+
+
+def check(config: LossConfig, registry: "Registry | None" = None) -> list[Problem]:
+    """Cross-field problems of a whole config: weights, group members, fallback, term classes."""
+    from .plugins import UnknownTermError
+
+    registry = _registry(registry)
+    problems: list[Problem] = []
+    for name, cfg in config.terms.items():
+        path = join("terms", name)
+        try:
+            info = registry.get(name)
+        except UnknownTermError as exc:
+            problems.append((path, str(exc)))
+            continue
+        if not isinstance(cfg, info.config_class):
+            problems.append((path, f"expected a {info.config_class.__name__}, got {type(cfg).__name__}"))
+            continue
+        reason = check_weight(cfg.weight)
+        if reason:
+            problems.append((join(path, "weight"), reason))
+    owner: dict[str, str] = {}
+    for gname, group in config.groups.items():
+        path = join("groups", gname)
+        reason = check_weight(group.weight)
+        if reason:
+            problems.append((join(path, "weight"), reason))
+        for member, w in group.member_weights().items():
+            if not (math.isfinite(w) and w >= 0):
+                problems.append((path, f"member {member!r} weight: expected a finite weight >= 0, got {w!r}"))
+            if member not in config.terms:
+                problems.append((path, f"member {member!r} is not a configured term"
+                                       f"{did_you_mean(member, config.terms)}; terms: "
+                                       f"{', '.join(config.terms) or 'none'}"))
+            elif member in owner:
+                problems.append((path, f"term {member!r} is already in group {owner[member]!r}; "
+                                       "a term belongs to at most one group"))
+            else:
+                owner[member] = gname
+    if config.fallback is not None and config.fallback not in config.groups:
+        problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
+                                     f"got {config.fallback!r}"))
+    return problems
+
+
+def _merge(base: Mapping[str, Any], override: Any) -> Any:
+    if not isinstance(override, Mapping):
+        return override
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for k, v in override.items():
+        out[k] = {**out[k], **v} if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
+    return out
+
+
+def _structure(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
+    from .plugins import UnknownTermError
+
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", f"expected a table of loss config keys, got {type(data).__name__}")], source)
+    registry_ = _registry(registry)
+    problems: list[Problem] = []
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
+                                       f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
+    recipe_name = data.get("recipe", "vae")
+    if recipe_name not in RECIPES:
+        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {recipe_name!r}"))
+        recipe_name = "none"
+    recipe = RECIPES[recipe_name]
+    sections: dict[str, Any] = {}
+    for table in ("terms", "groups"):
+        raw = data.get(table, {})
+        if not isinstance(raw, Mapping):
+            problems.append((table, f"expected a table of {table} by name, got {type(raw).__name__}"))
+            raw = {}
+        sections[table] = _merge(recipe[table], raw)
+
+    terms: dict[str, Any] = {}
+    for name, section in sections["terms"].items():
+        path = join("terms", str(name))
+        try:
+            info = registry_.get(str(name))
+        except UnknownTermError as exc:
+            problems.append((path, str(exc)))
+            continue
+        cfg, found = structure_checked(section, info.config_class, path)
+        problems += found
+        if cfg is not None:
+            terms[name] = cfg
+
+    groups: dict[str, GroupConfig] = {}
+    for name, section in sections["groups"].items():
+        path = join("groups", str(name))
+        section = dict(section) if isinstance(section, Mapping) else section
+        kind = section.pop("kind", "sum") if isinstance(section, dict) else "sum"
+        if kind not in GROUP_KINDS:
+            problems.append((join(path, "kind"), f"expected one of {', '.join(map(repr, GROUP_KINDS))}, "
+                                                 f"got {kind!r}"))
+            continue
+        group, found = structure_checked(section, GROUP_KINDS[kind], path)
+        problems += found
+        if group is not None:
+            groups[name] = group
+
+    fallback = data.get("fallback", recipe["fallback"])
+    if fallback is not None and not isinstance(fallback, str):
+        problems.append(("fallback", f"expected a group name, got {fallback!r}"))
+        fallback = None
+    pins = data.get("required_plugins", ())
+    if not (isinstance(pins, (list, tuple)) and all(isinstance(p, str) for p in pins)):
+        problems.append(("required_plugins", f"expected a list of requirement strings, got {pins!r}"))
+        pins = ()
+    from .pins import parse_pins
+
+    problems += parse_pins(pins)
+    config = LossConfig.of(terms, groups, fallback, tuple(pins))
+    if not problems:
+        problems += check(config, registry_)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _unstructure(config: LossConfig) -> dict[str, Any]:
+    return {
+        "recipe": "none",  # the file lists every term, so it loads back equal whatever the recipe
+        "terms": {name: unstructure(cfg) for name, cfg in config.terms.items()},
+        "groups": {name: {"kind": type(g).kind, **unstructure(g)} for name, g in config.groups.items()},
+        "fallback": config.fallback,
+        "required_plugins": list(config.required_plugins),
+    }
+
+
+converter.register_structure_hook(LossConfig, lambda data, _: _structure(data, None, None))
+converter.register_unstructure_hook(LossConfig, _unstructure)
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any], registry: "Registry | None" = None) -> LossConfig:
+    """A LossConfig from a .toml/.json/.yaml path or a mapping (e.g. ``OmegaConf.to_container(cfg)``)."""
+    if isinstance(source, Mapping):
+        return _structure(source, registry, None)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError([("", f"expected a path or a mapping, got {type(source).__name__}")])
+    return _structure(read_mapping(source), registry, str(source))
+
+
+def dump_config(config: LossConfig, path: str | os.PathLike) -> Path:
+    """Write ``config`` to ``path`` (format from the suffix) so that ``load_config`` gives it back equal."""
+    return write_mapping(_unstructure(config), path)

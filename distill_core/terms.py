@@ -1,0 +1,113 @@
+"""The LossTerm base class and the batch contract every term checks before computing."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+Batch = Mapping[str, Any]
+
+
+class BatchError(ValueError):
+    """A batch tensor a term reads is missing or has the wrong shape, dtype or device."""
+
+
+class LossTerm(nn.Module):
+    """One loss term: built once from its attrs config, then called per step on a batch.
+
+    Subclasses set ``name`` (identifier; output key ``<name>_loss``), ``config_class`` (an attrs class
+    with a ``weight`` field) and ``requires`` (the batch keys ``forward`` reads), and implement
+    ``forward(batch)`` returning the unweighted loss as a 0-dim tensor. ``zero_at_identity`` declares
+    that the term is exactly 0 when ``recon`` equals ``target``; the test kit checks that promise.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    requires: ClassVar[tuple[str, ...]] = ()
+    zero_at_identity: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def extra_repr(self) -> str:
+        return repr(self.config)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def check_missing_keys(term: str, requires: Sequence[str], batch: Batch) -> None:
+    """Fail before any compute when a term's required batch key is absent."""
+    missing = [k for k in requires if k not in batch]
+    if missing:
+        have = ", ".join(sorted(map(str, batch))) or "none"
+        raise BatchError(
+            f"term '{term}' requires batch key {missing[0]!r} "
+            f"(requires: {', '.join(requires)}); the batch has: {have}"
+        )
+
+
+def check_tensor(
+    term: str,
+    key: str,
+    value: Any,
+    layout: str,
+    *,
+    channels: int | None = None,
+) -> torch.Tensor:
+    """Check one batch entry against a layout such as ``"B, 2, F, T"`` and return it.
+
+    The layout's rank is the expected rank; ``channels`` pins dimension 1. Integer and boolean
+    tensors are refused: every loss needs a floating dtype to carry a gradient.
+    """
+    dims = [d.strip() for d in layout.split(",")]
+    if not isinstance(value, torch.Tensor):
+        raise BatchError(f"{term}: batch[{key!r}] expected a tensor [{layout}], got {type(value).__name__}")
+    if value.dim() != len(dims):
+        raise BatchError(
+            f"{term}: batch[{key!r}] expected shape [{layout}] ({len(dims)}-D), "
+            f"got {_shape(value)} ({value.dim()}-D)"
+        )
+    if channels is not None and value.shape[1] != channels:
+        raise BatchError(
+            f"{term}: batch[{key!r}] expected shape [{layout}] with {channels} channels in dim 1, "
+            f"got {_shape(value)}"
+        )
+    if not (value.is_floating_point() or value.is_complex()):
+        raise BatchError(f"{term}: batch[{key!r}] expected a floating dtype, got {value.dtype}")
+    if value.numel() == 0:
+        raise BatchError(f"{term}: batch[{key!r}] is empty: shape {_shape(value)}, expected [{layout}]")
+    return value
+
+
+def check_pair(term: str, batch: Batch, a: str, b: str, layout: str, *, channels: int | None = None,
+               same_shape: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check two entries that are compared elementwise: same layout, shape (or batch size) and device."""
+    x = check_tensor(term, a, batch[a], layout, channels=channels)
+    y = check_tensor(term, b, batch[b], layout, channels=channels)
+    if same_shape and x.shape != y.shape:
+        raise BatchError(f"{term}: batch[{a!r}] has shape {_shape(x)} but batch[{b!r}] has {_shape(y)}; "
+                         f"expected equal shapes [{layout}]")
+    if x.shape[0] != y.shape[0]:
+        raise BatchError(f"{term}: batch size differs: batch[{a!r}] {_shape(x)} vs batch[{b!r}] {_shape(y)}")
+    if x.device != y.device:
+        raise BatchError(f"{term}: batch[{a!r}] is on {x.device} but batch[{b!r}] is on {y.device}; "
+                         f"expected one device")
+    return x, y
+
+
+def check_spectrograms(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spectrogram contract: ``recon`` and ``target`` are [B, 2, F, T] (magnitude, IF)."""
+    return check_pair(term, batch, "recon", "target", "B, 2, F, T", channels=2)
+
+
+def check_latents(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latent contract: ``mu`` and ``logvar`` are [B, D] of one shape."""
+    return check_pair(term, batch, "mu", "logvar", "B, D")
