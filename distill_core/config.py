@@ -203,17 +203,16 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([("", f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")],
-                          str(p)) from None
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError([("", f"not UTF-8 text (line {line}, byte {exc.start}: "
+                                f"{raw[exc.start:exc.start + 1]!r})")], str(p)) from None
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
     except Exception as exc:  # each parser has its own error type; all are the user's syntax
         raise ConfigError([("", f"cannot parse as {suffix[1:].upper()}: {exc}")], str(p)) from None
     if data is None:
@@ -221,6 +220,33 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError([("", f"expected a table at the top level, got {type(data).__name__}")], str(p))
     return dict(data)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that a key given twice in one mapping is an error, not last-wins."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _drop_none(value: Any) -> Any:

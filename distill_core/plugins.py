@@ -188,7 +188,7 @@ class Registry:
                 continue
             provenance = Provenance(dist_name, version, f"{ep.name} = {ep.value}")
             try:
-                self.register_plugin(ep.load(), name=ep.name, provenance=provenance)
+                self.register_plugin(ep.load(), name=f"{dist_name}:{ep.name}", provenance=provenance)
             except Exception as exc:  # isolate: one broken plugin never stops the others
                 broken = BrokenPlugin(ep.name, provenance, f"{type(exc).__name__}: {exc}")
                 self._broken.append(broken)

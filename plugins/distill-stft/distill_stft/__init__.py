@@ -10,6 +10,7 @@ from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms
 
 from .config import STFTConfig
 from .fast import FastMultiResolutionSTFT
+from .mel import mel_filterbank
 
 __version__ = "0.1.0"
 __all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference"]
@@ -27,6 +28,16 @@ def auraloss_reference(config: STFTConfig) -> nn.Module:
         n_bins=config.n_bins if mel else None, mag_distance=config.mag_distance, eps=config.eps)
 
 
+def check_mel_filters(config: STFTConfig) -> None:
+    """Refuse mel settings that leave a filter with no FFT bin: its log magnitude would be -inf."""
+    for fft in config.fft_sizes:
+        empty = int((mel_filterbank(config.sample_rate, fft, config.n_bins).sum(axis=1) == 0).sum())
+        if empty:
+            raise ValueError(f"stft: scale='mel' with n_bins={config.n_bins} at sample_rate={config.sample_rate} "
+                             f"leaves {empty} empty mel filters for fft_size {fft}; expected fewer n_bins "
+                             f"or larger fft_sizes")
+
+
 class STFTLoss(LossTerm):
     """Multi-resolution STFT loss on the magnitude channel (flattened per example) or on waveforms."""
 
@@ -37,6 +48,8 @@ class STFTLoss(LossTerm):
 
     def __init__(self, config: STFTConfig) -> None:
         super().__init__(config)
+        if config.scale == "mel":
+            check_mel_filters(config)
         self.loss = FastMultiResolutionSTFT(config) if config.backend == "fast" else auraloss_reference(config)
         self.min_length = max(config.fft_sizes)
 

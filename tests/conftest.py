@@ -1,0 +1,71 @@
+"""Fake loss terms for the core's unit tests: registered in-process, no plugin distribution needed."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import torch
+
+from distill_core import LossTerm, Weight
+from distill_core.terms import check_pair
+
+
+@attrs.define
+class L1Config:
+    weight: Weight = 1.0
+    scale: float = 1.0
+
+
+class FakeL1(LossTerm):
+    name = "fake_l1"
+    config_class = L1Config
+    requires = ("recon", "target")
+    zero_at_identity = True
+
+    def forward(self, batch):
+        recon, target = check_pair(self.name, batch, "recon", "target", "B, C, N")
+        return (recon - target).abs().mean() * self.config.scale
+
+
+@attrs.define
+class SquareConfig:
+    weight: Weight = 1.0
+
+
+class FakeSquare(LossTerm):
+    name = "fake_sq"
+    config_class = SquareConfig
+    requires = ("recon", "target")
+    zero_at_identity = True
+
+    def forward(self, batch):
+        return (batch["recon"] - batch["target"]).pow(2).mean()
+
+
+@attrs.define
+class NormConfig:
+    weight: Weight = 1.0
+
+
+class FakeNorm(LossTerm):
+    """Reads a key the other fakes do not: for missing-key tests."""
+
+    name = "fake_norm"
+    config_class = NormConfig
+    requires = ("z",)
+
+    def forward(self, batch):
+        return batch["z"].pow(2).sum(dim=-1).mean()
+
+
+@pytest.fixture
+def fakes(register_term):
+    register_term(FakeL1, FakeSquare, FakeNorm)
+    return {"fake_l1": FakeL1, "fake_sq": FakeSquare, "fake_norm": FakeNorm}
+
+
+@pytest.fixture
+def small_batch():
+    torch.manual_seed(0)
+    return {"recon": torch.randn(3, 1, 16, requires_grad=True), "target": torch.randn(3, 1, 16),
+            "z": torch.randn(3, 4)}
