@@ -1,0 +1,202 @@
+"""distill-loss: train the demo, list plugins, check configs, print schemas, scaffold plugins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+class UserError(click.ClickException):
+    """An error the user caused: one line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .combined import TermBuildError
+    from .config import ConfigError
+    from .plugins import PluginError, UnknownTermError
+    from .terms import BatchError
+    from .training.audio import AudioError
+    from .training.checkpoint import CheckpointError
+    from .training.metrics import HistoryError
+
+    return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
+            HistoryError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+class Group(click.Group):
+    """Turns user errors into one line and exit 2, unless --debug asks for the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise UserError(str(exc)) from None
+
+
+def _versions() -> str:
+    from .plugins import get_registry
+
+    registry = get_registry()
+    lines = [f"distill-core {__version__}"]
+    seen = set()
+    for info in registry.terms.values():
+        key = str(info.provenance)
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"  {key}")
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, _: Any, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit()
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show distill-core and plugin versions.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """distill: loss terms from pip-installed plugins, combined into one weighted loss."""
+
+
+def _fields(config_class: type) -> list[dict[str, Any]]:
+    import attrs
+
+    from .config import converter
+
+    defaults = converter.unstructure(config_class())
+    return [{"name": a.name, "type": _type_name(a.type), "default": defaults.get(a.name)}
+            for a in attrs.fields(config_class)]
+
+
+def _type_name(t: Any) -> str:
+    from .config import _is_weight
+
+    if _is_weight(t):
+        return "float | schedule"
+    if isinstance(t, type):
+        return t.__name__
+    return str(t).replace("typing.", "")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--requirements", is_flag=True, help="Print dist==version lines for the installed plugins.")
+def plugins(as_json: bool, requirements: bool) -> None:
+    """List every discovered loss term, its distribution, version, module and config fields."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    terms = sorted(registry.terms.values(), key=lambda i: i.name)
+    if requirements:
+        for line in sorted({str(i.provenance) for i in terms if i.provenance.version}):
+            click.echo(line)
+        return
+    rows = [{"name": i.name, "distribution": i.provenance.distribution, "version": i.provenance.version,
+             "module": i.module, "entry_point": i.provenance.entry_point, "config": _fields(i.config_class)}
+            for i in terms]
+    broken = [{"name": b.name, "distribution": b.provenance.distribution, "version": b.provenance.version,
+               "error": b.error} for b in registry.broken]
+    conflicts = {n: [str(i.provenance) for i in infos] for n, infos in registry.conflicts.items()}
+    if as_json:
+        click.echo(json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  ({row['distribution']}=={row['version']}, module {row['module']})")
+        for f in row["config"]:
+            click.echo(f"    {f['name']}: {f['type']} = {json.dumps(f['default'])}")
+    for b in registry.broken:
+        click.echo(f"BROKEN {b}")
+    for name, who in conflicts.items():
+        click.echo(f"CONFLICT {name}: registered by {' and '.join(who)}")
+    if not rows and not broken:
+        click.echo("no loss terms installed (pip install distill-stft, ...)")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+def check(config: Path) -> None:
+    """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
+    from .config import ConfigError, converter
+    from .loss_config import load_config
+    from .pins import unmet_pins
+
+    try:
+        resolved = load_config(config)
+        pins = unmet_pins(resolved.required_plugins)
+        if pins:
+            raise ConfigError(pins, str(config))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+    import tomli_w
+
+    from .config import _drop_none
+
+    click.echo(f"# {config}: valid")
+    click.echo(tomli_w.dumps(_drop_none(converter.unstructure(resolved))))
+
+
+@main.command()
+@click.argument("term", required=False)
+def schema(term: str | None) -> None:
+    """Print the JSON Schema of the loss config (or of one TERM's section) for editors."""
+    from .schema import config_schema, term_schema
+
+    click.echo(json.dumps(term_schema(term) if term else config_schema(), indent=2))
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder to create distill-NAME/ in.")
+def new_plugin(name: str, directory: Path) -> None:
+    """Scaffold a plugin distribution distill-NAME with a term, its config, a README and a test."""
+    from .scaffold import scaffold
+
+    path = scaffold(name, directory)
+    click.echo(f"created {path}\nnext: pip install -e {path} && distill-loss plugins")
+
+
+@main.command("train")
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Folder of WAV files (default: a synthetic corpus).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--name", default="demo", show_default=True, help="Run folder name under --out.")
+@click.option("--clips", type=click.IntRange(min=2), default=96, show_default=True,
+              help="Synthetic clips to generate when --data is not given.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
+              batch_size: int, seed: int, device: str, no_progress: bool) -> None:
+    """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
+    from .training.run import DemoSettings, run_demo
+
+    settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
+                            batch_size=batch_size, seed=seed, device=device)
+    run_dir = run_demo(settings, progress=not no_progress)
+    click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

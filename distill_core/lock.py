@@ -1,0 +1,51 @@
+"""The provenance lock of a run: each term's distribution==version and config, and drift checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from .atomic import atomic_write_text
+from .combined import CombinedLoss
+from .config import converter
+
+
+def make_lock(loss: CombinedLoss) -> dict[str, dict[str, Any]]:
+    """``{term: {distribution, version, entry_point, config}}`` for every term of a built loss."""
+    return {name: {"distribution": p.distribution, "version": p.version, "entry_point": p.entry_point,
+                   "config": converter.unstructure(loss.config.terms[name])}
+            for name, p in loss.provenance.items()}
+
+
+def lock_differences(lock: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What differs between a saved lock and the plugins installed now, one sentence each."""
+    from .plugins import UnknownTermError, get_registry
+
+    registry = get_registry()
+    out = []
+    for name, entry in lock.items():
+        saved = f"{entry.get('distribution')}=={entry.get('version')}"
+        try:
+            now = registry.get(name).provenance
+        except UnknownTermError:
+            out.append(f"term {name!r}: saved with {saved}, not installed now")
+            continue
+        if (now.distribution, now.version) != (entry.get("distribution"), entry.get("version")):
+            out.append(f"term {name!r}: saved with {saved}, installed now {now}")
+    return out
+
+
+def write_lock(path: str | os.PathLike, loss: CombinedLoss) -> Path:
+    return atomic_write_text(path, json.dumps(make_lock(loss), indent=2) + "\n")
+
+
+def check_lock(path: str | os.PathLike) -> list[str]:
+    """Read a run's lock.json and warn (once, listing all) where the installed plugins differ."""
+    lock = json.loads(Path(path).read_text(encoding="utf-8"))
+    diffs = lock_differences(lock)
+    if diffs:
+        warnings.warn(f"{path}: installed plugins differ from the run's lock: " + "; ".join(diffs), stacklevel=2)
+    return diffs

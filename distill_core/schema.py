@@ -1,0 +1,88 @@
+"""JSON Schema of the loss config, derived from the attrs config classes, for editor completion."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+import attrs
+
+from .config import converter
+from .recipe import GROUP_KINDS, RECIPES
+from .schedules import SCHEDULES
+
+_SIMPLE = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
+           type(None): {"type": "null"}}
+
+
+def type_schema(t: Any) -> dict[str, Any]:
+    """The schema of one annotated type."""
+    if t in _SIMPLE:
+        return dict(_SIMPLE[t])
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [type_schema(a) for a in args]}
+    if origin in (tuple, list):
+        items = args[0] if args else Any
+        return {"type": "array", "items": type_schema(items) if items is not Any else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": type_schema(args[1]) if len(args) > 1 else {}}
+    if attrs.has(t):
+        return class_schema(t, tag=("schedule", t.kind) if t in SCHEDULES.values() else None)
+    return {}
+
+
+def class_schema(cls: type, tag: tuple[str, str] | None = None) -> dict[str, Any]:
+    """An object schema for an attrs class: its fields, types, defaults; no other keys."""
+    defaults = converter.unstructure(cls()) if all(a.default is not attrs.NOTHING for a in attrs.fields(cls)) else {}
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    if tag:
+        props[tag[0]] = {"const": tag[1]}
+    for a in attrs.fields(cls):
+        schema = type_schema(hints.get(a.name, a.type))
+        if a.name in defaults and defaults[a.name] is not None:
+            schema["default"] = defaults[a.name]
+        props[a.name] = schema
+    out: dict[str, Any] = {"type": "object", "title": cls.__name__, "properties": props,
+                           "additionalProperties": False}
+    if cls.__doc__:
+        out["description"] = cls.__doc__.strip().splitlines()[0]
+    if tag:
+        out["required"] = [tag[0]]
+    return out
+
+
+def term_schema(name: str) -> dict[str, Any]:
+    """The schema of one installed term's config section."""
+    from .plugins import get_registry
+
+    return class_schema(get_registry().get(name).config_class)
+
+
+def config_schema() -> dict[str, Any]:
+    """The schema of a whole loss config file, for every term installed now."""
+    from .plugins import get_registry
+
+    terms = {name: class_schema(info.config_class) for name, info in sorted(get_registry().terms.items())}
+    groups = []
+    for kind, cls in GROUP_KINDS.items():
+        schema = class_schema(cls)
+        schema["properties"]["kind"] = {"const": kind}
+        groups.append(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "distill loss config",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "recipe": {"enum": list(RECIPES), "default": "vae"},
+            "terms": {"type": "object", "properties": terms, "additionalProperties": False},
+            "groups": {"type": "object", "additionalProperties": {"anyOf": groups}},
+            "fallback": {"type": ["string", "null"]},
+            "required_plugins": {"type": "array", "items": {"type": "string"}},
+        },
+    }

@@ -1,0 +1,137 @@
+"""The demo run: data, spectrograms, the VAE, training with a progress bar, and the run folder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import attrs
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import __version__
+from ..combined import CombinedLoss
+from ..config import ConfigError
+from ..lock import write_lock
+from ..loss_config import LossConfig, dump_config, load_config
+from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
+from .loop import train
+from .metrics import EpochMetrics, MetricsHistory, StepMetrics
+from .model import SpectrogramVAE
+from .spectrogram import SpectrogramConfig, from_spectrogram, to_spectrogram
+
+
+@attrs.define
+class DemoSettings:
+    """What ``distill-loss train`` and ``make demo`` run."""
+
+    name: str = "demo"
+    out: Path = Path("runs")
+    epochs: int = 10
+    data: Path | None = None
+    config: Path | None = None
+    clips: int = 96
+    batch_size: int = 16
+    lr: float = 2e-3
+    seed: int = 0
+    samples: int = 3
+    device: str = "cpu"
+    spectrogram: SpectrogramConfig = SpectrogramConfig()
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
+    last = {"step": 0}
+
+    def callback(metrics: StepMetrics | EpochMetrics) -> None:
+        if isinstance(metrics, StepMetrics):
+            shown = {"total": metrics.train_loss, "stft": metrics.stft_loss, "mag": metrics.mag_recon_loss,
+                     "if": metrics.if_recon_loss, "kl": metrics.kl_loss,
+                     **{k.removesuffix("_loss"): v for k, v in metrics.components.items()}}
+            bar.set_description(f"epoch {metrics.epoch + 1}")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+            bar.update(metrics.step - last["step"])
+            last["step"] = 0 if metrics.step >= metrics.total_steps else metrics.step
+        else:
+            bar.write(f"epoch {metrics.epoch + 1}/{metrics.total_epochs}: train {metrics.train_loss:.4f}  "
+                      f"val {metrics.val_loss:.4f}  (stft {metrics.val_stft_loss:.3f}, mag "
+                      f"{metrics.val_mag_recon_loss:.3f}, if {metrics.val_if_recon_loss:.3f}, "
+                      f"kl {metrics.val_kl_loss:.3f})")
+
+    return bar, callback
+
+
+def plot_losses(history: MetricsHistory, path: Path) -> Path:
+    """One panel per curve (every term has its own), epochs on x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {k: v for k, v in history.get_loss_curves().items() if any(x != 0 for x in v)}
+    cols = 3
+    rows = math.ceil(len(curves) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    epochs = [e.epoch + 1 for e in history.epochs]
+    for ax, (name, values) in zip(axes.flat, curves.items()):
+        ax.plot(epochs, values, marker="o")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
+    """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs."""
+    if settings.epochs < 1:
+        raise ConfigError([("epochs", f"expected at least 1 epoch, got {settings.epochs}")])
+    torch.manual_seed(settings.seed)
+    spec = settings.spectrogram
+    if settings.data is not None:
+        waves = wav_corpus(Path(settings.data), spec.samples, spec.sample_rate)
+    else:
+        waves = synthetic_corpus(settings.clips, spec.samples, spec.sample_rate, seed=settings.seed)
+    if waves.shape[0] < 2:
+        raise AudioError(f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
+                         "least 2 (one to train, one to validate)")
+    config = load_config(settings.config) if settings.config is not None else LossConfig()
+    loss = CombinedLoss(config)
+    specs = to_spectrogram(waves, spec)
+    n_val = max(1, waves.shape[0] // 8)
+    train_set, val_set = TensorDataset(specs[n_val:]), TensorDataset(specs[:n_val])
+    train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False)
+    val_loader = DataLoader(val_set, batch_size=settings.batch_size)
+    model = SpectrogramVAE(spec.bins, spec.frames)
+
+    run_dir = Path(settings.out) / settings.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.toml")
+    versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
+    text = (run_dir / "config.toml").read_text()
+    (run_dir / "config.toml").write_text(f"# resolved loss config, distill-core {__version__}; plugins: {versions}\n"
+                                         + text)
+    write_lock(run_dir / "lock.json", loss)
+
+    bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+    try:
+        history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
+                        device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir)
+    finally:
+        bar.close()
+    plot_losses(history, run_dir / "losses.png")
+
+    model.eval()
+    with torch.no_grad():
+        originals = val_set.tensors[0][: settings.samples]
+        recon, _, _ = model(originals.to(settings.device))
+        for i, (a, b) in enumerate(zip(from_spectrogram(originals, spec), from_spectrogram(recon.cpu(), spec))):
+            write_wav(run_dir / "samples" / f"{i:02d}_original.wav", a, spec.sample_rate)
+            write_wav(run_dir / "samples" / f"{i:02d}_reconstruction.wav", b, spec.sample_rate)
+    return run_dir
