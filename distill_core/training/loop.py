@@ -239,8 +239,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
         if metrics.kl_divergence < collapse_threshold:
             warnings.warn(f"epoch {epoch}: raw KL {metrics.kl_divergence:.3g} < {collapse_threshold}; "
                           "possible posterior collapse", RuntimeWarning, stacklevel=2)
-        _emit(callbacks, metrics)
-        if out_dir is not None:
+        if out_dir is not None:  # saved before callbacks run: an exception in one never loses the epoch
             improved = metrics.val_loss < best
             best = min(best, metrics.val_loss) if math.isfinite(metrics.val_loss) else best
             state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -251,4 +250,5 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
+        _emit(callbacks, metrics)
     return history

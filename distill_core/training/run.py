@@ -104,7 +104,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     config = load_config(settings.config) if settings.config is not None else LossConfig()
     loss = CombinedLoss(config)
     specs = to_spectrogram(waves, spec)
-    n_val = max(1, waves.shape[0] // 8)
+    n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
     train_set, val_set = TensorDataset(specs[n_val:]), TensorDataset(specs[:n_val])
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False)
     val_loader = DataLoader(val_set, batch_size=settings.batch_size)
