@@ -214,6 +214,12 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     history, start, best = MetricsHistory(), 0, math.inf
     if resume_from is not None:
         state = load_checkpoint(resume_from)
+        from ..lock import lock_differences
+
+        drift = lock_differences(state.get("provenance", {}))
+        if drift:
+            warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
+                          RuntimeWarning, stacklevel=2)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = MetricsHistory.from_dict(state["history"], str(resume_from))
