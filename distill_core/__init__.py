@@ -1,16 +1,49 @@
-"""distill: a plugin-based loss framework for PyTorch. Loss terms come from pip-installed plugins."""
+"""distill: a plugin-based loss framework for PyTorch. Loss terms come from pip-installed plugins.
 
-from .combined import CombinedLoss, TermBuildError
-from .config import ConfigError, InvalidConfig, converter
+Names load on first access (PEP 562), so ``import distill_core`` and plugin discovery stay cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .hookspecs import hookimpl
-from .loss_config import LossConfig, dump_config, load_config
-from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError, get_registry,
-                      register, reset_registry)
-from .recipe import GroupConfig, ReconLossConfig
 from .schedules import Constant, Cosine, Cyclical, LinearWarmup, Schedule, Weight, weight_at
 from .terms import BatchError, LossTerm
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "CombinedLoss": "combined", "TermBuildError": "combined",
+    "ConfigError": "config", "InvalidConfig": "config", "converter": "config",
+    "LossConfig": "loss_config", "dump_config": "loss_config", "load_config": "loss_config",
+    "BrokenPlugin": "plugins", "PluginError": "plugins", "Provenance": "plugins", "Registry": "plugins",
+    "TermInfo": "plugins", "UnknownTermError": "plugins", "get_registry": "plugins", "register": "plugins",
+    "reset_registry": "plugins",
+    "GroupConfig": "recipe", "ReconLossConfig": "recipe",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .combined import CombinedLoss, TermBuildError
+    from .config import ConfigError, InvalidConfig, converter
+    from .loss_config import LossConfig, dump_config, load_config
+    from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
+                          get_registry, register, reset_registry)
+    from .recipe import GroupConfig, ReconLossConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BatchError", "BrokenPlugin", "CombinedLoss", "ConfigError", "Constant", "Cosine", "Cyclical", "GroupConfig",

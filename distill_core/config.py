@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
 import os
-import tomllib
 import types
 import typing
 from pathlib import Path
@@ -52,6 +49,8 @@ def join(path: str, key: str | int) -> str:
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """A short hint naming the closest valid option, or ''."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -208,8 +207,12 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
                                 f"{raw[exc.start:exc.start + 1]!r})")], str(p)) from None
     try:
         if suffix == ".toml":
+            import tomllib
+
             data = tomllib.loads(text)
         elif suffix == ".json":
+            import json
+
             data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
             data = _load_yaml(text)
@@ -268,6 +271,8 @@ def write_mapping(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
         text = tomli_w.dumps(_drop_none(data))  # TOML has no null: absent means default
     elif suffix == ".json":
+        import json
+
         text = json.dumps(data, indent=2) + "\n"
     elif suffix in (".yaml", ".yml"):
         import yaml

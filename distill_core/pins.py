@@ -5,14 +5,16 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Iterable
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from .config import Problem
 
 
 def parse_pins(pins: Iterable[str]) -> list[Problem]:
     """Problems with the pins' syntax (checked at load)."""
     problems: list[Problem] = []
+    if not pins:
+        return problems
+    from packaging.requirements import InvalidRequirement, Requirement  # 17 ms: only when pins are used
+
     for i, pin in enumerate(pins):
         try:
             Requirement(pin)
@@ -24,6 +26,10 @@ def parse_pins(pins: Iterable[str]) -> list[Problem]:
 def unmet_pins(pins: Iterable[str]) -> list[Problem]:
     """Problems with what is installed against the pins (checked when a loss is built)."""
     problems: list[Problem] = []
+    if not pins:
+        return problems
+    from packaging.requirements import Requirement
+
     for i, pin in enumerate(pins):
         req = Requirement(pin)
         try:

@@ -99,10 +99,10 @@ def validate_term_class(cls: Any) -> None:
     if "weight" not in attrs.fields_dict(config_class):
         raise PluginError(f"{what}.config_class {config_class.__name__} has no 'weight' field")
     try:
-        converter.get_structure_hook(config_class)
-        converter.structure(converter.unstructure(config_class()), config_class)
+        config_class()  # defaults must construct
+        converter.get_structure_hook(config_class)  # and cattrs must be able to structure it
     except Exception as exc:  # any failure here is the plugin's, reported with its class
-        raise PluginError(f"{what}.config_class {config_class.__name__} cannot round-trip through cattrs "
+        raise PluginError(f"{what}.config_class {config_class.__name__} cannot be structured by cattrs "
                           f"with its defaults: {type(exc).__name__}: {exc}") from exc
     requires = getattr(cls, "requires", None)
     if not (isinstance(requires, tuple) and all(isinstance(k, str) for k in requires)):

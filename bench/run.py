@@ -1,0 +1,270 @@
+"""make bench: the stft term against auraloss and the STFT floor, peak memory, framework overhead, import time.
+
+Every comparison runs in one process with its cases interleaved (A B C A B C ...) after a warm-up, and
+reports the median of the repetitions as ratios. Results go to stdout and bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SIZES = {"seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94), "waveform [8,1,65536]": (8, 1, 65536),
+         "waveform [4,1,176400]": (4, 1, 176400)}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, reps: int, warmup: int = 3
+                ) -> dict[str, float]:
+    """Median seconds of each function, run in turn A B C A B C ... after ``warmup`` rounds."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + reps):
+        for name, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def signals(shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    if len(shape) == 4:  # spectrogram: the stft term flattens channel 0 to [B, 1, F*T]
+        x, y = (torch.rand(*shape, generator=g)[:, 0].reshape(shape[0], 1, -1) for _ in range(2))
+    else:
+        x, y = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    return x.to(device), y.to(device)
+
+
+def stft_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None):
+    from distill_stft import STFTConfig, STFTLoss, auraloss_reference
+
+    cfg = STFTConfig(input="waveform")
+    ours = STFTLoss(cfg).to(x.device)
+    theirs = auraloss_reference(cfg).to(x.device)
+    windows = [torch.hann_window(w, device=x.device) for w in cfg.win_lengths]
+
+    def ctx():
+        return torch.autocast(x.device.type, dtype=autocast) if autocast else torch.autocast(x.device.type,
+                                                                                             enabled=False)
+
+    def run_ours() -> None:
+        xx = x.detach().requires_grad_(True)
+        with ctx():
+            loss = ours({"recon": xx, "target": y})
+        loss.backward()
+
+    def run_auraloss() -> None:
+        xx = x.detach().requires_grad_(True)
+        with ctx():
+            loss = theirs(xx, y)
+        loss.backward()
+
+    def run_floor() -> None:
+        xx = x.detach().requires_grad_(True)
+        flat, flat_y = xx.reshape(-1, xx.shape[-1]), y.reshape(-1, y.shape[-1])
+        total = 0.0
+        for (fft, hop, win), w in zip(zip(cfg.fft_sizes, cfg.hop_sizes, cfg.win_lengths), windows):
+            total = total + torch.view_as_real(torch.stft(flat, fft, hop, win, w, return_complex=True)).sum()
+            with torch.no_grad():
+                torch.stft(flat_y, fft, hop, win, w, return_complex=True)
+        total.backward()
+
+    return {"distill": run_ours, "auraloss": run_auraloss, "floor": run_floor}
+
+
+def bench_stft(device: torch.device, reps: int, autocast: torch.dtype | None = None) -> list[dict]:
+    rows = []
+    for label, shape in SIZES.items():
+        x, y = signals(shape, device)
+        t = interleaved(stft_cases(x, y, autocast), device, reps)
+        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "auraloss_ms": t["auraloss"] * 1e3,
+                     "floor_ms": t["floor"] * 1e3, "speedup_vs_auraloss": t["auraloss"] / t["distill"],
+                     "ratio_to_floor": t["distill"] / t["floor"]})
+    return rows
+
+
+MEMORY_CHILD = """
+import gc, sys, torch
+from pathlib import Path
+sys.path.insert(0, {here!r})
+from run import signals, stft_cases
+torch.set_num_threads({threads})
+x, y = signals({shape!r}, torch.device("cpu"))
+fn = stft_cases(x, y, None)[{which!r}]
+gc.collect()
+
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
+before = status("VmRSS")
+fn()
+print(status("VmHWM") - before)
+"""
+
+
+def bench_memory(device: torch.device, threads: int) -> list[dict]:
+    """Peak memory of one forward + backward: CUDA's allocator peak, or the peak RSS growth of a fresh process
+    (Linux: VmHWM after resetting it; ru_maxrss would inherit the parent's peak across fork and exec)."""
+    rows = []
+    for label, shape in SIZES.items():
+        peaks = {}
+        for which in ("distill", "auraloss"):
+            if device.type == "cuda":
+                x, y = signals(shape, device)
+                fn = stft_cases(x, y, None)[which]
+                fn()
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                fn()
+                torch.cuda.synchronize()
+                peaks[which] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            else:
+                code = MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, which=which)
+                # Large blocks get their own mappings, returned on free: peak RSS growth = peak live memory.
+                env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                     env=env)
+                peaks[which] = int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+        rows.append({"size": label, "distill_mib": peaks["distill"], "auraloss_mib": peaks["auraloss"],
+                     "ratio": peaks["distill"] / max(peaks["auraloss"], 1e-9)})
+    return rows
+
+
+def bench_overhead(device: torch.device, reps: int) -> dict:
+    """CombinedLoss with the recipe against one hand-written function of the same four terms."""
+    from distill_core import CombinedLoss, LossConfig
+    from distill_stft.fast import FastMultiResolutionSTFT
+
+    config = LossConfig()
+    combined = CombinedLoss(config).to(device)
+    stft = FastMultiResolutionSTFT(config.stft).to(device)
+    g = torch.Generator().manual_seed(0)
+    recon0 = torch.rand(16, 2, 128, 94, generator=g).to(device)
+    target = torch.rand(16, 2, 128, 94, generator=g).to(device)
+    mu, logvar = torch.randn(16, 32, generator=g).to(device), torch.randn(16, 32, generator=g).to(device)
+    kl_weight = combined.weights(3, 10)["kl"]
+
+    def hand_written() -> None:
+        recon = recon0.detach().requires_grad_(True)
+        b = recon.shape[0]
+        stft_loss = stft(recon[:, 0].reshape(b, 1, -1), target[:, 0].reshape(b, 1, -1)).clamp(min=0)
+        mag = (recon[:, 0] - target[:, 0]).abs().mean()
+        w = target[:, 0] / (target[:, 0].mean() + 1e-8)
+        inst = ((recon[:, 1] - target[:, 1]).abs() * w).mean()
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).clamp(min=0.1).sum(1).mean()
+        recon_loss = 0.1 * (1.0 * mag + 0.5 * inst)
+        total = stft_loss + recon_loss + kl_weight * kl
+        total = torch.where(torch.isfinite(total), total, recon_loss)
+        total.backward()
+
+    def framework() -> None:
+        recon = recon0.detach().requires_grad_(True)
+        out = combined({"recon": recon, "target": target, "mu": mu, "logvar": logvar}, epoch=3, total_epochs=10)
+        out["total_loss"].backward()
+
+    t = interleaved({"combined": framework, "hand_written": hand_written}, device, reps)
+    return {"combined_ms": t["combined"] * 1e3, "hand_written_ms": t["hand_written"] * 1e3,
+            "ratio": t["combined"] / t["hand_written"]}
+
+
+IMPORT_CHILD = """
+import time, torch
+t = time.perf_counter()
+import distill_core
+registry = distill_core.get_registry()
+assert {"stft", "mag_recon", "if_recon", "kl"} <= set(registry.terms)
+print(time.perf_counter() - t)
+"""
+
+
+def bench_import(reps: int) -> dict:
+    times = [float(subprocess.run([sys.executable, "-c", IMPORT_CHILD], capture_output=True, text=True,
+                                  check=True).stdout) for _ in range(reps)]
+    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([f"\n{title}", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *map(line, rows)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
+           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "python": platform.python_version(), "reps": args.reps}
+    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}, device: {env['device']}, "
+          f"median of {args.reps} interleaved repetitions after 3 warm-up rounds")
+    results: dict = {"environment": env}
+    results["stft"] = bench_stft(device, args.reps)
+    print(table("1-2. stft term, forward + backward (default 3 resolutions)",
+                ["size", "speedup vs auraloss", "distill / floor", "distill ms", "auraloss ms", "floor ms"],
+                [[r["size"], f"{r['speedup_vs_auraloss']:.2f}x", f"{r['ratio_to_floor']:.2f}x",
+                  f"{r['distill_ms']:.1f}", f"{r['auraloss_ms']:.1f}", f"{r['floor_ms']:.1f}"]
+                 for r in results["stft"]]))
+    if device.type == "cuda":
+        results["stft_bf16_autocast"] = bench_stft(device, args.reps, torch.bfloat16)
+        print(table("1-2b. stft term under bf16 autocast", ["size", "speedup vs auraloss", "distill / floor"],
+                    [[r["size"], f"{r['speedup_vs_auraloss']:.2f}x", f"{r['ratio_to_floor']:.2f}x"]
+                     for r in results["stft_bf16_autocast"]]))
+    results["memory"] = bench_memory(device, args.threads)
+    print(table("3. peak memory of forward + backward", ["size", "distill / auraloss", "distill MiB", "auraloss MiB"],
+                [[r["size"], f"{r['ratio']:.2f}x", f"{r['distill_mib']:.1f}", f"{r['auraloss_mib']:.1f}"]
+                 for r in results["memory"]]))
+    results["overhead"] = bench_overhead(device, args.reps)
+    o = results["overhead"]
+    print(table("4. CombinedLoss (recipe) vs a hand-written function, seed size", ["ratio", "combined ms",
+                                                                                   "hand-written ms"],
+                [[f"{o['ratio']:.3f}x", f"{o['combined_ms']:.2f}", f"{o['hand_written_ms']:.2f}"]]))
+    results["import"] = bench_import(args.reps)
+    i = results["import"]
+    print(table("5. import distill_core + discovery of the four plugins (torch already imported)",
+                ["median ms", "min ms"], [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}"]]))
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
