@@ -186,15 +186,29 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
+              help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
-              batch_size: int, seed: int, device: str, no_progress: bool) -> None:
+              batch_size: int, seed: int, device: str, resume: Path | None, no_progress: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
+    import signal
+
     from .training.run import DemoSettings, run_demo
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run like Ctrl-C: finished epochs stay saved
     settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
-                            batch_size=batch_size, seed=seed, device=device)
-    run_dir = run_demo(settings, progress=not no_progress)
+                            batch_size=batch_size, seed=seed, device=device, resume=resume)
+    try:
+        run_dir = run_demo(settings, progress=not no_progress)
+    except KeyboardInterrupt:
+        last = out / name / "last.pt"
+        hint = f"; resume with: distill-loss train --name {name} --out {out} --resume {last}" if last.exists() else ""
+        click.echo(f"interrupted{hint}", err=True)
+        sys.exit(130)
     click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
 
 

@@ -111,3 +111,8 @@ def check_spectrograms(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Ten
 def check_latents(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """The latent contract: ``mu`` and ``logvar`` are [B, D] of one shape."""
     return check_pair(term, batch, "mu", "logvar", "B, D")
+
+
+def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """float16/bfloat16 tensors as float32 (losses reduce, divide and take logs: half precision is too coarse)."""
+    return tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)

@@ -36,6 +36,7 @@ class DemoSettings:
     seed: int = 0
     samples: int = 3
     device: str = "cpu"
+    resume: Path | None = None
     spectrogram: SpectrogramConfig = SpectrogramConfig()
 
 
@@ -122,7 +123,8 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
     try:
         history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                        device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir)
+                        device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
+                        resume_from=settings.resume)
     finally:
         bar.close()
     plot_losses(history, run_dir / "losses.png")

@@ -11,7 +11,7 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_pair
+from distill_core.terms import Batch, check_pair, upcast
 
 __version__ = "0.1.0"
 
@@ -38,9 +38,7 @@ class SISDRLoss(LossTerm):
     requires = ("recon", "target")
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        recon, target = check_pair(self.name, batch, "recon", "target", "B, C, N")
-        if recon.dtype in (torch.float16, torch.bfloat16):
-            recon, target = recon.float(), target.float()
+        recon, target = upcast(*check_pair(self.name, batch, "recon", "target", "B, C, N"))
         eps = self.config.eps
         if self.config.zero_mean:
             recon = recon - recon.mean(dim=-1, keepdim=True)

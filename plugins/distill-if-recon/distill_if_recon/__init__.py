@@ -6,7 +6,7 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_spectrograms
+from distill_core.terms import Batch, check_spectrograms, upcast
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ class IFReconLoss(LossTerm):
     zero_at_identity = True
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        recon, target = check_spectrograms(self.name, batch)
+        recon, target = upcast(*check_spectrograms(self.name, batch))
         target_mag = target[:, 0]
         weight = target_mag / (target_mag.mean() + self.config.eps)
         return ((recon[:, 1] - target[:, 1]).abs() * weight).mean()

@@ -8,7 +8,7 @@ import attrs
 import torch
 
 from distill_core import LinearWarmup, LossTerm, Weight, hookimpl, weight_at
-from distill_core.terms import Batch, check_latents
+from distill_core.terms import Batch, check_latents, upcast
 
 __version__ = "0.1.0"
 
@@ -44,9 +44,7 @@ class KLLoss(LossTerm):
     requires = ("mu", "logvar")
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        mu, logvar = check_latents(self.name, batch)
-        if mu.dtype in (torch.float16, torch.bfloat16):
-            mu, logvar = mu.float(), logvar.float()
+        mu, logvar = upcast(*check_latents(self.name, batch))
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
         return kl.clamp(min=self.config.free_bits).sum(dim=1).mean()
 

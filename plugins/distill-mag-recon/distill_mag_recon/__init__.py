@@ -6,7 +6,7 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_spectrograms
+from distill_core.terms import Batch, check_spectrograms, upcast
 
 __version__ = "0.1.0"
 
@@ -27,7 +27,7 @@ class MagReconLoss(LossTerm):
     zero_at_identity = True
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        recon, target = check_spectrograms(self.name, batch)
+        recon, target = upcast(*check_spectrograms(self.name, batch))
         return (recon[:, 0] - target[:, 0]).abs().mean()
 
 

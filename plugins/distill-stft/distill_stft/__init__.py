@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from distill_core import LossTerm, hookimpl
-from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms
+from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms, upcast
 
 from .config import STFTConfig
 from .fast import FastMultiResolutionSTFT
@@ -69,9 +69,7 @@ class STFTLoss(LossTerm):
         return x, y
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        x, y = self.signals(batch)
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
+        x, y = upcast(*self.signals(batch))
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         with torch.autocast(x.device.type, enabled=False):  # FFTs, logs and divisions in float32 or wider
