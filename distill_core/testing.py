@@ -6,6 +6,8 @@ factory that makes a small batch for the term.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pytest
@@ -116,3 +118,18 @@ def check_term(term_class: type, batch_factory: BatchFactory, config: Any = None
         compiled = torch.compile(term, backend=compile_backend)(batch)
         assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), \
             f"{name}: torch.compile({compile_backend}) gives {float(compiled)}, eager {float(eager)}"
+
+
+def write_distribution(root: str | os.PathLike, name: str, version: str, modules: Mapping[str, str],
+                       entry_points: Mapping[str, str]) -> Path:
+    """Write an installed distribution under ``root`` (put it on sys.path): modules and a dist-info whose
+    entry points (group ``distill``) map term names to modules. For testing real discovery without pip."""
+    root = Path(root)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(source)
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[distill]\n{lines}")
+    return info

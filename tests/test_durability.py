@@ -14,6 +14,7 @@ import torch
 from distill_core import CombinedLoss, load_config
 from distill_core.combined import TermBuildError
 from distill_core.plugins import Registry
+from distill_core.testing import write_distribution
 from distill_core.training.checkpoint import load_checkpoint
 from distill_core.training.metrics import MetricsHistory
 
@@ -99,11 +100,7 @@ def distill_loss_terms(register):
 
 
 def test_term_init_failure_fails_only_configs_that_use_it(tmp_path, monkeypatch):
-    (tmp_path / "fragile_plugin.py").write_text(INIT_FAILS)
-    info = tmp_path / "distill_fragile-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: distill-fragile\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text("[distill]\nfragile = fragile_plugin\n")
+    write_distribution(tmp_path, "distill-fragile", "0.3", {"fragile_plugin": INIT_FAILS}, {"fragile": "fragile_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
     registry.load_entrypoints()

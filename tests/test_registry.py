@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import textwrap
 
 import attrs
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import distill_core
 from distill_core import LossConfig, PluginError, Registry, UnknownTermError, hookimpl, load_config
 from distill_core.plugins import get_registry, reset_registry
+from distill_core.testing import write_distribution
 
 _counter = itertools.count()
 
@@ -36,13 +36,10 @@ def distill_loss_terms(register):
 
 
 def make_dist(root, dist: str, version: str, term: str, body: str = "register(T)", prefix: str = "") -> str:
-    """Write an installed distribution (dist-info with an entry point in group 'distill') under root."""
+    """An installed distribution with one entry point in group 'distill', written under root."""
     module = f"throwaway_{dist.replace('-', '_')}_{next(_counter)}"
-    (root / f"{module}.py").write_text(prefix + TERM_SOURCE.format(term=term, body=body))
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[distill]\n{term} = {module}\n")
+    write_distribution(root, dist, version, {module: prefix + TERM_SOURCE.format(term=term, body=body)},
+                       {term: module})
     return module
 
 

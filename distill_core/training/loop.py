@@ -18,10 +18,11 @@ from torch import nn
 
 from ..combined import CombinedLoss
 from ..config import converter
+from ..lock import lock_differences, make_lock
 from ..loss_config import LossConfig
 from ..models import vae_loss
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from .metrics import EpochMetrics, MetricsHistory, StepMetrics, step_fields
+from .metrics import EpochMetrics, MetricsHistory, StepMetrics, split_components, step_fields
 
 Callback = Callable[[Any], None]
 LossSpec = LossConfig | CombinedLoss | None
@@ -170,19 +171,9 @@ def validate_epoch(model: nn.Module, loader: Iterable[Any], loss_config: LossSpe
     return acc.means(reduce=True)
 
 
-def _provenance(loss: CombinedLoss | None) -> dict[str, dict[str, str]]:
-    if loss is None:
-        return {}
-    return {name: {"distribution": p.distribution, "version": p.version, "entry_point": p.entry_point,
-                   "config": converter.unstructure(loss.config.terms[name])}
-            for name, p in loss.provenance.items()}
-
-
 def _epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float], lr: float,
                    elapsed: float, done: int) -> EpochMetrics:
-    named = ("stft_loss", "mag_recon_loss", "if_recon_loss")
-    other = {k: v for k, v in val.items()
-             if k.endswith("_loss") and k not in named and k not in ("total_loss", "recon_loss", "kl_loss")}
+    _, other = split_components(val)
     return EpochMetrics(
         epoch=epoch, total_epochs=epochs, train_loss=train.get("total_loss", math.nan),
         val_loss=val.get("total_loss", math.nan), val_recon_loss=val.get("recon_loss", 0.0),
@@ -214,8 +205,6 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     history, start, best = MetricsHistory(), 0, math.inf
     if resume_from is not None:
         state = load_checkpoint(resume_from)
-        from ..lock import lock_differences
-
         drift = lock_differences(state.get("provenance", {}))
         if drift:
             warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
@@ -250,7 +239,8 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             best = min(best, metrics.val_loss) if math.isfinite(metrics.val_loss) else best
             state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "config": converter.unstructure(loss.config) if loss is not None else None,
-                     "history": history.to_dict(), "provenance": _provenance(loss), "rng": rng_state(),
+                     "history": history.to_dict(), "provenance": make_lock(loss) if loss is not None else {},
+                     "rng": rng_state(),
                      "best_val": best}
             history.save(out_dir / "history.json")
             save_checkpoint(out_dir / "last.pt", state)

@@ -147,9 +147,18 @@ class MetricsHistory:
         return cls.from_dict(data, str(p))
 
 
-def step_fields(components: Mapping[str, float]) -> dict[str, Any]:
-    """Split ``<term>_loss`` components into StepMetrics' named fields and its ``components`` dict."""
-    named = {k: v for k, v in components.items() if k in ("stft_loss", "mag_recon_loss", "if_recon_loss")}
-    other = {k: v for k, v in components.items()
-             if k.endswith("_loss") and k not in named and k not in ("total_loss", "recon_loss", "kl_loss")}
+NAMED_TERMS = ("stft_loss", "mag_recon_loss", "if_recon_loss")
+RECIPE_KEYS = ("total_loss", "recon_loss", "kl_loss")
+
+
+def split_components(values: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """(the recipe's named per-term losses, every other ``<term>_loss``): the latter go in ``components``."""
+    named = {k: v for k, v in values.items() if k in NAMED_TERMS}
+    other = {k: v for k, v in values.items() if k.endswith("_loss") and k not in NAMED_TERMS and k not in RECIPE_KEYS}
+    return named, other
+
+
+def step_fields(values: Mapping[str, float]) -> dict[str, Any]:
+    """StepMetrics' per-term keyword arguments from a step's averaged loss values."""
+    named, other = split_components(values)
     return {**named, "components": other}
