@@ -165,7 +165,7 @@ class Registry:
 
     def _conflict_message(self, name: str) -> str:
         who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})"
-                           for i in self._conflicts[name])
+                           for i in self.conflicts[name])
         return (f"term name {name!r} is registered by more than one plugin: {who}; "
                 f"uninstall one, or choose with {ALLOW_ENV}=<distribution>")
 
@@ -207,7 +207,7 @@ class Registry:
 
     @property
     def conflicts(self) -> dict[str, list[TermInfo]]:
-        return {k: list(v) for k, v in self._conflicts.items()}
+        return {k: sorted(v, key=lambda i: str(i.provenance)) for k, v in self._conflicts.items()}
 
     def get(self, name: str) -> TermInfo:
         """The term registered as ``name``, or an error that says why it is not usable."""

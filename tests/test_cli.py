@@ -127,3 +127,28 @@ def test_required_plugins_mismatch_fails_at_build():
     with pytest.raises(ConfigError, match=r"'distill-kl<0.1' is required but distill-kl==0.1.0 is installed"):
         CombinedLoss(config)
     CombinedLoss(LossConfig(required_plugins=("distill-kl>=0.1",)))
+
+
+def test_plugins_lists_broken_and_conflicting_plugins(tmp_path):
+    import os
+
+    from distill_core.testing import write_distribution
+
+    write_distribution(tmp_path, "distill-brittle", "0.2", {"brittle_mod": "import not_a_real_module\n"},
+                       {"brittle": "brittle_mod"})
+    twin = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
+            "class T(LossTerm):\n    name = 'stft'\n    config_class = C\n    requires = ('recon',)\n"
+            "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
+    write_distribution(tmp_path, "my-stft", "2.0", {"my_stft": twin}, {"stft": "my_stft"})
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "plugins"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0
+    assert ("BROKEN brittle (distill-brittle==0.2): ModuleNotFoundError: No module named 'not_a_real_module'"
+            in r.stdout)
+    assert "CONFLICT stft: registered by distill-stft==0.1.0 and my-stft==2.0" in r.stdout
+    check = tmp_path / "loss.toml"
+    check.write_text("")
+    c = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(check)], capture_output=True,
+                       text=True, env=env)
+    assert c.returncode == 2
+    assert "terms.stft: term name 'stft' is registered by more than one plugin" in c.stderr
