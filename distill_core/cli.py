@@ -178,7 +178,7 @@ def new_plugin(name: str, directory: Path) -> None:
 @main.command("train")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="Folder of WAV files (default: a synthetic corpus).")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="demo", show_default=True, help="Run folder name under --out.")
 @click.option("--clips", type=click.IntRange(min=2), default=96, show_default=True,

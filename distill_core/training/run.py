@@ -27,7 +27,7 @@ class DemoSettings:
 
     name: str = "demo"
     out: Path = Path("runs")
-    epochs: int = 10
+    epochs: int = 20
     data: Path | None = None
     config: Path | None = None
     clips: int = 96
