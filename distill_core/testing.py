@@ -133,3 +133,18 @@ def write_distribution(root: str | os.PathLike, name: str, version: str, modules
     lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
     (info / "entry_points.txt").write_text(f"[distill]\n{lines}")
     return info
+
+
+def check_discovery(term_class: type, distribution: str) -> Any:
+    """Assert that entry-point discovery finds ``term_class`` from the installed ``distribution`` with its
+    installed version; return the registry's TermInfo."""
+    from importlib import metadata
+
+    from .plugins import get_registry
+
+    info = get_registry().get(term_class.name)
+    assert info.cls is term_class, f"{term_class.name!r} resolves to {info.cls!r}, not {term_class!r}"
+    version = metadata.version(distribution)
+    assert (info.provenance.distribution, info.provenance.version) == (distribution, version), \
+        f"{term_class.name!r} comes from {info.provenance}, expected {distribution}=={version}"
+    return info

@@ -3,7 +3,7 @@ import torch
 
 import distill_core
 from distill_core import BatchError, load_config
-from distill_core.testing import check_term
+from distill_core.testing import check_discovery, check_term
 from distill_if_recon import IFReconConfig, IFReconLoss
 
 
@@ -52,8 +52,7 @@ def test_bad_shapes(recon, target, message):
 
 
 def test_discovery_and_round_trip(tmp_path):
-    info = distill_core.get_registry().get("if_recon")
-    assert info.cls is IFReconLoss and str(info.provenance) == "distill-if-recon==0.1.0"
+    assert str(check_discovery(IFReconLoss, "distill-if-recon").provenance) == "distill-if-recon==0.1.0"
     c = load_config({"recipe": "none", "terms": {"if_recon": {"eps": 1e-6}}})
     assert load_config(distill_core.dump_config(c, tmp_path / "c.json")) == c
     with pytest.raises(distill_core.ConfigError, match="terms.if_recon.eps: expected eps > 0"):

@@ -5,7 +5,7 @@ import torch
 
 import distill_core
 from distill_core import BatchError, LinearWarmup, load_config
-from distill_core.testing import check_term
+from distill_core.testing import check_discovery, check_term
 from distill_kl import KLConfig, KLLoss
 
 
@@ -61,8 +61,7 @@ def test_bad_shapes(mu, logvar, message):
 
 
 def test_discovery_and_round_trip(tmp_path):
-    info = distill_core.get_registry().get("kl")
-    assert info.cls is KLLoss and str(info.provenance) == "distill-kl==0.1.0"
+    assert str(check_discovery(KLLoss, "distill-kl").provenance) == "distill-kl==0.1.0"
     c = load_config({"recipe": "none", "terms": {"kl": {"free_bits": 0.2, "weight": 0.05}}})
     assert load_config(distill_core.dump_config(c, tmp_path / "c.toml")) == c
     with pytest.raises(distill_core.ConfigError, match="terms.kl.free_bits: expected a finite number >= 0"):

@@ -3,7 +3,7 @@ import torch
 
 import distill_core
 from distill_core import BatchError, load_config
-from distill_core.testing import check_term
+from distill_core.testing import check_discovery, check_term
 from distill_mag_recon import MagReconConfig, MagReconLoss
 
 
@@ -49,7 +49,6 @@ def test_bad_shapes(recon, target, message):
 
 
 def test_discovery_and_round_trip(tmp_path):
-    info = distill_core.get_registry().get("mag_recon")
-    assert info.cls is MagReconLoss and str(info.provenance) == "distill-mag-recon==0.1.0"
+    assert str(check_discovery(MagReconLoss, "distill-mag-recon").provenance) == "distill-mag-recon==0.1.0"
     c = load_config({"recipe": "none", "terms": {"mag_recon": {"weight": 0.3}}})
     assert load_config(distill_core.dump_config(c, tmp_path / "c.yaml")) == c

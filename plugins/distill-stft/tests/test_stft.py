@@ -7,7 +7,7 @@ import torch
 
 import distill_core
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
-from distill_core.testing import check_term
+from distill_core.testing import check_discovery, check_term
 from distill_stft import STFTConfig, STFTLoss, auraloss_reference
 
 SMALL = dict(fft_sizes=(64, 128, 256), hop_sizes=(16, 32, 64), win_lengths=(48, 128, 200))
@@ -189,9 +189,7 @@ def test_config_checks_raise_invalid_config():
 
 
 def test_discovered_with_distribution_and_version():
-    info = distill_core.get_registry().get("stft")
-    assert info.cls is STFTLoss
-    assert (info.provenance.distribution, info.provenance.version) == ("distill-stft", "0.1.0")
+    assert str(check_discovery(STFTLoss, "distill-stft").provenance) == "distill-stft==0.1.0"
 
 
 def test_config_round_trip_through_a_file(tmp_path):
