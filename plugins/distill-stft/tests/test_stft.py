@@ -200,3 +200,21 @@ def test_config_round_trip_through_a_file(tmp_path):
     with pytest.raises(ConfigError, match="terms.stft.n_bins: n_bins 300 exceeds the smallest FFT size 64"):
         load_config({"terms": {"stft": {**{k: list(v) for k, v in SMALL.items()}, "scale": "mel",
                                         "sample_rate": 16000, "n_bins": 300}}})
+
+
+def test_target_with_grad_needs_the_auraloss_backend():
+    x, y = waves()
+    y.requires_grad_(True)
+    with pytest.raises(ValueError, match="fast backend treats target as a constant; use backend = 'auraloss'"):
+        STFTLoss(STFTConfig(**SMALL, input="waveform"))({"recon": x.requires_grad_(True), "target": y})
+    out = STFTLoss(STFTConfig(**SMALL, input="waveform", backend="auraloss"))({"recon": x, "target": y})
+    out.backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_no_grad_path_equals_grad_path():
+    x, y = waves()
+    term = STFTLoss(STFTConfig(**SMALL, input="waveform"))
+    with torch.no_grad():
+        plain = term({"recon": x, "target": y})
+    torch.testing.assert_close(term({"recon": x.clone().requires_grad_(True), "target": y}).detach(), plain)
