@@ -186,22 +186,26 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--mel-bins", type=int, help="Mel-scale the magnitude to this many bands (e.g. 128).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
-              batch_size: int, seed: int, device: str, resume: Path | None, no_progress: bool) -> None:
+              batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
+              no_progress: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
     import signal
 
     from .training.run import DemoSettings, run_demo
+    from .training.spectrogram import SpectrogramConfig
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run like Ctrl-C: finished epochs stay saved
     settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
-                            batch_size=batch_size, seed=seed, device=device, resume=resume)
+                            batch_size=batch_size, seed=seed, device=device, resume=resume,
+                            spectrogram=SpectrogramConfig(mel_bins=mel_bins))
     try:
         run_dir = run_demo(settings, progress=not no_progress)
     except KeyboardInterrupt:

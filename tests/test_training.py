@@ -104,6 +104,20 @@ def test_spectrogram_round_trip_of_a_sine():
     assert float((y - x).norm() / x.norm()) < 1e-4  # stated bound: relative L2 error below 1e-4
 
 
+def test_mel_spectrogram_round_trip():
+    cfg = SpectrogramConfig(mel_bins=128)
+    t = torch.arange(cfg.samples) / cfg.sample_rate
+    x = (0.5 * torch.sin(2 * math.pi * 440.0 * t) + 0.2 * torch.sin(2 * math.pi * 1230.0 * t))[None]
+    spec = to_spectrogram(x, cfg)
+    assert spec.shape == (1, 2, 128, 64)
+    assert spec[:, 0].min() >= 0 and spec[:, 1].abs().max() <= 1
+    y = from_spectrogram(spec, cfg)
+    # Approximate by design (pseudo-inverse of the filterbank): stated bound, 5% relative L2 error.
+    assert float((y - x).norm() / x.norm()) < 0.05
+    again = to_spectrogram(y, cfg)
+    assert float((again[:, 0] - spec[:, 0]).norm() / spec[:, 0].norm()) < 0.05
+
+
 def run_cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "distill_core.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
@@ -123,6 +137,14 @@ def test_demo_cli_end_to_end_at_toy_size(tmp_path):
     for i in range(3):
         with wave.open(str(run / "samples" / f"{i:02d}_reconstruction.wav")) as w:
             assert w.getframerate() == 16000 and w.getnframes() == SpectrogramConfig().samples
+
+
+def test_demo_with_mel_bins_and_a_bad_value(tmp_path):
+    r = run_cli("train", "--epochs", "1", "--clips", "8", "--mel-bins", "64", "--out", str(tmp_path),
+                "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    bad = run_cli("train", "--epochs", "1", "--mel-bins", "50", "--out", str(tmp_path), "--no-progress", cwd=tmp_path)
+    assert bad.returncode == 2 and "--mel-bins: expected a multiple of 16 between 16 and 256" in bad.stderr
 
 
 def write_wav(path, data, rate, channels=1):

@@ -93,6 +93,10 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs."""
     if settings.epochs < 1:
         raise ConfigError([("epochs", f"expected at least 1 epoch, got {settings.epochs}")])
+    mel = settings.spectrogram.mel_bins
+    if mel is not None and (mel < 16 or mel % 16 or mel > settings.spectrogram.n_fft // 2):
+        raise ConfigError([("--mel-bins", f"expected a multiple of 16 between 16 and "
+                                          f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")])
     torch.manual_seed(settings.seed)
     spec = settings.spectrogram
     if settings.data is not None:

@@ -2,6 +2,10 @@
 
 IF is the phase difference between consecutive frames, wrapped to (-pi, pi] and divided by pi, so it
 lies in [-1, 1]; summing it back along time restores the phase exactly (modulo 2 pi).
+
+With ``mel_bins``, channel 0 is log1p of the mel-filtered magnitude and channel 1 each band's IF averaged
+over its bins, weighted by filter and magnitude. That inverse is approximate: magnitude through the
+filterbank's pseudo-inverse, and every linear bin takes the IF of the band that weighs it most.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import math
 
 import attrs
 import torch
+
+from ..mel import mel_filterbank
 
 
 @attrs.define(frozen=True)
@@ -20,10 +26,12 @@ class SpectrogramConfig:
     n_fft: int = 512
     hop: int = 128
     frames: int = 64
+    mel_bins: int | None = None
 
     @property
     def bins(self) -> int:
-        return self.n_fft // 2
+        """Rows of the spectrogram: mel bands, or the linear bins below Nyquist."""
+        return self.mel_bins or self.n_fft // 2
 
     @property
     def samples(self) -> int:
@@ -35,21 +43,37 @@ def _window(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:
     return torch.hann_window(cfg.n_fft, dtype=like.dtype, device=like.device)
 
 
+def _filterbank(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:
+    """[mel_bins, n_fft // 2] mel filters over the kept linear bins."""
+    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.mel_bins)[:, : cfg.n_fft // 2]
+    return torch.from_numpy(fb).to(dtype=like.dtype, device=like.device)
+
+
 def to_spectrogram(wave: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:
-    """[B, N] waveforms -> [B, 2, n_fft // 2, frames] (log1p magnitude, IF in [-1, 1])."""
+    """[B, N] waveforms -> [B, 2, bins, frames] (log1p magnitude, IF in [-1, 1])."""
     spec = torch.stft(wave, cfg.n_fft, cfg.hop, window=_window(cfg, wave), return_complex=True)
-    spec = spec[:, : cfg.bins]
-    magnitude = torch.log1p(spec.abs())
+    spec = spec[:, : cfg.n_fft // 2]
+    magnitude = spec.abs()
     phase = torch.angle(spec)
     delta = torch.diff(phase, dim=-1, prepend=torch.zeros_like(phase[..., :1]))
-    inst_freq = torch.remainder(delta + math.pi, 2 * math.pi) - math.pi
-    return torch.stack([magnitude, inst_freq / math.pi], dim=1)
+    inst_freq = (torch.remainder(delta + math.pi, 2 * math.pi) - math.pi) / math.pi
+    if cfg.mel_bins:
+        fb = _filterbank(cfg, magnitude)
+        weight = torch.matmul(fb, magnitude)
+        inst_freq = torch.matmul(fb, magnitude * inst_freq) / weight.clamp(min=1e-8)
+        magnitude = weight
+    return torch.stack([torch.log1p(magnitude), inst_freq], dim=1)
 
 
 def from_spectrogram(spec: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:
-    """The inverse: phase by cumulative IF, then the inverse STFT; [B, 2, F, T] -> [B, N]."""
+    """The inverse: phase by cumulative IF, then the inverse STFT; [B, 2, bins, T] -> [B, N]."""
     magnitude = torch.expm1(spec[:, 0].clamp(min=0))
-    phase = torch.cumsum(spec[:, 1] * math.pi, dim=-1)
+    inst_freq = spec[:, 1]
+    if cfg.mel_bins:
+        fb = _filterbank(cfg, magnitude)
+        magnitude = torch.matmul(torch.linalg.pinv(fb), magnitude).clamp(min=0)
+        inst_freq = inst_freq[:, fb.argmax(dim=0)]
+    phase = torch.cumsum(inst_freq * math.pi, dim=-1)
     complex_spec = torch.polar(magnitude, phase)
     nyquist = torch.zeros_like(complex_spec[:, :1])
     complex_spec = torch.cat([complex_spec, nyquist], dim=1)

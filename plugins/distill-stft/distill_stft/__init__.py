@@ -10,7 +10,7 @@ from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms
 
 from .config import STFTConfig
 from .fast import FastMultiResolutionSTFT
-from .mel import mel_filterbank
+from distill_core.mel import mel_filterbank
 
 __version__ = "0.1.0"
 __all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference"]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import STFTConfig
-from .mel import mel_filterbank
+from distill_core.mel import mel_filterbank
 
 
 class _Resolution(nn.Module):

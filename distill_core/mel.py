@@ -1,4 +1,5 @@
-"""A Slaney-style mel filterbank, numerically the one librosa.filters.mel builds by default."""
+"""A Slaney-style mel filterbank, numerically the one librosa.filters.mel builds by default (shared by the
+stft term and the demo spectrogram)."""
 
 from __future__ import annotations
 
