@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "CombinedLoss": "combined", "TermBuildError": "combined",
     "ConfigError": "config", "InvalidConfig": "config", "converter": "config",
-    "LossConfig": "loss_config", "dump_config": "loss_config", "load_config": "loss_config",
+    "LossConfig": "loss_config", "dump_config": "loss_config", "dumps_config": "loss_config",
+    "load_config": "loss_config",
     "BrokenPlugin": "plugins", "PluginError": "plugins", "Provenance": "plugins", "Registry": "plugins",
     "TermInfo": "plugins", "UnknownTermError": "plugins", "get_registry": "plugins", "register": "plugins",
     "reset_registry": "plugins",
@@ -27,7 +28,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from .combined import CombinedLoss, TermBuildError
     from .config import ConfigError, InvalidConfig, converter
-    from .loss_config import LossConfig, dump_config, load_config
+    from .loss_config import LossConfig, dump_config, dumps_config, load_config
     from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
                           get_registry, register, reset_registry)
     from .recipe import GroupConfig, ReconLossConfig
@@ -48,6 +49,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "BatchError", "BrokenPlugin", "CombinedLoss", "ConfigError", "Constant", "Cosine", "Cyclical", "GroupConfig",
     "InvalidConfig", "LinearWarmup", "LossConfig", "LossTerm", "PluginError", "Provenance", "ReconLossConfig",
-    "Registry", "Schedule", "TermBuildError", "TermInfo", "UnknownTermError", "Weight", "converter", "dump_config",
+    "Registry", "Schedule", "TermBuildError", "TermInfo", "UnknownTermError", "Weight", "converter", "dump_config", "dumps_config",
     "get_registry", "hookimpl", "load_config", "register", "reset_registry", "weight_at",
 ]

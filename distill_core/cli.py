@@ -134,8 +134,8 @@ def plugins(as_json: bool, requirements: bool) -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def check(config: Path) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
-    from .config import ConfigError, converter
-    from .loss_config import load_config
+    from .config import ConfigError
+    from .loss_config import dumps_config, load_config
     from .pins import unmet_pins
 
     try:
@@ -146,12 +146,8 @@ def check(config: Path) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
-    import tomli_w
-
-    from .config import _drop_none
-
     click.echo(f"# {config}: valid")
-    click.echo(tomli_w.dumps(_drop_none(converter.unstructure(resolved))))
+    click.echo(dumps_config(resolved, ".toml"))
 
 
 @main.command()

@@ -260,26 +260,32 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def format_mapping(data: Mapping[str, Any], suffix: str) -> str:
+    """Text of a mapping in the format of a file suffix (.toml, .json, .yaml, .yml)."""
+    suffix = suffix.lower()
+    if suffix == ".toml":
+        import tomli_w
+
+        return tomli_w.dumps(_drop_none(data))  # TOML has no null: absent means default
+    if suffix == ".json":
+        import json
+
+        return json.dumps(data, indent=2) + "\n"
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(dict(data), sort_keys=False)
+    raise ConfigError([("", f"unsupported config file type {suffix!r}; expected one of {', '.join(SUFFIXES)}")])
+
+
 def write_mapping(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write a mapping as .toml/.json/.yaml atomically (temp file, fsync, rename)."""
     from .atomic import atomic_write_text
 
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".toml":
-        import tomli_w
-
-        text = tomli_w.dumps(_drop_none(data))  # TOML has no null: absent means default
-    elif suffix == ".json":
-        import json
-
-        text = json.dumps(data, indent=2) + "\n"
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        text = yaml.safe_dump(_drop_none(data), sort_keys=False)
-    else:
-        raise ConfigError([("", f"unsupported config file type {p.suffix!r}; expected one of "
-                                f"{', '.join(SUFFIXES)}")], str(p))
+    try:
+        text = format_mapping(data, p.suffix)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, str(p)) from None
     atomic_write_text(p, text)
     return p

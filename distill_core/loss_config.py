@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
-from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, join, read_mapping,
-                     structure_checked, unstructure, write_mapping)
+from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, format_mapping, join,
+                     read_mapping, structure_checked, unstructure, write_mapping)
 from .recipe import GROUP_KINDS, RECIPES, GroupConfig
 
 if TYPE_CHECKING:
@@ -211,6 +211,11 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], registry: "Regist
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError([("", f"expected a path or a mapping, got {type(source).__name__}")])
     return _structure(read_mapping(source), registry, str(source))
+
+
+def dumps_config(config: LossConfig, suffix: str = ".toml") -> str:
+    """The text ``dump_config`` would write for a file with this suffix."""
+    return format_mapping(_unstructure(config), suffix)
 
 
 def dump_config(config: LossConfig, path: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ import re
 import threading
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import attrs
 import pluggy
@@ -262,12 +262,3 @@ def register(plugin: ModuleType | object | type, name: str | None = None) -> lis
         registry.register_term(plugin)
         return [plugin.name]
     return registry.register_plugin(plugin, name=name)
-
-
-def iter_provenance(names: Iterable[str], registry: Registry | None = None) -> dict[str, str]:
-    """``{term: "dist==version"}`` for the given term names."""
-    registry = registry or get_registry()
-    return {n: str(registry.get(n).provenance) for n in names}
-
-
-RegisterFn = Callable[[type], None]

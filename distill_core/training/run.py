@@ -13,7 +13,8 @@ from .. import __version__
 from ..combined import CombinedLoss
 from ..config import ConfigError
 from ..lock import write_lock
-from ..loss_config import LossConfig, dump_config, load_config
+from ..atomic import atomic_write_text
+from ..loss_config import LossConfig, dumps_config, load_config
 from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
@@ -117,11 +118,9 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
 
     run_dir = Path(settings.out) / settings.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.toml")
     versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-    text = (run_dir / "config.toml").read_text()
-    (run_dir / "config.toml").write_text(f"# resolved loss config, distill-core {__version__}; plugins: {versions}\n"
-                                         + text)
+    atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
+                                               f"{versions}\n" + dumps_config(config, ".toml"))
     write_lock(run_dir / "lock.json", loss)
 
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
