@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--markers", type=Path)
     args = parser.parse_args()
+    # Ctrl-C raises KeyboardInterrupt even when this process was started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     specs = to_spectrogram(synthetic_corpus(36, SPEC.samples, SPEC.sample_rate), SPEC)
