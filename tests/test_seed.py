@@ -107,8 +107,7 @@ class TinyVAE(torch.nn.Module):
 
 
 def test_7_training_loop_uses_combined_loss_with_fallback(monkeypatch):
-    from distill_core.training import LossConfig
-    from distill_core.training.loop import train, train_epoch, validate_epoch
+    from distill_core.training import LossConfig, train, train_epoch, validate_epoch
     from distill_stft import STFTLoss
 
     torch.manual_seed(0)

@@ -26,6 +26,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "train": ".loop", "train_epoch": ".loop", "validate_epoch": ".loop",
+    "StepMetrics": ".metrics", "EpochMetrics": ".metrics", "MetricsHistory": ".metrics",
+    "DemoSettings": ".run", "run_demo": ".run",
+    "SpectrogramConfig": ".spectrogram", "to_spectrogram": ".spectrogram", "from_spectrogram": ".spectrogram",
+    "SpectrogramVAE": ".model",
+}
 
-__all__ = ["LossConfig", "ReconLossConfig", "STFTLossConfig", "KLLossConfig"]
+__all__ = ["LossConfig", "ReconLossConfig", "STFTLossConfig", "KLLossConfig", *_LAZY]
