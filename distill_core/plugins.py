@@ -51,7 +51,7 @@ class TermInfo:
     """A registered term class and its provenance."""
 
     name: str
-    cls: type
+    cls: type[LossTerm]
     provenance: Provenance
 
     @property
@@ -128,11 +128,11 @@ class Registry:
 
         Failures raise PluginError (callers that discover entry points isolate them).
         """
-        provenance = provenance or Provenance(entry_point=name or getattr(plugin, "__name__", ""))
+        provenance = provenance or Provenance(entry_point=str(name or getattr(plugin, "__name__", "")))
         self.pm.register(plugin, name=name or getattr(plugin, "__name__", None) or repr(plugin))
         try:
             self.pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
-            collected: list[type] = []
+            collected: list[type[LossTerm]] = []
             for impl in self.pm.hook.distill_loss_terms.get_hookimpls():
                 if impl.plugin is plugin:
                     impl.function(register=collected.append)
@@ -145,7 +145,7 @@ class Registry:
             self._add(TermInfo(cls.name, cls, provenance))
         return [cls.name for cls in collected]
 
-    def register_term(self, cls: type, provenance: Provenance | None = None) -> None:
+    def register_term(self, cls: type[LossTerm], provenance: Provenance | None = None) -> None:
         """Register one term class directly (notebooks and tests)."""
         validate_term_class(cls)
         self._add(TermInfo(cls.name, cls, provenance or Provenance()))

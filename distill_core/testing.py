@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from .config import converter
-from .plugins import Registry, reset_registry
+from .plugins import Registry, TermInfo, reset_registry
+from .terms import LossTerm
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 
@@ -31,10 +32,10 @@ def distill_registry() -> Iterator[Registry]:
 
 
 @pytest.fixture
-def register_term(distill_registry: Registry) -> Callable[..., type]:
+def register_term(distill_registry: Registry) -> Callable[..., type[LossTerm]]:
     """Register in-memory LossTerm classes in the isolated registry: ``register_term(MyTerm)``."""
 
-    def register(*classes: type) -> type:
+    def register(*classes: type[LossTerm]) -> type[LossTerm]:
         for cls in classes:
             distill_registry.register_term(cls)
         return classes[-1]
@@ -57,7 +58,7 @@ def _prepared(batch_factory: BatchFactory, dtype: torch.dtype, device: torch.dev
     return batch, keys
 
 
-def check_term(term_class: type, batch_factory: BatchFactory, config: Any = None, *,
+def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: Any = None, *,
                compile_backend: str = "aot_eager", gradcheck: bool = True) -> None:
     """Assert the loss-term contract; raise AssertionError naming the failed property.
 
@@ -135,7 +136,7 @@ def write_distribution(root: str | os.PathLike, name: str, version: str, modules
     return info
 
 
-def check_discovery(term_class: type, distribution: str) -> Any:
+def check_discovery(term_class: type[LossTerm], distribution: str) -> TermInfo:
     """Assert that entry-point discovery finds ``term_class`` from the installed ``distribution`` with its
     installed version; return the registry's TermInfo."""
     from importlib import metadata

@@ -31,7 +31,7 @@ def synthetic_corpus(count: int, samples: int, sample_rate: int, seed: int = 0) 
             f0 = 110 + 330 * u[0]
             vibrato = 1 + 0.01 * (1 + 2 * u[1]) * torch.sin(2 * math.pi * (4 + 3 * u[2]) * t)
             phase = 2 * math.pi * f0 * torch.cumsum(vibrato, 0) / sample_rate
-            x = sum(torch.sin(k * phase) / k for k in range(1, 6))
+            x = torch.stack([torch.sin(k * phase) / k for k in range(1, 6)]).sum(dim=0)
         else:  # noise burst with an exponential decay
             noise = torch.randn(samples, generator=g, dtype=torch.float64)
             start = int(u[0] * samples * 0.5)

@@ -11,7 +11,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, Sized
 
 import torch
 from torch import nn
@@ -103,13 +103,14 @@ def _emit(callbacks: Iterable[Callback], metrics: Any) -> None:
 
 def _skip_nonfinite_step(params: list[nn.Parameter], grad_clip_norm: float | None) -> torch.Tensor:
     """Clip gradients; where their norm is not finite, zero them (no sync). Return the 'bad step' flag."""
-    grads = [p for p in params if p.grad is not None]
-    if not grads:
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
         return torch.zeros(())
-    norm = torch.nn.utils.clip_grad_norm_(grads, grad_clip_norm if grad_clip_norm else math.inf)
+    norm = torch.nn.utils.clip_grad_norm_(with_grad, grad_clip_norm if grad_clip_norm else math.inf)
     ok = torch.isfinite(norm)
-    for p in grads:
-        p.grad.nan_to_num_(0.0, 0.0, 0.0).mul_(ok)
+    for grad in (p.grad for p in with_grad):
+        assert grad is not None
+        grad.nan_to_num_(0.0, 0.0, 0.0).mul_(ok)
     return (~ok).float()
 
 
@@ -125,7 +126,7 @@ def train_epoch(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     epoch_acc, window = Accumulator(), Accumulator()
-    total_steps = len(loader) if hasattr(loader, "__len__") else 0
+    total_steps = len(loader) if isinstance(loader, Sized) else 0
     tick = time.perf_counter()
     for step, batch in enumerate(loader, start=1):
         x = _inputs(batch, device)

@@ -45,6 +45,7 @@ def _window(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:
 
 def _filterbank(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:
     """[mel_bins, n_fft // 2] mel filters over the kept linear bins."""
+    assert cfg.mel_bins is not None
     fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.mel_bins)[:, : cfg.n_fft // 2]
     return torch.from_numpy(fb).to(dtype=like.dtype, device=like.device)
 
