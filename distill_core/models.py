@@ -48,8 +48,18 @@ def create_stft_loss(loss_config: LossConfig, device: torch.device | str = "cpu"
     return info.cls(loss_config.terms["stft"]).to(device)
 
 
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension, [B, D]."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def raw_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL summed over the latent, averaged over the batch, with no free bits: a 0-dim tensor."""
+    return kl_per_dimension(mu, logvar).sum(dim=1).mean()
+
+
 def _free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    kl = kl_per_dimension(mu, logvar)
     return kl.clamp(min=free_bits).sum(dim=1).mean()
 
 
@@ -70,7 +80,7 @@ def get_kl_weight(epoch: int, total_epochs: int, warmup_fraction: float = 0.3, k
 def compute_kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     """Raw KL (no free bits), summed over the latent and averaged over the batch, as a float for metrics."""
     with torch.no_grad():
-        return float((-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean())
+        return float(raw_kl(mu, logvar))
 
 
 __all__: list[Any] = ["compute_combined_loss", "create_stft_loss", "vae_loss", "get_kl_weight",

@@ -165,7 +165,7 @@ class Registry:
 
     def _conflict_message(self, name: str) -> str:
         who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})"
-                           for i in self.conflicts[name])
+                           for i in _by_provenance(self._conflicts[name]))
         return (f"term name {name!r} is registered by more than one plugin: {who}; "
                 f"uninstall one, or choose with {ALLOW_ENV}=<distribution>")
 
@@ -207,7 +207,7 @@ class Registry:
 
     @property
     def conflicts(self) -> dict[str, list[TermInfo]]:
-        return {k: sorted(v, key=lambda i: str(i.provenance)) for k, v in self._conflicts.items()}
+        return {k: _by_provenance(v) for k, v in self._conflicts.items()}
 
     def get(self, name: str) -> TermInfo:
         """The term registered as ``name``, or an error that says why it is not usable."""
@@ -229,6 +229,11 @@ class Registry:
 
         raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
                                f"installed terms: {installed}")
+
+
+def _by_provenance(infos: list[TermInfo]) -> list[TermInfo]:
+    """A stable order for messages and listings, whatever the order of sys.path."""
+    return sorted(infos, key=lambda i: str(i.provenance))
 
 
 _default: Registry | None = None

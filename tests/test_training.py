@@ -180,3 +180,12 @@ def test_bad_audio_is_a_one_line_error_with_exit_2(tmp_path, setup, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("val_losses,rises", [([], 0), ([1.0], 0), ([1, 2, 3], 2), ([3, 2, 3, 4, 5], 3),
+                                              ([1, 2, 2], 0)])
+def test_divergence_count_is_derived_from_the_history(val_losses, rises):
+    from distill_core.training.loop import _consecutive_rises
+
+    epochs = [EpochMetrics(i, 9, 1.0, v, 0.0, 0.0, 0.0, 0.0, 1e-3, 0.0, 0.0) for i, v in enumerate(val_losses)]
+    assert _consecutive_rises(epochs) == rises

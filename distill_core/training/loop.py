@@ -20,7 +20,7 @@ from ..combined import CombinedLoss
 from ..config import converter
 from ..lock import lock_differences, make_lock
 from ..loss_config import LossConfig
-from ..models import vae_loss
+from ..models import raw_kl, vae_loss
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics, split_components, step_fields
 
@@ -167,9 +167,19 @@ def validate_epoch(model: nn.Module, loader: Iterable[Any], loss_config: LossSpe
         recon, mu, logvar = model(x)
         out = compute_losses(loss, (recon, mu, logvar), x, epoch=epoch, total_epochs=total_epochs,
                              kl_weight=kl_weight, free_bits=free_bits)
-        out["kl_divergence"] = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+        out["kl_divergence"] = raw_kl(mu, logvar)
         acc.add(out)
     return acc.means(reduce=True)
+
+
+def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
+    """How many epochs in a row, up to the last, raised the validation loss."""
+    rises = 0
+    for before, after in zip(epochs[-2::-1], epochs[::-1]):
+        if not after.val_loss > before.val_loss:
+            break
+        rises += 1
+    return rises
 
 
 def _epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float], lr: float,
@@ -217,7 +227,6 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
         restore_rng(state["rng"])
     out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     began = time.perf_counter()
-    rises = 0
     for epoch in range(start, epochs):
         train_means = train_epoch(model, train_loader, optimizer, loss, epoch=epoch, total_epochs=epochs,
                                   device=device, grad_clip_norm=grad_clip_norm, callbacks=callbacks,
@@ -226,9 +235,8 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                                    free_bits=free_bits)
         metrics = _epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
                                  time.perf_counter() - began, epoch - start + 1)
-        previous = history.epochs[-1].val_loss if history.epochs else math.inf
         history.add_epoch(metrics)
-        rises = rises + 1 if metrics.val_loss > previous else 0
+        rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
         if rises >= divergence_patience:
             warnings.warn(f"epoch {epoch}: validation loss rose {rises} epochs in a row "
                           f"({metrics.val_loss:.4g}); training may be diverging", RuntimeWarning, stacklevel=2)

@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import __version__
+from ..atomic import atomic_write_text
 from ..combined import CombinedLoss
 from ..config import ConfigError
 from ..lock import write_lock
-from ..atomic import atomic_write_text
 from ..loss_config import LossConfig, dumps_config, load_config
 from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
 from .loop import train
