@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError
+from .gate import FlagSlot, gate
 from .loss_config import LossConfig, check
 from .pins import unmet_pins
 from .schedules import weight_at
@@ -69,6 +70,13 @@ class CombinedLoss(nn.Module):
         self._requires = {name: tuple(getattr(type(m), "requires", ())) for name, m in built.items()}
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
+        fallback = config.groups[config.fallback].member_weights() if config.fallback is not None else None
+        self._gated = [name for name in built if fallback is not None and name not in fallback]
+
+    @property
+    def term_keys(self) -> tuple[str, ...]:
+        """Each term's output key, ``<name>_loss``, in config order."""
+        return tuple(f"{name}_loss" for name in self.terms)
 
     @classmethod
     def build(cls, config: LossConfig | None = None, registry: "Registry | None" = None) -> "CombinedLoss":
@@ -87,6 +95,13 @@ class CombinedLoss(nn.Module):
             out.update({k: float(v) for k, v in overrides.items()})
         return out
 
+    def _gated_batch(self, batch: Batch, name: str, slot: FlagSlot) -> dict:
+        """The batch with this term's inputs behind the fallback gate."""
+        out = dict(batch)
+        for key in self._requires[name]:
+            out[key] = gate(batch[key], slot)
+        return out
+
     def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
                 kl_weight: float | None = None, weights: Mapping[str, float] | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -97,7 +112,9 @@ class CombinedLoss(nn.Module):
         if kl_weight is not None:
             overrides["kl"] = float(kl_weight)
         w = self.weights(epoch, total_epochs, overrides)
-        values = {name: term(batch) for name, term in self.terms.items()}
+        slot = FlagSlot()
+        values = {name: term(self._gated_batch(batch, name, slot) if name in self._gated else batch)
+                  for name, term in self.terms.items()}
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
         anchor = next(iter(values.values())) if values else torch.zeros(())
         parts: list[torch.Tensor] = []
@@ -114,6 +131,7 @@ class CombinedLoss(nn.Module):
         finite = torch.isfinite(total)
         if fallback is not None:  # the seed's guard, as a select on the device: no host sync
             total = torch.where(finite, total, out[self._group_keys[fallback]])
+            slot.open = finite  # and only the fallback group's gradient reaches the model
         out["total_loss"] = total
         out["nonfinite"] = (~finite).to(total.dtype)
         return out

@@ -36,24 +36,47 @@ def _recipe_groups() -> dict[str, GroupConfig]:
     return _structure({"recipe": "vae"}, None, "recipe 'vae'").groups
 
 
-@attrs.define
+_FIELDS = ("terms", "groups", "fallback", "required_plugins")
+
+
+@attrs.define(init=False)
 class LossConfig:
     """Every loss term's config by registered name, the groups they sum into, and plugin pins.
 
-    Read ``config.<name>`` for a term's or group's config: ``config.stft.fft_sizes``,
-    ``config.reconstruction.if_weight``, ``config.kl.free_bits``.
+    ``LossConfig()`` is the VAE recipe. The seed's constructor works too, keyword or positional in its
+    order: ``LossConfig(stft=STFTLossConfig(...), reconstruction=ReconLossConfig(...), kl=KLLossConfig(...))``
+    replaces those parts of the recipe. Read or assign ``config.<name>`` for a term's or group's config:
+    ``config.stft.fft_sizes``, ``config.reconstruction.if_weight``, ``config.kl = KLLossConfig(0.02, 0.5)``.
     """
 
-    terms: dict[str, Any] = attrs.Factory(_recipe_terms)
-    groups: dict[str, GroupConfig] = attrs.Factory(_recipe_groups)
-    fallback: str | None = "reconstruction"
-    required_plugins: tuple[str, ...] = ()
+    terms: dict[str, Any]
+    groups: dict[str, GroupConfig]
+    fallback: str | None
+    required_plugins: tuple[str, ...]
+
+    def __init__(self, stft: Any = None, reconstruction: GroupConfig | None = None, kl: Any = None, *,
+                 terms: Mapping[str, Any] | None = None, groups: Mapping[str, GroupConfig] | None = None,
+                 fallback: str | None = "reconstruction", required_plugins: tuple[str, ...] = ()) -> None:
+        for name, value in (("stft", stft), ("reconstruction", reconstruction), ("kl", kl)):
+            if isinstance(value, Mapping):
+                raise TypeError(f"LossConfig({name}=...): expected a {name} config object, got a mapping; "
+                                f"the positional order is the seed's (stft, reconstruction, kl): pass terms= "
+                                f"and groups= by keyword, or use load_config for a mapping")
+        terms = _recipe_terms() if terms is None else dict(terms)
+        groups = _recipe_groups() if groups is None else dict(groups)
+        for name, value in (("stft", stft), ("kl", kl)):
+            if value is not None:
+                terms[name] = value
+        if reconstruction is not None:
+            groups["reconstruction"] = reconstruction
+        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins))
 
     @classmethod
     def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
            fallback: str | None = None, required_plugins: tuple[str, ...] = ()) -> "LossConfig":
         """A config with exactly these terms (no recipe defaults)."""
-        return cls(dict(terms), dict(groups or {}), fallback, tuple(required_plugins))
+        return cls(terms=dict(terms), groups=dict(groups or {}), fallback=fallback,
+                   required_plugins=tuple(required_plugins))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -66,6 +89,15 @@ class LossConfig:
             return groups[name]
         raise AttributeError(f"LossConfig has no term or group {name!r}{did_you_mean(name, [*terms, *groups])}; "
                              f"terms: {', '.join(terms) or 'none'}; groups: {', '.join(groups) or 'none'}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``config.stft = ...`` replaces a term's config (a group's, for a group name), as the seed allows."""
+        if name in _FIELDS or name.startswith("_"):
+            super().__setattr__(name, value)
+        elif name in self.groups or isinstance(value, GroupConfig):
+            self.groups[name] = value
+        else:
+            self.terms[name] = value
 
 
 def check(config: LossConfig, registry: "Registry | None" = None) -> list[Problem]:
@@ -121,10 +153,25 @@ def _merge(base: Mapping[str, Any], override: Any) -> Any:
 
 
 def _structure(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
-    from .plugins import UnknownTermError
-
     if not isinstance(data, Mapping):
         raise ConfigError([("", f"expected a table of loss config keys, got {type(data).__name__}")], source)
+    from . import seed_layout
+
+    if not seed_layout.is_seed_layout(data, TOP_LEVEL_KEYS):
+        return _structure_generic(data, registry, source)
+    generic, problems = seed_layout.to_generic(data)
+    try:
+        config = _structure_generic(generic, registry, source)
+    except ConfigError as exc:
+        raise seed_layout.seed_paths(ConfigError(problems + exc.problems, source)) from None
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", source: str | None) -> LossConfig:
+    from .plugins import UnknownTermError
+
     registry_ = _registry(registry)
     problems: list[Problem] = []
     for key in data:

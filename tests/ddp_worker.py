@@ -53,8 +53,8 @@ def main() -> None:
     model.zero_grad()
 
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    train = train_epoch(model, batches, opt, loss, epoch=0, total_epochs=1)
-    val = validate_epoch(model, batches, loss)
+    train = train_epoch(model, batches, opt, loss_config=loss, epoch=0, total_epochs=1)
+    val = validate_epoch(model, batches, loss_config=loss)
     torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "train": train, "val": val},
                args.out)
     if distributed:

@@ -80,9 +80,10 @@ def test_5_metrics_extended_with_per_component_fields(tmp_path):
     history.add_epoch(EpochMetrics(0, 5, 1.0, 1.1, 0.5, 2.0, 1.5, 0.1, 1e-3, 4.0, 1.0, val_stft_loss=0.4))
     back = MetricsHistory.load(history.save(tmp_path / "h.json"))
     assert back == history and back.steps[0].stft_loss == 0.3 and back.epochs[0].val_stft_loss == 0.4
-    old = MetricsHistory.from_dict({"steps": [{k: v for k, v in history.to_dict()["steps"][0].items()
-                                               if k not in ("stft_loss", "mag_recon_loss", "if_recon_loss")}]})
-    assert old.steps[0].stft_loss == 0.0
+    old = MetricsHistory.from_dict({"step_metrics": [
+        {k: v for k, v in history.to_dict()["step_metrics"][0].items()
+         if k not in ("stft_loss", "mag_recon_loss", "if_recon_loss")}]})
+    assert old.step_metrics[0].stft_loss == 0.0
 
 
 def test_6_public_api_re_exports():
@@ -114,12 +115,12 @@ def test_7_training_loop_uses_combined_loss_with_fallback(monkeypatch):
     data = DataLoader(TensorDataset(torch.rand(4, 2, 32, 80)), batch_size=2)
     model = TinyVAE()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    combined = train_epoch(model, data, opt, LossConfig(), epoch=0, total_epochs=2)
-    assert {"stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss"} <= set(combined)
-    legacy = train_epoch(model, data, opt, None)
-    assert set(legacy) == {"total_loss", "recon_loss", "kl_loss", "nonfinite"}
-    assert "stft_loss" in validate_epoch(model, data, LossConfig())
-    assert "stft_loss" not in validate_epoch(model, data, None)
+    combined = train_epoch(model, data, opt, 0.0, "cpu", 1.0, loss_config=LossConfig())
+    assert {"stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss", "train_loss"} <= set(combined)
+    legacy = train_epoch(model, data, opt, 0.0, "cpu", 1.0)
+    assert set(legacy) == {"total_loss", "train_loss", "recon_loss", "kl_loss", "nonfinite"}
+    assert "val_stft_loss" in validate_epoch(model, data, 0.0, "cpu", loss_config=LossConfig())
+    assert "stft_loss" not in validate_epoch(model, data, 0.0, "cpu")
 
     built = []
     original = STFTLoss.__init__

@@ -56,7 +56,7 @@ USE_IT = textwrap.dedent("""
 
     model = Model()
     seen = []
-    train_epoch(model, [x, x], torch.optim.SGD(model.parameters(), lr=0.01), loss, callbacks=[seen.append], log_interval=1)
+    train_epoch(model, [x, x], torch.optim.SGD(model.parameters(), lr=0.01), loss_config=loss, callbacks=[seen.append], log_interval=1)
     print("components", sorted(seen[-1].components))
 """)
 

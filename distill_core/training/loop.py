@@ -20,21 +20,33 @@ from ..combined import CombinedLoss
 from ..config import converter
 from ..lock import lock_differences, make_lock
 from ..loss_config import LossConfig
-from ..models import raw_kl, vae_loss
+from ..models.losses import combined_for, raw_kl, seed_kl_weight, vae_loss
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from .metrics import EpochMetrics, MetricsHistory, StepMetrics, split_components, step_fields
+from .metrics import EpochMetrics, MetricsHistory, StepMetrics, overfitting_gap, step_fields, term_values
 
 Callback = Callable[[Any], None]
 LossSpec = LossConfig | CombinedLoss | None
+LEGACY_TERMS = ("recon_loss", "kl_loss")  # the legacy vae_loss's two terms (MSE and free-bits KL)
 
 
-def resolve_loss(loss_config: LossSpec, device: torch.device | str | None = None) -> CombinedLoss | None:
-    """A CombinedLoss for a config (built once here), the given one, or None for the legacy loss."""
+def resolve_loss(loss_config: LossSpec, device: torch.device | str | None = None,
+                 stft_loss_fn: nn.Module | None = None) -> CombinedLoss | None:
+    """A CombinedLoss for a config (built once here), the given one, or None for the legacy loss.
+
+    ``stft_loss_fn`` is the seed's prebuilt STFT module (``create_stft_loss`` or auraloss's own), used as
+    the ``stft`` term.
+    """
     if loss_config is None or isinstance(loss_config, CombinedLoss):
         loss = loss_config
     else:
-        loss = CombinedLoss(loss_config)
+        loss = combined_for(loss_config, stft_loss_fn)
     return loss.to(device) if loss is not None and device is not None else loss
+
+
+def _check_seed_order(kl_weight: Any, where: str) -> None:
+    if isinstance(kl_weight, (LossConfig, CombinedLoss)):
+        raise TypeError(f"{where}: the 4th positional argument is kl_weight (the seed's order: model, loader, "
+                        f"optimizer, kl_weight, device, ...); pass the loss as loss_config=...")
 
 
 def _inputs(batch: Any, device: torch.device | None) -> torch.Tensor:
@@ -50,18 +62,28 @@ def _kl_weight(loss: CombinedLoss | None, kl_weight: float | None, epoch: int, t
     return 1.0 if loss is None else 0.0
 
 
+def term_keys(loss: CombinedLoss | None) -> tuple[str, ...]:
+    """The output keys of the terms a run computes: every configured term, or the legacy loss's two."""
+    return loss.term_keys if loss is not None else LEGACY_TERMS
+
+
 def compute_losses(loss: CombinedLoss | None, model_out: tuple[torch.Tensor, ...], target: torch.Tensor, *,
                    epoch: int, total_epochs: int, kl_weight: float | None, free_bits: float = 0.1
                    ) -> dict[str, torch.Tensor]:
-    """The combined loss's dict, or the legacy ``vae_loss`` in the same shape."""
+    """The combined loss's dict, or the legacy ``vae_loss`` in the same shape.
+
+    An explicit ``kl_weight`` keeps the seed's meaning: 0 or less leaves the KL term out of the total.
+    """
     recon, mu, logvar = model_out
+    weight = None if kl_weight is None else seed_kl_weight(kl_weight)
     if loss is None:
-        total, recon_loss, kl = vae_loss(recon, target, mu, logvar, 1.0 if kl_weight is None else kl_weight,
-                                         free_bits)
+        total, recon_loss, kl = vae_loss(recon, target, mu, logvar, 1.0 if weight is None else weight, free_bits)
         return {"total_loss": total, "recon_loss": recon_loss, "kl_loss": kl,
                 "nonfinite": (~torch.isfinite(total)).to(total.dtype)}
     batch = {"recon": recon, "target": target, "mu": mu, "logvar": logvar}
-    return loss(batch, epoch=epoch, total_epochs=total_epochs, kl_weight=kl_weight)
+    if weight is not None and "kl" not in loss.config.terms:
+        weight = None
+    return loss(batch, epoch=epoch, total_epochs=total_epochs, kl_weight=weight)
 
 
 class Accumulator:
@@ -101,12 +123,12 @@ def _emit(callbacks: Iterable[Callback], metrics: Any) -> None:
         callback(metrics)
 
 
-def _skip_nonfinite_step(params: list[nn.Parameter], grad_clip_norm: float | None) -> torch.Tensor:
+def _clip_or_zero(params: list[nn.Parameter], clip_norm: float | None) -> torch.Tensor:
     """Clip gradients; where their norm is not finite, zero them (no sync). Return the 'bad step' flag."""
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         return torch.zeros(())
-    norm = torch.nn.utils.clip_grad_norm_(with_grad, grad_clip_norm if grad_clip_norm else math.inf)
+    norm = torch.nn.utils.clip_grad_norm_(with_grad, clip_norm if clip_norm else math.inf)
     ok = torch.isfinite(norm)
     for grad in (p.grad for p in with_grad):
         assert grad is not None
@@ -114,62 +136,104 @@ def _skip_nonfinite_step(params: list[nn.Parameter], grad_clip_norm: float | Non
     return (~ok).float()
 
 
-def train_epoch(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
-                loss_config: LossSpec = None, *, epoch: int = 0, total_epochs: int = 1,
+def optimizer_step(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """Step, or skip a non-finite step leaving parameters and optimizer state bit-identical.
+
+    Fused optimizers (``Adam(fused=True)``, ``AdamW``, ``SGD``) take the flag on the device, as torch's
+    GradScaler hands it to them (``found_inf``): no host sync. Any other optimizer costs one sync per step,
+    to decide on the host whether to call ``step()`` at all.
+    """
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+    elif not bad.any().item():  # the documented one-sync fallback
+        optimizer.step()
+
+
+def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.optim.Optimizer,
                 kl_weight: float | None = None, device: torch.device | str | None = None,
-                grad_clip_norm: float | None = 1.0, callbacks: Sequence[Callback] = (), log_interval: int = 10,
-                free_bits: float = 0.1) -> dict[str, float]:
-    """One training epoch; returns the epoch's mean of every loss component (and ``nonfinite`` steps)."""
+                gradient_clip_norm: float | None = 1.0, loss_config: LossSpec = None,
+                stft_loss_fn: nn.Module | None = None, epoch: int = 0, callback: Callback | None = None,
+                cancel_event: Any = None, *, total_epochs: int = 1, callbacks: Sequence[Callback] = (),
+                log_interval: int = 10, free_bits: float = 0.1) -> dict[str, float]:
+    """One training epoch, called as the seed calls it; returns the epoch's mean of every loss component.
+
+    ``kl_weight`` None uses the config's schedule at ``epoch`` of ``total_epochs``; a number overrides it
+    (0 or less leaves KL out, as the seed does). ``callback``/``callbacks`` get StepMetrics every
+    ``log_interval`` steps (1: every step) and at the epoch's end: values are averaged on the device over
+    the window, so logging costs one host sync per window, not per step. ``cancel_event`` (anything with
+    ``is_set()``) is checked between steps. The result has our keys (``total_loss``, ``<term>_loss``,
+    ``nonfinite``) and the seed's (``train_loss``).
+    """
+    _check_seed_order(kl_weight, "train_epoch")
     device = torch.device(device) if device is not None else None
-    loss = resolve_loss(loss_config, device)
+    loss = resolve_loss(loss_config, device, stft_loss_fn)
+    keys = term_keys(loss)
     weight = _kl_weight(loss, kl_weight, epoch, total_epochs)
+    listeners = [*([callback] if callback is not None else []), *callbacks]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     epoch_acc, window = Accumulator(), Accumulator()
-    total_steps = len(loader) if isinstance(loader, Sized) else 0
+    total_steps = len(train_loader) if isinstance(train_loader, Sized) else 0
     tick = time.perf_counter()
-    for step, batch in enumerate(loader, start=1):
+    for step, batch in enumerate(train_loader, start=1):
+        if cancel_event is not None and cancel_event.is_set():
+            break
         x = _inputs(batch, device)
         out = compute_losses(loss, model(x), x, epoch=epoch, total_epochs=total_epochs, kl_weight=kl_weight,
                              free_bits=free_bits)
         optimizer.zero_grad(set_to_none=True)
         out["total_loss"].backward()
-        bad = _skip_nonfinite_step(params, grad_clip_norm)
-        optimizer.step()
+        bad = _clip_or_zero(params, gradient_clip_norm)
+        optimizer_step(optimizer, bad)
         logged = {k: v for k, v in out.items() if k != "nonfinite"}
         logged["nonfinite"] = torch.maximum(out["nonfinite"].detach().float(), bad.to(out["nonfinite"].device))
         epoch_acc.add(logged)
         window.add(logged)
-        if callbacks and (step % log_interval == 0 or step == total_steps):
+        if listeners and (step % log_interval == 0 or step == total_steps):
             means = window.means()
             now = time.perf_counter()
-            _emit(callbacks, StepMetrics(
+            _emit(listeners, StepMetrics(
                 epoch=epoch, step=step, total_steps=total_steps, train_loss=means["total_loss"],
                 recon_loss=means.get("recon_loss", 0.0), kl_loss=means.get("kl_loss", 0.0), kl_weight=weight,
                 learning_rate=optimizer.param_groups[0]["lr"], step_time_s=(now - tick) / window.count,
-                nonfinite_steps=int(means.get("nonfinite", 0)), **step_fields(means)))
+                nonfinite_steps=int(means.get("nonfinite", 0)), **step_fields(means, keys)))
             window.reset()
             tick = now
-    return epoch_acc.means(reduce=True)
+    means = epoch_acc.means(reduce=True)
+    if "total_loss" in means:
+        means["train_loss"] = means["total_loss"]
+    return means
 
 
 @torch.no_grad()
-def validate_epoch(model: nn.Module, loader: Iterable[Any], loss_config: LossSpec = None, *, epoch: int = 0,
-                   total_epochs: int = 1, kl_weight: float | None = None,
-                   device: torch.device | str | None = None, free_bits: float = 0.1) -> dict[str, float]:
-    """Mean validation losses, plus ``kl_divergence``: the raw KL (no free bits) for collapse checks."""
+def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float | None = None,
+                   device: torch.device | str | None = None, loss_config: LossSpec = None,
+                   stft_loss_fn: nn.Module | None = None, *, epoch: int = 0, total_epochs: int = 1,
+                   free_bits: float = 0.1) -> dict[str, float]:
+    """Mean validation losses, called as the seed calls it, plus ``kl_divergence``: the raw KL (no free
+    bits) for collapse checks. Keys: ours (``total_loss``, ``<term>_loss``) and the seed's (``val_loss``,
+    ``val_recon_loss``, ``val_kl_loss``, ``val_<term>_loss``)."""
+    _check_seed_order(kl_weight, "validate_epoch")
     device = torch.device(device) if device is not None else None
-    loss = resolve_loss(loss_config, device)
+    loss = resolve_loss(loss_config, device, stft_loss_fn)
     model.eval()
     acc = Accumulator()
-    for batch in loader:
+    for batch in val_loader:
         x = _inputs(batch, device)
         recon, mu, logvar = model(x)
         out = compute_losses(loss, (recon, mu, logvar), x, epoch=epoch, total_epochs=total_epochs,
                              kl_weight=kl_weight, free_bits=free_bits)
         out["kl_divergence"] = raw_kl(mu, logvar)
         acc.add(out)
-    return acc.means(reduce=True)
+    means = acc.means(reduce=True)
+    seed_keys = {"val_loss": "total_loss", "val_recon_loss": "recon_loss", "val_kl_loss": "kl_loss",
+                 **{f"val_{k}": k for k in term_keys(loss)}}
+    means.update({seed: means[ours] for seed, ours in seed_keys.items() if ours in means})
+    return means
 
 
 def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
@@ -183,17 +247,33 @@ def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
 
 
 def _epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float], lr: float,
-                   elapsed: float, done: int) -> EpochMetrics:
-    _, other = split_components(val)
+                   elapsed: float, done: int, keys: Sequence[str], weights: Mapping[str, float]) -> EpochMetrics:
+    train_loss, val_loss = train.get("total_loss", math.nan), val.get("total_loss", math.nan)
     return EpochMetrics(
-        epoch=epoch, total_epochs=epochs, train_loss=train.get("total_loss", math.nan),
-        val_loss=val.get("total_loss", math.nan), val_recon_loss=val.get("recon_loss", 0.0),
-        val_kl_loss=val.get("kl_loss", 0.0), kl_divergence=val.get("kl_divergence", 0.0),
-        overfitting_gap=val.get("total_loss", math.nan) - train.get("total_loss", math.nan), learning_rate=lr,
-        eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1), elapsed_seconds=elapsed,
+        epoch=epoch, total_epochs=epochs, train_loss=train_loss, val_loss=val_loss,
+        val_recon_loss=val.get("recon_loss", 0.0), val_kl_loss=val.get("kl_loss", 0.0),
+        kl_divergence=val.get("kl_divergence", 0.0), overfitting_gap=overfitting_gap(train_loss, val_loss),
+        learning_rate=lr, eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1), elapsed_seconds=elapsed,
         val_stft_loss=val.get("stft_loss", 0.0), val_mag_recon_loss=val.get("mag_recon_loss", 0.0),
-        val_if_recon_loss=val.get("if_recon_loss", 0.0), val_components=other,
-        nonfinite_steps=int(train.get("nonfinite", 0)))
+        val_if_recon_loss=val.get("if_recon_loss", 0.0), components=term_values(train, keys),
+        val_components=term_values(val, keys), weights=dict(weights), nonfinite_steps=int(train.get("nonfinite", 0)))
+
+
+def default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused where torch has the kernel for the parameters' device (it skips bad steps without a sync)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:  # a device without the fused kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _step_recorder(history: MetricsHistory) -> Callback:
+    def record(metrics: Any) -> None:
+        if isinstance(metrics, StepMetrics):
+            history.add_step(metrics)
+
+    return record
 
 
 def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any], loss_config: LossSpec = None,
@@ -201,18 +281,22 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
           device: torch.device | str | None = None, grad_clip_norm: float | None = 1.0,
           callbacks: Sequence[Callback] = (), log_interval: int = 10, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, free_bits: float = 0.1,
-          divergence_patience: int = 5, collapse_threshold: float = 0.5) -> MetricsHistory:
+          divergence_patience: int = 5, collapse_threshold: float = 0.5, cancel_event: Any = None,
+          stft_loss_fn: nn.Module | None = None) -> MetricsHistory:
     """Train for ``epochs``: the CombinedLoss (and its STFT module) is built once, here, at the start.
 
     Each epoch evaluates the weight schedules, emits StepMetrics/EpochMetrics to ``callbacks``, warns on
     divergence and posterior collapse, and (with ``checkpoint_dir``) atomically writes ``last.pt``,
-    ``best.pt`` and ``history.json``. ``resume_from`` continues from a ``last.pt``.
+    ``best.pt`` and ``history.json``. ``resume_from`` continues from a ``last.pt``. Logged steps go into
+    the history too. The default optimizer is a fused Adam, which skips a non-finite step without a host
+    sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the finished epochs.
     """
     device = torch.device(device) if device is not None else None
     if device is not None:
         model.to(device)
-    loss = resolve_loss(loss_config, device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    loss = resolve_loss(loss_config, device, stft_loss_fn)
+    keys = term_keys(loss)
+    optimizer = optimizer or default_optimizer(model, lr)
     history, start, best = MetricsHistory(), 0, math.inf
     if resume_from is not None:
         state = load_checkpoint(resume_from)
@@ -226,15 +310,19 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
         start, best = state["epoch"] + 1, state["best_val"]
         restore_rng(state["rng"])
     out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    listeners = [_step_recorder(history), *callbacks]
     began = time.perf_counter()
     for epoch in range(start, epochs):
-        train_means = train_epoch(model, train_loader, optimizer, loss, epoch=epoch, total_epochs=epochs,
-                                  device=device, grad_clip_norm=grad_clip_norm, callbacks=callbacks,
-                                  log_interval=log_interval, free_bits=free_bits)
-        val_means = validate_epoch(model, val_loader, loss, epoch=epoch, total_epochs=epochs, device=device,
+        train_means = train_epoch(model, train_loader, optimizer, None, device, grad_clip_norm, loss,
+                                  epoch=epoch, cancel_event=cancel_event, total_epochs=epochs,
+                                  callbacks=listeners, log_interval=log_interval, free_bits=free_bits)
+        if cancel_event is not None and cancel_event.is_set():
+            break  # the unfinished epoch is not recorded: the files keep the last finished one
+        val_means = validate_epoch(model, val_loader, None, device, loss, epoch=epoch, total_epochs=epochs,
                                    free_bits=free_bits)
+        weights = loss.weights(epoch, epochs) if loss is not None else {}
         metrics = _epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
-                                 time.perf_counter() - began, epoch - start + 1)
+                                 time.perf_counter() - began, epoch - start + 1, keys, weights)
         history.add_epoch(metrics)
         rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
         if rises >= divergence_patience:

@@ -1,17 +1,29 @@
-"""Per-step and per-epoch metrics, and a history that saves atomically and loads old files."""
+"""Per-step and per-epoch metrics, and a history that saves atomically and loads every format ever written.
+
+On disk (format 2) the seed's keys come first, ``step_metrics`` and ``epoch_metrics`` holding exactly the
+seed's fields, so the seed's own ``MetricsHistory.from_dict`` reads our files. What the seed has no field
+for (every term's value, weights, balancer figures, non-finite counts, segments) sits beside them under
+``distill``, one entry per step and per epoch. Reading accepts, besides that:
+
+- the seed's files, before and after its per-term fields (``step_metrics``/``epoch_metrics`` only);
+- this project's earlier files (``steps``/``epochs``, with or without ``components``).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import attrs
 
 from ..atomic import atomic_write_text
 from ..config import converter
+
+FORMAT = 2
 
 
 class HistoryError(ValueError):
@@ -20,7 +32,11 @@ class HistoryError(ValueError):
 
 @attrs.define
 class StepMetrics:
-    """One logged training step (values averaged over the steps since the previous log)."""
+    """One logged training step (values averaged over the steps since the previous log).
+
+    The first twelve fields are the seed's; ``components`` holds every configured term's value
+    (``<term>_loss``), the four recipe terms included.
+    """
 
     epoch: int
     step: int
@@ -40,7 +56,12 @@ class StepMetrics:
 
 @attrs.define
 class EpochMetrics:
-    """One finished epoch: train and validation losses, per term, and timing."""
+    """One finished epoch: train and validation losses, per term, weights and timing.
+
+    The first fourteen fields are the seed's. ``components`` / ``val_components`` hold every configured
+    term's train / validation value, ``weights`` each term's and group's weight that epoch, ``balancer``
+    the gradient balancer's figures (``ratio_<term>``, ``ema_norm_<term>``) when one is enabled.
+    """
 
     epoch: int
     total_epochs: int
@@ -56,77 +77,146 @@ class EpochMetrics:
     val_stft_loss: float = 0.0
     val_mag_recon_loss: float = 0.0
     val_if_recon_loss: float = 0.0
+    components: dict[str, float] = attrs.Factory(dict)
     val_components: dict[str, float] = attrs.Factory(dict)
+    weights: dict[str, float] = attrs.Factory(dict)
+    balancer: dict[str, float] = attrs.Factory(dict)
     nonfinite_steps: int = 0
 
 
-_KNOWN = {cls: {a.name for a in attrs.fields(cls)} for cls in (StepMetrics, EpochMetrics)}
+@attrs.define
+class Segment:
+    """A stretch of a run trained under one loss config; best-checkpoint tracking restarts at each."""
+
+    start_epoch: int
+    reason: str
+
+
+def overfitting_gap(train_loss: float, val_loss: float) -> float:
+    """The seed's relative gap ``(val - train) / train``: positive means validation is worse; 0 if train is 0."""
+    return (val_loss - train_loss) / train_loss if train_loss > 0 else 0.0
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(a.name for a in attrs.fields(cls))
+
+
+# The seed's record of each: what its reader accepts, in its order.
+SEED_STEP_FIELDS = _fields(StepMetrics)[:12]
+SEED_EPOCH_FIELDS = _fields(EpochMetrics)[:14]
+_EXTRA = {StepMetrics: _fields(StepMetrics)[12:], EpochMetrics: _fields(EpochMetrics)[14:]}
+_REQUIRED = {cls: tuple(a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING)
+             for cls in (StepMetrics, EpochMetrics)}
+# Built-in per-term fields, by the component key they stand for (files older than ``components`` for all).
+_NAMED = {StepMetrics: {"stft_loss": "stft_loss", "mag_recon_loss": "mag_recon_loss",
+                        "if_recon_loss": "if_recon_loss", "kl_loss": "kl_loss"},
+          EpochMetrics: {"val_stft_loss": "stft_loss", "val_mag_recon_loss": "mag_recon_loss",
+                         "val_if_recon_loss": "if_recon_loss", "val_kl_loss": "kl_loss"}}
+_TOP_LEVEL = ("format", "step_metrics", "epoch_metrics", "distill", "steps", "epochs")
 
 
 @attrs.define
 class MetricsHistory:
-    """Every logged step and epoch of a run; JSON on disk through the one converter."""
+    """Every logged step and epoch of a run; JSON on disk that the seed's reader loads too."""
 
-    steps: list[StepMetrics] = attrs.Factory(list)
-    epochs: list[EpochMetrics] = attrs.Factory(list)
+    step_metrics: list[StepMetrics] = attrs.Factory(list)
+    epoch_metrics: list[EpochMetrics] = attrs.Factory(list)
+    segments: list[Segment] = attrs.Factory(list)
+
+    @property
+    def steps(self) -> list[StepMetrics]:
+        """The logged steps (the same list as ``step_metrics``)."""
+        return self.step_metrics
+
+    @property
+    def epochs(self) -> list[EpochMetrics]:
+        """The finished epochs (the same list as ``epoch_metrics``)."""
+        return self.epoch_metrics
 
     def add_step(self, metrics: StepMetrics) -> None:
-        self.steps.append(metrics)
+        self.step_metrics.append(metrics)
 
     def add_epoch(self, metrics: EpochMetrics) -> None:
-        self.epochs.append(metrics)
+        self.epoch_metrics.append(metrics)
+
+    def start_segment(self, start_epoch: int, reason: str) -> None:
+        """Record that from ``start_epoch`` on the run trains under another loss config."""
+        self.segments.append(Segment(start_epoch, reason))
+
+    def term_keys(self) -> list[str]:
+        """Every term's output key that any epoch recorded, in order of first appearance."""
+        keys: dict[str, None] = {}
+        for e in self.epoch_metrics:
+            keys.update(dict.fromkeys(e.components))
+            keys.update(dict.fromkeys(e.val_components))
+        return list(keys)
 
     def get_loss_curves(self) -> dict[str, list[float]]:
-        """One curve per epoch-level quantity, including one per loss term (plugin terms too)."""
-        curves: dict[str, list[float]] = {k: [] for k in (
-            "train_loss", "val_loss", "val_recon_loss", "val_kl_loss", "kl_divergence",
-            "val_stft_loss", "val_mag_recon_loss", "val_if_recon_loss")}
-        extra = sorted({k for e in self.epochs for k in e.val_components})
-        for key in extra:
-            curves[f"val_{key}"] = []
-        for e in self.epochs:
-            for key in list(curves)[:8]:
-                curves[key].append(getattr(e, key))
-            for key in extra:
-                curves[f"val_{key}"].append(e.val_components.get(key, float("nan")))
+        """Curves per epoch: the seed's four (``train_losses``, ``val_losses``, ``recon_losses``,
+        ``kl_losses``), ``train_loss``, ``val_loss``, ``kl_divergence``, and ``train_<key>`` / ``val_<key>``
+        for every configured term (``val_stft_loss``, ``train_sisdr_loss``, ...); NaN where an epoch lacks one.
+        """
+        epochs = self.epoch_metrics
+        curves: dict[str, list[float]] = {
+            "train_losses": [e.train_loss for e in epochs],
+            "val_losses": [e.val_loss for e in epochs],
+            "recon_losses": [e.val_recon_loss for e in epochs],
+            "kl_losses": [e.val_kl_loss for e in epochs],
+            "train_loss": [e.train_loss for e in epochs],
+            "val_loss": [e.val_loss for e in epochs],
+            "kl_divergence": [e.kl_divergence for e in epochs],
+        }
+        for key in self.term_keys():
+            curves[f"train_{key}"] = [e.components.get(key, math.nan) for e in epochs]
+            curves[f"val_{key}"] = [e.val_components.get(key, math.nan) for e in epochs]
         return curves
 
-    def get_best_epoch(self) -> EpochMetrics | None:
-        """The epoch with the lowest validation loss, or None before the first epoch."""
-        return min(self.epochs, key=lambda e: e.val_loss) if self.epochs else None
+    def best_epoch(self) -> EpochMetrics | None:
+        """The epoch with the lowest finite validation loss in the latest segment, or None."""
+        start = self.segments[-1].start_epoch if self.segments else -1
+        candidates = [e for e in self.epoch_metrics if e.epoch >= start and math.isfinite(e.val_loss)]
+        return min(candidates, key=lambda e: e.val_loss) if candidates else None
+
+    def get_best_epoch(self) -> int:
+        """The seed's call: the index of the epoch with the lowest validation loss, 0 before any epoch."""
+        if not self.epoch_metrics:
+            return 0
+        return min(self.epoch_metrics, key=lambda e: e.val_loss).epoch
+
+    def compute_eta(self, current_epoch: int, total_epochs: int) -> float:
+        """The seed's estimate of seconds left: the latest epoch's elapsed time per epoch so far, times epochs left."""
+        if not self.epoch_metrics or current_epoch <= 0:
+            return 0.0
+        per_epoch = self.epoch_metrics[-1].elapsed_seconds / (current_epoch + 1)
+        return max(0.0, per_epoch * (total_epochs - current_epoch - 1))
+
+    def is_overfitting(self, threshold: float = 0.2) -> bool:
+        """The seed's check: the latest epoch's ``overfitting_gap`` exceeds ``threshold``."""
+        return bool(self.epoch_metrics) and self.epoch_metrics[-1].overfitting_gap > threshold
 
     def to_dict(self) -> dict[str, Any]:
-        return converter.unstructure(self)
+        """The seed's two lists with exactly its fields, and everything else under ``distill``."""
+        def split(items: Sequence[Any], cls: type) -> tuple[list[dict], list[dict]]:
+            seed_fields = SEED_STEP_FIELDS if cls is StepMetrics else SEED_EPOCH_FIELDS
+            plain = [converter.unstructure(m) for m in items]
+            return ([{k: d[k] for k in seed_fields} for d in plain],
+                    [{k: d[k] for k in _EXTRA[cls]} for d in plain])
+
+        steps, step_extra = split(self.step_metrics, StepMetrics)
+        epochs, epoch_extra = split(self.epoch_metrics, EpochMetrics)
+        return {"format": FORMAT, "step_metrics": steps, "epoch_metrics": epochs,
+                "distill": {"steps": step_extra, "epochs": epoch_extra,
+                            "segments": converter.unstructure(self.segments)}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "history") -> "MetricsHistory":
-        """Load any version: missing per-term fields default to 0.0; unknown fields are ignored with one warning."""
-        unknown: set[str] = set()
-        cleaned: dict[str, list[dict[str, Any]]] = {}
-        for key, item_cls in (("steps", StepMetrics), ("epochs", EpochMetrics)):
-            items = data.get(key, [])
-            if not isinstance(items, list):
-                raise HistoryError(f"{source}: {key!r} must be a list, got {type(items).__name__}")
-            cleaned[key] = []
-            for item in items:
-                if not isinstance(item, Mapping):
-                    raise HistoryError(f"{source}: {key} entries must be objects, got {type(item).__name__}")
-                unknown |= {f"{key}.{k}" for k in item if k not in _KNOWN[item_cls]}
-                cleaned[key].append({k: v for k, v in item.items() if k in _KNOWN[item_cls]})
-        if unknown:
-            warnings.warn(f"{source}: ignoring fields from a newer version: {', '.join(sorted(unknown))}",
-                          stacklevel=2)
-        try:
-            return converter.structure(cleaned, cls)
-        except Exception as exc:
-            from ..config import problems_from
-
-            where = "; ".join(f"{p}: {r}" for p, r in problems_from(exc, ""))
-            raise HistoryError(f"{source}: invalid history: {where}") from None
+        """Load any format (see the module docstring). Unknown keys are kept out with one warning naming
+        them; a mapping with none of the known lists is a HistoryError."""
+        return _read(data, source)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically: a crash mid-save leaves the previous file intact."""
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MetricsHistory":
@@ -135,6 +225,8 @@ class MetricsHistory:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise HistoryError(f"{p}: no such history file") from None
+        except IsADirectoryError:
+            raise HistoryError(f"{p}: is a directory, expected a history.json file") from None
         except UnicodeDecodeError as exc:
             raise HistoryError(f"{p}: not UTF-8 at byte {exc.start}") from None
         try:
@@ -143,22 +235,104 @@ class MetricsHistory:
             raise HistoryError(f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno} "
                                f"(char {exc.pos}): {exc.msg}") from None
         if not isinstance(data, Mapping):
-            raise HistoryError(f"{p}: expected a JSON object with 'steps' and 'epochs'")
+            raise HistoryError(f"{p}: expected a JSON object with 'step_metrics' and 'epoch_metrics', "
+                               f"got {type(data).__name__}")
         return cls.from_dict(data, str(p))
 
 
+# --- reading every format -------------------------------------------------------------------------------
+
+def _entries(data: Mapping[str, Any], seed_key: str, own_key: str, source: str) -> tuple[str, list[Any]]:
+    if seed_key in data and own_key in data:
+        raise HistoryError(f"{source}: has both {seed_key!r} and {own_key!r}; expected one list of entries")
+    key = seed_key if seed_key in data else own_key
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise HistoryError(f"{source}: {key!r} must be a list, got {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise HistoryError(f"{source}: {key}[{i}] must be an object, got {type(item).__name__}")
+    return key, items
+
+
+def _merge_extras(key: str, items: list[Any], extras: Any, source: str) -> list[dict[str, Any]]:
+    if extras is None:
+        return [dict(item) for item in items]
+    if not isinstance(extras, list) or len(extras) != len(items) or \
+            not all(isinstance(x, Mapping) for x in extras):
+        raise HistoryError(f"{source}: distill.{'steps' if key == 'step_metrics' else 'epochs'} must be a list "
+                           f"of {len(items)} objects, one per {key} entry")
+    return [{**item, **extra} for item, extra in zip(items, extras)]
+
+
+def _with_components(entries: list[dict[str, Any]], cls: type, component_key: str) -> None:
+    """Files older than format 2 name the recipe's terms only in their own fields: add those to the
+    components where the file ever recorded a value for them (a zero throughout means not configured)."""
+    for field, key in reversed(_NAMED[cls].items()):  # prepended: the recipe's order comes out first
+        if any(e.get(field) not in (None, 0, 0.0) for e in entries):
+            for e in entries:
+                if field in e:
+                    e.setdefault(component_key, {})
+                    if isinstance(e[component_key], dict):
+                        e[component_key] = {key: e[field], **e[component_key]}
+
+
+def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
+    lists = ("step_metrics", "epoch_metrics", "steps", "epochs")
+    if not any(k in data for k in lists):
+        raise HistoryError(f"{source}: not a training history: expected 'step_metrics' and 'epoch_metrics' "
+                           f"(or 'steps' and 'epochs'), found keys: {', '.join(map(str, data)) or 'none'}")
+    unknown = [f"{k!r}" for k in data if k not in _TOP_LEVEL]
+    version = data.get("format", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+        warnings.warn(f"{source}: written by a newer version (format {version}); reading what this version "
+                      f"knows", stacklevel=3)
+    extras = data.get("distill", {})
+    if not isinstance(extras, Mapping):
+        raise HistoryError(f"{source}: 'distill' must be an object, got {type(extras).__name__}")
+    step_key, steps = _entries(data, "step_metrics", "steps", source)
+    epoch_key, epochs = _entries(data, "epoch_metrics", "epochs", source)
+    step_entries = _merge_extras(step_key, steps, extras.get("steps"), source)
+    epoch_entries = _merge_extras(epoch_key, epochs, extras.get("epochs"), source)
+    if "distill" not in data:
+        _with_components(step_entries, StepMetrics, "components")
+        _with_components(epoch_entries, EpochMetrics, "val_components")
+
+    ignored: set[str] = set()
+    cleaned: dict[str, list[dict[str, Any]]] = {}
+    for key, entries, item_cls in ((step_key, step_entries, StepMetrics), (epoch_key, epoch_entries, EpochMetrics)):
+        known = set(_fields(item_cls))
+        for i, entry in enumerate(entries):
+            missing = [f for f in _REQUIRED[item_cls] if f not in entry]
+            if missing:
+                raise HistoryError(f"{source}: {key}[{i}].{missing[0]}: missing (expected a number; every entry "
+                                   f"has {', '.join(_REQUIRED[item_cls])})")
+            ignored |= {f"{key}.{k}" for k in entry if k not in known}
+        cleaned["step_metrics" if item_cls is StepMetrics else "epoch_metrics"] = [
+            {k: v for k, v in entry.items() if k in known} for entry in entries]
+    cleaned["segments"] = extras.get("segments", [])
+    if ignored or unknown:
+        what = sorted(ignored) + [f"top-level key {k}" for k in unknown]
+        warnings.warn(f"{source}: ignoring what this version does not know: {', '.join(what)}", stacklevel=3)
+    try:
+        return converter.structure(cleaned, MetricsHistory)
+    except Exception as exc:
+        from ..config import problems_from
+
+        where = "; ".join(f"{p}: {r}" for p, r in problems_from(exc, ""))
+        raise HistoryError(f"{source}: invalid history: {where}") from None
+
+
+# --- from a step's or an epoch's averaged loss values ---------------------------------------------------
+
 NAMED_TERMS = ("stft_loss", "mag_recon_loss", "if_recon_loss")
-RECIPE_KEYS = ("total_loss", "recon_loss", "kl_loss")
 
 
-def split_components(values: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """(the recipe's named per-term losses, every other ``<term>_loss``): the latter go in ``components``."""
-    named = {k: v for k, v in values.items() if k in NAMED_TERMS}
-    other = {k: v for k, v in values.items() if k.endswith("_loss") and k not in NAMED_TERMS and k not in RECIPE_KEYS}
-    return named, other
+def term_values(values: Mapping[str, float], term_keys: Sequence[str]) -> dict[str, float]:
+    """The configured terms' values (``<term>_loss``) out of a dict of averaged loss values."""
+    return {k: values[k] for k in term_keys if k in values}
 
 
-def step_fields(values: Mapping[str, float]) -> dict[str, Any]:
-    """StepMetrics' per-term keyword arguments from a step's averaged loss values."""
-    named, other = split_components(values)
-    return {**named, "components": other}
+def step_fields(values: Mapping[str, float], term_keys: Sequence[str]) -> dict[str, Any]:
+    """StepMetrics' per-term keyword arguments: the seed's named fields and every term in ``components``."""
+    return {**{k: values[k] for k in NAMED_TERMS if k in values}, "components": term_values(values, term_keys)}
