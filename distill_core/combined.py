@@ -12,7 +12,9 @@ from .gate import FlagSlot, gate
 from .loss_config import LossConfig, check
 from .pins import unmet_pins
 from .schedules import weight_at
-from .terms import Batch, check_missing_keys
+from .layouts import Reader
+from .layouts import mismatches as layout_mismatches
+from .terms import Batch, BatchError, check_missing_keys
 
 if TYPE_CHECKING:
     from .plugins import Provenance, Registry
@@ -55,9 +57,15 @@ class CombinedLoss(nn.Module):
         self.config = config
         self.provenance: dict[str, Provenance] = {}
         built: dict[str, nn.Module] = {}
+        readers: dict[str, list[Reader]] = {}
         for name, cfg in config.terms.items():
-            info = registry.get(name)
+            info = registry.get(config.term_of(name))
             self.provenance[name] = info.provenance
+            inputs = config.inputs_of(name)
+            layouts = info.cls.input_layouts(cfg)
+            for logical in info.cls.requires:
+                if logical in layouts:
+                    readers.setdefault(inputs.get(logical, logical), []).append((name, logical, layouts[logical]))
             if prebuilt and name in prebuilt:
                 built[name] = prebuilt[name]
                 continue
@@ -66,12 +74,22 @@ class CombinedLoss(nn.Module):
             except Exception as exc:  # the plugin's constructor; fail only the configs that use it
                 raise TermBuildError(f"term {name!r} from {info.provenance} failed to build: "
                                      f"{type(exc).__name__}: {exc}") from exc
+            if name != info.name:
+                built[name].name = name  # a named instance speaks of itself in its errors
         self.terms = nn.ModuleDict(built)
         self._requires = {name: tuple(getattr(type(m), "requires", ())) for name, m in built.items()}
+        self._inputs = {name: config.inputs_of(name) for name in built if config.inputs_of(name)}
+        self._readers = readers
+        self._layouts_checked = False
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
         fallback = config.groups[config.fallback].member_weights() if config.fallback is not None else None
         self._gated = [name for name in built if fallback is not None and name not in fallback]
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Every batch key some term reads, after the input mappings."""
+        return frozenset(self._inputs.get(name, {}).get(r, r) for name, req in self._requires.items() for r in req)
 
     @property
     def term_keys(self) -> tuple[str, ...]:
@@ -95,26 +113,49 @@ class CombinedLoss(nn.Module):
             out.update({k: float(v) for k, v in overrides.items()})
         return out
 
-    def _gated_batch(self, batch: Batch, name: str, slot: FlagSlot) -> dict:
-        """The batch with this term's inputs behind the fallback gate."""
+    def _term_batch(self, batch: Batch, name: str, slot: FlagSlot) -> Batch:
+        """What one term sees: its mapped inputs under their logical names, behind the fallback gate."""
+        inputs = self._inputs.get(name)
+        gated = name in self._gated
+        if not inputs and not gated:
+            return batch
         out = dict(batch)
-        for key in self._requires[name]:
-            out[key] = gate(batch[key], slot)
+        for logical in self._requires[name]:
+            key = inputs.get(logical, logical) if inputs else logical
+            out[logical] = gate(batch[key], slot) if gated else batch[key]
         return out
+
+    def _check_batch(self, batch: Batch) -> None:
+        """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""
+        for name, requires in self._requires.items():
+            inputs = self._inputs.get(name)
+            if inputs:
+                for logical in requires:
+                    key = inputs.get(logical, logical)
+                    if key not in batch:
+                        have = ", ".join(sorted(map(str, batch))) or "none"
+                        raise BatchError(f"term {name!r} input {logical!r} reads batch key {key!r}, which the "
+                                         f"batch lacks; the batch has: {have}")
+            else:
+                check_missing_keys(name, requires, batch)
+        if not self._layouts_checked:
+            shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            wrong = layout_mismatches(self._readers, shapes)
+            if wrong:
+                raise BatchError("batch layouts do not fit the terms: " + "; ".join(wrong))
+            self._layouts_checked = True
 
     def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
                 kl_weight: float | None = None, weights: Mapping[str, float] | None = None
                 ) -> dict[str, torch.Tensor]:
         """All components and the total for one batch; ``kl_weight`` overrides the ``kl`` term's weight."""
-        for name, requires in self._requires.items():
-            check_missing_keys(name, requires, batch)
+        self._check_batch(batch)
         overrides = dict(weights or {})
         if kl_weight is not None:
             overrides["kl"] = float(kl_weight)
         w = self.weights(epoch, total_epochs, overrides)
         slot = FlagSlot()
-        values = {name: term(self._gated_batch(batch, name, slot) if name in self._gated else batch)
-                  for name, term in self.terms.items()}
+        values = {name: term(self._term_batch(batch, name, slot)) for name, term in self.terms.items()}
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
         anchor = next(iter(values.values())) if values else torch.zeros(())
         parts: list[torch.Tensor] = []

@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
+from .config import _describe as describe
 from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
+from .layouts import Reader
+from .layouts import conflicts as layout_conflicts
 from .recipe import GROUP_KINDS, RECIPES, GroupConfig
 
 if TYPE_CHECKING:
     from .plugins import Registry
 
-TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins")
+TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch")
+BINDING_KEYS = ("term", "inputs")  # keys of a term's section that the core reads, not the term's config
 
 
 def _registry(registry: "Registry | None") -> "Registry":
@@ -36,7 +40,20 @@ def _recipe_groups() -> dict[str, GroupConfig]:
     return _structure({"recipe": "vae"}, None, "recipe 'vae'").groups
 
 
-_FIELDS = ("terms", "groups", "fallback", "required_plugins")
+@attrs.define
+class TermBinding:
+    """Which registered term a config entry instantiates and which batch keys feed its inputs.
+
+    ``[terms.stft_wave] term = "stft"`` makes a second ``stft`` under its own name (output ``stft_wave_loss``);
+    ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
+    ``recon_wave``. Unmapped inputs read the batch key of the same name.
+    """
+
+    term: str | None = None
+    inputs: dict[str, str] = attrs.Factory(dict)
+
+
+_FIELDS = ("terms", "groups", "fallback", "required_plugins", "bindings", "batch")
 
 
 @attrs.define(init=False)
@@ -53,15 +70,20 @@ class LossConfig:
     groups: dict[str, GroupConfig]
     fallback: str | None
     required_plugins: tuple[str, ...]
+    bindings: dict[str, TermBinding]
+    batch: dict[str, str]
 
     def __init__(self, stft: Any = None, reconstruction: GroupConfig | None = None, kl: Any = None, *,
                  terms: Mapping[str, Any] | None = None, groups: Mapping[str, GroupConfig] | None = None,
-                 fallback: str | None = "reconstruction", required_plugins: tuple[str, ...] = ()) -> None:
+                 fallback: str | None = "reconstruction", required_plugins: tuple[str, ...] = (),
+                 bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None
+                 ) -> None:
         for name, value in (("stft", stft), ("reconstruction", reconstruction), ("kl", kl)):
             if isinstance(value, Mapping):
                 raise TypeError(f"LossConfig({name}=...): expected a {name} config object, got a mapping; "
                                 f"the positional order is the seed's (stft, reconstruction, kl): pass terms= "
                                 f"and groups= by keyword, or use load_config for a mapping")
+        terms_default = terms is None
         terms = _recipe_terms() if terms is None else dict(terms)
         groups = _recipe_groups() if groups is None else dict(groups)
         for name, value in (("stft", stft), ("kl", kl)):
@@ -69,14 +91,27 @@ class LossConfig:
                 terms[name] = value
         if reconstruction is not None:
             groups["reconstruction"] = reconstruction
-        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins))
+        batch = dict(RECIPES["vae"]["batch"]) if batch is None and terms_default else dict(batch or {})
+        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins), dict(bindings or {}), batch)
+
+    def term_of(self, name: str) -> str:
+        """The registered term an entry instantiates: its ``term =``, or its own name."""
+        binding = self.bindings.get(name)
+        return binding.term if binding is not None and binding.term else name
+
+    def inputs_of(self, name: str) -> dict[str, str]:
+        """An entry's input mapping (logical input -> batch key); empty when it reads its own names."""
+        binding = self.bindings.get(name)
+        return dict(binding.inputs) if binding is not None else {}
 
     @classmethod
     def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
-           fallback: str | None = None, required_plugins: tuple[str, ...] = ()) -> "LossConfig":
+           fallback: str | None = None, required_plugins: tuple[str, ...] = (),
+           bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None
+           ) -> "LossConfig":
         """A config with exactly these terms (no recipe defaults)."""
         return cls(terms=dict(terms), groups=dict(groups or {}), fallback=fallback,
-                   required_plugins=tuple(required_plugins))
+                   required_plugins=tuple(required_plugins), bindings=bindings, batch=batch or {})
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -100,25 +135,46 @@ class LossConfig:
             self.terms[name] = value
 
 
+def _instance_clash(registry: "Registry", name: str, term: str) -> Problem:
+    return (join("terms", name), f"{name!r} is the name of the installed term from {registry.get(name).provenance}; "
+                                 f"name this {term!r} instance differently (e.g. '{term}_{name}')")
+
+
 def check(config: LossConfig, registry: "Registry | None" = None) -> list[Problem]:
     """Cross-field problems of a whole config: weights, group members, fallback, term classes."""
     from .plugins import UnknownTermError
 
     registry = _registry(registry)
     problems: list[Problem] = []
+    readers: dict[str, list[Reader]] = {}
     for name, cfg in config.terms.items():
         path = join("terms", name)
+        term = config.term_of(name)
         try:
-            info = registry.get(name)
+            info = registry.get(term)
         except UnknownTermError as exc:
-            problems.append((path, str(exc)))
+            problems.append((join(path, "term") if term != name else path, str(exc)))
             continue
+        if term != name and name in registry.terms:
+            problems.append(_instance_clash(registry, name, term))
         if not isinstance(cfg, info.config_class):
             problems.append((path, f"expected a {info.config_class.__name__}, got {type(cfg).__name__}"))
             continue
         reason = check_weight(cfg.weight)
         if reason:
             problems.append((join(path, "weight"), reason))
+        requires = tuple(getattr(info.cls, "requires", ()))
+        inputs = config.inputs_of(name)
+        for logical, key in inputs.items():
+            if logical not in requires:
+                problems.append((join(join(path, "inputs"), logical),
+                                 f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
+                                 f"{', '.join(requires) or 'none'}"))
+        layouts = info.cls.input_layouts(cfg) if hasattr(info.cls, "input_layouts") else {}
+        for logical in requires:
+            if logical in layouts:
+                readers.setdefault(inputs.get(logical, logical), []).append((name, logical, layouts[logical]))
+    problems += layout_conflicts(readers, config.batch)
     owner: dict[str, str] = {}
     for gname, group in config.groups.items():
         path = join("groups", gname)
@@ -192,12 +248,21 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
         sections[table] = _merge(recipe[table], raw)
 
     terms: dict[str, Any] = {}
+    bindings: dict[str, TermBinding] = {}
     for name, section in sections["terms"].items():
         path = join("terms", str(name))
+        binding, section, found = _binding(section, path)
+        problems += found
+        if binding is not None:
+            bindings[name] = binding
+        term = binding.term if binding is not None and binding.term else str(name)
+        if term != name and name in registry_.terms:
+            problems.append(_instance_clash(registry_, str(name), term))
+            continue
         try:
-            info = registry_.get(str(name))
+            info = registry_.get(term)
         except UnknownTermError as exc:
-            problems.append((path, str(exc)))
+            problems.append((join(path, "term") if term != name else path, str(exc)))
             continue
         cfg, found = structure_checked(section, info.config_class, path)
         problems += found
@@ -229,7 +294,12 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
     from .pins import parse_pins
 
     problems += parse_pins(pins)
-    config = LossConfig.of(terms, groups, fallback, tuple(pins))
+    batch = _merge(recipe["batch"], data.get("batch", {}))
+    if not (isinstance(batch, Mapping) and all(isinstance(v, str) for v in batch.values())):
+        problems.append(("batch", f"expected a table of batch key = \"layout\" strings (e.g. recon = "
+                                  f"\"B, C, N\"), got {describe(data.get('batch'))}"))
+        batch = {}
+    config = LossConfig.of(terms, groups, fallback, tuple(pins), bindings, batch)
     if not problems:
         problems += check(config, registry_)
     if problems:
@@ -237,10 +307,40 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
     return config
 
 
+def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Problem]]:
+    """Split the core's keys (``term``, ``inputs``) off a term's section: (binding or None, the rest, problems)."""
+    if not isinstance(section, Mapping) or not any(k in section for k in BINDING_KEYS):
+        return None, section, []
+    rest = {k: v for k, v in section.items() if k not in BINDING_KEYS}
+    problems: list[Problem] = []
+    term = section.get("term")
+    if term is not None and not isinstance(term, str):
+        problems.append((join(path, "term"), f"expected a registered term's name, got {describe(term)}"))
+        term = None
+    inputs = section.get("inputs", {})
+    if not isinstance(inputs, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in inputs.items()):
+        problems.append((join(path, "inputs"), f"expected a table of input = \"batch key\" strings (e.g. "
+                                               f"{{recon = \"recon_wave\"}}), got {describe(inputs)}"))
+        inputs = {}
+    return TermBinding(term, dict(inputs)), rest, problems
+
+
+def _unstructure_term(config: LossConfig, name: str) -> dict[str, Any]:
+    binding = config.bindings.get(name)
+    extra: dict[str, Any] = {}
+    if binding is not None and binding.term:
+        extra["term"] = binding.term
+    if binding is not None and binding.inputs:
+        extra["inputs"] = dict(binding.inputs)
+    return {**extra, **unstructure(config.terms[name])}
+
+
 def _unstructure(config: LossConfig) -> dict[str, Any]:
     return {
         "recipe": "none",  # the file lists every term, so it loads back equal whatever the recipe
-        "terms": {name: unstructure(cfg) for name, cfg in config.terms.items()},
+        "batch": dict(config.batch),
+        "terms": {name: _unstructure_term(config, name) for name in config.terms},
         "groups": {name: {"kind": type(g).kind, **unstructure(g)} for name, g in config.groups.items()},
         "fallback": config.fallback,
         "required_plugins": list(config.required_plugins),

@@ -58,6 +58,10 @@ VAE_RECIPE: dict = {
     },
     "groups": {"reconstruction": {"kind": "reconstruction"}},
     "fallback": "reconstruction",
+    # What the training loop's batch holds: spectrograms, latents, and (computed only when a term reads
+    # them) the waveforms of the reconstruction and of the target.
+    "batch": {"recon": "B, 2, F, T", "target": "B, 2, F, T", "mu": "B, D", "logvar": "B, D",
+              "recon_wave": "B, 1, N", "target_wave": "B, 1, N"},
 }
 
-RECIPES: dict[str, dict] = {"vae": VAE_RECIPE, "none": {"terms": {}, "groups": {}, "fallback": None}}
+RECIPES: dict[str, dict] = {"vae": VAE_RECIPE, "none": {"terms": {}, "groups": {}, "fallback": None, "batch": {}}}

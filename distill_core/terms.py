@@ -18,7 +18,8 @@ class LossTerm(nn.Module):
     """One loss term: built once from its attrs config, then called per step on a batch.
 
     Subclasses set ``name`` (identifier; output key ``<name>_loss``), ``config_class`` (an attrs class
-    with a ``weight`` field) and ``requires`` (the batch keys ``forward`` reads), and implement
+    with a ``weight`` field), ``requires`` (the batch keys ``forward`` reads) and optionally ``layouts``
+    (each input's layout, e.g. ``{"recon": "B, C, N"}``), and implement
     ``forward(batch)`` returning the unweighted loss as a 0-dim tensor. ``zero_at_identity`` declares
     that the term is exactly 0 when ``recon`` equals ``target``; the test kit checks that promise.
     """
@@ -26,7 +27,14 @@ class LossTerm(nn.Module):
     name: ClassVar[str]
     config_class: ClassVar[type]
     requires: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[Mapping[str, str]] = {}
     zero_at_identity: ClassVar[bool] = False
+
+    @classmethod
+    def input_layouts(cls, config: Any) -> Mapping[str, str]:
+        """The layout of each input this config reads (``{"recon": "B, C, N"}``); the class's ``layouts``
+        unless the layout depends on the config. Checked against the batch when a CombinedLoss is built."""
+        return cls.layouts
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -36,6 +36,7 @@ class SISDRLoss(LossTerm):
     name = "sisdr"
     config_class = SISDRConfig
     requires = ("recon", "target")
+    layouts = {"recon": "B, C, N", "target": "B, C, N"}
 
     def forward(self, batch: Batch) -> torch.Tensor:
         recon, target = upcast(*check_pair(self.name, batch, "recon", "target", "B, C, N"))

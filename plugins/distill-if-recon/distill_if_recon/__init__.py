@@ -33,6 +33,7 @@ class IFReconLoss(LossTerm):
     name = "if_recon"
     config_class = IFReconConfig
     requires = ("recon", "target")
+    layouts = {"recon": "B, 2, F, T", "target": "B, 2, F, T"}
     zero_at_identity = True
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -26,7 +26,7 @@ class KLConfig:
     generic spelling; give one or the other.
     """
 
-    weight: Weight
+    weight: Weight = _RECIPE_WARMUP
     free_bits: float = attrs.field(default=0.1)
 
     def __init__(self, weight_max: float | None = None, warmup_fraction: float | None = None,
@@ -82,6 +82,7 @@ class KLLoss(LossTerm):
     name = "kl"
     config_class = KLConfig
     requires = ("mu", "logvar")
+    layouts = {"mu": "B, D", "logvar": "B, D"}
 
     def forward(self, batch: Batch) -> torch.Tensor:
         mu, logvar = upcast(*check_latents(self.name, batch))

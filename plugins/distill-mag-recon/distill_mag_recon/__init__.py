@@ -24,6 +24,7 @@ class MagReconLoss(LossTerm):
     name = "mag_recon"
     config_class = MagReconConfig
     requires = ("recon", "target")
+    layouts = {"recon": "B, 2, F, T", "target": "B, 2, F, T"}
     zero_at_identity = True
 
     def forward(self, batch: Batch) -> torch.Tensor:

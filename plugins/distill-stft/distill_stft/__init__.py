@@ -46,6 +46,12 @@ class STFTLoss(LossTerm):
     requires = ("recon", "target")
     zero_at_identity = True
 
+    @classmethod
+    def input_layouts(cls, config: STFTConfig) -> dict[str, str]:
+        """Spectrograms (the magnitude channel is flattened) or waveforms, as ``input`` says."""
+        layout = "B, 2, F, T" if config.input == "magnitude" else "B, C, N"
+        return {"recon": layout, "target": layout}
+
     def __init__(self, config: STFTConfig) -> None:
         super().__init__(config)
         if config.scale == "mel":
