@@ -14,9 +14,10 @@ from .config import converter
 
 
 def make_lock(loss: CombinedLoss) -> dict[str, dict[str, Any]]:
-    """``{term: {distribution, version, entry_point, config}}`` for every term of a built loss."""
-    return {name: {"distribution": p.distribution, "version": p.version, "entry_point": p.entry_point,
-                   "config": converter.unstructure(loss.config.terms[name])}
+    """``{name: {term, distribution, version, entry_point, config}}`` for every term of a built loss (``term`` is
+    the registered class a named instance uses)."""
+    return {name: {"term": loss.config.term_of(name), "distribution": p.distribution, "version": p.version,
+                   "entry_point": p.entry_point, "config": converter.unstructure(loss.config.terms[name])}
             for name, p in loss.provenance.items()}
 
 
@@ -29,7 +30,7 @@ def lock_differences(lock: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, entry in lock.items():
         saved = f"{entry.get('distribution')}=={entry.get('version')}"
         try:
-            now = registry.get(name).provenance
+            now = registry.get(entry.get("term", name)).provenance
         except UnknownTermError:
             out.append(f"term {name!r}: saved with {saved}, not installed now")
             continue

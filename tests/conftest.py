@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
 import attrs
 import pytest
 import torch
@@ -20,6 +25,7 @@ class FakeL1(LossTerm):
     name = "fake_l1"
     config_class = L1Config
     requires = ("recon", "target")
+    layouts = {"recon": "B, C, N", "target": "B, C, N"}
     zero_at_identity = True
 
     def forward(self, batch):
@@ -69,3 +75,15 @@ def small_batch():
     torch.manual_seed(0)
     return {"recon": torch.randn(3, 1, 16, requires_grad=True), "target": torch.randn(3, 1, 16),
             "z": torch.randn(3, 4)}
+
+
+@pytest.fixture
+def throwaway_env(tmp_path):
+    """A venv without pip that sees the dev environment's packages and installs into its own site-packages."""
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    python = env / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "dev_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    return python

@@ -67,9 +67,12 @@ def term_keys(loss: CombinedLoss | None) -> tuple[str, ...]:
     return loss.term_keys if loss is not None else LEGACY_TERMS
 
 
+Views = Callable[[Mapping[str, torch.Tensor], frozenset], Mapping[str, torch.Tensor]]
+
+
 def compute_losses(loss: CombinedLoss | None, model_out: tuple[torch.Tensor, ...], target: torch.Tensor, *,
-                   epoch: int, total_epochs: int, kl_weight: float | None, free_bits: float = 0.1
-                   ) -> dict[str, torch.Tensor]:
+                   epoch: int, total_epochs: int, kl_weight: float | None, free_bits: float = 0.1,
+                   views: Views | None = None) -> dict[str, torch.Tensor]:
     """The combined loss's dict, or the legacy ``vae_loss`` in the same shape.
 
     An explicit ``kl_weight`` keeps the seed's meaning: 0 or less leaves the KL term out of the total.
@@ -81,6 +84,9 @@ def compute_losses(loss: CombinedLoss | None, model_out: tuple[torch.Tensor, ...
         return {"total_loss": total, "recon_loss": recon_loss, "kl_loss": kl,
                 "nonfinite": (~torch.isfinite(total)).to(total.dtype)}
     batch = {"recon": recon, "target": target, "mu": mu, "logvar": logvar}
+    wanted = loss.reads - batch.keys()
+    if views is not None and wanted:  # e.g. waveforms, computed only when some term reads them
+        batch.update(views(batch, frozenset(wanted)))
     if weight is not None and "kl" not in loss.config.terms:
         weight = None
     return loss(batch, epoch=epoch, total_epochs=total_epochs, kl_weight=weight)
@@ -158,7 +164,7 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
                 gradient_clip_norm: float | None = 1.0, loss_config: LossSpec = None,
                 stft_loss_fn: nn.Module | None = None, epoch: int = 0, callback: Callback | None = None,
                 cancel_event: Any = None, *, total_epochs: int = 1, callbacks: Sequence[Callback] = (),
-                log_interval: int = 10, free_bits: float = 0.1) -> dict[str, float]:
+                log_interval: int = 10, free_bits: float = 0.1, views: Views | None = None) -> dict[str, float]:
     """One training epoch, called as the seed calls it; returns the epoch's mean of every loss component.
 
     ``kl_weight`` None uses the config's schedule at ``epoch`` of ``total_epochs``; a number overrides it
@@ -166,7 +172,8 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
     ``log_interval`` steps (1: every step) and at the epoch's end: values are averaged on the device over
     the window, so logging costs one host sync per window, not per step. ``cancel_event`` (anything with
     ``is_set()``) is checked between steps. The result has our keys (``total_loss``, ``<term>_loss``,
-    ``nonfinite``) and the seed's (``train_loss``).
+    ``nonfinite``) and the seed's (``train_loss``). ``views`` adds derived batch entries (waveforms) that
+    some term reads.
     """
     _check_seed_order(kl_weight, "train_epoch")
     device = torch.device(device) if device is not None else None
@@ -184,7 +191,7 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
             break
         x = _inputs(batch, device)
         out = compute_losses(loss, model(x), x, epoch=epoch, total_epochs=total_epochs, kl_weight=kl_weight,
-                             free_bits=free_bits)
+                             free_bits=free_bits, views=views)
         optimizer.zero_grad(set_to_none=True)
         out["total_loss"].backward()
         bad = _clip_or_zero(params, gradient_clip_norm)
@@ -213,7 +220,7 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
 def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float | None = None,
                    device: torch.device | str | None = None, loss_config: LossSpec = None,
                    stft_loss_fn: nn.Module | None = None, *, epoch: int = 0, total_epochs: int = 1,
-                   free_bits: float = 0.1) -> dict[str, float]:
+                   free_bits: float = 0.1, views: Views | None = None) -> dict[str, float]:
     """Mean validation losses, called as the seed calls it, plus ``kl_divergence``: the raw KL (no free
     bits) for collapse checks. Keys: ours (``total_loss``, ``<term>_loss``) and the seed's (``val_loss``,
     ``val_recon_loss``, ``val_kl_loss``, ``val_<term>_loss``)."""
@@ -226,7 +233,7 @@ def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float
         x = _inputs(batch, device)
         recon, mu, logvar = model(x)
         out = compute_losses(loss, (recon, mu, logvar), x, epoch=epoch, total_epochs=total_epochs,
-                             kl_weight=kl_weight, free_bits=free_bits)
+                             kl_weight=kl_weight, free_bits=free_bits, views=views)
         out["kl_divergence"] = raw_kl(mu, logvar)
         acc.add(out)
     means = acc.means(reduce=True)
@@ -282,7 +289,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
           callbacks: Sequence[Callback] = (), log_interval: int = 10, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, free_bits: float = 0.1,
           divergence_patience: int = 5, collapse_threshold: float = 0.5, cancel_event: Any = None,
-          stft_loss_fn: nn.Module | None = None) -> MetricsHistory:
+          stft_loss_fn: nn.Module | None = None, views: Views | None = None) -> MetricsHistory:
     """Train for ``epochs``: the CombinedLoss (and its STFT module) is built once, here, at the start.
 
     Each epoch evaluates the weight schedules, emits StepMetrics/EpochMetrics to ``callbacks``, warns on
@@ -315,11 +322,12 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     for epoch in range(start, epochs):
         train_means = train_epoch(model, train_loader, optimizer, None, device, grad_clip_norm, loss,
                                   epoch=epoch, cancel_event=cancel_event, total_epochs=epochs,
-                                  callbacks=listeners, log_interval=log_interval, free_bits=free_bits)
+                                  callbacks=listeners, log_interval=log_interval, free_bits=free_bits,
+                                  views=views)
         if cancel_event is not None and cancel_event.is_set():
             break  # the unfinished epoch is not recorded: the files keep the last finished one
         val_means = validate_epoch(model, val_loader, None, device, loss, epoch=epoch, total_epochs=epochs,
-                                   free_bits=free_bits)
+                                   free_bits=free_bits, views=views)
         weights = loss.weights(epoch, epochs) if loss is not None else {}
         metrics = _epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
                                  time.perf_counter() - began, epoch - start + 1, keys, weights)

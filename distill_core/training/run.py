@@ -19,7 +19,7 @@ from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
-from .spectrogram import SpectrogramConfig, from_spectrogram, to_spectrogram
+from .spectrogram import SpectrogramConfig, WaveformViews, from_spectrogram, to_spectrogram
 
 
 @attrs.define
@@ -49,18 +49,16 @@ def _progress(total: int, enabled: bool):
 
     def callback(metrics: StepMetrics | EpochMetrics) -> None:
         if isinstance(metrics, StepMetrics):
-            shown = {"total": metrics.train_loss, "stft": metrics.stft_loss, "mag": metrics.mag_recon_loss,
-                     "if": metrics.if_recon_loss, "kl": metrics.kl_loss,
+            shown = {"total": metrics.train_loss,
                      **{k.removesuffix("_loss"): v for k, v in metrics.components.items()}}
             bar.set_description(f"epoch {metrics.epoch + 1}")
             bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
             bar.update(metrics.step - last["step"])
             last["step"] = 0 if metrics.step >= metrics.total_steps else metrics.step
         else:
+            terms = ", ".join(f"{k.removesuffix('_loss')} {v:.3f}" for k, v in metrics.val_components.items())
             bar.write(f"epoch {metrics.epoch + 1}/{metrics.total_epochs}: train {metrics.train_loss:.4f}  "
-                      f"val {metrics.val_loss:.4f}  (stft {metrics.val_stft_loss:.3f}, mag "
-                      f"{metrics.val_mag_recon_loss:.3f}, if {metrics.val_if_recon_loss:.3f}, "
-                      f"kl {metrics.val_kl_loss:.3f})")
+                      f"val {metrics.val_loss:.4f}  ({terms})")
 
     return bar, callback
 
@@ -72,7 +70,8 @@ def plot_losses(history: MetricsHistory, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {k: v for k, v in history.get_loss_curves().items() if any(x != 0 for x in v)}
+    seed_keys = ("train_losses", "val_losses", "recon_losses", "kl_losses")  # duplicates of ours
+    curves = {k: v for k, v in history.get_loss_curves().items() if k not in seed_keys and any(x != 0 for x in v)}
     cols = 3
     rows = math.ceil(len(curves) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
@@ -109,6 +108,13 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
                          "least 2 (one to train, one to validate)")
     config = load_config(settings.config) if settings.config is not None else LossConfig()
     loss = CombinedLoss(config)
+    views = WaveformViews(spec)
+    unknown = sorted(loss.reads - {"recon", "target", "mu", "logvar", *views.keys})
+    if unknown:
+        raise ConfigError([("terms", f"the terms read batch keys that training does not provide: "
+                                     f"{', '.join(map(repr, unknown))}; training provides recon, target, mu, "
+                                     f"logvar, recon_wave, target_wave (map inputs with inputs = {{...}})")],
+                          str(settings.config))
     specs = to_spectrogram(waves, spec)
     n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
     train_set, val_set = TensorDataset(specs[n_val:]), TensorDataset(specs[:n_val])
@@ -127,7 +133,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     try:
         history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
                         device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
-                        resume_from=settings.resume)
+                        resume_from=settings.resume, views=views)
     finally:
         bar.close()
     plot_losses(history, run_dir / "losses.png")

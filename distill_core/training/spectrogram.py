@@ -11,6 +11,7 @@ filterbank's pseudo-inverse, and every linear bin takes the IF of the band that 
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import attrs
 import torch
@@ -79,3 +80,27 @@ def from_spectrogram(spec: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor
     nyquist = torch.zeros_like(complex_spec[:, :1])
     complex_spec = torch.cat([complex_spec, nyquist], dim=1)
     return torch.istft(complex_spec, cfg.n_fft, cfg.hop, window=_window(cfg, magnitude), length=cfg.samples)
+
+
+class WaveformViews:
+    """``recon_wave`` and ``target_wave`` ([B, 1, N]) for terms that read waveforms, from the spectrograms.
+
+    ``recon_wave`` is ``from_spectrogram(recon)``, differentiable, so a waveform term's gradient reaches the
+    model. ``target_wave`` is the inverse of the target spectrogram, not the original clip: then a perfect
+    reconstruction scores exactly as the target does, and no term pushes the model to make up for what the
+    representation itself loses (with ``mel_bins`` the inverse is approximate).
+    """
+
+    keys = ("recon_wave", "target_wave")
+
+    def __init__(self, config: SpectrogramConfig) -> None:
+        self.config = config
+
+    def __call__(self, batch: Mapping[str, torch.Tensor], wanted: frozenset) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if "recon_wave" in wanted:
+            out["recon_wave"] = from_spectrogram(batch["recon"].float(), self.config).unsqueeze(1)
+        if "target_wave" in wanted:
+            with torch.no_grad():
+                out["target_wave"] = from_spectrogram(batch["target"].float(), self.config).unsqueeze(1)
+        return out
