@@ -23,7 +23,8 @@ API::
 - ``rest``: a 0-dim tensor backpropagated with ``G`` (its own weights already applied), or None.
 - returns 0-dim tensors: ``ema_norm_<term>`` (the averaged norm), ``ratio_<term>`` (this step's share of
   the balanced gradient's norm at ``y``: ``c_i / sum_j c_j`` with ``c_i = scale_i * ||g_i||``; near
-  ``w_i / sum(w)`` when a term's norm is near its average) and ``nonfinite`` (1.0 when a balanced term's
+  ``w_i / sum(w)`` when a term's norm is near its average; EnCodec's ``monitor`` ratio, each term's share of
+  the unbalanced norms, is ``ema_norm_i / sum_j ema_norm_j``) and ``nonfinite`` (1.0 when a balanced term's
   value or gradient was not finite: that term then adds no gradient and its average does not move).
 
 The averages are buffers (``ema_sum``, ``ema_count``; one entry per term, in the order given), so
