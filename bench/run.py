@@ -199,6 +199,52 @@ def bench_overhead(device: torch.device, reps: int) -> dict:
             "ratio": t["combined"] / t["hand_written"]}
 
 
+def bench_balancer(device: torch.device, reps: int) -> dict:
+    """A demo training step (SpectrogramVAE, batch [16, 2, 256, 64], the recipe, Adam) balanced vs unbalanced.
+
+    Balanced: stft, mag_recon and if_recon (the terms reading ``recon``) through GradientBalancer with the
+    recipe's effective weights as shares, kl as the rest; unbalanced: CombinedLoss's total, backward.
+    """
+    from distill_core import CombinedLoss, LossConfig
+    from distill_core.balancer import BalancerConfig, GradientBalancer
+    from distill_core.training.model import SpectrogramVAE
+
+    config = LossConfig()
+    combined = CombinedLoss(config).to(device)
+    w = combined.weights(3, 10)
+    group = config.groups["reconstruction"]
+    members = group.member_weights()
+    shares = {"stft": w["stft"], **{m: mw * w[m] * w["reconstruction"] for m, mw in members.items()}}
+    balancer = GradientBalancer(BalancerConfig(enabled=True), list(shares)).to(device)
+    torch.manual_seed(0)
+    models = {"balanced": SpectrogramVAE(256, 64).to(device)}
+    models["unbalanced"] = SpectrogramVAE(256, 64).to(device)
+    models["unbalanced"].load_state_dict(models["balanced"].state_dict())
+    optimizers = {k: torch.optim.Adam(m.parameters(), lr=2e-3) for k, m in models.items()}
+    x = torch.rand(16, 2, 256, 64, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def unbalanced() -> None:
+        model, opt = models["unbalanced"], optimizers["unbalanced"]
+        opt.zero_grad(set_to_none=True)
+        recon, mu, logvar = model(x)
+        combined({"recon": recon, "target": x, "mu": mu, "logvar": logvar}, epoch=3, total_epochs=10
+                 )["total_loss"].backward()
+        opt.step()
+
+    def balanced() -> None:
+        model, opt = models["balanced"], optimizers["balanced"]
+        opt.zero_grad(set_to_none=True)
+        recon, mu, logvar = model(x)
+        batch = {"recon": recon, "target": x, "mu": mu, "logvar": logvar}
+        values = {name: combined.terms[name](batch) for name in shares}
+        balancer.backward(values, shares, recon, combined.terms["kl"](batch) * w["kl"])
+        opt.step()
+
+    t = interleaved({"balanced": balanced, "unbalanced": unbalanced}, device, reps)
+    return {"balanced_ms": t["balanced"] * 1e3, "unbalanced_ms": t["unbalanced"] * 1e3,
+            "ratio": t["balanced"] / t["unbalanced"]}
+
+
 IMPORT_CHILD = """
 import gc, time, torch
 spent, started = [0.0], [0.0]
@@ -272,6 +318,11 @@ def main() -> None:
     print(table("5. import distill_core + discovery of the four plugins (torch already imported)",
                 ["median ms", "min ms", "median ms in cyclic GC"],
                 [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_gc_ms']:.1f}"]]))
+    results["balancer"] = bench_balancer(device, args.reps)
+    b = results["balancer"]
+    print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
+                ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
+                [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
