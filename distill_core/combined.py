@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Mapping
 import torch
 from torch import nn
 
+from .balancer import GradientBalancer
 from .config import ConfigError
 from .gate import FlagSlot, gate
 from .loss_config import LossConfig, check
@@ -26,6 +27,11 @@ def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
     for t in tensors[1:]:
         total = total + t
     return total
+
+
+def _finite_or_zero(value: torch.Tensor) -> torch.Tensor:
+    """A non-finite term adds nothing (its gradient is stopped at its inputs' gates)."""
+    return torch.where(torch.isfinite(value), value, value.new_zeros(()))
 
 
 class TermBuildError(RuntimeError):
@@ -81,10 +87,23 @@ class CombinedLoss(nn.Module):
         self._inputs = {name: config.inputs_of(name) for name in built if config.inputs_of(name)}
         self._readers = readers
         self._layouts_checked = False
+        self.balancer: GradientBalancer | None = None
+        self._pending: tuple[dict[str, float], torch.Tensor] | None = None
+        if config.balancer.enabled:
+            key = config.balancer.input
+            reads_y = [name for name, req in self._requires.items()
+                       if key in (self._inputs.get(name, {}).get(r, r) for r in req)]
+            self.balancer = GradientBalancer(config.balancer, reads_y)
+        # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
+        # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
+        # masks its own terms; every other term is gated on its own value being finite.
+        fallback = config.groups[config.fallback].member_weights() if config.fallback is not None else None
+        if self.balancer is not None:
+            self._gated = {name: name for name in built if name not in self.balancer.terms}
+        else:
+            self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
-        fallback = config.groups[config.fallback].member_weights() if config.fallback is not None else None
-        self._gated = [name for name in built if fallback is not None and name not in fallback]
 
     @property
     def reads(self) -> frozenset[str]:
@@ -113,16 +132,16 @@ class CombinedLoss(nn.Module):
             out.update({k: float(v) for k, v in overrides.items()})
         return out
 
-    def _term_batch(self, batch: Batch, name: str, slot: FlagSlot) -> Batch:
-        """What one term sees: its mapped inputs under their logical names, behind the fallback gate."""
+    def _term_batch(self, batch: Batch, name: str, slots: dict[str, FlagSlot]) -> Batch:
+        """What one term sees: its mapped inputs under their logical names, behind its gradient gate."""
         inputs = self._inputs.get(name)
-        gated = name in self._gated
-        if not inputs and not gated:
+        slot = slots.setdefault(self._gated[name], FlagSlot()) if name in self._gated else None
+        if not inputs and slot is None:
             return batch
         out = dict(batch)
         for logical in self._requires[name]:
             key = inputs.get(logical, logical) if inputs else logical
-            out[logical] = gate(batch[key], slot) if gated else batch[key]
+            out[logical] = gate(batch[key], slot) if slot is not None else batch[key]
         return out
 
     def _check_batch(self, batch: Batch) -> None:
@@ -154,8 +173,8 @@ class CombinedLoss(nn.Module):
         if kl_weight is not None:
             overrides["kl"] = float(kl_weight)
         w = self.weights(epoch, total_epochs, overrides)
-        slot = FlagSlot()
-        values = {name: term(self._term_batch(batch, name, slot)) for name, term in self.terms.items()}
+        slots: dict[str, FlagSlot] = {}
+        values = {name: term(self._term_batch(batch, name, slots)) for name, term in self.terms.items()}
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
         anchor = next(iter(values.values())) if values else torch.zeros(())
         parts: list[torch.Tensor] = []
@@ -172,7 +191,41 @@ class CombinedLoss(nn.Module):
         finite = torch.isfinite(total)
         if fallback is not None:  # the seed's guard, as a select on the device: no host sync
             total = torch.where(finite, total, out[self._group_keys[fallback]])
-            slot.open = finite  # and only the fallback group's gradient reaches the model
+            if "" in slots:
+                slots[""].open = finite  # and only the fallback group's gradient reaches the model
         out["total_loss"] = total
         out["nonfinite"] = (~finite).to(total.dtype)
+        if self.balancer is not None:
+            for name, slot in slots.items():
+                slot.open = torch.isfinite(values[name])
+            self._pending = (self.effective_weights(w), batch[self.config.balancer.input])
         return out
+
+    def effective_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+        """Each term's weight in the total: its own, times its member weight and group weight if grouped."""
+        out = {name: weights[name] for name in self.terms if name not in self._grouped}
+        for gname, group in self.config.groups.items():
+            for member, mw in group.member_weights().items():
+                out[member] = mw * weights[member] * weights[gname]
+        return out
+
+    def backward(self, out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Backpropagate the last forward's loss into the model: one call for both modes.
+
+        Without a balancer, ``total_loss.backward()``. With one, the terms that read the balancer's input
+        ``y`` get weights that are shares of the gradient at ``y`` (EnCodec's balancer), the others their
+        plain weights, and the model sees one backward pass. Returns the balancer's figures as 0-dim tensors
+        (``ratio_<term>``, ``ema_norm_<term>``, ``nonfinite``); empty without a balancer.
+        """
+        if self.balancer is None:
+            out["total_loss"].backward()
+            return {}
+        if self._pending is None:
+            raise RuntimeError("CombinedLoss.backward: call forward first; each forward is backpropagated once")
+        weights, y = self._pending
+        self._pending = None
+        balanced = self.balancer.terms
+        rest = [_finite_or_zero(out[f"{name}_loss"]) * weights[name] for name in self.terms
+                if name not in balanced and weights[name] != 0.0]
+        return self.balancer.backward({name: out[f"{name}_loss"] for name in balanced},
+                                      {name: weights[name] for name in balanced}, y, _sum(rest) if rest else None)

@@ -15,6 +15,7 @@ import attrs
 from .config import _describe as describe
 from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
+from .balancer import BalancerConfig
 from .layouts import Reader
 from .layouts import conflicts as layout_conflicts
 from .recipe import GROUP_KINDS, RECIPES, GroupConfig
@@ -22,7 +23,7 @@ from .recipe import GROUP_KINDS, RECIPES, GroupConfig
 if TYPE_CHECKING:
     from .plugins import Registry
 
-TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch")
+TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 BINDING_KEYS = ("term", "inputs")  # keys of a term's section that the core reads, not the term's config
 
 
@@ -53,7 +54,7 @@ class TermBinding:
     inputs: dict[str, str] = attrs.Factory(dict)
 
 
-_FIELDS = ("terms", "groups", "fallback", "required_plugins", "bindings", "batch")
+_FIELDS = ("terms", "groups", "fallback", "required_plugins", "bindings", "batch", "balancer")
 
 
 @attrs.define(init=False)
@@ -72,12 +73,13 @@ class LossConfig:
     required_plugins: tuple[str, ...]
     bindings: dict[str, TermBinding]
     batch: dict[str, str]
+    balancer: BalancerConfig
 
     def __init__(self, stft: Any = None, reconstruction: GroupConfig | None = None, kl: Any = None, *,
                  terms: Mapping[str, Any] | None = None, groups: Mapping[str, GroupConfig] | None = None,
                  fallback: str | None = "reconstruction", required_plugins: tuple[str, ...] = (),
-                 bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None
-                 ) -> None:
+                 bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None,
+                 balancer: BalancerConfig | None = None) -> None:
         for name, value in (("stft", stft), ("reconstruction", reconstruction), ("kl", kl)):
             if isinstance(value, Mapping):
                 raise TypeError(f"LossConfig({name}=...): expected a {name} config object, got a mapping; "
@@ -92,7 +94,8 @@ class LossConfig:
         if reconstruction is not None:
             groups["reconstruction"] = reconstruction
         batch = dict(RECIPES["vae"]["batch"]) if batch is None and terms_default else dict(batch or {})
-        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins), dict(bindings or {}), batch)
+        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins), dict(bindings or {}), batch,
+                            balancer if balancer is not None else BalancerConfig())
 
     def term_of(self, name: str) -> str:
         """The registered term an entry instantiates: its ``term =``, or its own name."""
@@ -107,11 +110,12 @@ class LossConfig:
     @classmethod
     def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
            fallback: str | None = None, required_plugins: tuple[str, ...] = (),
-           bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None
-           ) -> "LossConfig":
+           bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None,
+           balancer: BalancerConfig | None = None) -> "LossConfig":
         """A config with exactly these terms (no recipe defaults)."""
         return cls(terms=dict(terms), groups=dict(groups or {}), fallback=fallback,
-                   required_plugins=tuple(required_plugins), bindings=bindings, batch=batch or {})
+                   required_plugins=tuple(required_plugins), bindings=bindings, batch=batch or {},
+                   balancer=balancer)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -147,6 +151,7 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
     registry = _registry(registry)
     problems: list[Problem] = []
     readers: dict[str, list[Reader]] = {}
+    read_keys: list[str] = []
     for name, cfg in config.terms.items():
         path = join("terms", name)
         term = config.term_of(name)
@@ -170,6 +175,7 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
                 problems.append((join(join(path, "inputs"), logical),
                                  f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
                                  f"{', '.join(requires) or 'none'}"))
+        read_keys += [inputs.get(r, r) for r in requires]
         layouts = info.cls.input_layouts(cfg) if hasattr(info.cls, "input_layouts") else {}
         for logical in requires:
             if logical in layouts:
@@ -196,6 +202,9 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
     if config.fallback is not None and config.fallback not in config.groups:
         problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
                                      f"got {config.fallback!r}"))
+    if config.balancer.enabled and not any(key == config.balancer.input for key in read_keys):
+        problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
+                                           f"the terms read: {', '.join(sorted(set(read_keys))) or 'nothing'}"))
     return problems
 
 
@@ -299,7 +308,9 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
         problems.append(("batch", f"expected a table of batch key = \"layout\" strings (e.g. recon = "
                                   f"\"B, C, N\"), got {describe(data.get('batch'))}"))
         batch = {}
-    config = LossConfig.of(terms, groups, fallback, tuple(pins), bindings, batch)
+    balancer, found = structure_checked(data.get("balancer", {}), BalancerConfig, "balancer")
+    problems += found
+    config = LossConfig.of(terms, groups, fallback, tuple(pins), bindings, batch, balancer)
     if not problems:
         problems += check(config, registry_)
     if problems:
@@ -340,6 +351,7 @@ def _unstructure(config: LossConfig) -> dict[str, Any]:
     return {
         "recipe": "none",  # the file lists every term, so it loads back equal whatever the recipe
         "batch": dict(config.batch),
+        "balancer": unstructure(config.balancer),
         "terms": {name: _unstructure_term(config, name) for name in config.terms},
         "groups": {name: {"kind": type(g).kind, **unstructure(g)} for name, g in config.groups.items()},
         "fallback": config.fallback,

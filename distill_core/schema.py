@@ -65,9 +65,17 @@ def term_schema(name: str) -> dict[str, Any]:
 
 def config_schema() -> dict[str, Any]:
     """The schema of a whole loss config file, for every term installed now."""
+    from .balancer import BalancerConfig
     from .plugins import get_registry
 
-    terms = {name: class_schema(info.config_class) for name, info in sorted(get_registry().terms.items())}
+    binding = {"term": {"type": "string", "description": "the registered term this entry instantiates"},
+               "inputs": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "logical input -> batch key"}}
+    terms = {}
+    for name, info in sorted(get_registry().terms.items()):
+        schema = class_schema(info.config_class)
+        schema["properties"].update(binding)
+        terms[name] = schema
     groups = []
     for kind, cls in GROUP_KINDS.items():
         schema = class_schema(cls)
@@ -80,7 +88,12 @@ def config_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "recipe": {"enum": list(RECIPES), "default": "vae"},
-            "terms": {"type": "object", "properties": terms, "additionalProperties": False},
+            "terms": {"type": "object", "properties": terms,  # named instances: any name with a term =
+                      "additionalProperties": {"type": "object", "required": ["term"],
+                                               "properties": binding}},
+            "batch": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "batch key -> layout, e.g. \"B, C, N\""},
+            "balancer": class_schema(BalancerConfig),
             "groups": {"type": "object", "additionalProperties": {"anyOf": groups}},
             "fallback": {"type": ["string", "null"]},
             "required_plugins": {"type": "array", "items": {"type": "string"}},

@@ -193,11 +193,14 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
         out = compute_losses(loss, model(x), x, epoch=epoch, total_epochs=total_epochs, kl_weight=kl_weight,
                              free_bits=free_bits, views=views)
         optimizer.zero_grad(set_to_none=True)
-        out["total_loss"].backward()
+        balance = loss.backward(out) if loss is not None else out["total_loss"].backward() or {}
         bad = _clip_or_zero(params, gradient_clip_norm)
         optimizer_step(optimizer, bad)
-        logged = {k: v for k, v in out.items() if k != "nonfinite"}
-        logged["nonfinite"] = torch.maximum(out["nonfinite"].detach().float(), bad.to(out["nonfinite"].device))
+        logged = {**{k: v for k, v in out.items() if k != "nonfinite"}, **balance}
+        flags = [out["nonfinite"].detach().float(), bad.to(out["nonfinite"].device)]
+        if "nonfinite" in balance:
+            flags.append(balance["nonfinite"].to(flags[0]))
+        logged["nonfinite"] = torch.stack(flags).amax()
         epoch_acc.add(logged)
         window.add(logged)
         if listeners and (step % log_interval == 0 or step == total_steps):
@@ -263,7 +266,8 @@ def _epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Map
         learning_rate=lr, eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1), elapsed_seconds=elapsed,
         val_stft_loss=val.get("stft_loss", 0.0), val_mag_recon_loss=val.get("mag_recon_loss", 0.0),
         val_if_recon_loss=val.get("if_recon_loss", 0.0), components=term_values(train, keys),
-        val_components=term_values(val, keys), weights=dict(weights), nonfinite_steps=int(train.get("nonfinite", 0)))
+        val_components=term_values(val, keys), weights=dict(weights), nonfinite_steps=int(train.get("nonfinite", 0)),
+        balancer={k: v for k, v in train.items() if k.startswith(("ratio_", "ema_norm_"))})
 
 
 def default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -316,6 +320,8 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
         history = MetricsHistory.from_dict(state["history"], str(resume_from))
         start, best = state["epoch"] + 1, state["best_val"]
         restore_rng(state["rng"])
+        if loss is not None and loss.balancer is not None and "balancer" in state:
+            loss.balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
     out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     listeners = [_step_recorder(history), *callbacks]
     began = time.perf_counter()
@@ -346,6 +352,8 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                      "config": converter.unstructure(loss.config) if loss is not None else None,
                      "history": history.to_dict(), "provenance": make_lock(loss) if loss is not None else {},
                      "rng": rng_state(),
+                     **({"balancer": loss.balancer.state_dict()} if loss is not None and loss.balancer is not None
+                        else {}),
                      "best_val": best}
             history.save(out_dir / "history.json")
             save_checkpoint(out_dir / "last.pt", state)
