@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Mapping
 import torch
 from torch import nn
 
-from .config import ConfigError
+from .config import ConfigError, check_weight
 from .loss_config import LossConfig, check
 from .pins import unmet_pins
 from .schedules import weight_at
-from .terms import Batch, check_missing_keys
+from .terms import Batch, check_batch_agrees, check_missing_keys
 
 if TYPE_CHECKING:
     from .plugins import Provenance, Registry
@@ -46,10 +46,7 @@ class CombinedLoss(nn.Module):
         config = config if config is not None else LossConfig()
         problems = check(config, registry) + unmet_pins(config.required_plugins)
         group_keys = {name: group.key or f"{name}_loss" for name, group in config.groups.items()}
-        keys = [f"{t}_loss" for t in config.terms] + list(group_keys.values()) + ["total_loss"]
-        for key in {k for k in keys if keys.count(k) > 1}:
-            problems.append(("groups", f"output key {key!r} is produced twice; rename the group or set its key"))
-        if problems:
+        if problems:  # check() refuses reserved and repeated output keys
             raise ConfigError(problems)
         self.config = config
         self.provenance: dict[str, Provenance] = {}
@@ -67,6 +64,7 @@ class CombinedLoss(nn.Module):
                                      f"{type(exc).__name__}: {exc}") from exc
         self.terms = nn.ModuleDict(built)
         self._requires = {name: tuple(getattr(type(m), "requires", ())) for name, m in built.items()}
+        self._read_keys = tuple(dict.fromkeys(k for keys in self._requires.values() for k in keys))
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
 
@@ -84,7 +82,11 @@ class CombinedLoss(nn.Module):
             unknown = [k for k in overrides if k not in out]
             if unknown:
                 raise KeyError(f"weight override for {unknown[0]!r}: no such term or group; have {', '.join(out)}")
-            out.update({k: float(v) for k, v in overrides.items()})
+            for name, value in overrides.items():
+                reason = check_weight(value)
+                if reason or isinstance(value, bool):
+                    raise ValueError(f"weight override for {name!r}: {reason or 'expected a number, got a bool'}")
+                out[name] = float(value)
         return out
 
     def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
@@ -93,6 +95,7 @@ class CombinedLoss(nn.Module):
         """All components and the total for one batch; ``kl_weight`` overrides the ``kl`` term's weight."""
         for name, requires in self._requires.items():
             check_missing_keys(name, requires, batch)
+        check_batch_agrees(self._read_keys, batch)
         overrides = dict(weights or {})
         if kl_weight is not None:
             overrides["kl"] = float(kl_weight)

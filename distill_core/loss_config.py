@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
-from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, format_mapping, join,
+from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
 from .recipe import GROUP_KINDS, RECIPES, GroupConfig
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .plugins import Registry
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins")
+# Keys of CombinedLoss's output (and of validation's) that a group's ``key`` may not take.
+RESERVED_KEYS = ("total_loss", "nonfinite", "kl_divergence")
 
 
 def _registry(registry: "Registry | None") -> "Registry":
@@ -105,6 +107,17 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
                                        "a term belongs to at most one group"))
             else:
                 owner[member] = gname
+    produced = {f"{t}_loss": f"term {t!r}" for t in config.terms}
+    for gname, group in config.groups.items():
+        key = group.key or f"{gname}_loss"
+        where = join(join("groups", gname), "key") if group.key else join("groups", gname)
+        if key in RESERVED_KEYS:
+            problems.append((where, f"output key {key!r} is reserved ({', '.join(RESERVED_KEYS)} and each term's "
+                                    "<term>_loss); set another key"))
+        elif key in produced:
+            problems.append((where, f"output key {key!r} is produced twice (also by {produced[key]}); "
+                                    "rename the group or set its key"))
+        produced.setdefault(key, f"group {gname!r}")
     if config.fallback is not None and config.fallback not in config.groups:
         problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
                                      f"got {config.fallback!r}"))
@@ -132,8 +145,8 @@ def _structure(data: Any, registry: "Registry | None", source: str | None) -> Lo
             problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                                        f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
     recipe_name = data.get("recipe", "vae")
-    if recipe_name not in RECIPES:
-        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {recipe_name!r}"))
+    if not isinstance(recipe_name, str) or recipe_name not in RECIPES:
+        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {_describe(recipe_name)}"))
         recipe_name = "none"
     recipe = RECIPES[recipe_name]
     sections: dict[str, Any] = {}
@@ -162,9 +175,9 @@ def _structure(data: Any, registry: "Registry | None", source: str | None) -> Lo
         path = join("groups", str(name))
         section = dict(section) if isinstance(section, Mapping) else section
         kind = section.pop("kind", "sum") if isinstance(section, dict) else "sum"
-        if kind not in GROUP_KINDS:
+        if not isinstance(kind, str) or kind not in GROUP_KINDS:
             problems.append((join(path, "kind"), f"expected one of {', '.join(map(repr, GROUP_KINDS))}, "
-                                                 f"got {kind!r}"))
+                                                 f"got {_describe(kind)}"))
             continue
         group, found = structure_checked(section, GROUP_KINDS[kind], path)
         problems += found
@@ -173,11 +186,11 @@ def _structure(data: Any, registry: "Registry | None", source: str | None) -> Lo
 
     fallback = data.get("fallback", recipe["fallback"])
     if fallback is not None and not isinstance(fallback, str):
-        problems.append(("fallback", f"expected a group name, got {fallback!r}"))
+        problems.append(("fallback", f"expected a group name, got {_describe(fallback)}"))
         fallback = None
     pins = data.get("required_plugins", ())
     if not (isinstance(pins, (list, tuple)) and all(isinstance(p, str) for p in pins)):
-        problems.append(("required_plugins", f"expected a list of requirement strings, got {pins!r}"))
+        problems.append(("required_plugins", f"expected a list of requirement strings, got {_describe(pins)}"))
         pins = ()
     from .pins import parse_pins
 
