@@ -33,6 +33,11 @@ class ConfigError(ValueError):
         super().__init__(f"invalid loss config{where} ({len(self.problems)} problem"
                          f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines))
 
+    def one_line(self) -> str:
+        """The message on one line: ``invalid loss config in FILE: path: reason; path: reason``."""
+        where = f" in {self.source}" if self.source else ""
+        return f"invalid loss config{where}: " + "; ".join(f"{p}: {r}" if p else r for p, r in self.problems)
+
 
 class InvalidConfig(ValueError):
     """Raised from a config class's own checks (``__attrs_post_init__``) with every problem it found."""

@@ -181,6 +181,15 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_names_the_line(tmp_path):
     assert "f[0]: line 6: alias *e expands the config beyond 100000 values" in r.stdout
 
 
+def test_a_yaml_alias_bomb_is_one_line_from_check(tmp_path):
+    config = tmp_path / "bomb.yaml"
+    config.write_bytes(billion_laughs())
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(config)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"error: invalid loss config in {config}: f[0]: line 6: alias *e expands the config beyond" in r.stderr
+
+
 def test_aliases_within_the_limit_still_load(tmp_path):
     path = tmp_path / "shared.yaml"
     path.write_text("sizes: &sizes [256, 512, 1024]\nterms:\n  stft:\n    fft_sizes: *sizes\n"

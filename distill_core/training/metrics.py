@@ -64,11 +64,24 @@ _KNOWN = {cls: {a.name for a in attrs.fields(cls)} for cls in (StepMetrics, Epoc
 
 
 @attrs.define
+class Segment:
+    """Where a run's best-tracking restarts: from ``start_epoch`` on, under a changed loss (``reason``)."""
+
+    start_epoch: int
+    reason: str
+
+
+@attrs.define
 class MetricsHistory:
     """Every logged step and epoch of a run; JSON on disk through the one converter."""
 
     steps: list[StepMetrics] = attrs.Factory(list)
     epochs: list[EpochMetrics] = attrs.Factory(list)
+    segments: list[Segment] = attrs.Factory(list)
+
+    def start_segment(self, start_epoch: int, reason: str) -> None:
+        """Record that epochs from ``start_epoch`` on are compared (for best.pt) only with each other."""
+        self.segments.append(Segment(start_epoch, reason))
 
     def add_step(self, metrics: StepMetrics) -> None:
         self.steps.append(metrics)
