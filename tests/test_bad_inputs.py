@@ -239,3 +239,72 @@ def test_bad_weight_overrides(kwargs, message):
 
 def test_catalogue_size():
     assert len(TENSOR_CASES) + len(CONFIG_CASES) + len(FILE_CASES) + 2 >= 40
+
+
+# --- WAV files -----------------------------------------------------------------------------------------
+
+def write_pcm(path, samples: np.ndarray, rate: int, frames_claimed: int | None = None) -> None:
+    """A 16-bit mono WAV written byte by byte, so that the header may claim any rate or length."""
+    import struct
+
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    size = len(pcm) if frames_claimed is None else 2 * frames_claimed
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", size) + pcm
+    path.write_bytes(b"RIFF" + struct.pack("<I", min(len(body), 2**32 - 1)) + body)
+
+
+@pytest.mark.parametrize("rate", [0, 1, 999, 1_000_001, 4_000_000])
+def test_absurd_sample_rates_are_refused(tmp_path, rate):
+    from distill_core.training.audio import AudioError, wav_corpus
+
+    write_pcm(tmp_path / "odd.wav", np.zeros(20_000), rate)
+    start = time.perf_counter()
+    with pytest.raises(AudioError) as err:
+        wav_corpus(tmp_path, 16384, 16000)
+    assert str(err.value) == (f"{tmp_path / 'odd.wav'}: sample rate {rate} Hz is out of range; "
+                              "expected 1000 to 1000000 Hz")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_wav_memory_scales_with_the_clips_used(tmp_path):
+    import tracemalloc
+
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(48_000 * 30) / 48_000  # 30 s at 48 kHz: 2.9 MB of PCM, 5.8 MB as float32
+    write_pcm(tmp_path / "long.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 48_000)
+    tracemalloc.start()
+    clips = wav_corpus(tmp_path, 16_000, 16_000, max_clips=2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert clips.shape == (2, 16_000)
+    assert peak < 1_000_000, peak  # two clips' worth of source frames, not the file
+
+
+def test_a_header_claiming_more_frames_than_the_file_holds(tmp_path):
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(3 * 16_000) / 16_000
+    write_pcm(tmp_path / "liar.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 16_000, frames_claimed=2**31 - 1)
+    start = time.perf_counter()
+    clips = wav_corpus(tmp_path, 16_000, 16_000)
+    assert time.perf_counter() - start < 2.0
+    assert clips.shape == (3, 16_000)
+    expected = torch.from_numpy((np.clip(0.5 * np.sin(2 * np.pi * 220 * t), -1, 1) * 32767).astype("<i2")
+                                .astype(np.float32) / 32768)
+    torch.testing.assert_close(clips.flatten(), expected)  # same rate: the file's samples, exactly
+
+
+def test_resampled_clips_hold_the_signal(tmp_path):
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(8_000 * 4) / 8_000
+    write_pcm(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 8_000)
+    clips = wav_corpus(tmp_path, 16_000, 16_000)
+    assert clips.shape == (4, 16_000)  # 4 s at 8 kHz: four clips of 1 s at 16 kHz
+    u = np.arange(16_000) / 16_000
+    for k, clip in enumerate(clips.numpy()):
+        want = 0.5 * np.sin(2 * np.pi * 440 * (u + k))
+        middle = slice(2_000, 14_000)  # spectral resampling rings at a clip's edges only
+        assert np.abs(clip[middle] - want[middle]).max() < 2e-3

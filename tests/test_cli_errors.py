@@ -249,3 +249,73 @@ def test_a_truncated_lock_names_the_file(tmp_path):
     lock.write_text('{"stft": {"distribution": "distill-stft", "vers')
     with pytest.raises(LockError, match=rf"^{re.escape(str(lock))}: truncated or corrupt JSON at line 1, column 43: Unterminated string"):
         check_lock(lock)
+
+
+# --- train() itself, as a library ----------------------------------------------------------------------
+
+def tiny_run(folder: pathlib.Path):
+    """A finished one-epoch run of a small VAE; returns what a resume needs."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from distill_core import LossConfig
+    from distill_core.training.audio import synthetic_corpus
+    from distill_core.training.loop import train
+    from distill_core.training.model import SpectrogramVAE
+    from distill_core.training.spectrogram import SpectrogramConfig, to_spectrogram
+
+    spec = SpectrogramConfig(sample_rate=8000, n_fft=128, hop=32, frames=32)
+    specs = to_spectrogram(synthetic_corpus(12, spec.samples, spec.sample_rate), spec)
+    loaders = DataLoader(TensorDataset(specs[4:]), batch_size=4), DataLoader(TensorDataset(specs[:4]), batch_size=4)
+
+    def model(latent_dim=8):
+        torch.manual_seed(0)
+        return SpectrogramVAE(spec.bins, spec.frames, latent_dim=latent_dim, width=8)
+
+    train(model(), *loaders, LossConfig(), epochs=1, checkpoint_dir=folder)
+    return model, loaders
+
+
+def test_train_refuses_a_changed_loss_unless_a_new_segment_is_named(tmp_path):
+    from distill_core import load_config
+    from distill_core.training.checkpoint import LossChangedError
+    from distill_core.training.loop import train
+    from distill_core.training.metrics import Segment
+
+    model, loaders = tiny_run(tmp_path)
+    changed = load_config({"terms": {"kl": {"free_bits": 0.2}, "stft": {"fft_sizes": [256, 1024, 2048],
+                                                                       "win_lengths": [256, 1024, 2048]}}})
+    before = snapshot(tmp_path)
+    with pytest.raises(LossChangedError) as err:
+        train(model(), *loaders, changed, epochs=2, checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt")
+    assert err.value.changes == ["terms.stft.fft_sizes: [512, 1024, 2048] -> [256, 1024, 2048]",
+                                 "terms.stft.win_lengths: [512, 1024, 2048] -> [256, 1024, 2048]",
+                                 "terms.kl.free_bits: 0.1 -> 0.2"]
+    assert str(err.value).startswith(f"{tmp_path / 'last.pt'}: the loss differs from the checkpoint's: terms.stft")
+    assert "pass new_segment= to accept the change" in str(err.value)
+    assert snapshot(tmp_path) == before
+
+    history = train(model(), *loaders, changed, epochs=2, checkpoint_dir=tmp_path,
+                    resume_from=tmp_path / "last.pt", new_segment="smaller first FFT")
+    assert history.segments == [Segment(1, "smaller first FFT: " + "; ".join(err.value.changes))]
+    assert load_checkpoint(tmp_path / "best.before-epoch1.pt")["epoch"] == 0
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1  # best of the new segment, whatever epoch 0 scored
+    assert json.loads((tmp_path / "history.json").read_text())["segments"][0]["start_epoch"] == 1
+
+
+def test_train_refuses_other_plugin_versions_and_a_model_that_does_not_fit(tmp_path):
+    from distill_core import LossConfig
+    from distill_core.training.checkpoint import CheckpointError, LossChangedError
+    from distill_core.training.loop import train
+
+    model, loaders = tiny_run(tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    state["provenance"]["stft"]["version"] = "0.0.1"
+    state.pop("format")
+    save_checkpoint(tmp_path / "old.pt", state)
+    with pytest.raises(LossChangedError, match=r"plugin for 'stft': distill-stft==0\.0\.1 -> distill-stft==0\.1\.0"):
+        train(model(), *loaders, LossConfig(), epochs=2, resume_from=tmp_path / "old.pt")
+    with pytest.raises(LossChangedError, match=r"loss: a CombinedLoss -> the legacy vae_loss"):
+        train(model(), *loaders, None, epochs=2, resume_from=tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"the checkpoint's model does not fit this model: \d+ tensor\(s\) "
+                                              r"differ in shape, first '[\w.]+': \[\d+(, \d+)*\] saved"):
+        train(model(latent_dim=4), *loaders, LossConfig(), epochs=2, resume_from=tmp_path / "last.pt")
