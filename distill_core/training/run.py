@@ -197,7 +197,8 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line.
-    if settings.overwrite and settings.resume is None:
+    resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
+    if settings.overwrite and not resuming_in_place:
         for name in RUN_FILES:  # the folder never mixes two runs' files
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
