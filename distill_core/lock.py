@@ -89,9 +89,10 @@ def _diff(saved: Any, now: Any, path: str, out: list[str]) -> None:
                 out.append(f"{where}: added ({_describe(now[key])})")
             else:
                 _diff(saved[key], now[key], where, out)
-    elif saved != now or type(saved) is not type(now) and not (isinstance(saved, (int, float))
-                                                               and isinstance(now, (int, float))):
-        out.append(f"{path or 'loss'}: {_describe(saved)} -> {_describe(now)}")
+    else:
+        numbers = isinstance(saved, (int, float)) and isinstance(now, (int, float))  # 1 and 1.0 are one weight
+        if saved != now or (type(saved) is not type(now) and not numbers):
+            out.append(f"{path or 'loss'}: {_describe(saved)} -> {_describe(now)}")
 
 
 def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) -> list[str]:
