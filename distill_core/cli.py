@@ -26,14 +26,26 @@ class UserError(click.ClickException):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .combined import TermBuildError
     from .config import ConfigError
+    from .lock import LockError
     from .plugins import PluginError, UnknownTermError
     from .terms import BatchError
     from .training.audio import AudioError
     from .training.checkpoint import CheckpointError
     from .training.metrics import HistoryError
+    from .training.run import RunExistsError, SettingsError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, FileNotFoundError, IsADirectoryError, PermissionError)
+            HistoryError, LockError, RunExistsError, SettingsError, FileNotFoundError, IsADirectoryError,
+            PermissionError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A user error's message on one line (a config's several problems joined with '; ')."""
+    from .config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return exc.one_line()
+    return " ".join(str(exc).split("\n"))
 
 
 class Group(click.Group):
@@ -45,7 +57,7 @@ class Group(click.Group):
         except _user_errors() as exc:
             if ctx.params.get("debug"):
                 raise
-            raise UserError(str(exc)) from None
+            raise UserError(_one_line(exc)) from None
 
 
 def _versions() -> str:
@@ -144,7 +156,7 @@ def check(config: Path) -> None:
         if pins:
             raise ConfigError(pins, str(config))
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(f"error: {exc.one_line()}" if len(exc.problems) == 1 else str(exc), err=True)
         sys.exit(EXIT_USAGE)
     click.echo(f"# {config}: valid")
     click.echo(dumps_config(resolved, ".toml"))
@@ -185,10 +197,13 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--mel-bins", type=int, help="Mel-scale the magnitude to this many bands (e.g. 128).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in the run folder (refused by default).")
+@click.option("--force-config", is_flag=True,
+              help="Resume with a changed loss config: starts a new best-tracking segment, recorded in the history.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
-              no_progress: bool) -> None:
+              overwrite: bool, force_config: bool, no_progress: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
     import signal
 
@@ -201,7 +216,8 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run like Ctrl-C: finished epochs stay saved
     settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
                             batch_size=batch_size, seed=seed, device=device, resume=resume,
-                            spectrogram=SpectrogramConfig(mel_bins=mel_bins))
+                            spectrogram=SpectrogramConfig(mel_bins=mel_bins), overwrite=overwrite,
+                            force_config=force_config)
     try:
         run_dir = run_demo(settings, progress=not no_progress)
     except KeyboardInterrupt:

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 from .balancer import GradientBalancer
-from .config import ConfigError
+from .config import ConfigError, check_weight
 from .gate import FlagSlot, gate
 from .loss_config import LossConfig, check
 from .pins import unmet_pins
 from .schedules import weight_at
 from .layouts import Reader
 from .layouts import mismatches as layout_mismatches
-from .terms import Batch, BatchError, check_missing_keys
+from .terms import Batch, BatchError, check_batch_agrees, check_missing_keys
 
 if TYPE_CHECKING:
     from .plugins import Provenance, Registry
@@ -55,10 +55,7 @@ class CombinedLoss(nn.Module):
         config = config if config is not None else LossConfig()
         problems = check(config, registry) + unmet_pins(config.required_plugins)
         group_keys = {name: group.key or f"{name}_loss" for name, group in config.groups.items()}
-        keys = [f"{t}_loss" for t in config.terms] + list(group_keys.values()) + ["total_loss"]
-        for key in {k for k in keys if keys.count(k) > 1}:
-            problems.append(("groups", f"output key {key!r} is produced twice; rename the group or set its key"))
-        if problems:
+        if problems:  # check() refuses reserved and repeated output keys
             raise ConfigError(problems)
         self.config = config
         self.provenance: dict[str, Provenance] = {}
@@ -102,6 +99,8 @@ class CombinedLoss(nn.Module):
             self._gated = {name: name for name in built if name not in self.balancer.terms}
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
+        self._read_keys = tuple(dict.fromkeys(self._inputs.get(n, {}).get(k, k) for n, keys in self._requires.items()
+                                              for k in keys))
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
 
@@ -129,7 +128,11 @@ class CombinedLoss(nn.Module):
             unknown = [k for k in overrides if k not in out]
             if unknown:
                 raise KeyError(f"weight override for {unknown[0]!r}: no such term or group; have {', '.join(out)}")
-            out.update({k: float(v) for k, v in overrides.items()})
+            for name, value in overrides.items():
+                reason = check_weight(value)
+                if reason or isinstance(value, bool):
+                    raise ValueError(f"weight override for {name!r}: {reason or 'expected a number, got a bool'}")
+                out[name] = float(value)
         return out
 
     def _term_batch(self, batch: Batch, name: str, slots: dict[str, FlagSlot]) -> Batch:
@@ -169,6 +172,7 @@ class CombinedLoss(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         """All components and the total for one batch; ``kl_weight`` overrides the ``kl`` term's weight."""
         self._check_batch(batch)
+        check_batch_agrees(self._read_keys, batch)
         overrides = dict(weights or {})
         if kl_weight is not None:
             overrides["kl"] = float(kl_weight)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -31,6 +33,11 @@ class ConfigError(ValueError):
         super().__init__(f"invalid loss config{where} ({len(self.problems)} problem"
                          f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines))
 
+    def one_line(self) -> str:
+        """The message on one line: ``invalid loss config in FILE: path: reason; path: reason``."""
+        where = f" in {self.source}" if self.source else ""
+        return f"invalid loss config{where}: " + "; ".join(f"{p}: {r}" if p else r for p, r in self.problems)
+
 
 class InvalidConfig(ValueError):
     """Raised from a config class's own checks (``__attrs_post_init__``) with every problem it found."""
@@ -55,8 +62,35 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+class _BoundedRepr(reprlib.Repr):
+    """reprlib with small limits: never formats more than a few elements of any container."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset = 3, 6, 6, 4, 6
+        self.maxstring, self.maxlong, self.maxother = 60, 40, 60
+
+    def repr1(self, x: Any, level: int) -> str:
+        for base in (bool, int, float, str, list, tuple, dict, set, frozenset):
+            if isinstance(x, base) and type(x) is not base:  # subclasses (e.g. YAML strings) as their base
+                return getattr(self, f"repr_{base.__name__}", self.repr_instance)(x, level)
+        return super().repr1(x, level)
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _BoundedRepr()
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """A short repr of any value, bounded in time and memory however large the value is."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a user type whose __repr__ raises
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -67,6 +101,8 @@ converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
 def _strict(kind: type, accept: tuple[type, ...], name: str) -> None:
     def hook(value: Any, _: type) -> Any:
+        if isinstance(value, YamlNumeral) and kind is float:
+            raise TypeError(f"expected {name}: {value.hint()}")
         if isinstance(value, bool) and kind is not bool:
             raise TypeError(f"expected {name}, got {_describe(value)}")
         if not isinstance(value, accept):
@@ -82,6 +118,33 @@ _strict(bool, (bool,), "true or false")
 _strict(str, (str,), "a string")
 
 
+_SCALAR_NAMES = {int: "int", float: "number", str: "str", bool: "true or false"}
+
+
+def _is_scalar_sequence(t: Any) -> bool:
+    """``tuple[int, ...]``, ``list[str]`` and the like: homogeneous sequences of one scalar type."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is tuple:
+        return len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALAR_NAMES
+    return origin is list and len(args) == 1 and args[0] in _SCALAR_NAMES
+
+
+def _scalar_sequence_hook(t: Any) -> Any:
+    """Refuse a string or a lone value as a whole (one error), then check each element as cattrs does."""
+    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+
+    base = (homogenous_tuple_structure_factory if typing.get_origin(t) is tuple else list_structure_factory)(
+        t, converter)
+    expected = f"expected a list of {_SCALAR_NAMES[typing.get_args(t)[0]]}"
+
+    def hook(value: Any, cls: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{expected}, got {_describe(value)}")
+        return base(value, cls)
+
+    return hook
+
+
 def _is_literal(t: Any) -> bool:
     return typing.get_origin(t) is Literal
 
@@ -94,6 +157,7 @@ def _structure_literal(value: Any, t: Any) -> Any:
 
 
 converter.register_structure_hook_func(_is_literal, _structure_literal)
+converter.register_structure_hook_factory(_is_scalar_sequence, _scalar_sequence_hook)
 
 _SCHEDULE_CLASSES = tuple(SCHEDULES.values())
 
@@ -117,6 +181,8 @@ def _structure_weight(value: Any, t: Any) -> Any:
                              f"{', '.join(sorted(by_kind))}{did_you_mean(str(kind), by_kind)}")
         fields = {k: v for k, v in value.items() if k != "schedule"}
         return converter.structure(fields, by_kind[kind])
+    if isinstance(value, YamlNumeral):
+        raise TypeError(f"expected a number: {value.hint()}")
     kinds = " | ".join(repr(a.kind) for a in allowed)
     raise TypeError(f"expected a number or a schedule table {{schedule = {kinds}, ...}}, got {_describe(value)}")
 
@@ -151,6 +217,8 @@ def problems_from(exc: BaseException, path: str) -> list[Problem]:
         for sub in without:
             out += problems_from(sub, path)
         return out
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return [(path, "missing (a required field)")]
     if isinstance(exc, ForbiddenExtraKeysError):
         fields = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         return [(join(path, k), f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
@@ -216,6 +284,8 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
             data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
             data = _load_yaml(text)
+    except _YamlRefused as exc:
+        raise ConfigError([exc.problem], str(p)) from None
     except Exception as exc:  # each parser has its own error type; all are the user's syntax
         raise ConfigError([("", f"cannot parse as {suffix[1:].upper()}: {exc}")], str(p)) from None
     if data is None:
@@ -234,11 +304,80 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _load_yaml(text: str) -> Any:
-    """yaml.safe_load, except that a key given twice in one mapping is an error, not last-wins."""
+class YamlNumeral(str):
+    """A plain YAML scalar that looks like a number but YAML 1.1 reads as a string, such as ``1e-3``."""
+
+    def hint(self) -> str:
+        """How to write the number so that YAML reads it as one."""
+        mantissa, _, exponent = self.lower().partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        if exponent[:1] not in ("+", "-"):
+            exponent = "+" + exponent
+        return f"YAML reads {self} as a string; write {mantissa}e{exponent}"
+
+
+_YAML_1_2_FLOAT = re.compile(r"[-+]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+")
+MAX_YAML_VALUES = 100_000  # after alias expansion; a real loss config holds a few hundred
+
+
+class _YamlRefused(Exception):
+    """A YAML document refused before construction (alias expansion); carries one config problem."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.problem: Problem = (path, f"line {line}: {reason}")
+
+
+def _construct_str(loader: Any, node: Any) -> str:
+    value = loader.construct_scalar(node)
+    if node.style is None and _YAML_1_2_FLOAT.fullmatch(value):
+        return YamlNumeral(value)
+    return value
+
+
+def _yaml_loader() -> type:
     import yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
+    class ConfigLoader(yaml.SafeLoader):
+        """Safe loading; a key given twice is an error; aliases may not expand beyond MAX_YAML_VALUES."""
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.expanded = 0  # values composed so far, each alias counted at its full expanded size
+            self.sizes: dict[int, int] = {}
+            self.path: list[str | int] = []
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            key = index.value if isinstance(index, yaml.ScalarNode) else index if isinstance(index, int) else None
+            if key is not None:
+                self.path.append(key)
+            try:
+                if not self.check_event(yaml.AliasEvent):
+                    before = self.expanded
+                    node = super().compose_node(parent, index)
+                    self.expanded += 1
+                    self.sizes[id(node)] = self.expanded - before
+                    return node
+                event = self.peek_event()
+                node = super().compose_node(parent, index)
+                where = ""
+                for part in self.path:
+                    where = join(where, part)
+                size = self.sizes.get(id(node))
+                if size is None:
+                    raise _YamlRefused(where, event.start_mark.line + 1,
+                                       f"alias *{event.anchor} is used inside its own anchor (a recursive alias)")
+                self.expanded += size
+                if self.expanded > MAX_YAML_VALUES:
+                    raise _YamlRefused(where, event.start_mark.line + 1,
+                                       f"alias *{event.anchor} expands the config beyond {MAX_YAML_VALUES} values; "
+                                       "write the values out or use fewer aliases")
+                return node
+            finally:
+                if key is not None:
+                    self.path.pop()
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen = set()
             for key_node, _ in node.value:
@@ -249,7 +388,20 @@ def _load_yaml(text: str) -> Any:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
-    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    ConfigLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+    return ConfigLoader
+
+
+_LOADER: type | None = None
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that a duplicate key or an alias bomb is an error, and numerals are marked."""
+    import yaml
+
+    global _LOADER
+    _LOADER = _LOADER or _yaml_loader()
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
 
 
 def _drop_none(value: Any) -> Any:

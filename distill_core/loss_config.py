@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
-from .config import _describe as describe
-from .config import (ConfigError, Problem, check_weight, converter, did_you_mean, format_mapping, join,
+from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
 from .balancer import BalancerConfig
 from .layouts import Reader
@@ -25,6 +24,8 @@ if TYPE_CHECKING:
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 BINDING_KEYS = ("term", "inputs")  # keys of a term's section that the core reads, not the term's config
+# Keys of CombinedLoss's output (and of validation's) that a group's ``key`` may not take.
+RESERVED_KEYS = ("total_loss", "nonfinite", "kl_divergence")
 
 
 def _registry(registry: "Registry | None") -> "Registry":
@@ -199,6 +200,17 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
                                        "a term belongs to at most one group"))
             else:
                 owner[member] = gname
+    produced = {f"{t}_loss": f"term {t!r}" for t in config.terms}
+    for gname, group in config.groups.items():
+        key = group.key or f"{gname}_loss"
+        where = join(join("groups", gname), "key") if group.key else join("groups", gname)
+        if key in RESERVED_KEYS:
+            problems.append((where, f"output key {key!r} is reserved ({', '.join(RESERVED_KEYS)} and each term's "
+                                    "<term>_loss); set another key"))
+        elif key in produced:
+            problems.append((where, f"output key {key!r} is produced twice (also by {produced[key]}); "
+                                    "rename the group or set its key"))
+        produced.setdefault(key, f"group {gname!r}")
     if config.fallback is not None and config.fallback not in config.groups:
         problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
                                      f"got {config.fallback!r}"))
@@ -244,8 +256,8 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
             problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                                        f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
     recipe_name = data.get("recipe", "vae")
-    if recipe_name not in RECIPES:
-        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {recipe_name!r}"))
+    if not isinstance(recipe_name, str) or recipe_name not in RECIPES:
+        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {_describe(recipe_name)}"))
         recipe_name = "none"
     recipe = RECIPES[recipe_name]
     sections: dict[str, Any] = {}
@@ -283,9 +295,9 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
         path = join("groups", str(name))
         section = dict(section) if isinstance(section, Mapping) else section
         kind = section.pop("kind", "sum") if isinstance(section, dict) else "sum"
-        if kind not in GROUP_KINDS:
+        if not isinstance(kind, str) or kind not in GROUP_KINDS:
             problems.append((join(path, "kind"), f"expected one of {', '.join(map(repr, GROUP_KINDS))}, "
-                                                 f"got {kind!r}"))
+                                                 f"got {_describe(kind)}"))
             continue
         group, found = structure_checked(section, GROUP_KINDS[kind], path)
         problems += found
@@ -294,11 +306,11 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
 
     fallback = data.get("fallback", recipe["fallback"])
     if fallback is not None and not isinstance(fallback, str):
-        problems.append(("fallback", f"expected a group name, got {fallback!r}"))
+        problems.append(("fallback", f"expected a group name, got {_describe(fallback)}"))
         fallback = None
     pins = data.get("required_plugins", ())
     if not (isinstance(pins, (list, tuple)) and all(isinstance(p, str) for p in pins)):
-        problems.append(("required_plugins", f"expected a list of requirement strings, got {pins!r}"))
+        problems.append(("required_plugins", f"expected a list of requirement strings, got {_describe(pins)}"))
         pins = ()
     from .pins import parse_pins
 
@@ -306,7 +318,7 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
     batch = _merge(recipe["batch"], data.get("batch", {}))
     if not (isinstance(batch, Mapping) and all(isinstance(v, str) for v in batch.values())):
         problems.append(("batch", f"expected a table of batch key = \"layout\" strings (e.g. recon = "
-                                  f"\"B, C, N\"), got {describe(data.get('batch'))}"))
+                                  f"\"B, C, N\"), got {_describe(data.get('batch'))}"))
         batch = {}
     balancer, found = structure_checked(data.get("balancer", {}), BalancerConfig, "balancer")
     problems += found
@@ -326,13 +338,13 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
     problems: list[Problem] = []
     term = section.get("term")
     if term is not None and not isinstance(term, str):
-        problems.append((join(path, "term"), f"expected a registered term's name, got {describe(term)}"))
+        problems.append((join(path, "term"), f"expected a registered term's name, got {_describe(term)}"))
         term = None
     inputs = section.get("inputs", {})
     if not isinstance(inputs, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in inputs.items()):
         problems.append((join(path, "inputs"), f"expected a table of input = \"batch key\" strings (e.g. "
-                                               f"{{recon = \"recon_wave\"}}), got {describe(inputs)}"))
+                                               f"{{recon = \"recon_wave\"}}), got {_describe(inputs)}"))
         inputs = {}
     return TermBinding(term, dict(inputs)), rest, problems
 

@@ -62,6 +62,27 @@ def check_missing_keys(term: str, requires: Sequence[str], batch: Batch) -> None
         )
 
 
+def check_batch_agrees(keys: Sequence[str], batch: Batch) -> None:
+    """Fail before any compute when the tensors under ``keys`` sit on different devices or batch sizes.
+
+    Reads only metadata (device, shape), so it never syncs with the device.
+    """
+    tensors = {k: batch[k] for k in keys if isinstance(batch.get(k), torch.Tensor)}
+    devices: dict[str, list[str]] = {}
+    for key, value in tensors.items():
+        devices.setdefault(str(value.device), []).append(key)
+    if len(devices) > 1:
+        where = "; ".join(f"{', '.join(map(repr, ks))} on {d}" for d, ks in devices.items())
+        raise BatchError(f"batch keys are on different devices: {where}; expected one device")
+    sizes: dict[int, list[str]] = {}
+    for key, value in tensors.items():
+        if value.dim() > 0:
+            sizes.setdefault(value.shape[0], []).append(key)
+    if len(sizes) > 1:
+        where = "; ".join(f"{size} in {', '.join(map(repr, ks))}" for size, ks in sizes.items())
+        raise BatchError(f"batch size (dim 0) differs across batch keys: {where}; expected one batch size")
+
+
 def check_tensor(
     term: str,
     key: str,
@@ -73,7 +94,8 @@ def check_tensor(
     """Check one batch entry against a layout such as ``"B, 2, F, T"`` and return it.
 
     The layout's rank is the expected rank; ``channels`` pins dimension 1. Integer and boolean
-    tensors are refused: every loss needs a floating dtype to carry a gradient.
+    tensors are refused (a loss needs a floating dtype to carry a gradient), and so are complex ones
+    (a loss is a real number).
     """
     dims = [d.strip() for d in layout.split(",")]
     if not isinstance(value, torch.Tensor):
@@ -88,7 +110,10 @@ def check_tensor(
             f"{term}: batch[{key!r}] expected shape [{layout}] with {channels} channels in dim 1, "
             f"got {_shape(value)}"
         )
-    if not (value.is_floating_point() or value.is_complex()):
+    if value.is_complex():
+        raise BatchError(f"{term}: batch[{key!r}] expected a real floating dtype, got {value.dtype}; "
+                         "pass magnitudes or real and imaginary parts as channels")
+    if not value.is_floating_point():
         raise BatchError(f"{term}: batch[{key!r}] expected a floating dtype, got {value.dtype}")
     if value.numel() == 0:
         raise BatchError(f"{term}: batch[{key!r}] is empty: shape {_shape(value)}, expected [{layout}]")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -37,18 +39,23 @@ TENSOR_CASES = [
     ("recon 1 channel", dict(recon=R(2, 1, 32, 80)), "with 2 channels in dim 1, got [2, 1, 32, 80]"),
     ("recon 3 channels", dict(recon=R(2, 3, 32, 80)), "with 2 channels in dim 1, got [2, 3, 32, 80]"),
     ("target 4 channels", dict(target=R(2, 4, 32, 80)), "batch['target'] expected shape [B, 2, F, T] with 2 channels"),
-    ("batch size mismatch", dict(target=R(3, 2, 32, 80)), "batch['recon'] has shape [2, 2, 32, 80] but batch['target'] has [3, 2, 32, 80]"),
+    ("batch size mismatch", dict(target=R(3, 2, 32, 80)), "batch size (dim 0) differs across batch keys: 2 in 'recon', 'mu', 'logvar'; 3 in 'target'; expected one batch size"),
     ("frequency mismatch", dict(target=R(2, 2, 31, 80)), "but batch['target'] has [2, 2, 31, 80]"),
     ("mu/logvar dim mismatch", dict(logvar=R(2, 7)), "batch['mu'] has shape [2, 8] but batch['logvar'] has [2, 7]"),
-    ("mu/logvar batch mismatch", dict(logvar=R(3, 8)), "batch['logvar'] has [3, 8]"),
-    ("mu rank 1", dict(mu=R(8)), "kl: batch['mu'] expected shape [B, D] (2-D), got [8] (1-D)"),
+    ("mu/logvar batch mismatch", dict(logvar=R(3, 8)), "batch size (dim 0) differs across batch keys: 2 in 'recon', 'target', 'mu'; 3 in 'logvar'"),
+    ("latents vs spectrograms batch mismatch", dict(mu=R(3, 8), logvar=R(3, 8)), "2 in 'recon', 'target'; 3 in 'mu', 'logvar'; expected one batch size"),
+    ("mu rank 1", dict(mu=R(2)), "kl: batch['mu'] expected shape [B, D] (2-D), got [2] (1-D)"),
     ("logvar rank 3", dict(logvar=R(2, 8, 1)), "kl: batch['logvar'] expected shape [B, D] (2-D), got [2, 8, 1]"),
     ("integer recon", dict(recon=torch.ones(2, 2, 32, 80, dtype=torch.int64)), "batch['recon'] expected a floating dtype, got torch.int64"),
     ("bool target", dict(target=torch.ones(2, 2, 32, 80, dtype=torch.bool)), "batch['target'] expected a floating dtype, got torch.bool"),
     ("integer mu", dict(mu=torch.ones(2, 8, dtype=torch.int32)), "kl: batch['mu'] expected a floating dtype, got torch.int32"),
-    ("mixed devices recon/target", dict(recon=torch.empty(2, 2, 32, 80, device="meta")), "batch['recon'] is on meta but batch['target'] is on cpu; expected one device"),
-    ("mixed devices mu/logvar", dict(logvar=torch.empty(2, 8, device="meta")), "batch['mu'] is on cpu but batch['logvar'] is on meta"),
-    ("empty batch", dict(recon=R(0, 2, 32, 80), target=R(0, 2, 32, 80)), "batch['recon'] is empty: shape [0, 2, 32, 80]"),
+    ("mixed devices recon/target", dict(recon=torch.empty(2, 2, 32, 80, device="meta")), "batch keys are on different devices: 'recon' on meta; 'target', 'mu', 'logvar' on cpu; expected one device"),
+    ("mixed devices mu/logvar", dict(logvar=torch.empty(2, 8, device="meta")), "batch keys are on different devices: 'recon', 'target', 'mu' on cpu; 'logvar' on meta"),
+    ("latents on another device", dict(mu=torch.empty(2, 8, device="meta"), logvar=torch.empty(2, 8, device="meta")), "'recon', 'target' on cpu; 'mu', 'logvar' on meta; expected one device"),
+    ("complex recon", dict(recon=torch.rand(2, 2, 32, 80, dtype=torch.complex64)), "stft: batch['recon'] expected a real floating dtype, got torch.complex64"),
+    ("complex target", dict(target=torch.rand(2, 2, 32, 80, dtype=torch.complex128)), "batch['target'] expected a real floating dtype, got torch.complex128"),
+    ("complex mu", dict(mu=torch.rand(2, 8, dtype=torch.complex64)), "kl: batch['mu'] expected a real floating dtype, got torch.complex64"),
+    ("empty batch", dict(recon=R(0, 2, 32, 80), target=R(0, 2, 32, 80), mu=R(0, 8), logvar=R(0, 8)), "batch['recon'] is empty: shape [0, 2, 32, 80]"),
     ("empty frequency axis", dict(recon=R(2, 2, 0, 80), target=R(2, 2, 0, 80)), "is empty: shape [2, 2, 0, 80]"),
     ("shorter than largest FFT", dict(recon=R(2, 2, 8, 8), target=R(2, 2, 8, 8)), "has 64 samples, shorter than the largest FFT size 2048"),
     ("missing target", dict(target=None), "requires batch key 'target'"),
@@ -72,7 +79,17 @@ def test_waveform_shorter_than_largest_fft():
 
 
 CONFIG_CASES = [
-    ("fft_sizes a string", {"terms": {"stft": {"fft_sizes": "512"}}}, "terms.stft.fft_sizes[0]: expected int, got '5'"),
+    ("fft_sizes a string", {"terms": {"stft": {"fft_sizes": "512"}}}, "terms.stft.fft_sizes: expected a list of int, got '512'"),
+    ("fft_sizes a number", {"terms": {"stft": {"fft_sizes": 512}}}, "terms.stft.fft_sizes: expected a list of int, got 512"),
+    ("members a string", {"groups": {"g": {"members": "kl"}}}, "groups.g.members: expected a list of str, got 'kl'"),
+    ("recipe a list", {"recipe": ["vae"]}, "recipe: expected one of 'vae', 'none', got ['vae']"),
+    ("group kind a list", {"groups": {"g": {"kind": ["sum"]}}}, "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
+    ("group key nonfinite", {"groups": {"g": {"key": "nonfinite"}}}, "groups.g.key: output key 'nonfinite' is reserved"),
+    ("group key total_loss", {"groups": {"g": {"key": "total_loss"}}}, "groups.g.key: output key 'total_loss' is reserved"),
+    ("group named total", {"groups": {"total": {}}}, "groups.total: output key 'total_loss' is reserved"),
+    ("group key a term's", {"groups": {"g": {"key": "kl_loss"}}}, "groups.g.key: output key 'kl_loss' is produced twice (also by term 'kl')"),
+    ("two groups one key", {"groups": {"a": {"key": "x"}, "b": {"key": "x"}}}, "groups.b.key: output key 'x' is produced twice (also by group 'a')"),
+    ("huge value in a message", {"recipe": [[1] * 10_000] * 10_000}, "recipe: expected one of 'vae', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,..."),
     ("weight a string", {"terms": {"stft": {"weight": "1"}}}, "terms.stft.weight: expected a number or a schedule table"),
     ("free_bits a list", {"terms": {"kl": {"free_bits": [0.1]}}}, "terms.kl.free_bits: expected a number, got [0.1]"),
     ("unknown term key", {"terms": {"mag_recon": {"wieght": 1.0}}}, "terms.mag_recon.wieght: unknown key; did you mean 'weight'?"),
@@ -110,6 +127,19 @@ FILE_CASES = [
     ("YAML python tag", "loss.yaml", b"terms: !!python/object/new:os.system [echo hacked]\n", "cannot parse as YAML"),
     ("non-UTF-8", "loss.json", b'{"terms": {"kl": {"free_bits": 0.1}}, "x": "\xe9"}', "not UTF-8 text (line 1, byte"),
     ("top level a list", "loss.json", b"[1, 2]", "expected a table at the top level, got list"),
+    ("YAML 1e-3 weight", "loss.yaml", b"terms:\n  kl:\n    weight: 1e-3\n",
+     "terms.kl.weight: expected a number: YAML reads 1e-3 as a string; write 1.0e-3"),
+    ("YAML 5E2 free_bits", "loss.yaml", b"terms:\n  kl:\n    free_bits: 5E2\n",
+     "terms.kl.free_bits: expected a number: YAML reads 5E2 as a string; write 5.0e+2"),
+    ("YAML schedule max 1e-2", "loss.yaml", b"terms:\n  kl:\n    weight: {schedule: linear_warmup, max: 1e-2}\n",
+     "terms.kl.weight.max: expected a number: YAML reads 1e-2 as a string; write 1.0e-2"),
+    ("YAML recursive alias", "loss.yaml", b"terms:\n  stft:\n    fft_sizes: &a [512, *a]\n",
+     "terms.stft.fft_sizes[1]: line 3: alias *a is used inside its own anchor (a recursive alias)"),
+    ("recipe a list in TOML", "loss.toml", b'recipe = ["vae"]\n', "recipe: expected one of 'vae', 'none', got ['vae']"),
+    ("group kind a list in TOML", "loss.toml", b'[groups.g]\nkind = ["sum"]\n',
+     "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
+    ("fft_sizes a string in TOML", "loss.toml", b'[terms.stft]\nfft_sizes = "512"\n',
+     "terms.stft.fft_sizes: expected a list of int, got '512'"),
 ]
 
 
@@ -131,5 +161,150 @@ def test_a_10_mb_file_is_refused_in_bounded_time(tmp_path):
     assert time.perf_counter() - start < 1.0
 
 
+def billion_laughs() -> bytes:
+    """Nine anchors, each a list of nine aliases of the previous one: 9**9 integers once expanded."""
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return ("\n".join(lines) + "\nterms:\n  stft:\n    fft_sizes: *i\n").encode()
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_and_names_the_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(billion_laughs())
+    assert len(path.read_bytes()) < 1500
+    code = ("import sys\nfrom distill_core import ConfigError, load_config\ntry:\n    load_config(sys.argv[1])\n"
+            "except ConfigError as exc:\n    print(exc)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"invalid loss config in {path} (1 problem)" in r.stdout
+    assert "f[0]: line 6: alias *e expands the config beyond 100000 values" in r.stdout
+
+
+def test_a_yaml_alias_bomb_is_one_line_from_check(tmp_path):
+    config = tmp_path / "bomb.yaml"
+    config.write_bytes(billion_laughs())
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(config)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"error: invalid loss config in {config}: f[0]: line 6: alias *e expands the config beyond" in r.stderr
+
+
+def test_aliases_within_the_limit_still_load(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text("sizes: &sizes [256, 512, 1024]\nterms:\n  stft:\n    fft_sizes: *sizes\n"
+                    "    win_lengths: *sizes\n    hop_sizes: [64, 128, 256]\n".replace("sizes: &", "x: &", 1))
+    with pytest.raises(ConfigError, match="x: unknown key"):  # the anchor's own key is still checked
+        load_config(path)
+    path.write_text("terms:\n  stft:\n    fft_sizes: &sizes [256, 512, 1024]\n    win_lengths: *sizes\n"
+                    "    hop_sizes: [64, 128, 256]\n")
+    assert load_config(path).stft.win_lengths == (256, 512, 1024)
+
+
+def test_describing_a_huge_value_is_bounded():
+    from distill_core.config import _describe
+
+    nested: list = [1] * 9
+    for _ in range(8):
+        nested = [nested] * 9  # 9**9 elements by reference, as a YAML alias bomb builds them
+    start = time.perf_counter()
+    text = _describe(nested)
+    assert time.perf_counter() - start < 0.5
+    assert text.startswith("[[[[...], [...],") and len(text) <= 60
+    assert _describe(10 ** 5000) == "<an integer of 16610 bits>"
+    assert "..." in _describe("x" * 10_000_000) and len(_describe("x" * 10_000_000)) <= 60
+
+
+def test_a_missing_history_field_says_missing():
+    from distill_core.training.metrics import HistoryError, MetricsHistory
+
+    with pytest.raises(HistoryError) as err:
+        MetricsHistory.from_dict({"epochs": [{"epoch": 0, "total_epochs": 2}]}, "h.json")
+    assert "h.json: epochs[0].train_loss: missing (expected a number;" in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(kl_weight=-1.0), "weight override for 'kl': expected a finite weight >= 0, got -1.0"),
+    (dict(kl_weight=math.nan), "weight override for 'kl': expected a finite weight >= 0, got nan"),
+    (dict(kl_weight=math.inf), "weight override for 'kl': expected a finite weight >= 0, got inf"),
+    (dict(weights={"stft": -0.5}), "weight override for 'stft': expected a finite weight >= 0, got -0.5"),
+    (dict(weights={"reconstruction": math.nan}), "weight override for 'reconstruction': expected a finite weight"),
+    (dict(weights={"if_recon": "1"}), "weight override for 'if_recon': expected a number or a schedule, got '1'"),
+])
+def test_bad_weight_overrides(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        recipe()(batch(), **kwargs)
+    assert message in str(err.value)
+
+
 def test_catalogue_size():
     assert len(TENSOR_CASES) + len(CONFIG_CASES) + len(FILE_CASES) + 2 >= 40
+
+
+# --- WAV files -----------------------------------------------------------------------------------------
+
+def write_pcm(path, samples: np.ndarray, rate: int, frames_claimed: int | None = None) -> None:
+    """A 16-bit mono WAV written byte by byte, so that the header may claim any rate or length."""
+    import struct
+
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    size = len(pcm) if frames_claimed is None else 2 * frames_claimed
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", size) + pcm
+    path.write_bytes(b"RIFF" + struct.pack("<I", min(len(body), 2**32 - 1)) + body)
+
+
+@pytest.mark.parametrize("rate", [0, 1, 999, 1_000_001, 4_000_000])
+def test_absurd_sample_rates_are_refused(tmp_path, rate):
+    from distill_core.training.audio import AudioError, wav_corpus
+
+    write_pcm(tmp_path / "odd.wav", np.zeros(20_000), rate)
+    start = time.perf_counter()
+    with pytest.raises(AudioError) as err:
+        wav_corpus(tmp_path, 16384, 16000)
+    assert str(err.value) == (f"{tmp_path / 'odd.wav'}: sample rate {rate} Hz is out of range; "
+                              "expected 1000 to 1000000 Hz")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_wav_memory_scales_with_the_clips_used(tmp_path):
+    import tracemalloc
+
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(48_000 * 30) / 48_000  # 30 s at 48 kHz: 2.9 MB of PCM, 5.8 MB as float32
+    write_pcm(tmp_path / "long.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 48_000)
+    tracemalloc.start()
+    clips = wav_corpus(tmp_path, 16_000, 16_000, max_clips=2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert clips.shape == (2, 16_000)
+    assert peak < 1_000_000, peak  # two clips' worth of source frames, not the file
+
+
+def test_a_header_claiming_more_frames_than_the_file_holds(tmp_path):
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(3 * 16_000) / 16_000
+    write_pcm(tmp_path / "liar.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 16_000, frames_claimed=2**31 - 1)
+    start = time.perf_counter()
+    clips = wav_corpus(tmp_path, 16_000, 16_000)
+    assert time.perf_counter() - start < 2.0
+    assert clips.shape == (3, 16_000)
+    expected = torch.from_numpy((np.clip(0.5 * np.sin(2 * np.pi * 220 * t), -1, 1) * 32767).astype("<i2")
+                                .astype(np.float32) / 32768)
+    torch.testing.assert_close(clips.flatten(), expected)  # same rate: the file's samples, exactly
+
+
+def test_resampled_clips_hold_the_signal(tmp_path):
+    from distill_core.training.audio import wav_corpus
+
+    t = np.arange(8_000 * 4) / 8_000
+    write_pcm(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 8_000)
+    clips = wav_corpus(tmp_path, 16_000, 16_000)
+    assert clips.shape == (4, 16_000)  # 4 s at 8 kHz: four clips of 1 s at 16 kHz
+    u = np.arange(16_000) / 16_000
+    for k, clip in enumerate(clips.numpy()):
+        want = 0.5 * np.sin(2 * np.pi * 440 * (u + k))
+        middle = slice(2_000, 14_000)  # spectral resampling rings at a clip's edges only
+        assert np.abs(clip[middle] - want[middle]).max() < 2e-3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 import wave
 from pathlib import Path
 
@@ -44,38 +45,82 @@ def synthetic_corpus(count: int, samples: int, sample_rate: int, seed: int = 0) 
     return torch.stack(clips)
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate of a PCM WAV file."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            rate, width, channels, frames = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
-            raw = w.readframes(frames)
-    except (wave.Error, EOFError) as exc:
-        raise AudioError(f"{path}: not a PCM WAV file this reader supports ({exc})") from None
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if frames == 0 or not raw:
-        raise AudioError(f"{path}: contains no audio frames")
+MIN_RATE, MAX_RATE = 1_000, 1_000_000  # Hz: a WAV outside this range is damaged or not audio
+
+
+def _decode(raw: bytes, width: int, channels: int, path: Path) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] from little-endian PCM frames."""
     if width == 1:
         data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128) / 128
     elif width == 2:
         data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768
     elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        b = np.frombuffer(raw, dtype=np.uint8)[: len(raw) - len(raw) % 3].reshape(-1, 3).astype(np.int32)
         data = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8).astype(np.float32) / 8388608
     elif width == 4:
         data = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648
     else:
         raise AudioError(f"{path}: {8 * width}-bit samples are not supported; expected 8, 16, 24 or 32-bit PCM")
-    data = data[: len(data) - len(data) % channels].reshape(-1, channels).mean(axis=1)
-    return data, rate
+    return data[: len(data) - len(data) % channels].reshape(-1, channels).mean(axis=1)
 
 
-def resample(x: torch.Tensor, source_rate: int, target_rate: int) -> torch.Tensor:
+class _WavReader:
+    """An open PCM WAV whose header was checked; ``read(n)`` decodes the next n frames (or fewer at the end)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.wav = wave.open(str(path), "rb")
+        except (wave.Error, EOFError, RuntimeError, struct.error, ValueError) as exc:
+            raise AudioError(f"{path}: not a PCM WAV file this reader supports ({_reason(exc)})") from None
+        except OSError as exc:
+            raise AudioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        w = self.wav
+        self.rate, self.width, self.channels, self.frames = (w.getframerate(), w.getsampwidth(), w.getnchannels(),
+                                                             w.getnframes())
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            self.close()
+            raise AudioError(f"{path}: sample rate {self.rate} Hz is out of range; expected {MIN_RATE} to "
+                             f"{MAX_RATE} Hz")
+        if self.frames == 0:
+            self.close()
+            raise AudioError(f"{path}: contains no audio frames")
+
+    def read(self, frames: int) -> np.ndarray:
+        try:
+            raw = self.wav.readframes(frames)
+        except (wave.Error, EOFError, RuntimeError, struct.error, ValueError, OSError) as exc:
+            raise AudioError(f"{self.path}: cannot read audio frames ({_reason(exc)})") from None
+        return _decode(raw, self.width, self.channels, self.path)
+
+    def close(self) -> None:
+        self.wav.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or f"{type(exc).__name__}: a chunk header is corrupt or truncated"
+
+
+def read_wav(path: Path, max_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] (at most ``max_frames``) and the sample rate of a PCM WAV file."""
+    reader = _WavReader(path)
+    try:
+        data = reader.read(reader.frames if max_frames is None else min(max_frames, reader.frames))
+    finally:
+        reader.close()
+    if not len(data):
+        raise AudioError(f"{path}: contains no audio frames")
+    return data, reader.rate
+
+
+def resample(x: torch.Tensor, source_rate: int, target_rate: int, n_out: int | None = None) -> torch.Tensor:
     """Band-limited resampling of a 1-D signal by truncating or zero-padding its spectrum."""
-    if source_rate == target_rate:
+    if n_out is None:
+        if source_rate == target_rate:
+            return x
+        n_out = max(1, round(x.shape[-1] * target_rate / source_rate))
+    if n_out == x.shape[-1]:
         return x
-    n_out = max(1, round(x.shape[-1] * target_rate / source_rate))
     spec = torch.fft.rfft(x.double())
     bins = n_out // 2 + 1
     if spec.shape[-1] >= bins:
@@ -83,6 +128,35 @@ def resample(x: torch.Tensor, source_rate: int, target_rate: int) -> torch.Tenso
     else:
         spec = torch.cat([spec, spec.new_zeros(bins - spec.shape[-1])])
     return (torch.fft.irfft(spec, n=n_out) * (n_out / x.shape[-1])).float()
+
+
+def wav_clips(path: Path, samples: int, sample_rate: int, max_clips: int) -> list[torch.Tensor]:
+    """Up to ``max_clips`` clips of ``samples`` at ``sample_rate`` from one WAV file.
+
+    Each clip's span of the file is read and resampled on its own, so memory scales with one clip,
+    whatever the file's length or rate. A file shorter than one clip becomes one zero-padded clip.
+    """
+    reader = _WavReader(path)
+    try:
+        span = samples * reader.rate / sample_rate  # source frames per clip
+        if reader.frames < span:
+            x = torch.from_numpy(reader.read(reader.frames))
+            if not len(x):
+                raise AudioError(f"{path}: contains no audio frames")
+            x = resample(x, reader.rate, sample_rate)[:samples]
+            return [torch.nn.functional.pad(x, (0, samples - x.shape[-1]))]
+        clips: list[torch.Tensor] = []
+        for k in range(min(max_clips, int(reader.frames // span))):
+            want = round((k + 1) * span) - round(k * span)
+            x = reader.read(want)
+            if len(x) < want:  # the header claims more frames than the file holds
+                break
+            clips.append(resample(torch.from_numpy(x), reader.rate, sample_rate, n_out=samples))
+        if not clips:
+            raise AudioError(f"{path}: contains no audio frames (the header claims {reader.frames})")
+        return clips
+    finally:
+        reader.close()
 
 
 def wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 256) -> torch.Tensor:
@@ -96,14 +170,9 @@ def wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 25
         raise AudioError(f"{folder}: no .wav files found (expected a folder of .wav files)")
     clips: list[torch.Tensor] = []
     for path in files:
-        data, rate = read_wav(path)
-        x = resample(torch.from_numpy(data), rate, sample_rate)
-        if x.shape[-1] < samples:
-            x = torch.nn.functional.pad(x, (0, samples - x.shape[-1]))
-        for start in range(0, x.shape[-1] - samples + 1, samples):
-            clips.append(x[start:start + samples])
-            if len(clips) >= max_clips:
-                return torch.stack(clips)
+        clips += wav_clips(path, samples, sample_rate, max_clips - len(clips))
+        if len(clips) >= max_clips:
+            break
     return torch.stack(clips)
 
 

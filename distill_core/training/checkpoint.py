@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -25,6 +27,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+class LossChangedError(CheckpointError):
+    """Resuming with a loss that differs from the checkpoint's; ``changes`` lists each difference."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load refused a file, in one clause and without torch's advice to load unsafely."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return f"not a distill checkpoint: it stores Python objects{what}, and checkpoints are loaded as " \
+               "tensors and plain data only"
+    if "failed finding central directory" in text or isinstance(exc, (KeyError, EOFError, pickle.UnpicklingError)):
+        return "not a distill checkpoint, or a truncated one: not a readable torch.save file"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"cannot load checkpoint: {type(exc).__name__}{': ' + first[:200] if first else ''}"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load with ``weights_only=True``: tensors and plain data only, no code runs."""
     p = Path(path)
@@ -33,10 +57,55 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{p}: cannot load checkpoint: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{p}: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a distill checkpoint (expected format {FORMAT})")
     return state
+
+
+# What train() reads back from a checkpoint to resume, and the type each entry must have.
+TRAINING_ENTRIES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "epoch": (int, "an int"), "best_val": ((int, float), "a number"), "model": (Mapping, "a state dict"),
+    "optimizer": (Mapping, "an optimizer state dict"), "history": (Mapping, "a history table"),
+    "rng": (Mapping, "an RNG state table"),
+}
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint train() can resume from: every entry it reads is present and of the right type."""
+    state = load_checkpoint(path)
+    for key, (kind, name) in TRAINING_ENTRIES.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry; expected a training checkpoint "
+                                  "(last.pt or best.pt of a run)")
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: checkpoint entry {key!r} is {type(value).__name__}, expected {name}")
+    if state["epoch"] < 0:
+        raise CheckpointError(f"{path}: checkpoint entry 'epoch' is {state['epoch']}, expected >= 0")
+    if not isinstance(state["rng"].get("torch"), torch.Tensor):
+        raise CheckpointError(f"{path}: checkpoint entry 'rng' has no 'torch' generator state")
+    return state
+
+
+def check_model_fits(saved: Mapping[str, Any], model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Fail, naming the first differing tensor, when a saved state dict does not fit ``model``."""
+    current = model.state_dict()
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    shapes = [(k, saved[k], current[k]) for k in saved if k in current
+              and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != current[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    if shapes:
+        key, was, now = shapes[0]
+        was_shape = list(was.shape) if isinstance(was, torch.Tensor) else type(was).__name__
+        first = f"{len(shapes)} tensor(s) differ in shape, first {key!r}: {was_shape} saved, {list(now.shape)} now"
+    else:
+        first = f"{len(missing)} tensor(s) missing (first {missing[0]!r})" if missing else \
+            f"{len(unexpected)} unexpected tensor(s) (first {unexpected[0]!r})"
+    raise CheckpointError(f"{path}: the checkpoint's model does not fit this model: {first}; resume with the "
+                          "model settings the run was started with")
 
 
 def rng_state() -> dict[str, Any]:

@@ -8,6 +8,7 @@ all-reduced once per epoch, so every rank reports the global figure.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -18,10 +19,11 @@ from torch import nn
 
 from ..combined import CombinedLoss
 from ..config import converter
-from ..lock import lock_differences, make_lock
+from ..lock import lock_differences, loss_changes, make_lock
 from ..loss_config import LossConfig
 from ..models.losses import combined_for, raw_kl, seed_kl_weight, vae_loss
-from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from .checkpoint import (CheckpointError, LossChangedError, check_model_fits, load_training_state, restore_rng,
+                         rng_state, save_checkpoint)
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics, overfitting_gap, step_fields, term_values
 
 Callback = Callable[[Any], None]
@@ -293,14 +295,19 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
           callbacks: Sequence[Callback] = (), log_interval: int = 10, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, free_bits: float = 0.1,
           divergence_patience: int = 5, collapse_threshold: float = 0.5, cancel_event: Any = None,
-          stft_loss_fn: nn.Module | None = None, views: Views | None = None) -> MetricsHistory:
+          stft_loss_fn: nn.Module | None = None, views: Views | None = None,
+          new_segment: str | None = None) -> MetricsHistory:
     """Train for ``epochs``: the CombinedLoss (and its STFT module) is built once, here, at the start.
 
     Each epoch evaluates the weight schedules, emits StepMetrics/EpochMetrics to ``callbacks``, warns on
     divergence and posterior collapse, and (with ``checkpoint_dir``) atomically writes ``last.pt``,
-    ``best.pt`` and ``history.json``. ``resume_from`` continues from a ``last.pt``. Logged steps go into
-    the history too. The default optimizer is a fused Adam, which skips a non-finite step without a host
-    sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the finished epochs.
+    ``best.pt`` and ``history.json``. ``resume_from`` continues from a ``last.pt`` made with the same loss
+    (config and plugin versions); a different loss is an error unless ``new_segment`` gives the reason to
+    accept it, which starts a new best-tracking segment (recorded in the history; the old ``best.pt`` is
+    kept as ``best.before-epoch<N>.pt``). Logged steps go into the history too. The default optimizer is a
+    fused Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with
+    ``is_set()``) stops between steps, keeping the finished epochs. ``views`` adds derived batch entries
+    (waveforms) that some term reads.
     """
     device = torch.device(device) if device is not None else None
     if device is not None:
@@ -309,18 +316,34 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     keys = term_keys(loss)
     optimizer = optimizer or default_optimizer(model, lr)
     history, start, best = MetricsHistory(), 0, math.inf
-    if resume_from is not None:
-        state = load_checkpoint(resume_from)
+    if resume_from is not None:  # everything is checked before anything is restored
+        state = load_training_state(resume_from)
+        check_model_fits(state["model"], model, resume_from)
+        changes = loss_changes(state.get("config"), state.get("provenance"), loss)
+        if changes and new_segment is None:
+            raise LossChangedError(f"{resume_from}: the loss differs from the checkpoint's: {'; '.join(changes)}; "
+                                   "resume with the run's loss, or pass new_segment= to accept the change",
+                                   changes)
         drift = lock_differences(state.get("provenance", {}))
         if drift:
             warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
                           RuntimeWarning, stacklevel=2)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         history = MetricsHistory.from_dict(state["history"], str(resume_from))
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{resume_from}: cannot restore the model or optimizer: {reason}") from None
         start, best = state["epoch"] + 1, state["best_val"]
         restore_rng(state["rng"])
-        if loss is not None and loss.balancer is not None and "balancer" in state:
+        if changes:  # accepted: a new objective starts a new best-tracking segment; the old best.pt is kept
+            best = math.inf
+            history.start_segment(start, f"{new_segment}: {'; '.join(changes)}")
+            old_best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
+            if old_best is not None and old_best.is_file():
+                shutil.copy2(old_best, old_best.with_name(f"best.before-epoch{start}.pt"))
+        elif loss is not None and loss.balancer is not None and "balancer" in state:
             loss.balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
     out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     listeners = [_step_recorder(history), *callbacks]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import attrs
@@ -13,9 +14,10 @@ from .. import __version__
 from ..atomic import atomic_write_text
 from ..combined import CombinedLoss
 from ..config import ConfigError
-from ..lock import write_lock
+from ..lock import loss_changes, write_lock
 from ..loss_config import LossConfig, dumps_config, load_config
 from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
+from .checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
@@ -39,6 +41,8 @@ class DemoSettings:
     device: str = "cpu"
     resume: Path | None = None
     spectrogram: SpectrogramConfig = SpectrogramConfig()
+    overwrite: bool = False  # replace a run already in the run folder
+    force_config: bool = False  # resume with a changed loss: a new best-tracking segment
 
 
 def _progress(total: int, enabled: bool):
@@ -89,14 +93,90 @@ def plot_losses(history: MetricsHistory, path: Path) -> Path:
     return path
 
 
+class SettingsError(ValueError):
+    """A command-line setting that cannot work (device, sizes); the message names the flag."""
+
+
+class RunExistsError(ValueError):
+    """The run folder already holds a run that would be overwritten; the message names it."""
+
+
+RUN_FILES = ("history.json", "last.pt", "best.pt")  # a folder holding any of these holds a run
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names, checked to exist here before anything is written."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise SettingsError(f"--device: expected cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "meta":
+        raise SettingsError(f"--device: expected a device that holds data (cpu, cuda, cuda:N, mps), got {name!r}")
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise SettingsError(f"--device: {name!r} requested, but this torch build has no CUDA support "
+                                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+        if not torch.cuda.is_available():
+            raise SettingsError(f"--device: {name!r} requested, but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SettingsError(f"--device: {name!r} requested, but only {torch.cuda.device_count()} CUDA "
+                                f"device(s) exist (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    try:
+        torch.empty(1, device=device)
+    except Exception as exc:  # torch raises several types for a device type it cannot use
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SettingsError(f"--device: {name!r} is not usable here: {reason}") from None
+    return device
+
+
+def _check_run_folder(run_dir: Path, settings: DemoSettings) -> None:
+    """Refuse to write into a folder holding another run, unless resuming it or told to --overwrite."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SettingsError(f"--name: {run_dir} is a file; expected a run folder")
+    existing = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if not existing or settings.overwrite:
+        return
+    if settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve():
+        return
+    raise RunExistsError(f"{run_dir}: already holds a run ({', '.join(existing)}); continue it with --resume "
+                         f"{run_dir / 'last.pt'}, choose another --name, or pass --overwrite to replace it")
+
+
+def _check_resume(settings: DemoSettings, model: torch.nn.Module, loss: CombinedLoss) -> tuple[list[str], int]:
+    """Check the checkpoint to resume from against this model and loss: (accepted loss changes, next epoch)."""
+    assert settings.resume is not None
+    state = load_training_state(settings.resume)
+    try:
+        check_model_fits(state["model"], model, settings.resume)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (the same --mel-bins)") from None
+    MetricsHistory.from_dict(state["history"], str(settings.resume))
+    changes = loss_changes(state.get("config"), state.get("provenance"), loss)
+    if changes and not settings.force_config:
+        saved = Path(settings.resume).parent / "config.toml"
+        raise LossChangedError(f"{settings.resume}: the loss differs from the run's: {'; '.join(changes)}; "
+                               f"resume with the run's config ({saved}), or pass --force-config to accept the "
+                               "change and start a new best-tracking segment", changes)
+    return changes, state["epoch"] + 1
+
+
 def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
-    """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs."""
+    """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs.
+
+    Every setting, the config, the data and the checkpoint to resume from are checked before anything
+    is written; a folder holding another run is never replaced without ``overwrite``.
+    """
     if settings.epochs < 1:
-        raise ConfigError([("epochs", f"expected at least 1 epoch, got {settings.epochs}")])
+        raise SettingsError(f"--epochs: expected at least 1 epoch, got {settings.epochs}")
     mel = settings.spectrogram.mel_bins
     if mel is not None and (mel < 16 or mel % 16 or mel > settings.spectrogram.n_fft // 2):
-        raise ConfigError([("--mel-bins", f"expected a multiple of 16 between 16 and "
-                                          f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")])
+        raise SettingsError(f"--mel-bins: expected a multiple of 16 between 16 and "
+                            f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")
+    device = resolve_device(settings.device)
+    config = load_config(settings.config) if settings.config is not None else LossConfig()
+    loss = CombinedLoss(config)
     torch.manual_seed(settings.seed)
     spec = settings.spectrogram
     if settings.data is not None:
@@ -106,8 +186,6 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     if waves.shape[0] < 2:
         raise AudioError(f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
                          "least 2 (one to train, one to validate)")
-    config = load_config(settings.config) if settings.config is not None else LossConfig()
-    loss = CombinedLoss(config)
     views = WaveformViews(spec)
     unknown = sorted(loss.reads - {"recon", "target", "mu", "logvar", *views.keys})
     if unknown:
@@ -121,9 +199,20 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False)
     val_loader = DataLoader(val_set, batch_size=settings.batch_size)
     model = SpectrogramVAE(spec.bins, spec.frames)
-
     run_dir = Path(settings.out) / settings.name
+    changes, start = _check_resume(settings, model, loss) if settings.resume is not None else ([], 0)
+    _check_run_folder(run_dir, settings)
+
+    # Nothing was written above this line.
+    resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
+    if settings.overwrite and not resuming_in_place:
+        for name in RUN_FILES:  # the folder never mixes two runs' files
+            (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if changes:  # the previous segment's config and lock stay beside the new ones
+        for name in ("config.toml", "lock.json"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
     versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
     atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
                                                f"{versions}\n" + dumps_config(config, ".toml"))
@@ -132,8 +221,9 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
     try:
         history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                        device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
-                        resume_from=settings.resume, views=views)
+                        device=device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
+                        resume_from=settings.resume, views=views,
+                        new_segment="--force-config" if settings.force_config else None)
     finally:
         bar.close()
     plot_losses(history, run_dir / "losses.png")
@@ -141,7 +231,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     model.eval()
     with torch.no_grad():
         originals = val_set.tensors[0][: settings.samples]
-        recon, _, _ = model(originals.to(settings.device))
+        recon, _, _ = model(originals.to(device))
         for i, (a, b) in enumerate(zip(from_spectrogram(originals, spec), from_spectrogram(recon.cpu(), spec))):
             write_wav(run_dir / "samples" / f"{i:02d}_original.wav", a, spec.sample_rate)
             write_wav(run_dir / "samples" / f"{i:02d}_reconstruction.wav", b, spec.sample_rate)
