@@ -122,13 +122,14 @@ def test_force_config_starts_a_new_segment_and_keeps_the_old_best(run_copy, tmp_
                  "--resume", str(run_copy / "last.pt"), "--force-config")
     assert result.exit_code == 0, (result.output, result.exception)
     history = json.loads((run_copy / "history.json").read_text())
-    assert [e["epoch"] for e in history["epochs"]] == [0, 1]
-    assert history["segments"] == [{"start_epoch": 1, "reason": "--force-config: terms.kl.free_bits: 0.1 -> 0.2"}]
+    assert [e["epoch"] for e in history["epoch_metrics"]] == [0, 1]
+    assert history["distill"]["segments"] == [
+        {"start_epoch": 1, "reason": "--force-config: terms.kl.free_bits: 0.1 -> 0.2"}]
     assert (run_copy / "best.before-epoch1.pt").read_bytes() == old_best
     assert (run_copy / "config.before-epoch1.toml").read_text() == old_config
     assert "free_bits = 0.2" in (run_copy / "config.toml").read_text()
     state = load_checkpoint(run_copy / "best.pt")
-    assert state["epoch"] == 1 and state["best_val"] == history["epochs"][1]["val_loss"]  # best of the new segment
+    assert state["epoch"] == 1 and state["best_val"] == history["epoch_metrics"][1]["val_loss"]  # best of the new segment
 
 
 def test_resume_with_other_mel_bins_names_the_mismatch(run_copy):
@@ -145,7 +146,7 @@ def test_resume_with_other_mel_bins_names_the_mismatch(run_copy):
     (lambda s: s.update(history=[1, 2]), "checkpoint entry 'history' is list, expected a history table"),
     (lambda s: s.update(epoch="3"), "checkpoint entry 'epoch' is str, expected an int"),
     (lambda s: s.update(rng={}), "checkpoint entry 'rng' has no 'torch' generator state"),
-    (lambda s: s["history"].update(epochs=[{"epoch": 0}]), "invalid history: epochs[0].total_epochs: missing"),
+    (lambda s: s["history"].update(epoch_metrics=[{"epoch": 0}]), "epoch_metrics[0].total_epochs: missing"),
 ])
 def test_a_damaged_checkpoint_is_one_line(run_copy, damage, message):
     state = load_checkpoint(run_copy / "last.pt")
@@ -299,7 +300,7 @@ def test_train_refuses_a_changed_loss_unless_a_new_segment_is_named(tmp_path):
     assert history.segments == [Segment(1, "smaller first FFT: " + "; ".join(err.value.changes))]
     assert load_checkpoint(tmp_path / "best.before-epoch1.pt")["epoch"] == 0
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1  # best of the new segment, whatever epoch 0 scored
-    assert json.loads((tmp_path / "history.json").read_text())["segments"][0]["start_epoch"] == 1
+    assert json.loads((tmp_path / "history.json").read_text())["distill"]["segments"][0]["start_epoch"] == 1
 
 
 def test_train_refuses_other_plugin_versions_and_a_model_that_does_not_fit(tmp_path):
