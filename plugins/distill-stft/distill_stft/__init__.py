@@ -69,6 +69,12 @@ class STFTLoss(LossTerm):
             raise BatchError(f"{self.name}: scale_invariance with backend = 'auraloss' needs one signal per batch "
                              f"(auraloss 0.4 cannot broadcast its per-signal scale), got batch['recon'] "
                              f"[{x.shape[0]}, {x.shape[1]}, ...]; use backend = 'fast'")
+        if self.config.perceptual_weighting and self.config.backend == "auraloss":
+            taps = self.loss.stft_losses[0].prefilter.fir.weight
+            if upcast(x)[0].dtype != taps.dtype:
+                raise BatchError(f"{self.name}: perceptual_weighting with backend = 'auraloss' filters in the "
+                                 f"module's dtype {taps.dtype}, got batch['recon'] in {x.dtype}; convert the term "
+                                 f"(term.to({x.dtype})) or use backend = 'fast'")
         return x, y
 
     def forward(self, batch: Batch) -> torch.Tensor:
