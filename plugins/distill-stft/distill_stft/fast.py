@@ -14,7 +14,7 @@ gradient is needed, the forward pass also computes it in closed form:
             [then the adjoint of the A-weighting FIR filter, a transposed convolution]
 
 and saves only the signal-sized gradient for backward. The target's STFT is taken without autograd,
-the window is a buffer, and no phase is computed. Values and gradients match auraloss to float rounding.
+the window is a buffer, and no phase is computed unless w_phs asks for it. Values and gradients match auraloss to float rounding.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ class FastMultiResolutionSTFT(nn.Module):
         spec, target_spec = res.spectrum(x), res.spectrum(y)
         mag, kept = self._magnitude(spec)
         target, _ = self._magnitude(target_spec)
+        target_angle = target_spec.angle() if cfg.w_phs else None
+        del target_spec  # keep one complex spectrogram alive, not two
         m = torch.matmul(res.fb.to(mag.dtype), mag) if res.mel else mag
         if res.mel:
             target = torch.matmul(res.fb.to(target.dtype), target)
@@ -145,7 +147,7 @@ class FastMultiResolutionSTFT(nn.Module):
         else:
             scaled = target
         parts: list[torch.Tensor | None] = [None] * len(COMPONENTS)
-        grad_m = m.new_zeros(m.shape) if want_grad else None
+        grad_m: torch.Tensor | None = None  # dL/dm, accumulated in place once it exists
         grad_t = m.new_zeros(m.shape) if want_grad and cfg.scale_invariance else None
         diff = m - scaled
         if cfg.w_sc:
@@ -153,26 +155,27 @@ class FastMultiResolutionSTFT(nn.Module):
             parts[0] = num / den
             if want_grad:
                 g = diff * torch.where(num > 0, cfg.w_sc / (num * den), 0.0)
-                grad_m.add_(g)
+                grad_m = g
                 if grad_t is not None:
                     grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den ** 3))
         if cfg.w_log_mag:
-            parts[1], g = self._distance(m.log() - scaled.log(), want_grad)
+            parts[1], g = self._distance(m.log().sub_(scaled.log()), want_grad)
             if want_grad:
                 g.mul_(cfg.w_log_mag)
-                grad_m.addcdiv_(g, m)
                 if grad_t is not None:
                     grad_t.addcdiv_(g, scaled, value=-1.0)
+                g.div_(m)
+                grad_m = g if grad_m is None else grad_m.add_(g)
         if cfg.w_lin_mag:
             parts[2], g = self._distance(diff, want_grad)
             if want_grad:
                 g.mul_(cfg.w_lin_mag)
-                grad_m.add_(g)
                 if grad_t is not None:
                     grad_t.sub_(g)
+                grad_m = g if grad_m is None else grad_m.add_(g)
         phase_scale = None
         if cfg.w_phs:  # mean squared angle difference of the unfiltered spectra (mse_loss's default mean)
-            phase_diff = spec.angle() - target_spec.angle()
+            phase_diff = spec.angle().sub_(target_angle)
             parts[3] = phase_diff.square().mean()
             if want_grad:
                 power = spec.abs().square()
@@ -188,6 +191,8 @@ class FastMultiResolutionSTFT(nn.Module):
             components = torch.stack([m.new_zeros(()) if p is None else p for p in parts])
         if not want_grad:
             return loss, components, None
+        if grad_m is None:
+            grad_m = m.new_zeros(m.shape)
         if grad_t is not None:  # alpha depends on m: d alpha / dm = target / <target, target>
             grad_m.add_(target * ((grad_t * target).sum((-2, -1)) / target_energy)[:, None, None])
         grad_mag = torch.matmul(res.fb.T.to(grad_m.dtype), grad_m) if res.mel else grad_m
