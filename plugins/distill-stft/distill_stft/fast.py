@@ -117,8 +117,9 @@ class FastMultiResolutionSTFT(nn.Module):
         conv = torch.nn.functional.conv_transpose1d if adjoint else torch.nn.functional.conv1d
         return conv(x.unsqueeze(1), taps, padding=taps.shape[-1] // 2).squeeze(1)
 
-    def _distance(self, d: torch.Tensor, want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(the reduced L1 or L2 distance of d, its derivative in d) under the config's reduction."""
+    def _distance(self, d: torch.Tensor, weight: float, want_grad: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the reduced L1 or L2 distance of d, weight times its derivative in d) under the config's reduction."""
         cfg = self.config
         l1 = cfg.mag_distance == "L1"
         elements = d.abs() if l1 else d.square()
@@ -126,7 +127,7 @@ class FastMultiResolutionSTFT(nn.Module):
         if not want_grad:
             return value, None
         g = d.sign() if l1 else d * 2.0
-        return value, g.div_(d.numel()) if cfg.reduction == "mean" else g
+        return value, g.mul_(weight / d.numel() if cfg.reduction == "mean" else weight)
 
     def _resolution(self, res: _Resolution, x: torch.Tensor, y: torch.Tensor, want_grad: bool
                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -159,17 +160,15 @@ class FastMultiResolutionSTFT(nn.Module):
                 if grad_t is not None:
                     grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den ** 3))
         if cfg.w_log_mag:
-            parts[1], g = self._distance(m.log().sub_(scaled.log()), want_grad)
+            parts[1], g = self._distance(m.log().sub_(scaled.log()), cfg.w_log_mag, want_grad)
             if want_grad:
-                g.mul_(cfg.w_log_mag)
                 if grad_t is not None:
                     grad_t.addcdiv_(g, scaled, value=-1.0)
                 g.div_(m)
                 grad_m = g if grad_m is None else grad_m.add_(g)
         if cfg.w_lin_mag:
-            parts[2], g = self._distance(diff, want_grad)
+            parts[2], g = self._distance(diff, cfg.w_lin_mag, want_grad)
             if want_grad:
-                g.mul_(cfg.w_lin_mag)
                 if grad_t is not None:
                     grad_t.sub_(g)
                 grad_m = g if grad_m is None else grad_m.add_(g)
