@@ -14,7 +14,8 @@ gradient is needed, the forward pass also computes it in closed form:
             [then the adjoint of the A-weighting FIR filter, a transposed convolution]
 
 and saves only the signal-sized gradient for backward. The target's STFT is taken without autograd,
-the window is a buffer, and no phase is computed unless w_phs asks for it. Values and gradients match auraloss to float rounding.
+the window is a buffer, and no phase is computed unless w_phs asks for it. Values and gradients match
+auraloss to float rounding.
 """
 
 from __future__ import annotations

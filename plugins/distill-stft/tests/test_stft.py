@@ -175,7 +175,8 @@ BAD = [
     ({"recon": torch.rand(2, 2, 32, 64), "target": torch.rand(3, 2, 32, 64)}, "batch['recon'] has shape [2, 2, 32, 64] but batch['target'] has [3, 2, 32, 64]"),
     ({"recon": torch.ones(2, 2, 32, 64, dtype=torch.int64), "target": torch.rand(2, 2, 32, 64)}, "expected a floating dtype, got torch.int64"),
     ({"recon": torch.rand(0, 2, 32, 64), "target": torch.rand(0, 2, 32, 64)}, "is empty"),
-    ({"recon": torch.rand(2, 2, 8, 16), "target": torch.rand(2, 2, 8, 16)}, "batch['recon'] flattened magnitude channel (F*T samples) has 128 samples, shorter than the largest FFT size 256 allows: expected more than fft_sizes[2] // 2 = 128 samples"),
+    ({"recon": torch.rand(2, 2, 8, 16), "target": torch.rand(2, 2, 8, 16)}, "batch['recon'] flattened magnitude channel (F*T samples) has 128 samples, shorter than the largest FFT "
+     "size 256 allows: expected more than fft_sizes[2] // 2 = 128 samples"),
     ({"recon": [1.0], "target": torch.rand(2, 2, 8, 8)}, "expected a tensor [B, 2, F, T], got list"),
 ]
 
