@@ -8,12 +8,12 @@ from torch import nn
 from distill_core import LossTerm, hookimpl
 from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms, upcast
 
-from .config import STFTConfig
-from .fast import FastMultiResolutionSTFT
-from distill_core.mel import mel_filterbank
+from .config import STFTConfig, empty_mel_filters
+from .fast import COMPONENTS, FastMultiResolutionSTFT
 
 __version__ = "0.1.0"
-__all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference"]
+__all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference", "empty_mel_filters",
+           "COMPONENTS"]
 
 
 def auraloss_reference(config: STFTConfig) -> nn.Module:
@@ -24,22 +24,19 @@ def auraloss_reference(config: STFTConfig) -> nn.Module:
     return auraloss.freq.MultiResolutionSTFTLoss(
         fft_sizes=list(config.fft_sizes), hop_sizes=list(config.hop_sizes), win_lengths=list(config.win_lengths),
         window=config.window, w_sc=config.w_sc, w_log_mag=config.w_log_mag, w_lin_mag=config.w_lin_mag,
-        w_phs=0.0, sample_rate=config.sample_rate if mel else None, scale="mel" if mel else None,
-        n_bins=config.n_bins if mel else None, mag_distance=config.mag_distance, eps=config.eps)
-
-
-def check_mel_filters(config: STFTConfig) -> None:
-    """Refuse mel settings that leave a filter with no FFT bin: its log magnitude would be -inf."""
-    for fft in config.fft_sizes:
-        empty = int((mel_filterbank(config.sample_rate, fft, config.n_bins).sum(axis=1) == 0).sum())
-        if empty:
-            raise ValueError(f"stft: scale='mel' with n_bins={config.n_bins} at sample_rate={config.sample_rate} "
-                             f"leaves {empty} empty mel filters for fft_size {fft}; expected fewer n_bins "
-                             f"or larger fft_sizes")
+        w_phs=config.w_phs, sample_rate=config.sample_rate if mel or config.perceptual_weighting else None,
+        scale="mel" if mel else None, n_bins=config.n_bins if mel else None,
+        perceptual_weighting=config.perceptual_weighting, scale_invariance=config.scale_invariance,
+        mag_distance=config.mag_distance, eps=config.eps, reduction=config.reduction, output=config.output)
 
 
 class STFTLoss(LossTerm):
-    """Multi-resolution STFT loss on the magnitude channel (flattened per example) or on waveforms."""
+    """Multi-resolution STFT loss on the magnitude channel (flattened per example) or on waveforms.
+
+    With ``output = "full"`` the term still returns the 0-dim loss; after each call ``components`` holds
+    auraloss's intermediate terms as a detached [4, resolutions] tensor, rows in ``COMPONENTS`` order
+    (spectral convergence, log magnitude, linear magnitude, phase), each unweighted, 0 where its weight is 0.
+    """
 
     name = "stft"
     config_class = STFTConfig
@@ -54,10 +51,9 @@ class STFTLoss(LossTerm):
 
     def __init__(self, config: STFTConfig) -> None:
         super().__init__(config)
-        if config.scale == "mel":
-            check_mel_filters(config)
         self.loss = FastMultiResolutionSTFT(config) if config.backend == "fast" else auraloss_reference(config)
-        self.min_length = max(config.fft_sizes)
+        self.components: torch.Tensor | None = None
+        self._largest = max(range(len(config.fft_sizes)), key=lambda i: config.fft_sizes[i])
 
     def signals(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The [B, C, N] signals the loss compares, after the batch checks."""
@@ -69,9 +65,22 @@ class STFTLoss(LossTerm):
         else:
             x, y = check_pair(self.name, batch, "recon", "target", "B, C, N")
             what = "waveform"
-        if x.shape[-1] < self.min_length:
+        i = self._largest
+        fft = self.config.fft_sizes[i]
+        if x.shape[-1] <= fft // 2:  # torch.stft's centre padding reflects fft // 2 samples at each end
             raise BatchError(f"{self.name}: batch['recon'] {what} has {x.shape[-1]} samples, shorter than the "
-                             f"largest FFT size {self.min_length}; expected at least {self.min_length}")
+                             f"largest FFT size {fft} allows: expected more than fft_sizes[{i}] // 2 = "
+                             f"{fft // 2} samples (torch.stft's reflect padding)")
+        if self.config.scale_invariance and self.config.backend == "auraloss" and x.shape[0] * x.shape[1] > 1:
+            raise BatchError(f"{self.name}: scale_invariance with backend = 'auraloss' needs one signal per batch "
+                             f"(auraloss 0.4 cannot broadcast its per-signal scale), got batch['recon'] "
+                             f"[{x.shape[0]}, {x.shape[1]}, ...]; use backend = 'fast'")
+        if self.config.perceptual_weighting and self.config.backend == "auraloss":
+            taps = self.loss.stft_losses[0].prefilter.fir.weight
+            if upcast(x)[0].dtype != taps.dtype:
+                raise BatchError(f"{self.name}: perceptual_weighting with backend = 'auraloss' filters in the "
+                                 f"module's dtype {taps.dtype}, got batch['recon'] in {x.dtype}; convert the term "
+                                 f"(term.to({x.dtype})) or use backend = 'fast'")
         return x, y
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -79,7 +88,20 @@ class STFTLoss(LossTerm):
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         with torch.autocast(x.device.type, enabled=False):  # FFTs, logs and divisions in float32 or wider
-            return self.loss(x, y).clamp(min=0.0)
+            out = self.loss(x, y)
+            if self.config.output == "full":
+                out = self._keep_components(out)
+            return out.clamp(min=0.0)
+
+    def _keep_components(self, out) -> torch.Tensor:
+        """Store the [4, resolutions] components (detached) and return the loss itself."""
+        if isinstance(self.loss, FastMultiResolutionSTFT):
+            self.components = self.loss.components
+            return out
+        loss, *parts = out  # auraloss: (loss, [sc per resolution], [log ...], [lin ...], [phs ...])
+        self.components = torch.stack([torch.stack([torch.as_tensor(v, dtype=loss.dtype, device=loss.device)
+                                                    .detach() for v in row]) for row in parts])
+        return loss
 
 
 @hookimpl

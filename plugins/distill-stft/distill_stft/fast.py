@@ -4,14 +4,18 @@ auraloss leaves autograd to differentiate its STFT, magnitudes, logs and norms, 
 spectrogram-sized tensors per resolution and runs the strided-frame backward of torch.stft. Here, when a
 gradient is needed, the forward pass also computes it in closed form:
 
-    per resolution, with M = max(|X|, sqrt(eps)) (optionally mel-filtered) and Y the target's:
+    per resolution, with M = max(|X|, sqrt(eps)) (optionally mel-filtered) and Y the target's
+    (optionally scaled by alpha = <M, Y> / <Y, Y> per signal, which then depends on M too):
     dL/dM = w_sc (M - Y) / (||M - Y|| ||Y||) + w_log d'(log M - log Y) / M + w_lin d'(M - Y)
-    dL/dX = dL/d|X| * X / |X|                              (0 where |X| was clamped)
+            [+ (<dL/dY, Y> / <Y, Y>) Y through alpha]
+    dL/dX = dL/d|X| * X / |X|  (0 where |X| was clamped)  [+ i w_phs 2 (angle X - angle Y) / n * X / |X|^2]
     dL/dframes = window * irfft(dL/dX)  (the adjoint of the real FFT)
     dL/dx = overlap-add of the frames, then the adjoint of the reflect padding
+            [then the adjoint of the A-weighting FIR filter, a transposed convolution]
 
 and saves only the signal-sized gradient for backward. The target's STFT is taken without autograd,
-the window is a buffer, and no phase is computed. Values and gradients match auraloss to float rounding.
+the window is a buffer, and no phase is computed unless w_phs asks for it. Values and gradients match
+auraloss to float rounding.
 """
 
 from __future__ import annotations
@@ -73,6 +77,22 @@ class _Resolution(nn.Module):
         return grad
 
 
+def a_weighting_taps(sample_rate: int) -> torch.Tensor:
+    """auraloss's 101-tap A-weighting FIR filter (built with scipy), as a [1, 1, 101] float32 tensor."""
+    try:
+        import scipy.signal  # noqa: F401  (auraloss imports it inside FIRFilter)
+    except ImportError as exc:
+        raise ImportError("stft: perceptual_weighting = true needs scipy (auraloss designs its A-weighting "
+                          "filter with scipy.signal); install it with `pip install scipy`") from exc
+    from auraloss.perceptual import FIRFilter
+
+    return FIRFilter(filter_type="aw", fs=sample_rate).fir.weight.data.clone()
+
+
+COMPONENTS = ("sc_mag_loss", "log_mag_loss", "lin_mag_loss", "phs_loss")
+"""auraloss's intermediate terms (output = 'full'), in its order; each unweighted, one value per resolution."""
+
+
 class FastMultiResolutionSTFT(nn.Module):
     """MultiResolutionSTFTLoss(x, y) for [B, C, N] signals, matching auraloss to float rounding."""
 
@@ -81,6 +101,9 @@ class FastMultiResolutionSTFT(nn.Module):
         self.config = config
         self.resolutions = nn.ModuleList(_Resolution(f, h, w, config) for f, h, w in
                                          zip(config.fft_sizes, config.hop_sizes, config.win_lengths))
+        if config.perceptual_weighting:
+            self.register_buffer("taps", a_weighting_taps(config.sample_rate), persistent=False)
+        self.components: torch.Tensor | None = None
 
     def _magnitude(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(clamp(re^2 + im^2, eps)), re^2 + im^2 >= eps): auraloss's magnitude, without complex abs."""
@@ -89,54 +112,96 @@ class FastMultiResolutionSTFT(nn.Module):
         kept = power >= self.config.eps
         return power.clamp_(min=self.config.eps).sqrt_(), kept
 
-    def _target(self, res: _Resolution, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mag, _ = self._magnitude(res.spectrum(y))
-        if res.mel:
-            mag = torch.matmul(res.fb.to(mag.dtype), mag)
-        return mag, mag.log()
+    def _filter(self, x: torch.Tensor, adjoint: bool = False) -> torch.Tensor:
+        """The A-weighting pre-emphasis of [R, N] rows (auraloss's conv1d), or its adjoint for the gradient."""
+        taps = self.taps.to(x.dtype)
+        conv = torch.nn.functional.conv_transpose1d if adjoint else torch.nn.functional.conv1d
+        return conv(x.unsqueeze(1), taps, padding=taps.shape[-1] // 2).squeeze(1)
+
+    def _distance(self, d: torch.Tensor, weight: float, want_grad: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the reduced L1 or L2 distance of d, weight times its derivative in d) under the config's reduction."""
+        cfg = self.config
+        l1 = cfg.mag_distance == "L1"
+        elements = d.abs() if l1 else d.square()
+        value = elements.mean() if cfg.reduction == "mean" else elements.sum()
+        if not want_grad:
+            return value, None
+        g = d.sign() if l1 else d * 2.0
+        return value, g.mul_(weight / d.numel() if cfg.reduction == "mean" else weight)
 
     def _resolution(self, res: _Resolution, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(loss, dL/dx or None) of one resolution, everything without autograd."""
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(loss, its four unweighted components if output = 'full', dL/dx or None) of one resolution."""
         cfg = self.config
-        spec = res.spectrum(x)
+        spec, target_spec = res.spectrum(x), res.spectrum(y)
         mag, kept = self._magnitude(spec)
-        target_mag, target_log = self._target(res, y)
+        target, _ = self._magnitude(target_spec)
+        target_angle = target_spec.angle() if cfg.w_phs else None
+        del target_spec  # keep one complex spectrogram alive, not two
         m = torch.matmul(res.fb.to(mag.dtype), mag) if res.mel else mag
-        n = m.numel()
-        diff = m - target_mag
-        log_diff = m.log().sub_(target_log)
-        loss = m.new_zeros(())
-        grad_m = None
+        if res.mel:
+            target = torch.matmul(res.fb.to(target.dtype), target)
+        if cfg.scale_invariance:  # auraloss's optimal scaling of the target, one alpha per signal
+            target_energy = target.square().sum((-2, -1))
+            alpha = (m * target).sum((-2, -1)) / target_energy
+            scaled = target * alpha[:, None, None]
+        else:
+            scaled = target
+        parts: list[torch.Tensor | None] = [None] * len(COMPONENTS)
+        grad_m: torch.Tensor | None = None  # dL/dm, accumulated in place once it exists
+        grad_t = m.new_zeros(m.shape) if want_grad and cfg.scale_invariance else None
+        diff = m - scaled
         if cfg.w_sc:
-            num, den = torch.linalg.vector_norm(diff), torch.linalg.vector_norm(target_mag)
-            loss = loss + cfg.w_sc * (num / den)
+            num, den = torch.linalg.vector_norm(diff), torch.linalg.vector_norm(scaled)
+            parts[0] = num / den
             if want_grad:
-                grad_m = diff * torch.where(num > 0, cfg.w_sc / (num * den), 0.0)
-        for weight, d, divide in ((cfg.w_log_mag, log_diff, True), (cfg.w_lin_mag, diff, False)):
-            if not weight:
-                continue
-            if cfg.mag_distance == "L1":
-                loss = loss + weight * d.abs().mean()
-                g = d.sign()
-            else:
-                loss = loss + weight * d.square().mean()
-                g = d * 2.0
+                g = diff * torch.where(num > 0, cfg.w_sc / (num * den), 0.0)
+                grad_m = g
+                if grad_t is not None:
+                    grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den ** 3))
+        if cfg.w_log_mag:
+            parts[1], g = self._distance(m.log().sub_(scaled.log()), cfg.w_log_mag, want_grad)
             if want_grad:
-                g.mul_(weight / n)
-                if divide:
-                    g.div_(m)
+                if grad_t is not None:
+                    grad_t.addcdiv_(g, scaled, value=-1.0)
+                g.div_(m)
                 grad_m = g if grad_m is None else grad_m.add_(g)
+        if cfg.w_lin_mag:
+            parts[2], g = self._distance(diff, cfg.w_lin_mag, want_grad)
+            if want_grad:
+                if grad_t is not None:
+                    grad_t.sub_(g)
+                grad_m = g if grad_m is None else grad_m.add_(g)
+        phase_scale = None
+        if cfg.w_phs:  # mean squared angle difference of the unfiltered spectra (mse_loss's default mean)
+            phase_diff = spec.angle().sub_(target_angle)
+            parts[3] = phase_diff.square().mean()
+            if want_grad:
+                power = spec.abs().square()
+                g = phase_diff.mul_(2.0 * cfg.w_phs / phase_diff.numel())
+                phase_scale = torch.where(power > 0, g / power, 0.0)
+        weights = (cfg.w_sc, cfg.w_log_mag, cfg.w_lin_mag, cfg.w_phs)
+        loss = m.new_zeros(())
+        for w, part in zip(weights, parts):
+            if part is not None:
+                loss = loss + w * part
+        components = None
+        if cfg.output == "full":
+            components = torch.stack([m.new_zeros(()) if p is None else p for p in parts])
         if not want_grad:
-            return loss, None
+            return loss, components, None
         if grad_m is None:
-            return loss, x.new_zeros(x.shape)
+            grad_m = m.new_zeros(m.shape)
+        if grad_t is not None:  # alpha depends on m: d alpha / dm = target / <target, target>
+            grad_m.add_(target * ((grad_t * target).sum((-2, -1)) / target_energy)[:, None, None])
         grad_mag = torch.matmul(res.fb.T.to(grad_m.dtype), grad_m) if res.mel else grad_m
         scale = grad_mag.div_(mag).masked_fill_(~kept, 0.0)
-        scale[:, 0] *= 2  # irfft halves every bin but DC and Nyquist: double those to undo it uniformly
+        grad_spec = spec * (scale if phase_scale is None else torch.complex(scale, phase_scale))
+        grad_spec[:, 0] *= 2  # irfft halves every bin but DC and Nyquist: double those to undo it uniformly
         if res.fft % 2 == 0:
-            scale[:, -1] *= 2
-        return loss, res.frames_adjoint(spec * scale, x.shape[-1])
+            grad_spec[:, -1] *= 2
+        return loss, components, res.frames_adjoint(grad_spec, x.shape[-1])
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -152,16 +217,25 @@ class FastMultiResolutionSTFT(nn.Module):
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss of [R, N] rows and, if asked, its gradient; keeps the [4, resolutions] components."""
+        if self.config.perceptual_weighting:
+            x, y = self._filter(x), self._filter(y)
         total = x.new_zeros(())
         grad = None
+        components = []
         for res in self.resolutions:
-            loss, g = self._resolution(res, x, y, want_grad)
+            loss, parts, g = self._resolution(res, x, y, want_grad)
             total = total + loss
+            components.append(parts)
             if g is not None:
                 grad = g if grad is None else grad.add_(g)
+        if self.config.output == "full":
+            self.components = torch.stack(components, dim=1)
         count = len(self.resolutions)
         if grad is not None:
             grad.div_(count)
+            if self.config.perceptual_weighting:
+                grad = self._filter(grad, adjoint=True)
         return total / count, grad
 
 
