@@ -107,7 +107,10 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     if waves.shape[0] < 2:
         raise AudioError(f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
                          "least 2 (one to train, one to validate)")
-    config = load_config(settings.config) if settings.config is not None else LossConfig()
+    from ..plugins import term_origins
+
+    with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
+        config = load_config(settings.config) if settings.config is not None else LossConfig()
     loss = CombinedLoss(config)
     specs = to_spectrogram(waves, spec)
     n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
