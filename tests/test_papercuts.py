@@ -432,3 +432,31 @@ def test_no_retry_when_a_failing_field_has_no_default():
 
     value, problems = structure_checked({"size": "big", "weight": 2.0}, Strict, "terms.strict")
     assert value is None and problems == [("terms.strict.size", "expected int, got 'big'")]
+
+
+# --- 8. the guide's code runs as written ----------------------------------------------------------------------
+
+def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
+    """docs/plugins.md's Python blocks, in order, in one namespace: the notebook, the hook, the test."""
+    text = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    for env in ("DISTILL_STRICT_PLUGINS", "DISTILL_DISABLE_PLUGIN_AUTOLOAD", "DISTILL_PLUGINS"):
+        monkeypatch.delenv(env, raising=False)
+    registry = Registry()
+    registry.load_entrypoints()
+    old = reset_registry(registry)
+    try:
+        namespace: dict = {"check_term": check_term, "torch": torch}
+        for block in blocks:
+            exec(compile(block, "docs/plugins.md", "exec", dont_inherit=True), namespace)  # noqa: S102 - our own documentation
+        term = namespace["SpectralFluxLoss"]
+        assert namespace["loss"].term_keys[-1] == "spectral_flux_loss"
+        torch.manual_seed(0)
+        namespace["test_conformance"]()
+        with pytest.raises(ConfigError, match=r"terms.spectral_flux.p: expected 1 or 2, got 3"):
+            load_config({"terms": {"spectral_flux": {"p": 3}}})
+        with pytest.raises(BatchError, match=r"term 'spectral_flux' requires batch key 'target'"):
+            term(term.config_class())({"recon": torch.rand(1, 2, 4, 8)})
+    finally:
+        reset_registry(old)
