@@ -245,6 +245,20 @@ def test_check_command_reads_the_lock_beside_the_config(tmp_path, cli):
     assert r.exit_code == 2 and "it came from distill-spectral-flux 0.1.0" in r.stderr
 
 
+def test_resuming_a_run_names_where_its_missing_term_came_from(tmp_path, distill_registry):
+    from distill_core.training.checkpoint import save_checkpoint
+    from distill_core.training.run import DemoSettings, run_demo
+
+    ckpt = save_checkpoint(tmp_path / "last.pt", {"provenance": LOCK})
+    config = tmp_path / "loss.toml"
+    config.write_text('recipe = "none"\n[terms.spectral_flux]\nweight = 1.0\n')
+    settings = DemoSettings(out=tmp_path / "runs", epochs=1, clips=4, config=config, resume=ckpt)
+    with pytest.raises(ConfigError, match=re.escape(f"it came from distill-spectral-flux 0.1.0 ({ckpt}): pip install "
+                                                    "distill-spectral-flux==0.1.0")):
+        run_demo(settings, progress=False)
+    assert not (tmp_path / "runs").exists()  # nothing written before the config is known to be good
+
+
 # --- 4. DISTILL_PLUGINS naming nothing installed ------------------------------------------------------------
 
 def test_allowlist_naming_nothing_installed_warns_and_names_the_variable(site, monkeypatch):
