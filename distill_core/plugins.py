@@ -339,11 +339,9 @@ def term_origins(*, lock: str | os.PathLike | Mapping[str, Any] | None = None,
 
 
 def _last_origin(name: str) -> TermOrigin | None:
-    for source in reversed(_ORIGIN_SOURCES.get()):  # innermost first
-        found = _origin_from(source, name)
-        if found is not None:
-            return found
-    return None
+    """The innermost source's record of ``name``, preferring an exact version (a lock) over a pin."""
+    found = [o for o in (_origin_from(s, name) for s in reversed(_ORIGIN_SOURCES.get())) if o is not None]
+    return next((o for o in found if o.version), found[0] if found else None)
 
 
 def _origin_from(source: Any, name: str) -> TermOrigin | None:
@@ -356,7 +354,11 @@ def _origin_from(source: Any, name: str) -> TermOrigin | None:
             source = read_lock(source)
         except (OSError, ValueError):  # a hint only: an unreadable lock leaves the plain error
             return None
-    entry = source.get(name) if isinstance(source, Mapping) else None
+    if not isinstance(source, Mapping):
+        return None
+    entry = source.get(name)
+    if entry is None:  # a named instance's entry records its term class under "term"
+        entry = next((e for e in source.values() if isinstance(e, Mapping) and e.get("term") == name), None)
     if not isinstance(entry, Mapping) or not isinstance(entry.get("distribution"), str) \
             or entry["distribution"] == IN_PROCESS:
         return None

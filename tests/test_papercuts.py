@@ -474,3 +474,12 @@ def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
             term(term.config_class())({"recon": torch.rand(1, 2, 4, 8)})
     finally:
         reset_registry(old)
+
+
+def test_a_lock_wins_over_a_loose_pin_and_finds_named_instances(tmp_path, distill_registry):
+    lock = {"flux_fast": {**LOCK["spectral_flux"], "term": "spectral_flux"}}
+    with term_origins(lock=lock), pytest.raises(ConfigError) as err:
+        load_config({"recipe": "none", "terms": {"spectral_flux": {}},
+                     "required_plugins": ["distill-spectral-flux>=0.1"]})
+    assert "it came from distill-spectral-flux 0.1.0 (the lock): pip install distill-spectral-flux==0.1.0" \
+        in str(err.value)
