@@ -128,7 +128,8 @@ def plugins(as_json: bool, requirements: bool) -> None:
                "error": b.error} for b in registry.broken]
     conflicts = {n: [str(i.provenance) for i in infos] for n, infos in registry.conflicts.items()}
     if as_json:
-        click.echo(json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts}, indent=2))
+        click.echo(json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts, "warnings": registry.notes},
+                              indent=2))
         return
     for row in rows:
         click.echo(f"{row['name']}  ({row['distribution']}=={row['version']}, module {row['module']})")
@@ -138,20 +139,28 @@ def plugins(as_json: bool, requirements: bool) -> None:
         click.echo(f"BROKEN {b}")
     for name, who in conflicts.items():
         click.echo(f"CONFLICT {name}: registered by {' and '.join(who)}")
+    for note in registry.notes:
+        click.echo(f"WARNING {note}")
     if not rows and not broken:
         click.echo("no loss terms installed (pip install distill-stft, ...)")
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-def check(config: Path) -> None:
+@click.option("--lock", "lock", type=click.Path(path_type=Path),
+              help="A run's lock.json (or checkpoint) naming where missing terms came from; default: the "
+                   "lock.json beside CONFIG, if any.")
+def check(config: Path, lock: Path | None) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     from .config import ConfigError
     from .loss_config import dumps_config, load_config
     from .pins import unmet_pins
+    from .plugins import term_origins
 
+    beside = config.parent / "lock.json"
     try:
-        resolved = load_config(config)
+        with term_origins(lock=lock if lock is not None else beside if beside.is_file() else None):
+            resolved = load_config(config)
         pins = unmet_pins(resolved.required_plugins)
         if pins:
             raise ConfigError(pins, str(config))

@@ -234,14 +234,43 @@ def problems_from(exc: BaseException, path: str) -> list[Problem]:
 
 
 def structure_checked(data: Any, cls: type, path: str) -> tuple[Any, list[Problem]]:
-    """Structure ``data`` as ``cls``; return (instance or None, problems) instead of raising."""
+    """Structure ``data`` as ``cls``; return (instance or None, problems) instead of raising.
+
+    When fields fail to structure, the class's own checks (``__attrs_post_init__``) still run on the other
+    fields, with the failing ones at their defaults, so a user sees both kinds of problem in one list.
+    """
     if not isinstance(data, Mapping):
         return None, [(path, f"expected a table of {cls.__name__} fields, got {_describe(data)}")]
     try:
         return converter.structure(dict(data), cls), []
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError,
             InvalidConfig, ValueError, TypeError) as exc:
-        return None, problems_from(exc, path)
+        problems = problems_from(exc, path)
+        own_checks_ran = isinstance(exc, InvalidConfig)
+    if not own_checks_ran:
+        problems += _own_check_problems(data, cls, path, problems)
+    return None, problems
+
+
+def _own_check_problems(data: Mapping[str, Any], cls: type, path: str, found: list[Problem]) -> list[Problem]:
+    """The class's own problems with the fields that did structure: the failing ones left at their defaults.
+
+    Only where every failing field has a default; problems about a failing field are not repeated.
+    """
+    if not attrs.has(cls):
+        return []
+    fields = attrs.fields_dict(cls)
+    prefix = f"{path}." if path else ""
+    failing = {p[len(prefix):].split(".")[0].split("[")[0] for p, _ in found if p.startswith(prefix)}
+    if not failing or any(f in fields and fields[f].default is attrs.NOTHING for f in failing):
+        return []
+    rest = {k: v for k, v in data.items() if k not in failing}
+    try:
+        converter.structure(rest, cls)
+        return []
+    except (ClassValidationError, InvalidConfig, ValueError, TypeError) as exc:  # cattrs wraps __init__'s errors
+        own = problems_from(exc, path)
+    return [(p, r) for p, r in own if p[len(prefix):].split(".")[0].split("[")[0] not in failing]
 
 
 def unstructure(value: Any) -> Any:

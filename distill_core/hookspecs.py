@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 from typing import Callable
 
 import pluggy
 
 PROJECT = "distill"
+HOOK = "distill_loss_terms"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -18,3 +21,19 @@ def distill_loss_terms(register: Callable[[type], None]) -> None:
 
     Called once per plugin when a registry is built, never per training step.
     """
+
+
+def names() -> list[str]:
+    """Every hook a plugin may implement."""
+    module, pm = sys.modules[__name__], pluggy.PluginManager(PROJECT)
+    return sorted(n for n in dir(module) if pm.parse_hookspec_opts(module, n) is not None)
+
+
+def argnames(hook: str) -> list[str]:
+    """The arguments the host passes to ``hook``."""
+    return list(inspect.signature(getattr(sys.modules[__name__], hook)).parameters)
+
+
+def signature(hook: str = HOOK) -> str:
+    """How a plugin writes ``hook``: ``distill_loss_terms(register)``."""
+    return f"{hook}({', '.join(argnames(hook))})"

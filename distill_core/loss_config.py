@@ -230,6 +230,15 @@ def _merge(base: Mapping[str, Any], override: Any) -> Any:
 
 
 def _structure(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
+    """Structure a config; while it does, its ``required_plugins`` tell a missing term's distribution."""
+    from .plugins import term_origins
+
+    pins = data.get("required_plugins", ()) if isinstance(data, Mapping) else ()
+    with term_origins(pins=[p for p in pins if isinstance(p, str)] if isinstance(pins, (list, tuple)) else ()):
+        return _structure_layout(data, registry, source)
+
+
+def _structure_layout(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
     if not isinstance(data, Mapping):
         raise ConfigError([("", f"expected a table of loss config keys, got {type(data).__name__}")], source)
     from . import seed_layout

@@ -6,13 +6,19 @@ plugins and the distribution behind each term are recorded here and nowhere else
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import inspect
+import json
 import keyword
 import os
 import re
 import threading
+import warnings
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping
 
 import attrs
 import pluggy
@@ -28,6 +34,10 @@ IN_PROCESS = "<in-process>"
 
 class PluginError(Exception):
     """A plugin could not be loaded or registered, or two plugins claim one term name."""
+
+
+class NoTermsError(PluginError):
+    """A plugin's hook registered no term: the hook is missing, unmarked, or never calls ``register``."""
 
 
 class UnknownTermError(LookupError):
@@ -119,6 +129,9 @@ class Registry:
         self._broken: list[BrokenPlugin] = []
         self._conflicts: dict[str, list[TermInfo]] = {}
         self._broken_terms: dict[str, BrokenPlugin] = {}
+        self._available: dict[str, tuple[str, str]] = {}  # normalised dist / entry-point name -> (dist, version)
+        self._left_out: set[str] = set()  # normalised distributions DISTILL_PLUGINS left out
+        self._notes: list[str] = []
         self.strict = _flag(STRICT_ENV)
 
     # --- registration -----------------------------------------------------------------------------
@@ -126,16 +139,26 @@ class Registry:
                         provenance: Provenance | None = None) -> list[str]:
         """Register a module or object with ``@hookimpl`` functions; return the term names it added.
 
-        Failures raise PluginError (callers that discover entry points isolate them).
+        Failures raise PluginError (callers that discover entry points isolate them); a plugin that adds
+        no term raises NoTermsError saying which of the usual causes applies.
         """
         provenance = provenance or Provenance(entry_point=str(name or getattr(plugin, "__name__", "")))
-        self.pm.register(plugin, name=name or getattr(plugin, "__name__", None) or repr(plugin))
+        label = name or getattr(plugin, "__name__", None) or repr(plugin)
         try:
-            self.pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
+            self.pm.register(plugin, name=label)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(_hook_mismatch(self.pm, plugin, label, exc)) from exc
+        try:
+            try:
+                self.pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(_hook_mismatch(self.pm, plugin, label, exc)) from exc
             collected: list[type[LossTerm]] = []
-            for impl in self.pm.hook.distill_loss_terms.get_hookimpls():
-                if impl.plugin is plugin:
-                    impl.function(register=collected.append)
+            impls = [i for i in self.pm.hook.distill_loss_terms.get_hookimpls() if i.plugin is plugin]
+            for impl in impls:  # pass only the arguments the impl declares, as pluggy would
+                impl.function(*[{"register": collected.append}[a] for a in impl.argnames])
+            if not collected:
+                raise NoTermsError(f"registered no terms: {_no_terms_hint(plugin, impls)}")
             for cls in collected:
                 validate_term_class(cls)
         except BaseException:
@@ -174,7 +197,8 @@ class Registry:
         """Load every entry point of ``group`` that the environment switches allow, isolating failures."""
         if _flag(NO_AUTOLOAD_ENV):
             return
-        allow = {_normalise(n) for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
+        wanted = [n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()]
+        allow = {_normalise(n) for n in wanted}
         seen: set[tuple[str, str]] = set()
         for ep in metadata.entry_points(group=group):
             dist = ep.dist
@@ -184,16 +208,36 @@ class Registry:
             if key in seen:  # the same distribution seen twice on sys.path
                 continue
             seen.add(key)
+            self._available[_normalise(ep.name)] = self._available[_normalise(dist_name)] = (dist_name, version)
             if allow and _normalise(ep.name) not in allow and _normalise(dist_name) not in allow:
+                self._left_out.add(_normalise(dist_name))
                 continue
             provenance = Provenance(dist_name, version, f"{ep.name} = {ep.value}")
             try:
                 self.register_plugin(ep.load(), name=f"{dist_name}:{ep.name}", provenance=provenance)
             except Exception as exc:  # isolate: one broken plugin never stops the others
-                broken = BrokenPlugin(ep.name, provenance, f"{type(exc).__name__}: {exc}")
+                error = str(exc) if isinstance(exc, NoTermsError) else f"{type(exc).__name__}: {exc}"
+                broken = BrokenPlugin(ep.name, provenance, error)
                 self._broken.append(broken)
                 if self.strict:
                     raise PluginError(f"plugin {broken}") from exc
+        self._check_allowlist(wanted)
+
+    def _check_allowlist(self, wanted: list[str]) -> None:
+        """Warn (fail, in strict mode) for each name in DISTILL_PLUGINS that no installed plugin answers to."""
+        from .config import did_you_mean
+
+        names = sorted({n for n, _ in self._available.values()})
+        for name in wanted:
+            if _normalise(name) in self._available:
+                continue
+            note = (f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} names {name!r}, which matches no installed "
+                    f"plugin (by distribution or entry-point name); installed plugins: {', '.join(names) or 'none'}"
+                    f"{did_you_mean(name, names)}")
+            self._notes.append(note)
+            if self.strict:
+                raise PluginError(note)
+            warnings.warn(note, RuntimeWarning, stacklevel=3)
 
     # --- lookup -------------------------------------------------------------------------------------
     @property
@@ -204,6 +248,11 @@ class Registry:
     @property
     def broken(self) -> list[BrokenPlugin]:
         return list(self._broken)
+
+    @property
+    def notes(self) -> list[str]:
+        """Discovery warnings that are no broken plugin (a DISTILL_PLUGINS name matching nothing)."""
+        return list(self._notes)
 
     @property
     def conflicts(self) -> dict[str, list[TermInfo]]:
@@ -221,6 +270,9 @@ class Registry:
         for broken in self._broken:
             if {_normalise(broken.name), _normalise(broken.provenance.distribution)} & candidates:
                 raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: {broken}")
+        origin = _last_origin(name)
+        if origin is not None:
+            raise UnknownTermError(self._origin_message(name, origin))
         installed = ", ".join(sorted(self._terms)) or "none"
         hint = ""
         if name in PROVIDERS:
@@ -229,6 +281,164 @@ class Registry:
 
         raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
                                f"installed terms: {installed}")
+
+
+    def _origin_message(self, name: str, origin: "TermOrigin") -> str:
+        """Why a term the lock or the pins remember is missing now, and the command that brings it back."""
+        found = self._available.get(_normalise(origin.distribution))
+        if found is not None and _normalise(found[0]) in self._left_out:
+            return (f"term {name!r} is not loaded: it came from {origin} ({origin.source}), and "
+                    f"{found[0]} {found[1]} is installed but {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} "
+                    f"leaves it out; add {found[0]} to {ALLOW_ENV}")
+        if found is not None:
+            return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
+                    f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
+        return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+
+
+# --- what a run remembers about its terms: the lock, a checkpoint's provenance, the config's pins ----------
+
+@attrs.frozen
+class TermOrigin:
+    """The distribution a term came from last, as a lock or a ``required_plugins`` pin records it."""
+
+    distribution: str
+    version: str = ""  # exact version (a lock), or ""
+    specifier: str = ""  # a pin's version specifier, e.g. ">=0.1", or ""
+    source: str = ""  # where this was read: a lock file, a checkpoint, "required_plugins"
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (self.distribution, self.version or self.specifier) if p)
+
+    def requirement(self) -> str:
+        """The argument for ``pip install``, quoted when the shell would misread it."""
+        if self.version:
+            return f"{self.distribution}=={self.version}"
+        if self.specifier:
+            return f"'{self.distribution}{self.specifier}'"
+        return self.distribution
+
+
+_ORIGIN_SOURCES: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("distill_origins", default=())
+
+
+@contextlib.contextmanager
+def term_origins(*, lock: str | os.PathLike | Mapping[str, Any] | None = None,
+                 pins: Iterable[str] = ()) -> Iterator[None]:
+    """While active, an unknown term's error names the distribution that provided it last.
+
+    ``lock`` is a run's ``lock.json``, a checkpoint with provenance, or a lock mapping; ``pins`` are a
+    config's ``required_plugins``. Files are read only when a term is missing, never on the happy path.
+    """
+    sources = tuple(x for x in (lock, tuple(pins) or None) if x is not None)
+    token = _ORIGIN_SOURCES.set(_ORIGIN_SOURCES.get() + sources)
+    try:
+        yield
+    finally:
+        _ORIGIN_SOURCES.reset(token)
+
+
+def _last_origin(name: str) -> TermOrigin | None:
+    """The innermost source's record of ``name``, preferring an exact version (a lock) over a pin."""
+    found = [o for o in (_origin_from(s, name) for s in reversed(_ORIGIN_SOURCES.get())) if o is not None]
+    return next((o for o in found if o.version), found[0] if found else None)
+
+
+def _origin_from(source: Any, name: str) -> TermOrigin | None:
+    if isinstance(source, tuple):
+        return _origin_from_pins(source, name)
+    where = "the lock"
+    if isinstance(source, (str, os.PathLike)):
+        where = str(source)
+        try:
+            source = read_lock(source)
+        except (OSError, ValueError):  # a hint only: an unreadable lock leaves the plain error
+            return None
+    if not isinstance(source, Mapping):
+        return None
+    entry = source.get(name)
+    if entry is None:  # a named instance's entry records its term class under "term"
+        entry = next((e for e in source.values() if isinstance(e, Mapping) and e.get("term") == name), None)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("distribution"), str) \
+            or entry["distribution"] == IN_PROCESS:
+        return None
+    return TermOrigin(entry["distribution"], str(entry.get("version") or ""), source=where)
+
+
+def _origin_from_pins(pins: tuple[str, ...], name: str) -> TermOrigin | None:
+    from .recipe import PROVIDERS
+
+    candidates = {_normalise(name), _normalise(f"distill-{name}"), _normalise(PROVIDERS.get(name, name))}
+    for pin in pins:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(.*)", str(pin))
+        if match and _normalise(match.group(1)) in candidates:
+            spec = match.group(2).split(";")[0].strip()
+            version = spec[2:].strip() if spec.startswith("==") and "," not in spec and "*" not in spec else ""
+            return TermOrigin(match.group(1), version, "" if version else spec, "required_plugins")
+    return None
+
+
+def read_lock(path: str | os.PathLike) -> dict[str, Any]:
+    """Term provenance saved by a run: a ``lock.json``, a run folder holding one, or a checkpoint's."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "lock.json"
+    if p.suffix.lower() == ".json":
+        data = json.loads(p.read_text(encoding="utf-8"))
+    else:
+        from .training.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            data = load_checkpoint(p).get("provenance", {})
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a table of term provenance, got {type(data).__name__}")
+    return data
+
+
+# --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------
+
+def _plugin_label(plugin: Any) -> str:
+    return str(getattr(plugin, "__name__", None) or type(plugin).__name__)
+
+
+def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
+    """Which of the usual causes applies, and what to check."""
+    from .config import did_you_mean
+
+    hook, where = hookspecs.HOOK, _plugin_label(plugin)
+    if impls and any("register" not in i.argnames for i in impls):
+        return f"{where}.{hook} takes no 'register' argument; expected {hookspecs.signature()}"
+    if impls:
+        return (f"{where}.{hook} ran but never called register(); call register(YourTerm) once for each "
+                f"LossTerm class")
+    if callable(getattr(plugin, hook, None)):
+        return (f"{where}.{hook} is not marked as a hook; put @hookimpl (from distill_core import hookimpl) "
+                f"on the line above 'def {hook}(register)'")
+    callables = [n for n in dir(plugin) if not n.startswith("_") and callable(getattr(plugin, n, None))]
+    return (f"{where} has no {hook} hook{did_you_mean(hook, callables)}; check that the entry point names the "
+            f"module that defines '@hookimpl def {hook}(register)' (a package must import it in __init__.py)")
+
+
+def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's validation error, said with the hook a plugin should have written."""
+    from .config import did_you_mean
+
+    expected = hookspecs.signature()
+    specs = hookspecs.names()
+    for attr in dir(plugin):
+        if pm.parse_hookimpl_opts(plugin, attr) is not None:
+            function = getattr(plugin, attr)
+            if attr not in specs:
+                return (f"plugin {label!r} defines unknown hook {attr!r}{did_you_mean(attr, specs)} "
+                        f"(the hook is {expected})")
+            params = list(inspect.signature(function).parameters)
+            extra = [p for p in params if p not in hookspecs.argnames(attr)]
+            if extra:
+                return (f"plugin {label!r}: hook {attr}({', '.join(params)}) takes "
+                        f"{', '.join(map(repr, extra))}, which the hook does not pass; expected {expected}")
+    return f"plugin {label!r}: {' '.join(str(exc).split())}; expected {expected}"
 
 
 def _by_provenance(infos: list[TermInfo]) -> list[TermInfo]:

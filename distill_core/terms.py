@@ -40,6 +40,14 @@ class LossTerm(nn.Module):
         super().__init__()
         self.config = config
 
+    def __call__(self, batch: Batch, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Check the batch's keys against ``requires`` (BatchError, as through CombinedLoss), then run."""
+        if not isinstance(batch, Mapping):
+            raise BatchError(f"term '{self.name}' expects a batch mapping of its inputs "
+                             f"({', '.join(self.requires) or 'none'}) to tensors, got {type(batch).__name__}")
+        check_missing_keys(self.name, type(self).requires, batch)
+        return super().__call__(batch, *args, **kwargs)
+
     def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 

@@ -49,9 +49,25 @@ def _grad_keys(term: Any, batch: Mapping[str, Any]) -> list[str]:
     return keys
 
 
-def _prepared(batch_factory: BatchFactory, dtype: torch.dtype, device: torch.device, term: Any
-              ) -> tuple[dict[str, Any], list[str]]:
-    batch = dict(batch_factory(dtype, device))
+FACTORY_SEED = 0
+
+
+def _make(batch_factory: BatchFactory, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+    """One batch from the factory, drawn from a fixed seed without disturbing the caller's random state."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(FACTORY_SEED)
+        return dict(batch_factory(dtype, device))
+
+
+def _detached(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The same tensors, without the autograd history of an earlier pass."""
+    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _prepared(base: Mapping[str, Any], term: Any) -> tuple[dict[str, Any], list[str]]:
+    batch = dict(base)
     keys = _grad_keys(term, batch)
     for k in keys:
         batch[k] = batch[k].detach().clone().requires_grad_(True)
@@ -66,6 +82,9 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     exactly 0 when recon == target where the class declares ``zero_at_identity``; float64 gradcheck;
     CPU, and CUDA when present; bfloat16 autocast without error or NaN and within 1e-2 of float32;
     ``torch.compile`` giving the eager value; the config round-tripping through the converter.
+
+    The factory is called once per device and dtype, under a fixed seed, and every comparison (autocast
+    against float32, compiled against eager) runs on that one batch, so an unseeded factory is not flaky.
     """
     name = getattr(term_class, "name", term_class.__name__)
     config = config if config is not None else term_class.config_class()
@@ -75,7 +94,8 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         term = term_class(config).to(device)
-        batch, keys = _prepared(batch_factory, torch.float32, device, term)
+        base = _make(batch_factory, torch.float32, device)
+        batch, keys = _prepared(base, term)
         out = term(batch)
         assert isinstance(out, torch.Tensor) and out.dim() == 0, f"{name}: expected a 0-dim tensor, got {out!r}"
         assert bool(torch.isfinite(out)), f"{name} on {device}: non-finite output {out}"
@@ -89,21 +109,21 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
             assert batch["recon"].grad.abs().sum() > 0, f"{name} on {device}: zero gradient for batch['recon']"
 
         if getattr(term_class, "zero_at_identity", False):
-            same = dict(batch_factory(torch.float32, device))
+            same = _detached(base)
             same["recon"] = same["target"].clone()
             value = term(same)
             assert float(value.abs()) <= 1e-6, f"{name} declares zero_at_identity but gives {float(value)}"
 
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            low = term(dict(batch_factory(torch.float32, device)))
+            low = term(_detached(base))
         assert bool(torch.isfinite(low)), f"{name} on {device}: non-finite value under bfloat16 autocast"
         ref = float(out.detach())
         assert abs(float(low) - ref) <= 1e-2 * max(abs(ref), 1e-6), \
-            f"{name} on {device}: bfloat16 autocast value {float(low)} vs float32 {ref}"
+            f"{name} on {device}: bfloat16 autocast value {float(low)} vs float32 {ref} on the same batch"
 
     term = term_class(config)
     if gradcheck:
-        batch, keys = _prepared(batch_factory, torch.float64, torch.device("cpu"), term.double())
+        batch, keys = _prepared(_make(batch_factory, torch.float64, torch.device("cpu")), term.double())
 
         def fn(*tensors: torch.Tensor) -> torch.Tensor:
             return term({**batch, **dict(zip(keys, tensors))})
@@ -114,7 +134,7 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
 
     if compile_backend:
         torch._dynamo.reset()
-        batch = dict(batch_factory(torch.float32, torch.device("cpu")))
+        batch = _make(batch_factory, torch.float32, torch.device("cpu"))
         eager = term(batch)
         compiled = torch.compile(term, backend=compile_backend)(batch)
         assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), \

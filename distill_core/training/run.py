@@ -175,7 +175,10 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
         raise SettingsError(f"--mel-bins: expected a multiple of 16 between 16 and "
                             f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")
     device = resolve_device(settings.device)
-    config = load_config(settings.config) if settings.config is not None else LossConfig()
+    from ..plugins import term_origins
+
+    with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
+        config = load_config(settings.config) if settings.config is not None else LossConfig()
     loss = CombinedLoss(config)
     torch.manual_seed(settings.seed)
     spec = settings.spectrogram
