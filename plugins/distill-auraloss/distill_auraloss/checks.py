@@ -91,6 +91,11 @@ def spectral(config: Any, fft_sizes: Iterable[int], *, fixed_scale: str | None =
         problems += at_least_zero(key, getattr(config, key))
     problems += positive("eps", config.eps, " (magnitudes are clamped at eps before a log)")
     problems += output(config.output) + reduction(config.reduction)
+    if config.scale_invariance:
+        problems.append(("scale_invariance", "auraloss 0.4 scales the target by alpha.unsqueeze(-1), which "
+                                             "lines the per-signal scales up with the frequency axis: an error "
+                                             "for most batch shapes and a wrong loss when batch * channels "
+                                             "equals the number of bins; expected false"))
     if config.sample_rate is not None:
         problems += positive("sample_rate", config.sample_rate)
     elif config.perceptual_weighting:

@@ -25,9 +25,24 @@ from .term import AuralossTerm, auraloss_kwargs
 def transient_filterbanks(module: nn.Module) -> nn.Module:
     """Re-register auraloss's ``fb`` buffers as non-persistent: derived from the config, not state."""
     for m in module.modules():
-        if "fb" in m._buffers and m._buffers["fb"] is not None:
-            fb = m._buffers.pop("fb")
+        fb = dict(m.named_buffers(recurse=False)).get("fb")
+        if fb is not None:
+            delattr(m, "fb")
             m.register_buffer("fb", fb, persistent=False)
+    return module
+
+
+def with_chroma(module: nn.Module, sample_rate: float, n_chroma: int) -> nn.Module:
+    """Give every STFTLoss inside ``module`` the chroma filterbank auraloss 0.4 fails to register itself.
+
+    auraloss's STFTLoss(scale="chroma") registers librosa's numpy array as a buffer, a TypeError; its
+    forward, given the same filterbank as a tensor, computes what the constructor intended.
+    """
+    for m in module.modules():
+        if isinstance(m, auraloss.freq.STFTLoss):
+            m.scale = "chroma"
+            fb = filterbank("chroma", sample_rate, m.fft_size, n_chroma)
+            m.register_buffer("fb", torch.from_numpy(fb), persistent=False)
     return module
 
 
@@ -66,7 +81,16 @@ class _SpectralTerm(AuralossTerm):
 
     def build(self, config: Any) -> nn.Module:
         self.refuse(config)
-        return transient_filterbanks(super().build(config))
+        try:
+            return transient_filterbanks(super().build(config))
+        except TypeError as exc:  # auraloss 0.4 cannot build any chroma-scaled STFTLoss
+            if self.scale(config) != "chroma" or "numpy.ndarray" not in str(exc):
+                raise
+        return with_chroma(self.build_unscaled(config), config.sample_rate, getattr(config, self.bins_field))
+
+    def build_unscaled(self, config: Any) -> nn.Module:
+        """The auraloss module with the same settings but no filterbank."""
+        return self.wraps(**{**auraloss_kwargs(config), "scale": None})
 
 
 class STFTLossTerm(_SpectralTerm):
@@ -90,12 +114,7 @@ class MelSTFTLossTerm(_SpectralTerm):
 
 
 class ChromaSTFTLossTerm(_SpectralTerm):
-    """STFT loss on librosa's chroma filterbank.
-
-    auraloss 0.4's ChromaSTFTLoss cannot be built: it registers librosa's numpy filterbank as a buffer
-    (TypeError). The term then builds auraloss's STFTLoss and gives it that filterbank as a tensor, so
-    auraloss's own forward computes exactly what ChromaSTFTLoss would.
-    """
+    """STFT loss on librosa's chroma filterbank (auraloss 0.4 cannot build it itself: see ``with_chroma``)."""
 
     name = "auraloss_chromastft"
     config_class = ChromaSTFTLossConfig
@@ -105,19 +124,9 @@ class ChromaSTFTLossTerm(_SpectralTerm):
     def scale(self, config: Any) -> str | None:
         return "chroma"
 
-    def build(self, config: Any) -> nn.Module:
-        self.refuse(config)
-        try:
-            return transient_filterbanks(self.wraps(**auraloss_kwargs(config)))
-        except TypeError as exc:
-            if "numpy.ndarray" not in str(exc):
-                raise
-        kwargs = auraloss_kwargs(config, drop=("n_chroma",))
-        module = auraloss.freq.STFTLoss(**kwargs, scale=None, n_bins=config.n_chroma)
-        module.scale = "chroma"
-        fb = filterbank("chroma", config.sample_rate, config.fft_size, config.n_chroma)
-        module.register_buffer("fb", torch.from_numpy(fb), persistent=False)
-        return module
+    def build_unscaled(self, config: Any) -> nn.Module:
+        kwargs = auraloss_kwargs(config, drop=("sample_rate", "n_chroma"))
+        return auraloss.freq.STFTLoss(**kwargs, sample_rate=config.sample_rate, scale=None, n_bins=config.n_chroma)
 
 
 class MultiResolutionSTFTLossTerm(_SpectralTerm):
