@@ -505,3 +505,18 @@ def test_a_codec_style_combination():
     expected = parts["auraloss_mrstft_loss"] + 0.1 * parts["auraloss_sisdr_loss"] + 0.5 * parts["auraloss_esr_loss"]
     assert parts["total_loss"] == pytest.approx(expected, rel=1e-6)
     assert parts["auraloss_sisdr_loss"] == pytest.approx(float(auraloss.time.SISDRLoss()(x, y)), rel=1e-6)
+
+
+def test_the_readme_config_builds_and_runs():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    loss = CombinedLoss(load_config(tomllib.loads(block)))
+    x, y = waves((1, 1, 4096))
+    out = loss({"recon": x, "target": y})
+    assert {"auraloss_mrstft_loss", "auraloss_melstft_loss", "auraloss_sisdr_loss", "total_loss"} <= set(out)
+    assert torch.isfinite(out["total_loss"]) and float(out["nonfinite"]) == 0
+
