@@ -6,6 +6,8 @@ waveforms), and returns exactly what auraloss returns, computed in float32 or wi
 
 from __future__ import annotations
 
+from typing import Callable
+
 from distill_core import hookimpl
 
 from .configs import (ChromaSTFTLossConfig, DCLossConfig, ESRLossConfig, LogCoshLossConfig, MelSTFTLossConfig,
@@ -34,6 +36,7 @@ __all__ = [
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[[type[AuralossTerm]], None]) -> None:
+    """Register every auraloss term with distill."""
     for term in TERMS:
         register(term)

@@ -51,7 +51,7 @@ class AuralossTerm(LossTerm):
         return 1
 
     def length_reason(self) -> str:
-        return "expected at least 1"
+        return "expected at least 1 sample"
 
     def follow_dtype(self, dtype: torch.dtype) -> None:
         """Bring filterbanks and filters (float32 in auraloss) to the input's float dtype, once per change."""
