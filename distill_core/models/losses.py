@@ -55,6 +55,13 @@ class FlattenedMagnitudeSTFT(LossTerm):
         return f"fn={type(self.fn).__name__}"
 
 
+def seed_prebuilt(stft: nn.Module | None) -> dict[str, nn.Module] | None:
+    """CombinedLoss's ``prebuilt`` for the seed's STFT module: a term as it is, a signal callable wrapped."""
+    if stft is None:
+        return None
+    return {"stft": stft if isinstance(stft, LossTerm) else FlattenedMagnitudeSTFT(stft)}
+
+
 def combined_for(config: LossConfig, stft: nn.Module | None = None,
                  device: torch.device | str | None = None) -> CombinedLoss:
     """The CombinedLoss for a config (and the seed's prebuilt STFT module), built on first use and reused.
@@ -65,9 +72,7 @@ def combined_for(config: LossConfig, stft: nn.Module | None = None,
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == config:
         return hit[1]
-    prebuilt = {"stft": stft if isinstance(stft, LossTerm) else FlattenedMagnitudeSTFT(stft)} if stft is not None \
-        else None
-    loss = CombinedLoss(config, prebuilt=prebuilt)
+    loss = CombinedLoss(config, prebuilt=seed_prebuilt(stft))
     if device is not None:
         loss = loss.to(device)
     if len(_CACHE) >= _CACHE_SIZE:

@@ -21,7 +21,7 @@ from ..combined import CombinedLoss
 from ..config import converter
 from ..lock import lock_differences, loss_changes, make_lock
 from ..loss_config import LossConfig
-from ..models.losses import combined_for, raw_kl, seed_kl_weight, vae_loss
+from ..models.losses import combined_for, raw_kl, seed_kl_weight, seed_prebuilt, vae_loss
 from .checkpoint import (CheckpointError, LossChangedError, check_model_fits, load_training_state, restore_rng,
                          rng_state, save_checkpoint)
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics, overfitting_gap, step_fields, term_values
@@ -32,14 +32,18 @@ LEGACY_TERMS = ("recon_loss", "kl_loss")  # the legacy vae_loss's two terms (MSE
 
 
 def resolve_loss(loss_config: LossSpec, device: torch.device | str | None = None,
-                 stft_loss_fn: nn.Module | None = None) -> CombinedLoss | None:
-    """A CombinedLoss for a config (built once here), the given one, or None for the legacy loss.
+                 stft_loss_fn: nn.Module | None = None, *, fresh: bool = False) -> CombinedLoss | None:
+    """A CombinedLoss for a config, the given one, or None for the legacy loss.
 
     ``stft_loss_fn`` is the seed's prebuilt STFT module (``create_stft_loss`` or auraloss's own), used as
-    the ``stft`` term.
+    the ``stft`` term. A config is built once and reused by later calls with the same config object (the
+    seed calls ``train_epoch`` each epoch with its config; a balancer's averages then carry over), unless
+    ``fresh``: a run of ``train`` owns its loss and its state.
     """
     if loss_config is None or isinstance(loss_config, CombinedLoss):
         loss = loss_config
+    elif fresh:
+        loss = CombinedLoss(loss_config, prebuilt=seed_prebuilt(stft_loss_fn))
     else:
         loss = combined_for(loss_config, stft_loss_fn)
     return loss.to(device) if loss is not None and device is not None else loss
@@ -312,7 +316,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     device = torch.device(device) if device is not None else None
     if device is not None:
         model.to(device)
-    loss = resolve_loss(loss_config, device, stft_loss_fn)
+    loss = resolve_loss(loss_config, device, stft_loss_fn, fresh=True)
     keys = term_keys(loss)
     optimizer = optimizer or default_optimizer(model, lr)
     history, start, best = MetricsHistory(), 0, math.inf
