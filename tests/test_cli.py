@@ -33,8 +33,8 @@ def test_plugins_lists_terms_with_provenance_and_fields():
 
 def test_plugins_requirements():
     r = cli("plugins", "--requirements")
-    assert r.stdout.split() == ["distill-if-recon==0.1.0", "distill-kl==0.1.0", "distill-mag-recon==0.1.0",
-                                "distill-stft==0.1.0"]
+    assert r.stdout.split() == ["distill-auraloss==0.1.0", "distill-if-recon==0.1.0", "distill-kl==0.1.0",
+                                "distill-mag-recon==0.1.0", "distill-stft==0.1.0"]
 
 
 def test_check_valid_prints_the_resolved_config(tmp_path):

@@ -46,6 +46,10 @@ def configs(draw):
         type(config.stft))
     stft_cfg.weight = stft["weight"]
     config.terms["stft"] = stft_cfg
+    if stft["input"] == "waveform":  # the recipe's batch holds spectrograms: read its waveform views
+        from distill_core.loss_config import TermBinding
+
+        config.bindings["stft"] = TermBinding(inputs={"recon": "recon_wave", "target": "target_wave"})
     config.terms["kl"].free_bits = draw(finite)
     config.terms["kl"].weight = draw(weights)
     config.terms["if_recon"].weight = draw(weights)

@@ -55,7 +55,7 @@ def test_install_use_uninstall(throwaway_env, tmp_path):
     before = run(throwaway_env, "-m", "distill_core.cli", "check", str(config))
     assert before.returncode == 2
     assert "terms.sisdr: unknown term 'sisdr'" in before.stderr
-    assert "installed terms: if_recon, kl, mag_recon, stft" in before.stderr
+    assert "installed terms: auraloss_chromastft," in before.stderr and "if_recon, kl, mag_recon, stft" in before.stderr
 
     pip(throwaway_env, "install", "-q", "--no-deps", "--no-build-isolation", str(ROOT / "examples" / "distill-sisdr"))
     listed = json.loads(run(throwaway_env, "-m", "distill_core.cli", "plugins", "--json").stdout)
@@ -65,7 +65,7 @@ def test_install_use_uninstall(throwaway_env, tmp_path):
     used = run(throwaway_env, "-c", USE_IT)
     assert used.returncode == 0, used.stderr
     assert "'sisdr_loss'" in used.stdout.splitlines()[0]
-    assert used.stdout.splitlines()[1] == "components ['sisdr_loss']"
+    assert used.stdout.splitlines()[1] == "components ['kl_loss', 'sisdr_loss']"  # every configured term
 
     pip(throwaway_env, "uninstall", "-y", "-q", "distill-sisdr")
     after = run(throwaway_env, "-m", "distill_core.cli", "plugins", "--json")
