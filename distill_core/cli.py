@@ -26,6 +26,7 @@ class UserError(click.ClickException):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .combined import TermBuildError
     from .config import ConfigError
+    from .extras import MissingExtra
     from .plugins import PluginError, UnknownTermError
     from .terms import BatchError
     from .training.audio import AudioError
@@ -33,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .training.metrics import HistoryError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, FileNotFoundError, IsADirectoryError, PermissionError)
+            HistoryError, MissingExtra, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 class Group(click.Group):

@@ -42,8 +42,9 @@ class DemoSettings:
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ..extras import require
 
+    tqdm = require("tqdm.auto", "distill-loss train").tqdm
     bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
     last = {"step": 0}
 
