@@ -31,10 +31,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .terms import BatchError
     from .training.audio import AudioError
     from .training.checkpoint import CheckpointError
+    from .training.compare import CompareError
     from .training.metrics import HistoryError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, MissingExtra, FileNotFoundError, IsADirectoryError, PermissionError)
+            HistoryError, MissingExtra, CompareError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 class Group(click.Group):
@@ -211,6 +212,26 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
         click.echo(f"interrupted{hint}", err=True)
         sys.exit(130)
     click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
+
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Folder of held-out WAV files; every run reconstructs the same clips.")
+@click.option("--clips", type=click.IntRange(min=1), default=32, show_default=True, help="Clips to use at most.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
+              help="Folder for compare.md and compare.png.")
+@click.option("--force", is_flag=True, help="Replace compare.md and compare.png if --out has them.")
+@click.option("--device", default="cpu", show_default=True)
+def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str) -> None:
+    """Reconstruct held-out WAVs with each run's best.pt and tabulate objective metrics (LSD, MR-STFT, mel, SI-SDR, SC)."""
+    from .training.compare import compare_runs, markdown, output_paths, write_comparison
+
+    output_paths(out, force)  # refuse before the work, not after
+    comparison = compare_runs(list(runs), data, max_clips=clips, device=device)
+    md, png = write_comparison(comparison, out, force=force)
+    click.echo(markdown(comparison))
+    click.echo(f"wrote {md} and {png}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
-from .spectrogram import SpectrogramConfig, from_spectrogram, to_spectrogram
+from .spectrogram import SpectrogramConfig, from_spectrogram, save_spectrogram_config, to_spectrogram
 
 
 @attrs.define
@@ -123,6 +123,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
                                                f"{versions}\n" + dumps_config(config, ".toml"))
     write_lock(run_dir / "lock.json", loss)
+    save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
     try:
