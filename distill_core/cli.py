@@ -214,6 +214,28 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
     click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
 
 
+@main.command("plot")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG to write (default: RUN/losses.png for one run; required for several).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
+    """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
+    from .training.compare import CompareError
+    from .training.metrics import MetricsHistory
+    from .training.plots import plot_runs
+
+    if out is None and len(runs) > 1:
+        raise CompareError("several runs need --out FILE.png (each run's own losses.png stays as it is)")
+    if out is not None and out.exists() and not force:
+        raise CompareError(f"{out} already exists; choose another --out or pass --force to replace it")
+    names = [r.name for r in runs]
+    labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    histories = {label: MetricsHistory.load(run / "history.json") for label, run in zip(labels, runs)}
+    path = plot_runs(histories, out if out is not None else runs[0] / "losses.png")
+    click.echo(f"wrote {path}")
+
+
 @main.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path),

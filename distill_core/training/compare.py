@@ -75,7 +75,15 @@ def _loss_terms(run: Path) -> str:
         return "?"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     terms = data.get("terms", {})
-    return ", ".join(f"{name} ({section.get('weight', 1.0)})" for name, section in terms.items()) or "none"
+    return ", ".join(f"{name} ({_weight(section.get('weight', 1.0))})" for name, section in terms.items()) or "none"
+
+
+def _weight(weight: object) -> str:
+    """1.0, or a schedule as ``linear_warmup max=0.01 warmup_fraction=0.3``."""
+    if isinstance(weight, dict):
+        rest = " ".join(f"{k}={v}" for k, v in weight.items() if k != "schedule")
+        return f"{weight.get('schedule', '?')} {rest}".strip()
+    return str(weight)
 
 
 def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import attrs
@@ -19,6 +18,7 @@ from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
+from .plots import plot_losses
 from .spectrogram import SpectrogramConfig, from_spectrogram, save_spectrogram_config, to_spectrogram
 
 
@@ -64,31 +64,6 @@ def _progress(total: int, enabled: bool):
                       f"kl {metrics.val_kl_loss:.3f})")
 
     return bar, callback
-
-
-def plot_losses(history: MetricsHistory, path: Path) -> Path:
-    """One panel per curve (every term has its own), epochs on x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {k: v for k, v in history.get_loss_curves().items() if any(x != 0 for x in v)}
-    cols = 3
-    rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    epochs = [e.epoch + 1 for e in history.epochs]
-    for ax, (name, values) in zip(axes.flat, curves.items()):
-        ax.plot(epochs, values, marker="o")
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(curves):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
