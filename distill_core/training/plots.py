@@ -102,11 +102,13 @@ def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
     several = len(histories) > 1
     for ax, (title, curves) in zip(axes.flat, panels.items()):
         schedules = title == "weights and schedules"
+        kinds = list(dict.fromkeys(kind for _, _, kind, _, _ in curves))
         for n, (label, run, kind, x, y) in enumerate(curves):
             style = {"train": "-", "val": "--"}.get(kind, "-")
             color = f"C{run}" if several or not schedules else f"C{n}"
+            marker = "osv^D*"[kinds.index(kind) % 6] if schedules else "o"  # tells schedules of one run apart
             name = f"{label} {kind}" if several else kind
-            ax.plot(x, y, style, marker="o", markersize=3, color=color, label=name)
+            ax.plot(x, y, style, marker=marker, markersize=3, color=color, label=name)
         if _spans_decades([v for *_, y in curves for v in y]):
             ax.set_yscale("log")
         ax.set_title(title)
