@@ -188,9 +188,10 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--no-tensorboard", is_flag=True, help="Write no TensorBoard events (written when tensorboard is installed).")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
-              no_progress: bool) -> None:
+              no_progress: bool, no_tensorboard: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
     import signal
 
@@ -203,7 +204,7 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run like Ctrl-C: finished epochs stay saved
     settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
                             batch_size=batch_size, seed=seed, device=device, resume=resume,
-                            spectrogram=SpectrogramConfig(mel_bins=mel_bins))
+                            spectrogram=SpectrogramConfig(mel_bins=mel_bins), tensorboard=not no_tensorboard)
     try:
         run_dir = run_demo(settings, progress=not no_progress)
     except KeyboardInterrupt:

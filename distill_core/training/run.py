@@ -20,6 +20,7 @@ from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
 from .plots import plot_losses
 from .spectrogram import SpectrogramConfig, from_spectrogram, save_spectrogram_config, to_spectrogram
+from .tensorboard import demo_logger, loss_hparams
 
 
 @attrs.define
@@ -39,6 +40,7 @@ class DemoSettings:
     device: str = "cpu"
     resume: Path | None = None
     spectrogram: SpectrogramConfig = SpectrogramConfig()
+    tensorboard: bool = True
 
 
 def _progress(total: int, enabled: bool):
@@ -101,12 +103,16 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+    board = demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
+                        loss_hparams(config), model, val_set.tensors[0][: settings.samples])
     try:
         history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                        device=settings.device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
-                        resume_from=settings.resume)
+                        device=settings.device, callbacks=[callback, *([board] if board else [])], log_interval=2,
+                        checkpoint_dir=run_dir, resume_from=settings.resume)
     finally:
         bar.close()
+        if board:
+            board.close()
     plot_losses(history, run_dir / "losses.png")
 
     model.eval()
