@@ -73,9 +73,11 @@ def _loss_terms(run: Path) -> str:
     path = run / "config.toml"
     if not path.is_file():
         return "?"
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    terms = data.get("terms", {})
-    return ", ".join(f"{name} ({_weight(section.get('weight', 1.0))})" for name, section in terms.items()) or "none"
+    text = path.read_text(encoding="utf-8")
+    terms = tomllib.loads(text).get("terms", {})
+    if not terms:  # a run trained without a loss config says what it used in its first comment line
+        return next((line.lstrip("# ") for line in text.splitlines() if line.startswith("#")), "none")
+    return ", ".join(f"{name} ({_weight(section.get('weight', 1.0))})" for name, section in terms.items())
 
 
 def _weight(weight: object) -> str:
