@@ -188,7 +188,8 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--no-tensorboard", is_flag=True, help="Write no TensorBoard events (written when tensorboard is installed).")
+@click.option("--no-tensorboard", is_flag=True,
+              help="Write no TensorBoard events (written when tensorboard is installed).")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
               no_progress: bool, no_tensorboard: bool) -> None:
@@ -247,7 +248,7 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace compare.md and compare.png if --out has them.")
 @click.option("--device", default="cpu", show_default=True)
 def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str) -> None:
-    """Reconstruct held-out WAVs with each run's best.pt and tabulate objective metrics (LSD, MR-STFT, mel, SI-SDR, SC)."""
+    """Reconstruct held-out WAVs with each run's best.pt; tabulate LSD, MR-STFT, mel, SI-SDR and SC."""
     from .training.compare import compare_runs, markdown, output_paths, write_comparison
 
     output_paths(out, force)  # refuse before the work, not after

@@ -138,7 +138,9 @@ def check_report(out: Path, runs: list[Path]) -> dict[str, list[float]]:
     for name in (r.name for r in runs):
         assert rows[name][0] > lsd and rows[name][4] > sc and rows[name][3] < sdr
         assert all(math.isfinite(v) for v in rows[name])
-    assert re.search(r"\| recipe \| `.*recipe` \| 1 \| 1 \| [0-9.]+ \| stft \(1\.0\), mag_recon .*kl \(linear_warmup max=0\.01 ", md)
+    summary = (r"\| recipe \| `.*recipe` \| 1 \| 1 \| [0-9.]+ \| "
+               r"stft \(1\.0\), mag_recon .*kl \(linear_warmup max=0\.01 ")
+    assert re.search(summary, md)
     return rows
 
 
