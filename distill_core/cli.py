@@ -26,17 +26,19 @@ class UserError(click.ClickException):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .combined import TermBuildError
     from .config import ConfigError
+    from .extras import MissingExtra
     from .lock import LockError
     from .plugins import PluginError, UnknownTermError
     from .terms import BatchError
     from .training.audio import AudioError
     from .training.checkpoint import CheckpointError
+    from .training.compare import CompareError
     from .training.metrics import HistoryError
     from .training.run import RunExistsError, SettingsError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, LockError, RunExistsError, SettingsError, FileNotFoundError, IsADirectoryError,
-            PermissionError)
+            HistoryError, LockError, MissingExtra, CompareError, RunExistsError, SettingsError,
+            FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -210,9 +212,11 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--force-config", is_flag=True,
               help="Resume with a changed loss config: starts a new best-tracking segment, recorded in the history.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--no-tensorboard", is_flag=True,
+              help="Write no TensorBoard events (written when tensorboard is installed).")
 def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
-              overwrite: bool, force_config: bool, no_progress: bool) -> None:
+              overwrite: bool, force_config: bool, no_progress: bool, no_tensorboard: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
     import signal
 
@@ -226,7 +230,7 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
     settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
                             batch_size=batch_size, seed=seed, device=device, resume=resume,
                             spectrogram=SpectrogramConfig(mel_bins=mel_bins), overwrite=overwrite,
-                            force_config=force_config)
+                            force_config=force_config, tensorboard=not no_tensorboard)
     try:
         run_dir = run_demo(settings, progress=not no_progress)
     except KeyboardInterrupt:
@@ -235,6 +239,48 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
         click.echo(f"interrupted{hint}", err=True)
         sys.exit(130)
     click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
+
+
+@main.command("plot")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG to write (default: RUN/losses.png for one run; required for several).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
+    """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
+    from .training.compare import CompareError
+    from .training.metrics import MetricsHistory
+    from .training.plots import plot_runs
+
+    if out is None and len(runs) > 1:
+        raise CompareError("several runs need --out FILE.png (each run's own losses.png stays as it is)")
+    if out is not None and out.exists() and not force:
+        raise CompareError(f"{out} already exists; choose another --out or pass --force to replace it")
+    names = [r.name for r in runs]
+    labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    histories = {label: MetricsHistory.load(run / "history.json") for label, run in zip(labels, runs)}
+    path = plot_runs(histories, out if out is not None else runs[0] / "losses.png")
+    click.echo(f"wrote {path}")
+
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Folder of held-out WAV files; every run reconstructs the same clips.")
+@click.option("--clips", type=click.IntRange(min=1), default=32, show_default=True, help="Clips to use at most.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
+              help="Folder for compare.md and compare.png.")
+@click.option("--force", is_flag=True, help="Replace compare.md and compare.png if --out has them.")
+@click.option("--device", default="cpu", show_default=True)
+def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str) -> None:
+    """Reconstruct held-out WAVs with each run's best.pt; tabulate LSD, MR-STFT, mel, SI-SDR and SC."""
+    from .training.compare import compare_runs, markdown, output_paths, write_comparison
+
+    output_paths(out, force)  # refuse before the work, not after
+    comparison = compare_runs(list(runs), data, max_clips=clips, device=device)
+    md, png = write_comparison(comparison, out, force=force)
+    click.echo(markdown(comparison))
+    click.echo(f"wrote {md} and {png}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,12 +10,14 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-import pytest
 import torch
 
 from .config import converter
+from .extras import require
 from .plugins import Registry, TermInfo, reset_registry
 from .terms import LossTerm
+
+pytest = require("pytest", "the test kit distill_core.testing")
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 

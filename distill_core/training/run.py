@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,10 @@ from .checkpoint import CheckpointError, LossChangedError, check_model_fits, loa
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .model import SpectrogramVAE
-from .spectrogram import SpectrogramConfig, WaveformViews, from_spectrogram, to_spectrogram
+from .plots import plot_losses
+from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
+                          to_spectrogram)
+from .tensorboard import demo_logger, loss_hparams
 
 
 @attrs.define
@@ -43,11 +45,13 @@ class DemoSettings:
     spectrogram: SpectrogramConfig = SpectrogramConfig()
     overwrite: bool = False  # replace a run already in the run folder
     force_config: bool = False  # resume with a changed loss: a new best-tracking segment
+    tensorboard: bool = True
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ..extras import require
 
+    tqdm = require("tqdm.auto", "distill-loss train").tqdm
     bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
     last = {"step": 0}
 
@@ -65,32 +69,6 @@ def _progress(total: int, enabled: bool):
                       f"val {metrics.val_loss:.4f}  ({terms})")
 
     return bar, callback
-
-
-def plot_losses(history: MetricsHistory, path: Path) -> Path:
-    """One panel per curve (every term has its own), epochs on x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    seed_keys = ("train_losses", "val_losses", "recon_losses", "kl_losses")  # duplicates of ours
-    curves = {k: v for k, v in history.get_loss_curves().items() if k not in seed_keys and any(x != 0 for x in v)}
-    cols = 3
-    rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    epochs = [e.epoch + 1 for e in history.epochs]
-    for ax, (name, values) in zip(axes.flat, curves.items()):
-        ax.plot(epochs, values, marker="o")
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(curves):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 class SettingsError(ValueError):
@@ -220,15 +198,20 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
     atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
                                                f"{versions}\n" + dumps_config(config, ".toml"))
     write_lock(run_dir / "lock.json", loss)
+    save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+    board = demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
+                        loss_hparams(config), model, val_set.tensors[0][: settings.samples])
     try:
         history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                        device=device, callbacks=[callback], log_interval=2, checkpoint_dir=run_dir,
-                        resume_from=settings.resume, views=views,
+                        device=device, callbacks=[callback, *([board] if board else [])], log_interval=2,
+                        checkpoint_dir=run_dir, resume_from=settings.resume, views=views,
                         new_segment="--force-config" if settings.force_config else None)
     finally:
         bar.close()
+        if board:
+            board.close()
     plot_losses(history, run_dir / "losses.png")
 
     model.eval()

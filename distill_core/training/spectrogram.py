@@ -10,7 +10,10 @@ filterbank's pseudo-inverse, and every linear bin takes the IF of the band that 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Mapping
 
 import attrs
@@ -38,6 +41,29 @@ class SpectrogramConfig:
     def samples(self) -> int:
         """Clip length that gives exactly ``frames`` frames with a centred STFT."""
         return (self.frames - 1) * self.hop
+
+
+def save_spectrogram_config(cfg: SpectrogramConfig, path: str | os.PathLike) -> Path:
+    """JSON beside a run's checkpoints, so the run's model can be fed (distill-loss compare) later."""
+    from ..atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(attrs.asdict(cfg), indent=1) + "\n")
+
+
+def load_spectrogram_config(path: str | os.PathLike) -> SpectrogramConfig:
+    """The settings save_spectrogram_config wrote; a CheckpointError names the file and the key when invalid."""
+    from ..config import converter, problems_from
+    from .checkpoint import CheckpointError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return converter.structure(data, SpectrogramConfig)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{p}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    except Exception as exc:
+        where = "; ".join(f"{k}: {r}" if k else r for k, r in problems_from(exc, ""))
+        raise CheckpointError(f"{p}: invalid spectrogram settings: {where}") from None
 
 
 def _window(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:

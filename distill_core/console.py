@@ -1,0 +1,23 @@
+"""The ``distill-loss`` console script: one line naming the ``train`` extra when click is missing."""
+
+from __future__ import annotations
+
+import sys
+
+from .extras import MissingExtra, require
+
+
+def main() -> None:
+    """Run the click CLI, or say in one line which extra installs it (exit 2)."""
+    try:
+        require("click", "distill-loss")
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from .cli import main as cli
+
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,47 @@
+"""Loss configs from Hydra / OmegaConf: resolve the node, then load it like a file, with errors that name the
+key as the Hydra config spells it (``loss.terms.kl.weight``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ConfigError
+from .loss_config import LossConfig, load_config
+
+SOURCE = "the OmegaConf config"
+
+
+def _node_key(node: Any) -> str:
+    """The dotted key of ``node`` inside its root config ('' at the root or when OmegaConf cannot tell)."""
+    try:
+        return str(node._get_full_key(None) or "")
+    except Exception:  # a private OmegaConf helper: an older or newer version may lack it
+        return ""
+
+
+def load_omegaconf(node: Any) -> LossConfig:
+    """``load_config(OmegaConf.to_container(node, resolve=True))``, but a missing value (``???``) or an
+    interpolation that does not resolve becomes a ConfigError with the key's full path."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise ConfigError([(exc.full_key, "missing value (???): expected a value, set it in the config or on "
+                                          "the command line")], SOURCE) from None
+    except InterpolationResolutionError as exc:
+        reason = str(exc.msg).splitlines()[0]
+        raise ConfigError([(exc.full_key, f"interpolation does not resolve: {reason}")], SOURCE) from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError([(getattr(exc, "full_key", "") or "", str(exc).splitlines()[0])], SOURCE) from None
+    if not isinstance(data, dict):
+        raise ConfigError([(_node_key(node), f"expected a mapping of loss settings, got {type(data).__name__}")],
+                          SOURCE)
+    prefix = _node_key(node)
+    try:
+        return load_config(data)
+    except ConfigError as exc:
+        if not prefix:
+            raise
+        raise ConfigError([(f"{prefix}.{p}" if p else prefix, r) for p, r in exc.problems], SOURCE) from None

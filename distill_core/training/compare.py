@@ -1,0 +1,235 @@
+"""Compare trained runs on held-out audio: each run's best checkpoint reconstructs the same WAV clips, and
+objective metrics (audio_metrics) score every reconstruction against the original clip.
+
+Writes ``compare.md`` (a table, mean +- standard deviation over clips) and ``compare.png`` (one panel per
+metric). Runs are folders written by ``distill-loss train``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tomllib
+from pathlib import Path
+
+import attrs
+import torch
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from .audio import AudioError, wav_corpus
+from .audio_metrics import METRICS, evaluate
+from .checkpoint import CheckpointError, load_checkpoint
+from .metrics import HistoryError, MetricsHistory
+from .model import SpectrogramVAE
+from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
+
+REFERENCE = "spectrogram round trip (no model)"
+
+
+class CompareError(ValueError):
+    """The runs or the output folder cannot be used as given; the message names the path."""
+
+
+@attrs.define
+class TrainedRun:
+    """A run folder's best model and what it was trained with."""
+
+    path: Path
+    label: str
+    spectrogram: SpectrogramConfig
+    model: SpectrogramVAE
+    epochs: int
+    best_epoch: int | None
+    best_val_loss: float
+    loss_terms: str
+
+
+@attrs.define
+class Comparison:
+    """Per-clip metric values of every run (and of the model-free round trip), on one set of clips."""
+
+    data: Path
+    clips: int
+    seconds: float
+    runs: list[TrainedRun]
+    scores: dict[str, dict[str, list[float]]]
+
+
+def _spectrogram_of(run: Path, model_state: dict[str, torch.Tensor]) -> SpectrogramConfig:
+    """The run's analysis settings from spectrogram.json, or, for runs that predate it, from the model's
+    shapes (the demo's defaults but for the number of bins, which --mel-bins sets)."""
+    saved = run / "spectrogram.json"
+    if saved.is_file():
+        return load_spectrogram_config(saved)
+    default = SpectrogramConfig()
+    width = model_state["encoder.0.weight"].shape[0]
+    flat = model_state["to_stats.weight"].shape[1]
+    bins = flat * 16 // (4 * width * (default.frames // 16))
+    return attrs.evolve(default, mel_bins=None if bins == default.n_fft // 2 else bins)
+
+
+def _loss_terms(run: Path) -> str:
+    """The terms and weights of the run's resolved loss config, as one short line for the table."""
+    path = run / "config.toml"
+    if not path.is_file():
+        return "?"
+    text = path.read_text(encoding="utf-8")
+    terms = tomllib.loads(text).get("terms", {})
+    if not terms:  # a run trained without a loss config says what it used in its first comment line
+        return next((line.lstrip("# ") for line in text.splitlines() if line.startswith("#")), "none")
+    return ", ".join(f"{name} ({_weight(section.get('weight', 1.0))})" for name, section in terms.items())
+
+
+def _weight(weight: object) -> str:
+    """1.0, or a schedule as ``linear_warmup max=0.01 warmup_fraction=0.3``."""
+    if isinstance(weight, dict):
+        rest = " ".join(f"{k}={v}" for k, v in weight.items() if k != "schedule")
+        return f"{weight.get('schedule', '?')} {rest}".strip()
+    return str(weight)
+
+
+def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
+    """The best checkpoint of a run folder in a SpectrogramVAE, in eval mode, with its history's summary."""
+    if not run.is_dir():
+        raise CompareError(f"{run}: no such run folder (expected a folder written by distill-loss train)")
+    checkpoint = run / "best.pt"
+    state = load_checkpoint(checkpoint)
+    weights = state.get("model")
+    if not isinstance(weights, dict) or "to_stats.weight" not in weights:
+        raise CheckpointError(f"{checkpoint}: holds no demo SpectrogramVAE weights")
+    spec = _spectrogram_of(run, weights)
+    latent = weights["to_stats.weight"].shape[0] // 2
+    width = weights["encoder.0.weight"].shape[0]
+    model = SpectrogramVAE(spec.bins, spec.frames, latent_dim=latent, width=width)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the demo model: {str(exc).splitlines()[0]}") from None
+    try:
+        history = MetricsHistory.load(run / "history.json")
+        best = history.get_best_epoch()
+    except HistoryError:
+        history, best = MetricsHistory(), None
+    return TrainedRun(path=run, label=label, spectrogram=spec, model=model.to(device).eval(),
+                      epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
+                      best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+
+
+def _labels(runs: list[Path]) -> list[str]:
+    names = [r.name for r in runs]
+    return names if len(set(names)) == len(names) else [str(r) for r in runs]
+
+
+@torch.no_grad()
+def reconstruct(run: TrainedRun, clips: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Waveform -> spectrogram -> the run's VAE (posterior mean) -> waveform, for [N, samples] clips."""
+    device = next(run.model.parameters()).device
+    out = []
+    for chunk in clips.split(batch_size):
+        recon, _, _ = run.model(to_spectrogram(chunk, run.spectrogram).to(device))
+        out.append(from_spectrogram(recon.float().cpu(), run.spectrogram))
+    return torch.cat(out)
+
+
+def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str = "cpu") -> Comparison:
+    """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all)."""
+    if not runs:
+        raise CompareError("no runs given (expected one or more run folders)")
+    dev = torch.device(device)
+    loaded = [load_run(Path(r), label, dev) for r, label in zip(runs, _labels([Path(r) for r in runs]))]
+    first = loaded[0].spectrogram
+    for run in loaded[1:]:
+        if (run.spectrogram.sample_rate, run.spectrogram.samples) != (first.sample_rate, first.samples):
+            raise CompareError(f"{run.path}: clips of {run.spectrogram.samples} samples at "
+                               f"{run.spectrogram.sample_rate} Hz, but {loaded[0].path} uses {first.samples} at "
+                               f"{first.sample_rate} Hz; expected runs with one clip length and rate")
+    clips = wav_corpus(Path(data), first.samples, first.sample_rate, max_clips=max_clips)
+    loud = clips.abs().amax(dim=-1) > 1e-4  # silent clips have no spectrum to compare
+    if not bool(loud.any()):
+        raise AudioError(f"{data}: every clip is silent; expected audio to reconstruct")
+    clips = clips[loud]
+    scores: dict[str, dict[str, list[float]]] = {}
+    round_trips = {run.spectrogram for run in loaded}
+    for spec in sorted(round_trips, key=lambda s: s.bins):
+        label = REFERENCE if len(round_trips) == 1 else f"{REFERENCE}, {spec.bins} bins"
+        scores[label] = evaluate(clips, from_spectrogram(to_spectrogram(clips, spec), spec), first.sample_rate)
+    for run in loaded:
+        scores[run.label] = evaluate(clips, reconstruct(run, clips), first.sample_rate)
+    return Comparison(data=Path(data), clips=clips.shape[0], seconds=first.samples / first.sample_rate,
+                      runs=loaded, scores=scores)
+
+
+def _cell(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{statistics.fmean(finite):.3f} ± {spread:.3f}"
+
+
+def markdown(comparison: Comparison) -> str:
+    """The comparison as Markdown: what was compared, the metric table, and each run's training summary."""
+    header = [f"{name} {'↑' if higher else '↓'}" for name, (_, higher) in METRICS.items()]
+    lines = [f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from "
+             f"`{comparison.data}`", "",
+             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better. The first row "
+             "inverts each clip's own spectrogram without a model: the ceiling of the representation.", "",
+             "| run | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for label, values in comparison.scores.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(values[name]) for name in METRICS) + " |")
+    lines += ["", "| run | folder | epochs | best epoch | best val loss | loss terms (weight) |", "|---" * 6 + "|"]
+    for run in comparison.runs:
+        lines.append(f"| {run.label} | `{run.path}` | {run.epochs} | {run.best_epoch or '?'} | "
+                     f"{run.best_val_loss:.4g} | {run.loss_terms} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(comparison: Comparison, path: Path) -> Path:
+    """One bar panel per metric, a bar per run with the clips' standard deviation as the error bar."""
+    from ..extras import require
+
+    require("matplotlib", "distill-loss compare")
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(comparison.scores)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6), squeeze=False)
+    colors = [f"C{i}" for i in range(len(labels))]
+    for ax, (name, (_, higher)) in zip(axes.flat, METRICS.items()):
+        series = [[v for v in comparison.scores[label][name] if math.isfinite(v)] for label in labels]
+        means = [statistics.fmean(s) if s else math.nan for s in series]
+        spreads = [statistics.stdev(s) if len(s) > 1 else 0.0 for s in series]
+        ax.bar(range(len(labels)), means, yerr=spreads, color=colors, capsize=3)
+        ax.set_title(f"{name} {'↑' if higher else '↓'}", fontsize=10)
+        ax.set_xticks([])
+        ax.grid(axis="y", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def output_paths(out: Path, force: bool = False) -> tuple[Path, Path]:
+    """compare.md and compare.png in ``out``, refused when either exists and ``force`` is not given."""
+    md, png = out / "compare.md", out / "compare.png"
+    existing = [str(p) for p in (md, png) if p.exists()]
+    if existing and not force:
+        raise CompareError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                           "choose another --out or pass --force to replace")
+    return md, png
+
+
+def write_comparison(comparison: Comparison, out: Path, force: bool = False) -> tuple[Path, Path]:
+    """compare.md and compare.png in ``out``; an existing file there is kept unless ``force``."""
+    md, png = output_paths(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(md, markdown(comparison))
+    plot(comparison, png)
+    return md, png

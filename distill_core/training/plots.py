@@ -1,0 +1,137 @@
+"""losses.png: train and val of every configured term on one axis each, the weight schedules in their own
+panel, a log axis where a curve spans decades, and several runs overlaid (``distill-loss plot``)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from ..atomic import atomic_write_bytes
+from .metrics import EpochMetrics, MetricsHistory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+NAMED = ("stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss")
+DECADES_FOR_LOG = 2.0  # a panel whose positive values span 100x or more gets a log axis
+
+
+def _mapping(epoch: EpochMetrics, name: str) -> Mapping[str, float]:
+    return getattr(epoch, name, None) or {}
+
+
+def _val(epoch: EpochMetrics, term: str) -> float:
+    values = _mapping(epoch, "val_components")
+    if term in values:
+        return values[term]
+    return getattr(epoch, f"val_{term}", math.nan)
+
+
+def term_curves(history: MetricsHistory) -> dict[str, tuple[list[float], list[float]]]:
+    """term key (e.g. ``stft_loss``) -> (train per epoch, val per epoch); NaN where a value was not logged.
+
+    The terms are those the history logged: every key of ``components``/``val_components``, and the
+    recipe's named terms where their validation value is not zero (older histories log only those)."""
+    epochs = history.epochs
+    keys: list[str] = []
+    for e in epochs:
+        for k in [*_mapping(e, "components"), *_mapping(e, "val_components")]:
+            if k not in keys:
+                keys.append(k)
+    for k in NAMED:
+        if k not in keys and any(getattr(e, f"val_{k}", 0.0) not in (0.0, None) for e in epochs):
+            keys.append(k)
+    return {k: ([_mapping(e, "components").get(k, math.nan) for e in epochs], [_val(e, k) for e in epochs])
+            for k in keys}
+
+
+def schedule_curves(history: MetricsHistory) -> dict[str, list[float]]:
+    """Each weight (``weights``) and balancer ratio (``balancer`` keys ``ratio_*``) per epoch; for histories
+    without them, the KL weight the steps logged (its value at each epoch's last logged step)."""
+    epochs = history.epochs
+    keys: list[str] = []
+    for e in epochs:
+        keys += [f"weight {k}" for k in _mapping(e, "weights") if f"weight {k}" not in keys]
+        keys += [f"balancer {k}" for k in _mapping(e, "balancer") if k.startswith("ratio")
+                 and f"balancer {k}" not in keys]
+    if keys:
+        def value(e: EpochMetrics, key: str) -> float:
+            kind, _, name = key.partition(" ")
+            return _mapping(e, "weights" if kind == "weight" else "balancer").get(name, math.nan)
+
+        return {k: [value(e, k) for e in epochs] for k in keys}
+    last_kl = {s.epoch: s.kl_weight for s in history.steps}
+    if last_kl and any(v != 0 for v in last_kl.values()):
+        return {"weight kl": [last_kl.get(e.epoch, math.nan) for e in epochs]}
+    return {}
+
+
+def _spans_decades(values: list[float]) -> bool:
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    return bool(positive) and min(positive) > 0 and math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
+
+
+def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
+    """One or several runs (label -> history) in one figure: total, a panel per term, schedules."""
+    from ..extras import require
+
+    require("matplotlib", "plotting losses")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, list[tuple[str, int, str, list[int], list[float]]]] = {"total": []}
+    for i, (label, history) in enumerate(histories.items()):
+        x = [e.epoch + 1 for e in history.epochs]
+        panels["total"] += [(label, i, "train", x, [e.train_loss for e in history.epochs]),
+                            (label, i, "val", x, [e.val_loss for e in history.epochs])]
+        for term, (train, val) in term_curves(history).items():
+            panels.setdefault(term, [])
+            if any(math.isfinite(v) for v in train):
+                panels[term].append((label, i, "train", x, train))
+            panels[term].append((label, i, "val", x, val))
+        for name, values in schedule_curves(history).items():
+            panels.setdefault("weights and schedules", []).append((label, i, name, x, values))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    several = len(histories) > 1
+    for ax, (title, curves) in zip(axes.flat, panels.items()):
+        schedules = title == "weights and schedules"
+        kinds = list(dict.fromkeys(kind for _, _, kind, _, _ in curves))
+        for n, (label, run, kind, x, y) in enumerate(curves):
+            style = {"train": "-", "val": "--"}.get(kind, "-")
+            color = f"C{run}" if several or not schedules else f"C{n}"
+            marker = "osv^D*"[kinds.index(kind) % 6] if schedules else "o"  # tells schedules of one run apart
+            name = f"{label} {kind}" if several else kind
+            ax.plot(x, y, style, marker=marker, markersize=3, color=color, label=name)
+        if _spans_decades([v for *_, y in curves for v in y]):
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.remove()
+    fig.tight_layout()
+    return fig
+
+
+def plot_runs(histories: Mapping[str, MetricsHistory], path: str | os.PathLike) -> Path:
+    """Draw one or several runs into a PNG, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = draw(histories)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_losses(history: MetricsHistory, path: str | os.PathLike) -> Path:
+    """A run's losses.png."""
+    return plot_runs({"run": history}, path)
