@@ -115,13 +115,25 @@ _NAMED = {StepMetrics: {"stft_loss": "stft_loss", "mag_recon_loss": "mag_recon_l
 _TOP_LEVEL = ("format", "step_metrics", "epoch_metrics", "distill", "steps", "epochs")
 
 
-@attrs.define
+@attrs.define(init=False)
 class MetricsHistory:
-    """Every logged step and epoch of a run; JSON on disk that the seed's reader loads too."""
+    """Every logged step and epoch of a run; JSON on disk that the seed's reader loads too.
+
+    Built as the seed builds it (``step_metrics``, ``epoch_metrics``) or by this project's earlier names
+    (``steps``, ``epochs``).
+    """
 
     step_metrics: list[StepMetrics] = attrs.Factory(list)
     epoch_metrics: list[EpochMetrics] = attrs.Factory(list)
     segments: list[Segment] = attrs.Factory(list)
+
+    def __init__(self, step_metrics: list[StepMetrics] | None = None, epoch_metrics: list[EpochMetrics] | None = None,
+                 segments: list[Segment] | None = None, *, steps: list[StepMetrics] | None = None,
+                 epochs: list[EpochMetrics] | None = None) -> None:
+        if (steps is not None and step_metrics is not None) or (epochs is not None and epoch_metrics is not None):
+            raise TypeError("MetricsHistory: give step_metrics/epoch_metrics or steps/epochs, not both")
+        self.__attrs_init__(list(step_metrics if step_metrics is not None else steps or []),
+                            list(epoch_metrics if epoch_metrics is not None else epochs or []), list(segments or []))
 
     @property
     def steps(self) -> list[StepMetrics]:
