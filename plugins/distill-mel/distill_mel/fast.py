@@ -26,23 +26,29 @@ from torch.nn import functional as F
 
 from distill_core.mel import mel_filterbank
 
+from .banded import BandedMatmul
 from .config import MelConfig
 
 LN10 = math.log(10.0)
 
 
-def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """[R, T, w] frames summed at offsets t * hop: [R, (T - 1) * hop + w]."""
+def overlap_add(frames: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tensor:
+    """[R, T, w] frames times the window, summed at offsets t * hop: [R, (T - 1) * hop + w]."""
     rows, count, width = frames.shape
-    if width % hop == 0:
-        k = width // hop
-        blocks = frames.view(rows, count, k, hop)
-        out = frames.new_zeros(rows, count + k - 1, hop)
-        for j in range(k):
-            out[:, j:j + count] += blocks[:, :, j]
-        return out.view(rows, -1)
-    return F.fold(frames.transpose(1, 2), output_size=(1, (count - 1) * hop + width), kernel_size=(1, width),
-                  stride=(1, hop)).view(rows, -1)
+    window = window.to(frames.dtype)
+    if width % hop:
+        frames = frames * window
+        return F.fold(frames.transpose(1, 2), output_size=(1, (count - 1) * hop + width), kernel_size=(1, width),
+                      stride=(1, hop)).view(rows, -1)
+    k = width // hop
+    blocks = frames.view(rows, count, k, hop)
+    pieces = window.view(k, hop)
+    out = frames.new_empty(rows, count + k - 1, hop)
+    out[:, count:].zero_()
+    torch.mul(blocks[:, :, 0], pieces[0], out=out[:, :count])
+    for j in range(1, k):
+        out[:, j:j + count].addcmul_(blocks[:, :, j], pieces[j])
+    return out.view(rows, -1)
 
 
 def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Tensor:
@@ -57,7 +63,7 @@ def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Te
 
 
 class MelScale(nn.Module):
-    """One scale: window length, hop, periodic Hann window and the [n_mels, w // 2 + 1] filterbank."""
+    """One scale: window length, hop, periodic Hann window, and the filterbank as banded products."""
 
     def __init__(self, window_length: int, n_mels: int, fmin: float, fmax: float, sample_rate: int) -> None:
         super().__init__()
@@ -68,17 +74,31 @@ class MelScale(nn.Module):
         self.register_buffer("backward_window", window * (window_length / 2), persistent=False)
         fb = torch.from_numpy(mel_filterbank(sample_rate, window_length, n_mels, fmin=fmin, fmax=fmax))
         self.register_buffer("fb", fb, persistent=False)
+        self.to_mel = BandedMatmul(fb.T)  # [..., F] -> [..., n_mels]
+        # The adjoint, with the DC (and, for even w, Nyquist) columns doubled: irfft halves every bin but
+        # those two, so doubling them makes window * irfft * (w / 2) the exact adjoint of the windowed rfft.
+        edges = torch.ones(fb.shape[1])
+        edges[0] = 2.0
+        if window_length % 2 == 0:
+            edges[-1] = 2.0
+        self.from_mel = BandedMatmul(fb * edges)  # [..., n_mels] -> [..., F]
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """[R, w // 2 + 1, T] complex STFT of [R, N] signals: centred frames, reflect padding."""
+        """[R, T, w // 2 + 1] complex STFT of [R, N] signals (centred frames, reflect padding), frames first."""
         return torch.stft(x, self.window_length, self.hop, window=self.window.to(x.dtype), center=True,
-                          pad_mode="reflect", return_complex=True)
+                          pad_mode="reflect", return_complex=True).transpose(1, 2)
+
+    def mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """[R, T, n_mels] = fb |X|, the magnitude as sqrt(re^2 + im^2) (no complex abs)."""
+        parts = torch.view_as_real(spec)
+        re, im = parts[..., 0], parts[..., 1]
+        return self.to_mel(torch.addcmul(re * re, im, im).sqrt_())
 
     def adjoint(self, grad_spec: torch.Tensor, length: int) -> torch.Tensor:
-        """dL/dx [R, N] from dL/dX [R, F, T] (DC and Nyquist already doubled)."""
-        frames = torch.fft.irfft(grad_spec.transpose(-1, -2), n=self.window_length)  # [R, T, w]
-        frames.mul_(self.backward_window.to(frames.dtype))
-        return reflect_pad_adjoint(overlap_add(frames, self.hop), self.window_length // 2, length)
+        """dL/dx [R, N] from dL/dX [R, T, F] (DC and Nyquist already doubled)."""
+        frames = torch.fft.irfft(grad_spec, n=self.window_length)  # [R, T, w]
+        return reflect_pad_adjoint(overlap_add(frames, self.backward_window, self.hop), self.window_length // 2,
+                                   length)
 
 
 class MultiScaleMel(nn.Module):
@@ -91,30 +111,25 @@ class MultiScaleMel(nn.Module):
             MelScale(w, m, lo, hi, config.sample_rate)
             for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs))
 
-    def _mel(self, scale: MelScale, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(|X|, fb |X|) without complex abs."""
-        mag = torch.addcmul(spec.real * spec.real, spec.imag, spec.imag).sqrt_()
-        return mag, torch.matmul(scale.fb.to(mag.dtype), mag)
-
     def _scale(self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, want_grad: bool
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(loss, dL/dx or None) of one scale, all without autograd."""
         cfg = self.config
         with torch.no_grad():
-            target_mel = self._mel(scale, scale.spectrum(y))[1]
+            target_mel = scale.mel(scale.spectrum(y))
         spec = scale.spectrum(x)
-        mag, mel = self._mel(scale, spec)
+        mel = scale.mel(spec)
         n = mel.numel()
         loss = mel.new_zeros(())
         grad_mel = None
         if cfg.log_weight:
-            target_log = target_mel.clamp(min=cfg.clamp_eps).log10_().mul_(cfg.pow)
+            # |log10 c(M)^p - log10 c(Y)^p| = p |log10 c(M) - log10 c(Y)| for p > 0: the power is one factor.
             clamped = mel.clamp(min=cfg.clamp_eps)
-            log_diff = clamped.log10().mul_(cfg.pow).sub_(target_log)
-            loss = loss + cfg.log_weight * log_diff.abs().mean()
+            log_diff = clamped.log10().sub_(target_mel.clamp(min=cfg.clamp_eps).log10_())
+            loss = loss + (cfg.log_weight * cfg.pow) * log_diff.abs().mean()
             if want_grad:
-                grad_mel = log_diff.sign_().mul_(cfg.log_weight * cfg.pow / (LN10 * n)).div_(clamped)
-                grad_mel.masked_fill_(mel < cfg.clamp_eps, 0.0)
+                grad_mel = log_diff.sign_().div_(clamped).masked_fill_(mel < cfg.clamp_eps, 0.0)
+                grad_mel.mul_(cfg.log_weight * cfg.pow / (LN10 * n))
         if cfg.mag_weight:
             diff = mel - target_mel
             loss = loss + cfg.mag_weight * diff.abs().mean()
@@ -125,12 +140,9 @@ class MultiScaleMel(nn.Module):
             return loss, None
         if grad_mel is None:
             return loss, x.new_zeros(x.shape)
-        grad_mag = torch.matmul(scale.fb.T.to(grad_mel.dtype), grad_mel)
-        ratio = grad_mag.div_(mag).masked_fill_(mag == 0, 0.0)
-        ratio[:, 0] *= 2  # irfft halves every bin but DC and Nyquist: double those to undo it uniformly
-        if scale.window_length % 2 == 0:
-            ratio[:, -1] *= 2
-        return loss, scale.adjoint(spec * ratio, x.shape[-1])
+        # X / |X| (0 where X = 0, torch.abs's gradient) times dL/d|X|; spec is not needed again.
+        grad_spec = spec.sgn_().mul_(scale.from_mel(grad_mel))
+        return loss, scale.adjoint(grad_spec, x.shape[-1])
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
