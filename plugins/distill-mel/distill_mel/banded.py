@@ -35,12 +35,13 @@ class BandedMatmul(nn.Module):
         for i, (r0, r1, c0, c1) in enumerate(self.spans):
             self.register_buffer(f"block{i}", matrix[r0:r1, c0:c1].clone(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+        """``x @ (factor * matrix)``; the factor scales the small blocks, not x."""
         parts = []
         for i, (r0, r1, c0, c1) in enumerate(self.spans):
-            block = getattr(self, f"block{i}")
+            block = getattr(self, f"block{i}").to(x.dtype)
             if r1 > r0:
-                parts.append(torch.matmul(x[..., r0:r1], block.to(x.dtype)))
+                parts.append(torch.matmul(x[..., r0:r1], block * factor if factor != 1.0 else block))
             else:
                 parts.append(x.new_zeros(*x.shape[:-1], c1 - c0))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

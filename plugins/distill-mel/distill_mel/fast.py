@@ -13,7 +13,8 @@ When a gradient is needed the forward pass also computes it in closed form,
     dL/dx = overlap-add of the frames, then the adjoint of the reflect padding
 
 and keeps only that signal-sized gradient for backward. The target's STFT runs without autograd; no
-phase, no complex abs; windows and filterbanks are buffers built once.
+phase, no complex abs; spectra stay frames-first ([R, T, F], torch.stft's memory order); the filterbank and
+its adjoint multiply only their non-zero bands (banded.py); the window is applied inside the overlap-add.
 """
 
 from __future__ import annotations
@@ -115,33 +116,38 @@ class MultiScaleMel(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(loss, dL/dx or None) of one scale, all without autograd."""
         cfg = self.config
-        with torch.no_grad():
-            target_mel = scale.mel(scale.spectrum(y))
+        target_mel = scale.mel(scale.spectrum(y))
         spec = scale.spectrum(x)
-        mel = scale.mel(spec)
-        n = mel.numel()
-        loss = mel.new_zeros(())
-        grad_mel = None
+        mel_x = scale.mel(spec)
+        n = mel_x.numel()
+        loss = mel_x.new_zeros(())
+        grad_log = grad_mag = None
         if cfg.log_weight:
             # |log10 c(M)^p - log10 c(Y)^p| = p |log10 c(M) - log10 c(Y)| for p > 0: the power is one factor.
-            clamped = mel.clamp(min=cfg.clamp_eps)
+            clamped = mel_x.clamp(min=cfg.clamp_eps)
             log_diff = clamped.log10().sub_(target_mel.clamp(min=cfg.clamp_eps).log10_())
-            loss = loss + (cfg.log_weight * cfg.pow) * log_diff.abs().mean()
+            loss = loss + (cfg.log_weight * cfg.pow / n) * torch.linalg.vector_norm(log_diff, 1)
             if want_grad:
-                grad_mel = log_diff.sign_().div_(clamped).masked_fill_(mel < cfg.clamp_eps, 0.0)
-                grad_mel.mul_(cfg.log_weight * cfg.pow / (LN10 * n))
+                grad_log = log_diff.sign_().div_(clamped).masked_fill_(mel_x < cfg.clamp_eps, 0.0)
         if cfg.mag_weight:
-            diff = mel - target_mel
-            loss = loss + cfg.mag_weight * diff.abs().mean()
+            diff = mel_x - target_mel
+            loss = loss + (cfg.mag_weight / n) * torch.linalg.vector_norm(diff, 1)
             if want_grad:
-                g = diff.sign_().mul_(cfg.mag_weight / n)
-                grad_mel = g if grad_mel is None else grad_mel.add_(g)
+                grad_mag = diff.sign_()
         if not want_grad:
             return loss, None
-        if grad_mel is None:
+        # dL/dM = k_log grad_log + k_mag grad_mag; the last factor rides on the (small) filterbank blocks.
+        k_log, k_mag = cfg.log_weight * cfg.pow / (LN10 * n), cfg.mag_weight / n
+        if grad_log is not None and grad_mag is not None:
+            grad_mel, factor = grad_log.mul_(k_log / k_mag).add_(grad_mag), k_mag
+        elif grad_log is not None:
+            grad_mel, factor = grad_log, k_log
+        elif grad_mag is not None:
+            grad_mel, factor = grad_mag, k_mag
+        else:
             return loss, x.new_zeros(x.shape)
-        # X / |X| (0 where X = 0, torch.abs's gradient) times dL/d|X|; spec is not needed again.
-        grad_spec = spec.sgn_().mul_(scale.from_mel(grad_mel))
+        # X / |X| (0 where X = 0, torch.abs's gradient) times dL/d|X|; the spectrum is not needed again.
+        grad_spec = spec.sgn_().mul_(scale.from_mel(grad_mel, factor))
         return loss, scale.adjoint(grad_spec, x.shape[-1])
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool

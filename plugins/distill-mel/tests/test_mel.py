@@ -11,6 +11,7 @@ from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.mel import mel_filterbank
 from distill_core.testing import check_discovery, check_term
 from distill_mel import MelConfig, MelLoss
+from distill_mel.banded import BandedMatmul
 
 SMALL = dict(n_mels=(5, 10, 20), window_lengths=(32, 64, 128), sample_rate=16000)
 
@@ -206,3 +207,20 @@ def test_identical_signals_give_zero_and_a_zero_gradient():
     out = MelLoss(MelConfig(**SMALL))({"recon": x, "target": x.detach()})
     out.backward()
     assert float(out.detach()) == 0.0 and torch.count_nonzero(x.grad) == 0
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(44100, 2048, 320, 0.0, None), (16000, 512, 40, 300.0, 5000.0),
+                                                       (22050, 67, 12, 0.0, None), (44100, 32, 5, 0.0, None)])
+def test_banded_products_equal_the_dense_ones(sr, n_fft, n_mels, fmin, fmax):
+    fb = torch.from_numpy(mel_filterbank(sr, n_fft, n_mels, fmin=fmin, fmax=fmax)).double()
+    mag = torch.rand(2, 7, fb.shape[1], dtype=torch.float64)
+    grad = torch.randn(2, 7, n_mels, dtype=torch.float64)
+    torch.testing.assert_close(BandedMatmul(fb.T)(mag), mag @ fb.T, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(BandedMatmul(fb)(grad), grad @ fb, rtol=1e-12, atol=1e-15)
+
+
+def test_dac_largest_scale_skips_the_zeros():
+    fb = torch.from_numpy(mel_filterbank(44100, 2048, 320))
+    for matrix in (fb.T, fb):
+        spans = BandedMatmul(matrix).spans
+        assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) < 0.1 * fb.numel()
