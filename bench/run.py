@@ -1,4 +1,5 @@
-"""make bench: the stft term against auraloss and the STFT floor, peak memory, framework overhead, import time.
+"""make bench: the stft term against auraloss and the STFT floor, the mel term against plain autograd, peak memory,
+framework overhead, import time.
 
 Every comparison runs in one process with its cases interleaved (A B C A B C ...) after a warm-up, and
 reports the median of the repetitions as ratios. Results go to stdout and bench/results.json.
@@ -22,6 +23,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 SIZES = {"seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94), "waveform [8,1,65536]": (8, 1, 65536),
          "waveform [4,1,176400]": (4, 1, 176400)}
+MEL_SIZES = {"waveform [8,1,44100]": (8, 1, 44100), "waveform [4,1,132300]": (4, 1, 132300)}
 
 
 def cpu_name() -> str:
@@ -111,14 +113,58 @@ def bench_stft(device: torch.device, reps: int, autocast: torch.dtype | None = N
     return rows
 
 
+def mel_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor],
+                  filters: list[torch.Tensor]) -> torch.Tensor:
+    """DAC's multi-scale mel loss written with plain autograd: torch.stft, abs, filterbank, clamp/pow/log10, L1."""
+    flat, flat_y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+    total = x.new_zeros(())
+    for w, window, fb in zip(config.window_lengths, windows, filters):
+        mx, my = (fb @ torch.stft(s, w, w // 4, window=window, return_complex=True).abs() for s in (flat, flat_y))
+        log = lambda m: m.clamp(config.clamp_eps).pow(config.pow).log10()  # noqa: E731
+        total = total + config.log_weight * torch.nn.functional.l1_loss(log(mx), log(my))
+        if config.mag_weight:
+            total = total + config.mag_weight * torch.nn.functional.l1_loss(mx, my)
+    return total
+
+
+def mel_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
+    """The mel term at DAC's defaults and the same loss with plain autograd (filters and windows prebuilt)."""
+    from distill_mel import MelConfig, MelLoss
+
+    cfg = MelConfig()
+    ours = MelLoss(cfg).to(x.device)
+    windows = [s.window for s in ours.loss.scales]
+    filters = [s.fb for s in ours.loss.scales]
+
+    def run_ours() -> None:
+        xx = x.detach().requires_grad_(True)
+        ours({"recon": xx, "target": y}).backward()
+
+    def run_autograd() -> None:
+        xx = x.detach().requires_grad_(True)
+        mel_reference(xx, y, cfg, windows, filters).backward()
+
+    return {"distill": run_ours, "autograd": run_autograd}
+
+
+def bench_mel(device: torch.device, reps: int) -> list[dict]:
+    rows = []
+    for label, shape in MEL_SIZES.items():
+        x, y = signals(shape, device)
+        t = interleaved(mel_cases(x, y), device, reps)
+        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
+                     "speedup_vs_autograd": t["autograd"] / t["distill"]})
+    return rows
+
+
 MEMORY_CHILD = """
 import gc, sys, torch
 from pathlib import Path
 sys.path.insert(0, {here!r})
-from run import signals, stft_cases
+import run
 torch.set_num_threads({threads})
-x, y = signals({shape!r}, torch.device("cpu"))
-fn = stft_cases(x, y, None)[{which!r}]
+x, y = run.signals({shape!r}, torch.device("cpu"))
+fn = getattr(run, {cases!r})(x, y, None)[{which!r}]
 gc.collect()
 
 def status(key):
@@ -133,32 +179,34 @@ print(status("VmHWM") - before)
 """
 
 
-def bench_memory(device: torch.device, threads: int) -> list[dict]:
-    """Peak memory of one forward + backward: CUDA's allocator peak, or the peak RSS growth of a fresh process
+def peak_memory(device: torch.device, threads: int, cases: str, shape: tuple[int, ...], which: str) -> float:
+    """MiB of one forward + backward: CUDA's allocator peak, or the peak RSS growth of a fresh process
     (Linux: VmHWM after resetting it; ru_maxrss would inherit the parent's peak across fork and exec)."""
+    if device.type == "cuda":
+        x, y = signals(shape, device)
+        fn = globals()[cases](x, y, None)[which]
+        fn()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    code = MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, cases=cases, which=which)
+    # Large blocks get their own mappings, returned on free: peak RSS growth = peak live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+
+
+def bench_memory(device: torch.device, threads: int, cases: str = "stft_cases", sizes: dict | None = None,
+                 reference: str = "auraloss") -> list[dict]:
+    """Peak memory of one forward + backward, the term against ``reference``, per size."""
     rows = []
-    for label, shape in SIZES.items():
-        peaks = {}
-        for which in ("distill", "auraloss"):
-            if device.type == "cuda":
-                x, y = signals(shape, device)
-                fn = stft_cases(x, y, None)[which]
-                fn()
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                fn()
-                torch.cuda.synchronize()
-                peaks[which] = (torch.cuda.max_memory_allocated() - base) / 2**20
-            else:
-                code = MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, which=which)
-                # Large blocks get their own mappings, returned on free: peak RSS growth = peak live memory.
-                env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                     env=env)
-                peaks[which] = int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
-        rows.append({"size": label, "distill_mib": peaks["distill"], "auraloss_mib": peaks["auraloss"],
-                     "ratio": peaks["distill"] / max(peaks["auraloss"], 1e-9)})
+    for label, shape in (sizes or SIZES).items():
+        peaks = {which: peak_memory(device, threads, cases, shape, which) for which in ("distill", reference)}
+        rows.append({"size": label, "distill_mib": peaks["distill"], f"{reference}_mib": peaks[reference],
+                     "ratio": peaks["distill"] / max(peaks[reference], 1e-9)})
     return rows
 
 
@@ -278,21 +326,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
                       *map(line, rows)])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "python": platform.python_version(), "reps": args.reps}
-    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}, device: {env['device']}, "
-          f"median of {args.reps} interleaved repetitions after 3 warm-up rounds")
-    results: dict = {"environment": env}
+def report_stft(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     results["stft"] = bench_stft(device, args.reps)
     print(table("1-2. stft term, forward + backward (default 3 resolutions)",
                 ["size", "speedup vs auraloss", "distill / floor", "distill ms", "auraloss ms", "floor ms"],
@@ -308,21 +342,63 @@ def main() -> None:
     print(table("3. peak memory of forward + backward", ["size", "distill / auraloss", "distill MiB", "auraloss MiB"],
                 [[r["size"], f"{r['ratio']:.2f}x", f"{r['distill_mib']:.1f}", f"{r['auraloss_mib']:.1f}"]
                  for r in results["memory"]]))
-    results["overhead"] = bench_overhead(device, args.reps)
-    o = results["overhead"]
-    print(table("4. CombinedLoss (recipe) vs a hand-written function, seed size", ["ratio", "combined ms",
-                                                                                   "hand-written ms"],
-                [[f"{o['ratio']:.3f}x", f"{o['combined_ms']:.2f}", f"{o['hand_written_ms']:.2f}"]]))
-    results["import"] = bench_import(args.reps)
-    i = results["import"]
-    print(table("5. import distill_core + discovery of the four plugins (torch already imported)",
-                ["median ms", "min ms", "median ms in cyclic GC"],
-                [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_gc_ms']:.1f}"]]))
-    results["balancer"] = bench_balancer(device, args.reps)
-    b = results["balancer"]
-    print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
-                ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
-                [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
+
+
+def report_mel(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    results["mel"] = bench_mel(device, args.reps)
+    results["mel_memory"] = bench_memory(device, args.threads, "mel_cases", MEL_SIZES, "autograd")
+    memory = {r["size"]: r for r in results["mel_memory"]}
+    print(table("3b. mel term at DAC's defaults (7 scales, windows 32-2048), forward + backward, vs plain autograd",
+                ["size", "speedup vs autograd", "peak memory vs autograd", "distill ms", "autograd ms",
+                 "distill MiB", "autograd MiB"],
+                [[r["size"], f"{r['speedup_vs_autograd']:.2f}x", f"{memory[r['size']]['ratio']:.2f}x",
+                  f"{r['distill_ms']:.1f}", f"{r['autograd_ms']:.1f}", f"{memory[r['size']]['distill_mib']:.1f}",
+                  f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["mel"]]))
+
+
+SECTIONS = ("stft", "mel", "overhead", "import", "balancer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only these sections (repeatable); default: all")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
+           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "python": platform.python_version(), "reps": args.reps}
+    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}, device: {env['device']}, "
+          f"median of {args.reps} interleaved repetitions after 3 warm-up rounds")
+    results: dict = {"environment": env}
+    only = set(args.only or SECTIONS)
+    if "stft" in only:
+        report_stft(results, device, args)
+    if "mel" in only:
+        report_mel(results, device, args)
+    if "overhead" in only:
+        results["overhead"] = bench_overhead(device, args.reps)
+        o = results["overhead"]
+        print(table("4. CombinedLoss (recipe) vs a hand-written function, seed size", ["ratio", "combined ms",
+                                                                                       "hand-written ms"],
+                    [[f"{o['ratio']:.3f}x", f"{o['combined_ms']:.2f}", f"{o['hand_written_ms']:.2f}"]]))
+    if "import" in only:
+        results["import"] = bench_import(args.reps)
+        i = results["import"]
+        print(table("5. import distill_core + discovery of the installed plugins (torch already imported)",
+                    ["median ms", "min ms", "median ms in cyclic GC"],
+                    [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_gc_ms']:.1f}"]]))
+    if "balancer" in only:
+        results["balancer"] = bench_balancer(device, args.reps)
+        b = results["balancer"]
+        print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
+                    ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
+                    [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
