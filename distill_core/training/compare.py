@@ -107,7 +107,7 @@ def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
         raise CheckpointError(f"{checkpoint}: weights do not fit the demo model: {str(exc).splitlines()[0]}") from None
     try:
         history = MetricsHistory.load(run / "history.json")
-        best = history.get_best_epoch()
+        best = history.best_epoch()
     except HistoryError:
         history, best = MetricsHistory(), None
     return TrainedRun(path=run, label=label, spectrogram=spec, model=model.to(device).eval(),
