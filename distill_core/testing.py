@@ -45,6 +45,26 @@ def register_term(distill_registry: Registry) -> Callable[..., type[LossTerm]]:
     return register
 
 
+SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
+
+
+@pytest.fixture
+def sync_counter(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the tensor methods that make the host wait for the device (``item``, ``__bool__``, ``tolist``,
+    ...) while the test runs: a per-step loss path should leave every count at 0."""
+    counts = {m: 0 for m in SYNC_METHODS}
+    for method in SYNC_METHODS:
+        original = getattr(torch.Tensor, method)
+
+        def counted(self: torch.Tensor, *args: Any, _name: str = method, _original: Any = original,
+                    **kwargs: Any) -> Any:
+            counts[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    return counts
+
+
 def _grad_keys(term: Any, batch: Mapping[str, Any]) -> list[str]:
     keys = [k for k in type(term).requires if k != "target" and isinstance(batch.get(k), torch.Tensor)
             and batch[k].is_floating_point()]

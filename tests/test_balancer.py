@@ -11,6 +11,7 @@ import torch
 from distill_core import InvalidConfig
 from distill_core.balancer import BalancerConfig, GradientBalancer
 from distill_core.config import structure_checked
+from distill_core.testing import SYNC_METHODS  # sync_counter, the fixture, is the test kit's
 
 
 class TinyModel(torch.nn.Module):
@@ -130,23 +131,6 @@ def test_balancing_equalises_a_100x_gradient():
     logs = balancer.backward({k: values[k] for k in ("l1", "loud")}, {"l1": 1.0, "loud": 1.0}, y)
     assert float(logs["ratio_l1"]) == pytest.approx(0.5) and float(logs["ratio_loud"]) == pytest.approx(0.5)
     assert float(logs["ema_norm_loud"] / logs["ema_norm_l1"]) > 50
-
-
-SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
-
-
-@pytest.fixture
-def sync_counter(monkeypatch):
-    counts = {m: 0 for m in SYNC_METHODS}
-    for m in SYNC_METHODS:
-        original = getattr(torch.Tensor, m)
-
-        def wrapper(self, *a, _m=m, _orig=original, **kw):
-            counts[_m] += 1
-            return _orig(self, *a, **kw)
-
-        monkeypatch.setattr(torch.Tensor, m, wrapper)
-    return counts
 
 
 @pytest.mark.parametrize("per_item", [True, False])

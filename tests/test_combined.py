@@ -9,6 +9,7 @@ import torch
 
 from distill_core import BatchError, CombinedLoss, ConfigError, GroupConfig, LinearWarmup, LossConfig
 from distill_core.terms import LossTerm
+from distill_core.testing import SYNC_METHODS  # sync_counter, the fixture, is the test kit's
 
 
 def cfg(fakes, **weights):
@@ -109,23 +110,6 @@ def test_term_constructor_failure_names_the_term(fakes, register_term, monkeypat
     with pytest.raises(Exception, match=r"term 'fake_sq' from <in-process> failed to build: RuntimeError: no filterbank"):
         CombinedLoss(LossConfig.of(cfg(fakes, fake_sq=1.0)))
     CombinedLoss(LossConfig.of(cfg(fakes, fake_l1=1.0)))  # configs that do not use it still build
-
-
-SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
-
-
-@pytest.fixture
-def sync_counter(monkeypatch):
-    counts = {m: 0 for m in SYNC_METHODS}
-    for m in SYNC_METHODS:
-        original = getattr(torch.Tensor, m)
-
-        def wrapper(self, *a, _m=m, _orig=original, **kw):
-            counts[_m] += 1
-            return _orig(self, *a, **kw)
-
-        monkeypatch.setattr(torch.Tensor, m, wrapper)
-    return counts
 
 
 def test_forward_never_syncs_host_and_device(fakes, small_batch, sync_counter):
