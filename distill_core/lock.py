@@ -96,6 +96,19 @@ def _diff(saved: Any, now: Any, path: str, out: list[str]) -> None:
             out.append(f"{path or 'loss'}: {_describe(saved)} -> {_describe(now)}")
 
 
+def _with_defaults(saved_config: Any) -> Any:
+    """A saved config as this version reads it: keys added since (with their defaults) are no change."""
+    from .config import ConfigError
+    from .loss_config import load_config
+
+    if not isinstance(saved_config, Mapping):
+        return saved_config
+    try:
+        return converter.unstructure(load_config(saved_config))
+    except (ConfigError, LookupError, TypeError, ValueError):  # not readable now: compare it as written
+        return saved_config
+
+
 def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) -> list[str]:
     """Path-level differences between a checkpoint's loss (config and plugin lock) and ``loss``.
 
@@ -106,7 +119,7 @@ def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) 
     if (saved_config is None) != (now_config is None):
         describe = {True: "the legacy vae_loss", False: "a CombinedLoss"}
         return [f"loss: {describe[saved_config is None]} -> {describe[now_config is None]}"]
-    _diff(_plain(saved_config), _plain(now_config), "", out)
+    _diff(_plain(_with_defaults(saved_config)), _plain(now_config), "", out)
     saved_lock = saved_lock if isinstance(saved_lock, Mapping) else {}
     now_lock = make_lock(loss) if loss is not None else {}
     for term in [t for t in now_lock if t in saved_lock]:

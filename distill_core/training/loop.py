@@ -155,7 +155,9 @@ def optimizer_step(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
     GradScaler hands it to them (``found_inf``): no host sync. Any other optimizer costs one sync per step,
     to decide on the host whether to call ``step()`` at all.
     """
-    if getattr(optimizer, "_step_supports_amp_scaling", False):
+    fused = getattr(optimizer, "_step_supports_amp_scaling", False) and \
+        all(group.get("fused") for group in optimizer.param_groups)  # a loaded state may have turned it off
+    if fused:
         optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
         try:
             optimizer.step()
