@@ -23,6 +23,7 @@ _LAZY = {
     "TermInfo": "plugins", "UnknownTermError": "plugins", "get_registry": "plugins", "register": "plugins",
     "reset_registry": "plugins",
     "GroupConfig": "recipe", "ReconLossConfig": "recipe",
+    "BalancerConfig": "balancer", "GradientBalancer": "balancer", "TermBinding": "loss_config",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
                           get_registry, register, reset_registry)
     from .recipe import GroupConfig, ReconLossConfig
+    from .balancer import BalancerConfig, GradientBalancer
+    from .loss_config import TermBinding
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +50,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BalancerConfig", "GradientBalancer", "TermBinding",
     "BatchError", "BrokenPlugin", "CombinedLoss", "ConfigError", "Constant", "Cosine", "Cyclical", "GroupConfig",
     "InvalidConfig", "LinearWarmup", "LossConfig", "LossTerm", "PluginError", "Provenance", "ReconLossConfig",
     "Registry", "Schedule", "TermBuildError", "TermInfo", "UnknownTermError", "Weight", "converter", "dump_config", "dumps_config",
