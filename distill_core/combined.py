@@ -81,15 +81,18 @@ class CombinedLoss(nn.Module):
                 built[name].name = name  # a named instance speaks of itself in its errors
         self.terms = nn.ModuleDict(built)
         self._requires = {name: tuple(getattr(type(m), "requires", ())) for name, m in built.items()}
-        self._inputs = {name: config.inputs_of(name) for name in built if config.inputs_of(name)}
+        # Each term's logical inputs and the batch keys that feed them (the same name unless mapped).
+        self._sources = {name: {r: config.inputs_of(name).get(r, r) for r in requires}
+                         for name, requires in self._requires.items()}
+        self._mapped = {name for name, src in self._sources.items() if any(r != k for r, k in src.items())}
+        self._read_keys = tuple(dict.fromkeys(k for src in self._sources.values() for k in src.values()))
         self._readers = readers
         self._layouts_checked = False
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
         if config.balancer.enabled:
             key = config.balancer.input
-            reads_y = [name for name, req in self._requires.items()
-                       if key in (self._inputs.get(name, {}).get(r, r) for r in req)]
+            reads_y = [name for name, src in self._sources.items() if key in src.values()]
             self.balancer = GradientBalancer(config.balancer, reads_y)
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
@@ -99,15 +102,13 @@ class CombinedLoss(nn.Module):
             self._gated = {name: name for name in built if name not in self.balancer.terms}
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
-        self._read_keys = tuple(dict.fromkeys(self._inputs.get(n, {}).get(k, k) for n, keys in self._requires.items()
-                                              for k in keys))
         self._group_keys = group_keys
         self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
 
     @property
     def reads(self) -> frozenset[str]:
         """Every batch key some term reads, after the input mappings."""
-        return frozenset(self._inputs.get(name, {}).get(r, r) for name, req in self._requires.items() for r in req)
+        return frozenset(self._read_keys)
 
     @property
     def term_keys(self) -> tuple[str, ...]:
@@ -137,23 +138,19 @@ class CombinedLoss(nn.Module):
 
     def _term_batch(self, batch: Batch, name: str, slots: dict[str, FlagSlot]) -> Batch:
         """What one term sees: its mapped inputs under their logical names, behind its gradient gate."""
-        inputs = self._inputs.get(name)
         slot = slots.setdefault(self._gated[name], FlagSlot()) if name in self._gated else None
-        if not inputs and slot is None:
+        if name not in self._mapped and slot is None:
             return batch
         out = dict(batch)
-        for logical in self._requires[name]:
-            key = inputs.get(logical, logical) if inputs else logical
+        for logical, key in self._sources[name].items():
             out[logical] = gate(batch[key], slot) if slot is not None else batch[key]
         return out
 
     def _check_batch(self, batch: Batch) -> None:
         """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""
         for name, requires in self._requires.items():
-            inputs = self._inputs.get(name)
-            if inputs:
-                for logical in requires:
-                    key = inputs.get(logical, logical)
+            if name in self._mapped:
+                for logical, key in self._sources[name].items():
                     if key not in batch:
                         have = ", ".join(sorted(map(str, batch))) or "none"
                         raise BatchError(f"term {name!r} input {logical!r} reads batch key {key!r}, which the "

@@ -201,7 +201,11 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
         out = compute_losses(loss, model(x), x, epoch=epoch, total_epochs=total_epochs, kl_weight=kl_weight,
                              free_bits=free_bits, views=views)
         optimizer.zero_grad(set_to_none=True)
-        balance = loss.backward(out) if loss is not None else out["total_loss"].backward() or {}
+        if loss is not None:
+            balance = loss.backward(out)
+        else:
+            out["total_loss"].backward()
+            balance = {}
         bad = _clip_or_zero(params, gradient_clip_norm)
         optimizer_step(optimizer, bad)
         logged = {**{k: v for k, v in out.items() if k != "nonfinite"}, **balance}
