@@ -21,7 +21,7 @@ class BandedMatmul(nn.Module):
 
     def __init__(self, matrix: torch.Tensor) -> None:
         super().__init__()
-        rows, cols = matrix.shape
+        rows, cols = self.shape = tuple(matrix.shape)
         width = max(MIN_CHUNK, math.ceil(cols / MAX_CHUNKS))
         nonzero = matrix != 0
         self.spans: list[tuple[int, int, int, int]] = []  # (row_lo, row_hi, col_lo, col_hi)
@@ -36,12 +36,17 @@ class BandedMatmul(nn.Module):
             self.register_buffer(f"block{i}", matrix[r0:r1, c0:c1].clone(), persistent=False)
 
     def forward(self, x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
-        """``x @ (factor * matrix)``; the factor scales the small blocks, not x."""
-        parts = []
+        """``x @ (factor * matrix)``: the factor scales the small blocks, not x, and each block's product is
+        written straight into its columns of the result. No autograd: the terms using it compute their own
+        gradients."""
+        rows, cols = self.shape
+        flat = x.reshape(-1, rows)
+        out = x.new_empty(*x.shape[:-1], cols)
+        flat_out = out.view(-1, cols)
         for i, (r0, r1, c0, c1) in enumerate(self.spans):
-            block = getattr(self, f"block{i}").to(x.dtype)
             if r1 > r0:
-                parts.append(torch.matmul(x[..., r0:r1], block * factor if factor != 1.0 else block))
+                block = getattr(self, f"block{i}").to(x.dtype)
+                torch.mm(flat[:, r0:r1], block * factor if factor != 1.0 else block, out=flat_out[:, c0:c1])
             else:
-                parts.append(x.new_zeros(*x.shape[:-1], c1 - c0))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+                flat_out[:, c0:c1].zero_()
+        return out

@@ -13,8 +13,10 @@ When a gradient is needed the forward pass also computes it in closed form,
     dL/dx = overlap-add of the frames, then the adjoint of the reflect padding
 
 and keeps only that signal-sized gradient for backward. The target's STFT runs without autograd; no
-phase, no complex abs; spectra stay frames-first ([R, T, F], torch.stft's memory order); the filterbank and
-its adjoint multiply only their non-zero bands (banded.py); the window is applied inside the overlap-add.
+phase, no complex abs, no boolean masks; each signal is reflect-padded once for all scales; spectra stay
+frames-first ([R, T, F], torch.stft's memory order); the filterbank and its adjoint multiply only their
+non-zero bands (banded.py); the window is applied inside the overlap-add, which every scale adds into one
+padded gradient.
 """
 
 from __future__ import annotations
@@ -33,23 +35,18 @@ from .config import MelConfig
 LN10 = math.log(10.0)
 
 
-def overlap_add(frames: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tensor:
-    """[R, T, w] frames times the window, summed at offsets t * hop: [R, (T - 1) * hop + w]."""
+def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, window: torch.Tensor, hop: int) -> None:
+    """out[:, t * hop : t * hop + w] += window * frames[:, t] for every frame t of [R, T, w] frames."""
     rows, count, width = frames.shape
     window = window.to(frames.dtype)
+    length = (count - 1) * hop + width
     if width % hop:
-        frames = frames * window
-        return F.fold(frames.transpose(1, 2), output_size=(1, (count - 1) * hop + width), kernel_size=(1, width),
-                      stride=(1, hop)).view(rows, -1)
-    k = width // hop
-    blocks = frames.view(rows, count, k, hop)
-    pieces = window.view(k, hop)
-    out = frames.new_empty(rows, count + k - 1, hop)
-    out[:, count:].zero_()
-    torch.mul(blocks[:, :, 0], pieces[0], out=out[:, :count])
-    for j in range(1, k):
-        out[:, j:j + count].addcmul_(blocks[:, :, j], pieces[j])
-    return out.view(rows, -1)
+        out[:, :length] += F.fold((frames * window).transpose(1, 2), output_size=(1, length), kernel_size=(1, width),
+                                  stride=(1, hop)).view(rows, -1)
+        return
+    blocks = frames.view(rows, count, width // hop, hop)
+    for j, piece in enumerate(window.view(-1, hop)):  # frame piece j lands j hops after the frame's start
+        out[:, j * hop:(j + count) * hop].view(rows, count, hop).addcmul_(blocks[:, :, j], piece)
 
 
 def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Tensor:
@@ -63,12 +60,18 @@ def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Te
     return grad
 
 
+def below(value: float, dtype: torch.dtype) -> float:
+    """The largest number of ``dtype`` under ``value``: ``m > below(eps)`` is ``m >= eps`` in that dtype."""
+    v = torch.tensor(value, dtype=dtype)
+    return float(torch.nextafter(v, torch.zeros_like(v)))
+
+
 class MelScale(nn.Module):
     """One scale: window length, hop, periodic Hann window, and the filterbank as banded products."""
 
     def __init__(self, window_length: int, n_mels: int, fmin: float, fmax: float, sample_rate: int) -> None:
         super().__init__()
-        self.window_length, self.hop = window_length, window_length // 4
+        self.window_length, self.hop, self.pad = window_length, window_length // 4, window_length // 2
         window = torch.hann_window(window_length, periodic=True, dtype=torch.float64).float()
         self.register_buffer("window", window, persistent=False)
         # irfft returns frames / (w / 2) once DC (and Nyquist, for even w) are doubled: fold w / 2 in here.
@@ -84,22 +87,21 @@ class MelScale(nn.Module):
             edges[-1] = 2.0
         self.from_mel = BandedMatmul(fb * edges)  # [..., n_mels] -> [..., F]
 
-    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """[R, T, w // 2 + 1] complex STFT of [R, N] signals (centred frames, reflect padding), frames first."""
-        return torch.stft(x, self.window_length, self.hop, window=self.window.to(x.dtype), center=True,
-                          pad_mode="reflect", return_complex=True).transpose(1, 2)
+    def spectrum(self, padded: torch.Tensor) -> torch.Tensor:
+        """[R, T, w // 2 + 1] complex STFT of [R, N + 2 pad] reflect-padded signals, frames first."""
+        return torch.stft(padded, self.window_length, self.hop, window=self.window.to(padded.dtype), center=False,
+                          return_complex=True).transpose(1, 2)
 
-    def mel(self, spec: torch.Tensor) -> torch.Tensor:
-        """[R, T, n_mels] = fb |X|, the magnitude as sqrt(re^2 + im^2) (no complex abs)."""
+    def magnitude(self, spec: torch.Tensor) -> torch.Tensor:
+        """|X| as sqrt(re^2 + im^2), one new tensor and no complex abs."""
         parts = torch.view_as_real(spec)
         re, im = parts[..., 0], parts[..., 1]
-        return self.to_mel(torch.addcmul(re * re, im, im).sqrt_())
+        return (re * re).addcmul_(im, im).sqrt_()
 
-    def adjoint(self, grad_spec: torch.Tensor, length: int) -> torch.Tensor:
-        """dL/dx [R, N] from dL/dX [R, T, F] (DC and Nyquist already doubled)."""
-        frames = torch.fft.irfft(grad_spec, n=self.window_length)  # [R, T, w]
-        return reflect_pad_adjoint(overlap_add(frames, self.backward_window, self.hop), self.window_length // 2,
-                                   length)
+    def adjoint_into(self, grad_padded: torch.Tensor, grad_spec: torch.Tensor) -> None:
+        """Add dL/d(padded signal) [R, N + 2 pad] from dL/dX [R, T, F] (DC and Nyquist already doubled)."""
+        overlap_add_into(grad_padded, torch.fft.irfft(grad_spec, n=self.window_length), self.backward_window,
+                         self.hop)
 
 
 class MultiScaleMel(nn.Module):
@@ -111,31 +113,43 @@ class MultiScaleMel(nn.Module):
         self.scales = nn.ModuleList(
             MelScale(w, m, lo, hi, config.sample_rate)
             for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs))
+        self.pad = max(scale.pad for scale in self.scales)
 
-    def _scale(self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(loss, dL/dx or None) of one scale, all without autograd."""
+    def _log_distance(self, mel_x: torch.Tensor, target_mel: torch.Tensor, want_grad: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(sum |log10 c(M) - log10 c(Y)|, its derivative in M, 0 where the clamp holds M); Y is overwritten."""
+        eps = self.config.clamp_eps
+        log_diff = mel_x.clamp(min=eps).log10_().sub_(target_mel.clamp_(min=eps).log10_())
+        distance = log_diff.abs().sum()
+        if not want_grad:
+            return distance, None
+        # 1 / M where M >= eps, else 1 / inf = 0: the clamp's derivative without a boolean mask.
+        kept = F.threshold(mel_x, below(eps, mel_x.dtype), math.inf)
+        return distance, log_diff.sign_().div_(kept)
+
+    def _scale(self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, grad_padded: torch.Tensor | None
+               ) -> torch.Tensor:
+        """The loss of one scale from its padded signals, adding its gradient to ``grad_padded`` when given."""
         cfg = self.config
-        target_mel = scale.mel(scale.spectrum(y))
+        want_grad = grad_padded is not None
+        target_mel = scale.to_mel(scale.magnitude(scale.spectrum(y)))
         spec = scale.spectrum(x)
-        mel_x = scale.mel(spec)
+        mag = scale.magnitude(spec)
+        mel_x = scale.to_mel(mag)
         n = mel_x.numel()
         loss = mel_x.new_zeros(())
         grad_log = grad_mag = None
-        if cfg.log_weight:
-            # |log10 c(M)^p - log10 c(Y)^p| = p |log10 c(M) - log10 c(Y)| for p > 0: the power is one factor.
-            clamped = mel_x.clamp(min=cfg.clamp_eps)
-            log_diff = clamped.log10().sub_(target_mel.clamp(min=cfg.clamp_eps).log10_())
-            loss = loss + (cfg.log_weight * cfg.pow / n) * torch.linalg.vector_norm(log_diff, 1)
-            if want_grad:
-                grad_log = log_diff.sign_().div_(clamped).masked_fill_(mel_x < cfg.clamp_eps, 0.0)
         if cfg.mag_weight:
             diff = mel_x - target_mel
-            loss = loss + (cfg.mag_weight / n) * torch.linalg.vector_norm(diff, 1)
+            loss = loss + (cfg.mag_weight / n) * diff.abs().sum()
             if want_grad:
                 grad_mag = diff.sign_()
+        if cfg.log_weight:
+            # |log10 c(M)^p - log10 c(Y)^p| = p |log10 c(M) - log10 c(Y)| for p > 0: the power is one factor.
+            distance, grad_log = self._log_distance(mel_x, target_mel, want_grad)
+            loss = loss + (cfg.log_weight * cfg.pow / n) * distance
         if not want_grad:
-            return loss, None
+            return loss
         # dL/dM = k_log grad_log + k_mag grad_mag; the last factor rides on the (small) filterbank blocks.
         k_log, k_mag = cfg.log_weight * cfg.pow / (LN10 * n), cfg.mag_weight / n
         if grad_log is not None and grad_mag is not None:
@@ -145,22 +159,29 @@ class MultiScaleMel(nn.Module):
         elif grad_mag is not None:
             grad_mel, factor = grad_mag, k_mag
         else:
-            return loss, x.new_zeros(x.shape)
-        # X / |X| (0 where X = 0, torch.abs's gradient) times dL/d|X|; the spectrum is not needed again.
-        grad_spec = spec.sgn_().mul_(scale.from_mel(grad_mel, factor))
-        return loss, scale.adjoint(grad_spec, x.shape[-1])
+            return loss
+        # dL/dX = dL/d|X| X / |X|, and 0 where |X| = 0 (torch.abs's gradient): 0 / 0 and g / 0 become 0.
+        grad_abs = scale.from_mel(grad_mel, factor).div_(mag).nan_to_num_(0.0, 0.0, 0.0)
+        scale.adjoint_into(grad_padded, spec.mul_(grad_abs))
+        return loss
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The summed loss of [R, N] signals and, when asked, its gradient w.r.t. x."""
+        """The summed loss of [R, N] signals and, when asked, its gradient w.r.t. x.
+
+        Both signals are reflect-padded once, for the longest window; a shorter window's padding is a slice
+        of that one, so each scale reads a view, and every scale's gradient lands in one padded buffer whose
+        padding is folded back once.
+        """
+        pad, length = self.pad, x.shape[-1]
+        x_padded, y_padded = (F.pad(s.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1) for s in (x, y))
+        grad_padded = torch.zeros_like(x_padded) if want_grad else None
         total = x.new_zeros(())
-        grad = None
         for scale in self.scales:
-            loss, g = self._scale(scale, x, y, want_grad)
-            total = total + loss
-            if g is not None:
-                grad = g if grad is None else grad.add_(g)
-        return total, grad
+            span = slice(pad - scale.pad, pad + length + scale.pad)
+            total = total + self._scale(scale, x_padded[:, span], y_padded[:, span],
+                                        grad_padded[:, span] if want_grad else None)
+        return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Loss of [..., N] signals; the target is a constant."""

@@ -112,6 +112,16 @@ def test_shortest_signal_the_padding_allows():
         MelLoss(MelConfig(**SMALL))({"recon": x[..., :64], "target": y[..., :64]})
 
 
+def test_silence_gives_the_reference_gradient():
+    """Frames of digital silence have |X| = 0 exactly, where the gradient of |X| is 0 (torch.abs's)."""
+    x, y = waves(b=2, c=1, n=2500)
+    x[0, 0, 600:1900] = 0.0  # whole frames of silence at every scale
+    x[1] = 0.0  # a silent signal
+    v, g = value_and_grad(term_fn(**SMALL), x, y)
+    assert torch.isfinite(g).all() and torch.count_nonzero(g[1]) == 0
+    assert_equal_to_reference(SMALL, x, y)
+
+
 def test_no_grad_path_equals_grad_path():
     x, y = waves()
     term = MelLoss(MelConfig(**SMALL))
