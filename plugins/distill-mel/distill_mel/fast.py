@@ -27,37 +27,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from distill_core.frames import overlap_add_into, reflect_pad_adjoint
 from distill_core.mel import mel_filterbank
 
 from .banded import BandedMatmul
 from .config import MelConfig
 
 LN10 = math.log(10.0)
-
-
-def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, window: torch.Tensor, hop: int) -> None:
-    """out[:, t * hop : t * hop + w] += window * frames[:, t] for every frame t of [R, T, w] frames."""
-    rows, count, width = frames.shape
-    window = window.to(frames.dtype)
-    length = (count - 1) * hop + width
-    if width % hop:
-        out[:, :length] += F.fold((frames * window).transpose(1, 2), output_size=(1, length), kernel_size=(1, width),
-                                  stride=(1, hop)).view(rows, -1)
-        return
-    blocks = frames.view(rows, count, width // hop, hop)
-    for j, piece in enumerate(window.view(-1, hop)):  # frame piece j lands j hops after the frame's start
-        out[:, j * hop:(j + count) * hop].view(rows, count, hop).addcmul_(blocks[:, :, j], piece)
-
-
-def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Tensor:
-    """The gradient w.r.t. x of F.pad(x, (pad, pad), 'reflect'), given the gradient w.r.t. the padded signal."""
-    if padded.shape[1] < length + 2 * pad:
-        padded = F.pad(padded, (0, length + 2 * pad - padded.shape[1]))
-    grad = padded[:, pad:pad + length].clone()
-    if pad:
-        grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)
-        grad[:, length - 1 - pad:length - 1] += padded[:, pad + length:length + 2 * pad].flip(-1)
-    return grad
 
 
 def below(value: float, dtype: torch.dtype) -> float:

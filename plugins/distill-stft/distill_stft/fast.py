@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .config import STFTConfig
+from distill_core.frames import overlap_add_into, reflect_pad_adjoint
 from distill_core.mel import mel_filterbank
 
 
@@ -54,27 +55,9 @@ class _Resolution(nn.Module):
         frames = torch.fft.irfft(grad_spec.transpose(-1, -2), n=self.fft)  # [R, T, fft]
         window = self.backward_window if self.backward_window.dtype == frames.dtype else \
             self.backward_window.to(frames.dtype)
-        frames.mul_(window)
-        rows, count = frames.shape[0], frames.shape[1]
-        pad = self.fft // 2
-        padded_length = length + 2 * pad
-        if self.fft % self.hop == 0:
-            k = self.fft // self.hop
-            blocks = frames.view(rows, count, k, self.hop)
-            out = frames.new_zeros(rows, count + k - 1, self.hop)
-            for j in range(k):
-                out[:, j:j + count] += blocks[:, :, j]
-            padded = out.view(rows, -1)
-        else:
-            padded = torch.nn.functional.fold(
-                frames.transpose(1, 2), output_size=(1, (count - 1) * self.hop + self.fft),
-                kernel_size=(1, self.fft), stride=(1, self.hop)).view(rows, -1)
-        if padded.shape[1] < padded_length:
-            padded = torch.nn.functional.pad(padded, (0, padded_length - padded.shape[1]))
-        grad = padded[:, pad:pad + length].clone()
-        grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)
-        grad[:, length - 1 - pad:length - 1] += padded[:, pad + length:padded_length].flip(-1)
-        return grad
+        grad_padded = frames.new_zeros(frames.shape[0], length + 2 * (self.fft // 2))
+        overlap_add_into(grad_padded, frames, window, self.hop)
+        return reflect_pad_adjoint(grad_padded, self.fft // 2, length)
 
 
 def a_weighting_taps(sample_rate: int) -> torch.Tensor:
