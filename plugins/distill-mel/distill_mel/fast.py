@@ -90,6 +90,8 @@ class MultiScaleMel(nn.Module):
             MelScale(w, m, lo, hi, config.sample_rate)
             for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs))
         self.pad = max(scale.pad for scale in self.scales)
+        # The clamp's threshold per dtype, found once here rather than on every step.
+        self.below_eps = {dtype: below(config.clamp_eps, dtype) for dtype in (torch.float32, torch.float64)}
 
     def _log_distance(self, mel_x: torch.Tensor, target_mel: torch.Tensor, want_grad: bool
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -100,7 +102,8 @@ class MultiScaleMel(nn.Module):
         if not want_grad:
             return distance, None
         # 1 / M where M >= eps, else 1 / inf = 0: the clamp's derivative without a boolean mask.
-        kept = F.threshold(mel_x, below(eps, mel_x.dtype), math.inf)
+        threshold = self.below_eps.get(mel_x.dtype)
+        kept = F.threshold(mel_x, below(eps, mel_x.dtype) if threshold is None else threshold, math.inf)
         return distance, log_diff.sign_().div_(kept)
 
     def _scale(self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, grad_padded: torch.Tensor | None

@@ -122,6 +122,16 @@ def test_silence_gives_the_reference_gradient():
     assert_equal_to_reference(SMALL, x, y)
 
 
+def test_forward_and_backward_never_sync(sync_counter):
+    from distill_core.testing import SYNC_METHODS
+
+    x, y = waves()
+    term = MelLoss(MelConfig(**dict(SMALL, mag_weight=0.5)))
+    sync_counter.update(dict.fromkeys(SYNC_METHODS, 0))  # building the term may read tensors; a step may not
+    term({"recon": x.requires_grad_(True), "target": y}).backward()
+    assert sync_counter == {m: 0 for m in SYNC_METHODS}
+
+
 def test_no_grad_path_equals_grad_path():
     x, y = waves()
     term = MelLoss(MelConfig(**SMALL))
