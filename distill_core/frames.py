@@ -27,9 +27,7 @@ def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, window: torch.Tens
 
 def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Tensor:
     """The gradient w.r.t. x of ``F.pad(x, (pad, pad), "reflect")`` for [R, length] x, given the gradient w.r.t.
-    the padded signal ([R, length + 2 pad], or shorter: the missing tail counts as zero)."""
-    if padded.shape[1] < length + 2 * pad:
-        padded = F.pad(padded, (0, length + 2 * pad - padded.shape[1]))
+    the padded signal, [R, length + 2 pad]."""
     grad = padded[:, pad:pad + length].clone()
     if pad:
         grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)

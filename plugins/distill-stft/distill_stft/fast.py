@@ -53,10 +53,8 @@ class _Resolution(nn.Module):
     def frames_adjoint(self, grad_spec: torch.Tensor, length: int) -> torch.Tensor:
         """dL/dx from dL/dX (complex, [R, F, T], DC/Nyquist already doubled): irfft, window, OLA, unpad."""
         frames = torch.fft.irfft(grad_spec.transpose(-1, -2), n=self.fft)  # [R, T, fft]
-        window = self.backward_window if self.backward_window.dtype == frames.dtype else \
-            self.backward_window.to(frames.dtype)
         grad_padded = frames.new_zeros(frames.shape[0], length + 2 * (self.fft // 2))
-        overlap_add_into(grad_padded, frames, window, self.hop)
+        overlap_add_into(grad_padded, frames, self.backward_window, self.hop)
         return reflect_pad_adjoint(grad_padded, self.fft // 2, length)
 
 
