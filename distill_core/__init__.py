@@ -22,7 +22,7 @@ _LAZY = {
     "BrokenPlugin": "plugins", "PluginError": "plugins", "Provenance": "plugins", "Registry": "plugins",
     "TermInfo": "plugins", "UnknownTermError": "plugins", "get_registry": "plugins", "register": "plugins",
     "reset_registry": "plugins",
-    "GroupConfig": "recipe", "ReconLossConfig": "recipe",
+    "GroupConfig": "groups", "Recipe": "recipes",
     "BalancerConfig": "balancer", "GradientBalancer": "balancer", "TermBinding": "loss_config",
 }
 
@@ -32,13 +32,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loss_config import LossConfig, dump_config, dumps_config, load_config
     from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
                           get_registry, register, reset_registry)
-    from .recipe import GroupConfig, ReconLossConfig
+    from .groups import GroupConfig
+    from .recipes import Recipe
     from .balancer import BalancerConfig, GradientBalancer
     from .loss_config import TermBinding
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _LAZY:  # PEP 562: the public names load on first use, so `import distill_core` stays cheap
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
@@ -52,7 +53,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "BalancerConfig", "GradientBalancer", "TermBinding",
     "BatchError", "BrokenPlugin", "CombinedLoss", "ConfigError", "Constant", "Cosine", "Cyclical", "GroupConfig",
-    "InvalidConfig", "LinearWarmup", "LossConfig", "LossTerm", "PluginError", "Provenance", "ReconLossConfig",
+    "InvalidConfig", "LinearWarmup", "LossConfig", "LossTerm", "PluginError", "Provenance", "Recipe",
     "Registry", "Schedule", "TermBuildError", "TermInfo", "UnknownTermError", "Weight", "converter", "dump_config", "dumps_config",
     "get_registry", "hookimpl", "load_config", "register", "reset_registry", "weight_at",
 ]

@@ -155,17 +155,14 @@ def plugins(as_json: bool, requirements: bool) -> None:
 def check(config: Path, lock: Path | None) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     from .config import ConfigError
-    from .loss_config import dumps_config, load_config
-    from .pins import unmet_pins
+    from .loss_config import dumps_config, load_config, validate
     from .plugins import term_origins
 
     beside = config.parent / "lock.json"
     try:
         with term_origins(lock=lock if lock is not None else beside if beside.is_file() else None):
             resolved = load_config(config)
-        pins = unmet_pins(resolved.required_plugins)
-        if pins:
-            raise ConfigError(pins, str(config))
+        validate(resolved, source=str(config))  # what building the loss checks
     except ConfigError as exc:
         click.echo(f"error: {exc.one_line()}" if len(exc.problems) == 1 else str(exc), err=True)
         sys.exit(EXIT_USAGE)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from .balancer import GradientBalancer
-from .config import ConfigError, check_weight
+from .config import check_weight
 from .gate import FlagSlot, gate
-from .loss_config import LossConfig, check
-from .pins import unmet_pins
-from .schedules import weight_at
-from .layouts import Reader
 from .layouts import mismatches as layout_mismatches
+from .loss_config import LossConfig, as_loss_config, plan_inputs, validate
+from .plugins import Provenance, Registry, get_registry
+from .schedules import weight_at
 from .terms import Batch, BatchError, check_batch_agrees, check_missing_keys
-
-if TYPE_CHECKING:
-    from .plugins import Provenance, Registry
 
 
 def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -43,32 +39,26 @@ class CombinedLoss(nn.Module):
 
     Terms (and their windows, filterbanks) are built here, once; every hook call happened before this,
     at discovery. ``forward`` returns 0-dim tensors: ``total_loss``, ``<term>_loss`` (unweighted) for each
-    term and each group's weighted sum under its key (``recon_loss`` in the recipe).
+    term and each group's weighted sum under its key (e.g. ``recon_loss``).
+
+    ``config`` is a LossConfig (the default recipe when None), a mapping, or a config object with
+    ``to_loss_config()``. ``prebuilt`` supplies ready modules for some terms, by name.
     """
 
-    def __init__(self, config: LossConfig | None = None, registry: "Registry | None" = None,
+    def __init__(self, config: Any = None, registry: Registry | None = None,
                  *, prebuilt: Mapping[str, nn.Module] | None = None) -> None:
         super().__init__()
-        from .plugins import get_registry
-
         registry = registry or get_registry()
-        config = config if config is not None else LossConfig()
-        problems = check(config, registry) + unmet_pins(config.required_plugins)
+        config = as_loss_config(config) if config is not None else LossConfig()
+        validate(config, registry)  # check() refuses reserved and repeated output keys
         group_keys = {name: group.key or f"{name}_loss" for name, group in config.groups.items()}
-        if problems:  # check() refuses reserved and repeated output keys
-            raise ConfigError(problems)
+        plan = plan_inputs(config, registry)
         self.config = config
         self.provenance: dict[str, Provenance] = {}
         built: dict[str, nn.Module] = {}
-        readers: dict[str, list[Reader]] = {}
         for name, cfg in config.terms.items():
             info = registry.get(config.term_of(name))
             self.provenance[name] = info.provenance
-            inputs = config.inputs_of(name)
-            layouts = info.cls.input_layouts(cfg)
-            for logical in info.cls.requires:
-                if logical in layouts:
-                    readers.setdefault(inputs.get(logical, logical), []).append((name, logical, layouts[logical]))
             if prebuilt and name in prebuilt:
                 built[name] = prebuilt[name]
                 continue
@@ -80,13 +70,12 @@ class CombinedLoss(nn.Module):
             if name != info.name:
                 built[name].name = name  # a named instance speaks of itself in its errors
         self.terms = nn.ModuleDict(built)
-        self._requires = {name: tuple(getattr(type(m), "requires", ())) for name, m in built.items()}
-        # Each term's logical inputs and the batch keys that feed them (the same name unless mapped).
-        self._sources = {name: {r: config.inputs_of(name).get(r, r) for r in requires}
-                         for name, requires in self._requires.items()}
+        # Each term's logical inputs and the batch keys that feed them (a prebuilt module may read fewer).
+        self._sources = {name: config.sources(name, tuple(getattr(type(m), "requires", ())))
+                         for name, m in built.items()}
         self._mapped = {name for name, src in self._sources.items() if any(r != k for r, k in src.items())}
         self._read_keys = tuple(dict.fromkeys(k for src in self._sources.values() for k in src.values()))
-        self._readers = readers
+        self._readers = plan.readers
         self._layouts_checked = False
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
@@ -97,13 +86,13 @@ class CombinedLoss(nn.Module):
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
         # masks its own terms; every other term is gated on its own value being finite.
-        fallback = config.groups[config.fallback].member_weights() if config.fallback is not None else None
+        fallback = config.groups[config.fallback].members if config.fallback is not None else None
         if self.balancer is not None:
             self._gated = {name: name for name in built if name not in self.balancer.terms}
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
         self._group_keys = group_keys
-        self._grouped = {m for g in config.groups.values() for m in g.member_weights()}
+        self._grouped = {m for g in config.groups.values() for m in g.members}
 
     @property
     def reads(self) -> frozenset[str]:
@@ -114,11 +103,6 @@ class CombinedLoss(nn.Module):
     def term_keys(self) -> tuple[str, ...]:
         """Each term's output key, ``<name>_loss``, in config order."""
         return tuple(f"{name}_loss" for name in self.terms)
-
-    @classmethod
-    def build(cls, config: LossConfig | None = None, registry: "Registry | None" = None) -> "CombinedLoss":
-        """Build from a config (the VAE recipe by default) and the registry (discovered by default)."""
-        return cls(config, registry)
 
     def weights(self, epoch: int | None = None, total_epochs: int | None = None,
                 overrides: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -148,7 +132,7 @@ class CombinedLoss(nn.Module):
 
     def _check_batch(self, batch: Batch) -> None:
         """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""
-        for name, requires in self._requires.items():
+        for name, sources in self._sources.items():
             if name in self._mapped:
                 for logical, key in self._sources[name].items():
                     if key not in batch:
@@ -156,7 +140,7 @@ class CombinedLoss(nn.Module):
                         raise BatchError(f"term {name!r} input {logical!r} reads batch key {key!r}, which the "
                                          f"batch lacks; the batch has: {have}")
             else:
-                check_missing_keys(name, requires, batch)
+                check_missing_keys(name, tuple(sources), batch)
         if not self._layouts_checked:
             shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             wrong = layout_mismatches(self._readers, shapes)
@@ -165,15 +149,12 @@ class CombinedLoss(nn.Module):
             self._layouts_checked = True
 
     def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
-                kl_weight: float | None = None, weights: Mapping[str, float] | None = None
-                ) -> dict[str, torch.Tensor]:
-        """All components and the total for one batch; ``kl_weight`` overrides the ``kl`` term's weight."""
+                weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """All components and the total for one batch; ``weights`` overrides some terms' or groups' weights
+        for this call, by name (``{"adv": 0.0}``)."""
         self._check_batch(batch)
         check_batch_agrees(self._read_keys, batch)
-        overrides = dict(weights or {})
-        if kl_weight is not None:
-            overrides["kl"] = float(kl_weight)
-        w = self.weights(epoch, total_epochs, overrides)
+        w = self.weights(epoch, total_epochs, weights)
         slots: dict[str, FlagSlot] = {}
         values = {name: term(self._term_batch(batch, name, slots)) for name, term in self.terms.items()}
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
@@ -183,7 +164,7 @@ class CombinedLoss(nn.Module):
             if name not in self._grouped and w[name] != 0.0:  # a zero weight adds exactly 0, even to an inf
                 parts.append(v * w[name])
         for gname, group in self.config.groups.items():
-            members = [values[m] * (mw * w[m]) for m, mw in group.member_weights().items() if mw * w[m] != 0.0]
+            members = [values[m] * (mw * w[m]) for m, mw in group.members.items() if mw * w[m] != 0.0]
             gsum = _sum(members) * w[gname] if members and w[gname] != 0.0 else anchor.new_zeros(())
             out[self._group_keys[gname]] = gsum
             parts.append(gsum)
@@ -206,7 +187,7 @@ class CombinedLoss(nn.Module):
         """Each term's weight in the total: its own, times its member weight and group weight if grouped."""
         out = {name: weights[name] for name in self.terms if name not in self._grouped}
         for gname, group in self.config.groups.items():
-            for member, mw in group.member_weights().items():
+            for member, mw in group.members.items():
                 out[member] = mw * weights[member] * weights[gname]
         return out
 

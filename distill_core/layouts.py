@@ -48,26 +48,35 @@ def conflicts(readers: Mapping[str, list[Reader]], declared: Mapping[str, str]) 
     return problems
 
 
+def _shown(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def misfit(term: str, key: str, shape: Sequence[int], layout: str, *, via: str = "",
+           channels: int | None = None) -> str | None:
+    """Why a tensor of ``shape`` under ``batch[key]`` does not fit ``layout`` (rank, then the first pinned
+    size; ``channels`` pins dim 1), worded as every batch check words it; None when it fits."""
+    dims = list(parse(layout))
+    if channels is not None and len(dims) > 1:
+        dims[1] = str(channels)
+    if len(dims) != len(shape):
+        return (f"{term}: batch[{key!r}]{via} expected shape [{layout}] ({len(dims)}-D), got {_shown(shape)} "
+                f"({len(shape)}-D)")
+    for i, (d, size) in enumerate(zip(dims, shape)):
+        if d.isdigit() and int(d) != size:
+            what = "channels" if i == 1 else "entries"
+            return f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, got {_shown(shape)}"
+    return None
+
+
 def mismatches(readers: Mapping[str, list[Reader]], shapes: Mapping[str, Sequence[int]]) -> list[str]:
-    """Every (batch key, term) whose expected layout the batch's actual tensor does not fit, worded as the
-    terms' own checks word it."""
+    """Every (batch key, term) whose expected layout the batch's actual tensor does not fit."""
     out = []
     for key, who in readers.items():
-        if key not in shapes:
-            continue
-        shape = list(shapes[key])
-        shown = "[" + ", ".join(map(str, shape)) + "]"
-        for term, logical, layout in who:
-            dims = parse(layout)
-            via = f" (its input {logical!r})" if logical != key else ""
-            if len(dims) != len(shape):
-                out.append(f"{term}: batch[{key!r}]{via} expected shape [{layout}] ({len(dims)}-D), got {shown} "
-                           f"({len(shape)}-D)")
-                continue
-            for i, (d, size) in enumerate(zip(dims, shape)):
-                if d.isdigit() and int(d) != size:
-                    what = "channels" if i == 1 else "entries"
-                    out.append(f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, "
-                               f"got {shown}")
-                    break
+        if key in shapes:
+            for term, logical, layout in who:
+                via = f" (its input {logical!r})" if logical != key else ""
+                wrong = misfit(term, key, shapes[key], layout, via=via)
+                if wrong:
+                    out.append(wrong)
     return out

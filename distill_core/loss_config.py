@@ -1,52 +1,40 @@
 """LossConfig: terms by registered name, weighted groups and plugin pins, in one generic structure.
 
-``LossConfig()`` is the standard VAE recipe; a file may add, change or replace terms by name.
+``LossConfig()`` is the default recipe (``recipes.DEFAULT``); a file may add, change or replace terms by
+name, or start from another recipe (``recipe = "none"``: nothing but what the file lists).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import attrs
 
+from . import recipes
+from .balancer import BalancerConfig
 from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
-from .balancer import BalancerConfig
+from .groups import GroupConfig, group_section
 from .layouts import Reader
 from .layouts import conflicts as layout_conflicts
-from .recipe import GROUP_KINDS, RECIPES, GroupConfig
-
-if TYPE_CHECKING:
-    from .plugins import Registry
+from .plugins import Registry, UnknownTermError, get_registry
+from .provenance import parse_pins, term_origins, unmet_pins
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 BINDING_KEYS = ("term", "inputs")  # keys of a term's section that the core reads, not the term's config
-# Keys of CombinedLoss's output (and of validation's) that a group's ``key`` may not take.
-RESERVED_KEYS = ("total_loss", "nonfinite", "kl_divergence")
-
-
-def _registry(registry: "Registry | None") -> "Registry":
-    from .plugins import get_registry
-
-    return registry or get_registry()
-
-
-def _recipe_terms() -> dict[str, Any]:
-    return _structure(RECIPES["vae"], None, "recipe 'vae'").terms
-
-
-def _recipe_groups() -> dict[str, GroupConfig]:
-    return _structure({"recipe": "vae"}, None, "recipe 'vae'").groups
+# Keys of CombinedLoss's output that a group's ``key`` may not take.
+RESERVED_KEYS = ("total_loss", "nonfinite")
 
 
 @attrs.define
 class TermBinding:
     """Which registered term a config entry instantiates and which batch keys feed its inputs.
 
-    ``[terms.stft_wave] term = "stft"`` makes a second ``stft`` under its own name (output ``stft_wave_loss``);
+    ``[terms.fine] term = "spectral"`` makes a second ``spectral`` under its own name (output ``fine_loss``);
     ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
     ``recon_wave``. Unmapped inputs read the batch key of the same name.
     """
@@ -55,48 +43,38 @@ class TermBinding:
     inputs: dict[str, str] = attrs.Factory(dict)
 
 
-_FIELDS = ("terms", "groups", "fallback", "required_plugins", "bindings", "batch", "balancer")
+_DEFAULT: tuple[Registry, "LossConfig"] | None = None
 
 
-@attrs.define(init=False)
+def default_config(registry: Registry | None = None) -> "LossConfig":
+    """A fresh copy of the default recipe as a config, structured once per registry."""
+    global _DEFAULT
+    registry = registry or get_registry()
+    if _DEFAULT is None or _DEFAULT[0] is not registry:
+        _DEFAULT = (registry, _structure({"recipe": recipes.DEFAULT}, registry, f"recipe {recipes.DEFAULT!r}"))
+    return copy.deepcopy(_DEFAULT[1])
+
+
+def _from_default(part: str) -> Any:
+    return attrs.Factory(lambda: getattr(default_config(), part))
+
+
+@attrs.define(kw_only=True)
 class LossConfig:
     """Every loss term's config by registered name, the groups they sum into, and plugin pins.
 
-    ``LossConfig()`` is the VAE recipe. The seed's constructor works too, keyword or positional in its
-    order: ``LossConfig(stft=STFTLossConfig(...), reconstruction=ReconLossConfig(...), kl=KLLossConfig(...))``
-    replaces those parts of the recipe. Read or assign ``config.<name>`` for a term's or group's config:
-    ``config.stft.fft_sizes``, ``config.reconstruction.if_weight``, ``config.kl = KLLossConfig(0.02, 0.5)``.
+    Fields left out take the default recipe's (``LossConfig()`` is that recipe); ``LossConfig.of(terms)``
+    holds exactly the terms given. ``fallback`` names the group whose sum replaces a non-finite total;
+    ``batch`` declares the batch keys' layouts (``{"recon": "B, C, N"}``).
     """
 
-    terms: dict[str, Any]
-    groups: dict[str, GroupConfig]
-    fallback: str | None
-    required_plugins: tuple[str, ...]
-    bindings: dict[str, TermBinding]
-    batch: dict[str, str]
-    balancer: BalancerConfig
-
-    def __init__(self, stft: Any = None, reconstruction: GroupConfig | None = None, kl: Any = None, *,
-                 terms: Mapping[str, Any] | None = None, groups: Mapping[str, GroupConfig] | None = None,
-                 fallback: str | None = "reconstruction", required_plugins: tuple[str, ...] = (),
-                 bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None,
-                 balancer: BalancerConfig | None = None) -> None:
-        for name, value in (("stft", stft), ("reconstruction", reconstruction), ("kl", kl)):
-            if isinstance(value, Mapping):
-                raise TypeError(f"LossConfig({name}=...): expected a {name} config object, got a mapping; "
-                                f"the positional order is the seed's (stft, reconstruction, kl): pass terms= "
-                                f"and groups= by keyword, or use load_config for a mapping")
-        terms_default = terms is None
-        terms = _recipe_terms() if terms is None else dict(terms)
-        groups = _recipe_groups() if groups is None else dict(groups)
-        for name, value in (("stft", stft), ("kl", kl)):
-            if value is not None:
-                terms[name] = value
-        if reconstruction is not None:
-            groups["reconstruction"] = reconstruction
-        batch = dict(RECIPES["vae"]["batch"]) if batch is None and terms_default else dict(batch or {})
-        self.__attrs_init__(terms, groups, fallback, tuple(required_plugins), dict(bindings or {}), batch,
-                            balancer if balancer is not None else BalancerConfig())
+    terms: dict[str, Any] = _from_default("terms")
+    groups: dict[str, GroupConfig] = _from_default("groups")
+    fallback: str | None = _from_default("fallback")
+    required_plugins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    bindings: dict[str, TermBinding] = attrs.Factory(dict)
+    batch: dict[str, str] = _from_default("batch")
+    balancer: BalancerConfig = attrs.Factory(BalancerConfig)
 
     def term_of(self, name: str) -> str:
         """The registered term an entry instantiates: its ``term =``, or its own name."""
@@ -108,6 +86,11 @@ class LossConfig:
         binding = self.bindings.get(name)
         return dict(binding.inputs) if binding is not None else {}
 
+    def sources(self, name: str, requires: tuple[str, ...]) -> dict[str, str]:
+        """The term->key map of one entry: each logical input it requires -> the batch key that feeds it."""
+        inputs = self.inputs_of(name)
+        return {logical: inputs.get(logical, logical) for logical in requires}
+
     @classmethod
     def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
            fallback: str | None = None, required_plugins: tuple[str, ...] = (),
@@ -115,44 +98,60 @@ class LossConfig:
            balancer: BalancerConfig | None = None) -> "LossConfig":
         """A config with exactly these terms (no recipe defaults)."""
         return cls(terms=dict(terms), groups=dict(groups or {}), fallback=fallback,
-                   required_plugins=tuple(required_plugins), bindings=bindings, batch=batch or {},
-                   balancer=balancer)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        terms = object.__getattribute__(self, "terms")
-        groups = object.__getattribute__(self, "groups")
-        if name in terms:
-            return terms[name]
-        if name in groups:
-            return groups[name]
-        raise AttributeError(f"LossConfig has no term or group {name!r}{did_you_mean(name, [*terms, *groups])}; "
-                             f"terms: {', '.join(terms) or 'none'}; groups: {', '.join(groups) or 'none'}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """``config.stft = ...`` replaces a term's config (a group's, for a group name), as the seed allows."""
-        if name in _FIELDS or name.startswith("_"):
-            super().__setattr__(name, value)
-        elif name in self.groups or isinstance(value, GroupConfig):
-            self.groups[name] = value
-        else:
-            self.terms[name] = value
+                   required_plugins=tuple(required_plugins), bindings=dict(bindings or {}), batch=dict(batch or {}),
+                   balancer=balancer if balancer is not None else BalancerConfig())
 
 
-def _instance_clash(registry: "Registry", name: str, term: str) -> Problem:
+def as_loss_config(value: Any) -> LossConfig:
+    """A LossConfig from itself, a mapping (as ``load_config``), or an object that converts itself
+    (``value.to_loss_config()``, e.g. an older API's config classes)."""
+    if isinstance(value, LossConfig):
+        return value
+    if isinstance(value, Mapping):
+        return load_config(value)
+    convert = getattr(value, "to_loss_config", None)
+    if callable(convert):
+        converted = convert()
+        if isinstance(converted, LossConfig):
+            return converted
+    raise TypeError(f"expected a LossConfig, a mapping of loss config keys or a config with to_loss_config(), "
+                    f"got {type(value).__name__}")
+
+
+# --- the one validation, shared by load_config, CombinedLoss and `distill-loss check` ----------------------
+
+@attrs.frozen
+class InputPlan:
+    """Where each term reads its inputs: its term->key map, and each batch key's readers with their layouts."""
+
+    sources: dict[str, dict[str, str]]
+    readers: dict[str, list[Reader]]
+
+
+def plan_inputs(config: LossConfig, registry: Registry) -> InputPlan:
+    """The term->key map of every installed term of ``config`` and the layout each reader expects."""
+    sources: dict[str, dict[str, str]] = {}
+    readers: dict[str, list[Reader]] = {}
+    for name, cfg in config.terms.items():
+        try:
+            cls = registry.get(config.term_of(name)).cls
+        except UnknownTermError:
+            continue  # check() reports it
+        sources[name] = config.sources(name, tuple(cls.requires))
+        layouts = cls.input_layouts(cfg) if isinstance(cfg, cls.config_class) else {}
+        for logical, key in sources[name].items():
+            if logical in layouts:
+                readers.setdefault(key, []).append((name, logical, layouts[logical]))
+    return InputPlan(sources, readers)
+
+
+def _instance_clash(registry: Registry, name: str, term: str) -> Problem:
     return (join("terms", name), f"{name!r} is the name of the installed term from {registry.get(name).provenance}; "
                                  f"name this {term!r} instance differently (e.g. '{term}_{name}')")
 
 
-def check(config: LossConfig, registry: "Registry | None" = None) -> list[Problem]:
-    """Cross-field problems of a whole config: weights, group members, fallback, term classes."""
-    from .plugins import UnknownTermError
-
-    registry = _registry(registry)
+def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
     problems: list[Problem] = []
-    readers: dict[str, list[Reader]] = {}
-    read_keys: list[str] = []
     for name, cfg in config.terms.items():
         path = join("terms", name)
         term = config.term_of(name)
@@ -169,28 +168,27 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
         reason = check_weight(cfg.weight)
         if reason:
             problems.append((join(path, "weight"), reason))
-        requires = tuple(getattr(info.cls, "requires", ()))
-        inputs = config.inputs_of(name)
-        for logical, key in inputs.items():
+        requires = tuple(info.cls.requires)
+        for logical in config.inputs_of(name):
             if logical not in requires:
                 problems.append((join(join(path, "inputs"), logical),
                                  f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
                                  f"{', '.join(requires) or 'none'}"))
-        read_keys += [inputs.get(r, r) for r in requires]
-        layouts = info.cls.input_layouts(cfg) if hasattr(info.cls, "input_layouts") else {}
-        for logical in requires:
-            if logical in layouts:
-                readers.setdefault(inputs.get(logical, logical), []).append((name, logical, layouts[logical]))
-    problems += layout_conflicts(readers, config.batch)
+    return problems
+
+
+def _group_problems(config: LossConfig) -> list[Problem]:
+    problems: list[Problem] = []
     owner: dict[str, str] = {}
     for gname, group in config.groups.items():
         path = join("groups", gname)
         reason = check_weight(group.weight)
         if reason:
             problems.append((join(path, "weight"), reason))
-        for member, w in group.member_weights().items():
-            if not (math.isfinite(w) and w >= 0):
-                problems.append((path, f"member {member!r} weight: expected a finite weight >= 0, got {w!r}"))
+        for member, w in group.members.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+                problems.append((join(join(path, "members"), member),
+                                 f"expected a finite weight >= 0, got {_describe(w)}"))
             if member not in config.terms:
                 problems.append((path, f"member {member!r} is not a configured term"
                                        f"{did_you_mean(member, config.terms)}; terms: "
@@ -214,11 +212,31 @@ def check(config: LossConfig, registry: "Registry | None" = None) -> list[Proble
     if config.fallback is not None and config.fallback not in config.groups:
         problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
                                      f"got {config.fallback!r}"))
-    if config.balancer.enabled and not any(key == config.balancer.input for key in read_keys):
-        problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
-                                           f"the terms read: {', '.join(sorted(set(read_keys))) or 'nothing'}"))
     return problems
 
+
+def check(config: LossConfig, registry: Registry | None = None) -> list[Problem]:
+    """Cross-field problems of a whole config: terms, inputs and layouts, groups, output keys, fallback."""
+    registry = registry or get_registry()
+    plan = plan_inputs(config, registry)
+    problems = _term_problems(config, registry) + layout_conflicts(plan.readers, config.batch)
+    problems += _group_problems(config)
+    read_keys = {key for src in plan.sources.values() for key in src.values()}
+    if config.balancer.enabled and config.balancer.input not in read_keys:
+        problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
+                                           f"the terms read: {', '.join(sorted(read_keys)) or 'nothing'}"))
+    return problems
+
+
+def validate(config: LossConfig, registry: Registry | None = None, source: str | None = None) -> None:
+    """Everything that must hold before a loss is built from ``config``: ``check`` and the installed
+    plugins against its pins. ConfigError lists every problem."""
+    problems = check(config, registry) + unmet_pins(config.required_plugins)
+    if problems:
+        raise ConfigError(problems, source)
+
+
+# --- structuring a mapping ---------------------------------------------------------------------------------
 
 def _merge(base: Mapping[str, Any], override: Any) -> Any:
     if not isinstance(override, Mapping):
@@ -229,91 +247,90 @@ def _merge(base: Mapping[str, Any], override: Any) -> Any:
     return out
 
 
-def _structure(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
-    """Structure a config; while it does, its ``required_plugins`` tell a missing term's distribution."""
-    from .plugins import term_origins
-
-    pins = data.get("required_plugins", ()) if isinstance(data, Mapping) else ()
-    with term_origins(pins=[p for p in pins if isinstance(p, str)] if isinstance(pins, (list, tuple)) else ()):
-        return _structure_layout(data, registry, source)
-
-
-def _structure_layout(data: Any, registry: "Registry | None", source: str | None) -> LossConfig:
+def _structure(data: Any, registry: Registry | None, source: str | None) -> LossConfig:
+    """Structure a config, an older layout included; its ``required_plugins`` tell a missing term's distribution."""
     if not isinstance(data, Mapping):
         raise ConfigError([("", f"expected a table of loss config keys, got {type(data).__name__}")], source)
-    from . import seed_layout
-
-    if not seed_layout.is_seed_layout(data, TOP_LEVEL_KEYS):
-        return _structure_generic(data, registry, source)
-    generic, problems = seed_layout.to_generic(data)
+    older = recipes.upgrade(data)
+    if older is None:
+        return _structure_pinned(data, registry, source)
     try:
-        config = _structure_generic(generic, registry, source)
+        config = _structure_pinned(older.data, registry, source)
     except ConfigError as exc:
-        raise seed_layout.seed_paths(ConfigError(problems + exc.problems, source)) from None
-    if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError([(older.rename(p), r) for p, r in older.problems + exc.problems], source) from None
+    if older.problems:
+        raise ConfigError(older.problems, source)
     return config
 
 
-def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", source: str | None) -> LossConfig:
-    from .plugins import UnknownTermError
+def _structure_pinned(data: Mapping[str, Any], registry: Registry | None, source: str | None) -> LossConfig:
+    pins = data.get("required_plugins", ())
+    with term_origins(pins=[p for p in pins if isinstance(p, str)] if isinstance(pins, (list, tuple)) else ()):
+        return _structure_generic(data, registry, source)
 
-    registry_ = _registry(registry)
+
+def _recipe(data: Mapping[str, Any], problems: list[Problem]) -> recipes.Recipe:
+    name = data.get("recipe", recipes.DEFAULT)
+    known = recipes.recipes()
+    if not isinstance(name, str) or name not in known:
+        problems.append(("recipe", f"expected one of {', '.join(map(repr, known))}, got {_describe(name)}"))
+        return recipes.get(recipes.NONE)
+    try:
+        return recipes.get(name)
+    except recipes.RecipeError as exc:  # installed, but its entry point does not load
+        problems.append(("recipe", str(exc)))
+        return recipes.get(recipes.NONE)
+
+
+def _structure_generic(data: Mapping[str, Any], registry: Registry | None, source: str | None) -> LossConfig:
+    registry_ = registry or get_registry()
     problems: list[Problem] = []
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                                        f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
-    recipe_name = data.get("recipe", "vae")
-    if not isinstance(recipe_name, str) or recipe_name not in RECIPES:
-        problems.append(("recipe", f"expected one of {', '.join(map(repr, RECIPES))}, got {_describe(recipe_name)}"))
-        recipe_name = "none"
-    recipe = RECIPES[recipe_name]
+    recipe = _recipe(data, problems)
     sections: dict[str, Any] = {}
-    for table in ("terms", "groups"):
+    for table, base in (("terms", recipe.terms), ("groups", recipe.groups)):
         raw = data.get(table, {})
         if not isinstance(raw, Mapping):
             problems.append((table, f"expected a table of {table} by name, got {type(raw).__name__}"))
             raw = {}
-        sections[table] = _merge(recipe[table], raw)
+        sections[table] = _merge(base, raw)
 
     terms: dict[str, Any] = {}
     bindings: dict[str, TermBinding] = {}
-    for name, section in sections["terms"].items():
-        path = join("terms", str(name))
-        binding, section, found = _binding(section, path)
-        problems += found
-        if binding is not None:
-            bindings[name] = binding
-        term = binding.term if binding is not None and binding.term else str(name)
-        if term != name and name in registry_.terms:
-            problems.append(_instance_clash(registry_, str(name), term))
-            continue
-        try:
-            info = registry_.get(term)
-        except UnknownTermError as exc:
-            problems.append((join(path, "term") if term != name else path, str(exc)))
-            continue
-        cfg, found = structure_checked(section, info.config_class, path)
-        problems += found
-        if cfg is not None:
-            terms[name] = cfg
+    with term_origins(providers=recipe.distributions):
+        for name, section in sections["terms"].items():
+            path = join("terms", str(name))
+            binding, section, found = _binding(section, path)
+            problems += found
+            if binding is not None:
+                bindings[name] = binding
+            term = binding.term if binding is not None and binding.term else str(name)
+            try:
+                info = registry_.get(term)
+            except UnknownTermError as exc:
+                problems.append((join(path, "term") if term != name else path, str(exc)))
+                continue
+            cfg, found = structure_checked(section, info.config_class, path)
+            problems += found
+            if cfg is not None:
+                terms[name] = cfg
 
     groups: dict[str, GroupConfig] = {}
     for name, section in sections["groups"].items():
         path = join("groups", str(name))
-        section = dict(section) if isinstance(section, Mapping) else section
-        kind = section.pop("kind", "sum") if isinstance(section, dict) else "sum"
-        if not isinstance(kind, str) or kind not in GROUP_KINDS:
-            problems.append((join(path, "kind"), f"expected one of {', '.join(map(repr, GROUP_KINDS))}, "
-                                                 f"got {_describe(kind)}"))
+        section, found = group_section(section, path)
+        problems += found
+        if section is None:
             continue
-        group, found = structure_checked(section, GROUP_KINDS[kind], path)
+        group, found = structure_checked(section, GroupConfig, path)
         problems += found
         if group is not None:
             groups[name] = group
 
-    fallback = data.get("fallback", recipe["fallback"])
+    fallback = data.get("fallback", recipe.fallback)
     if fallback is not None and not isinstance(fallback, str):
         problems.append(("fallback", f"expected a group name, got {_describe(fallback)}"))
         fallback = None
@@ -321,10 +338,8 @@ def _structure_generic(data: Mapping[str, Any], registry: "Registry | None", sou
     if not (isinstance(pins, (list, tuple)) and all(isinstance(p, str) for p in pins)):
         problems.append(("required_plugins", f"expected a list of requirement strings, got {_describe(pins)}"))
         pins = ()
-    from .pins import parse_pins
-
     problems += parse_pins(pins)
-    batch = _merge(recipe["batch"], data.get("batch", {}))
+    batch = _merge(recipe.batch, data.get("batch", {}))
     if not (isinstance(batch, Mapping) and all(isinstance(v, str) for v in batch.values())):
         problems.append(("batch", f"expected a table of batch key = \"layout\" strings (e.g. recon = "
                                   f"\"B, C, N\"), got {_describe(data.get('batch'))}"))
@@ -374,7 +389,7 @@ def _unstructure(config: LossConfig) -> dict[str, Any]:
         "batch": dict(config.batch),
         "balancer": unstructure(config.balancer),
         "terms": {name: _unstructure_term(config, name) for name in config.terms},
-        "groups": {name: {"kind": type(g).kind, **unstructure(g)} for name, g in config.groups.items()},
+        "groups": {name: unstructure(g) for name, g in config.groups.items()},
         "fallback": config.fallback,
         "required_plugins": list(config.required_plugins),
     }
@@ -384,7 +399,7 @@ converter.register_structure_hook(LossConfig, lambda data, _: _structure(data, N
 converter.register_unstructure_hook(LossConfig, _unstructure)
 
 
-def load_config(source: str | os.PathLike | Mapping[str, Any], registry: "Registry | None" = None) -> LossConfig:
+def load_config(source: str | os.PathLike | Mapping[str, Any], registry: Registry | None = None) -> LossConfig:
     """A LossConfig from a .toml/.json/.yaml path or a mapping (e.g. ``OmegaConf.to_container(cfg)``)."""
     if isinstance(source, Mapping):
         return _structure(source, registry, None)

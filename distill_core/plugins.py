@@ -1,35 +1,35 @@
-"""Discovery: entry points in group ``distill``, allow/deny switches, failure isolation, provenance.
+"""Discovery: entry points in group ``distill``, allow/deny switches, failure isolation.
 
 The registry owns every term name. Plugins hand it classes through ``register``; collisions, broken
-plugins and the distribution behind each term are recorded here and nowhere else.
+plugins and the distribution behind each term are recorded here and nowhere else. What a run remembers
+about its terms (locks, pins) is ``provenance``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
-import json
 import keyword
 import os
-import re
 import threading
 import warnings
 from importlib import metadata
-from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
+from .config import converter, did_you_mean
+from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
+
+__all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "BrokenPlugin", "Registry",
+           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins"]
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
 NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "DISTILL_PLUGINS"
-IN_PROCESS = "<in-process>"
 
 
 class PluginError(Exception):
@@ -85,18 +85,12 @@ class BrokenPlugin:
         return f"{self.name} ({self.provenance}): {self.error}"
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _flag(env: str) -> bool:
     return os.environ.get(env, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def validate_term_class(cls: Any) -> None:
     """Check a class against the plugin contract; raise PluginError saying what is wrong."""
-    from .config import converter
-
     what = getattr(cls, "__qualname__", repr(cls))
     if not (isinstance(cls, type) and issubclass(cls, LossTerm)):
         raise PluginError(f"register() expects a LossTerm subclass, got {what!r}")
@@ -198,7 +192,7 @@ class Registry:
         if _flag(NO_AUTOLOAD_ENV):
             return
         wanted = [n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()]
-        allow = {_normalise(n) for n in wanted}
+        allow = {normalise(n) for n in wanted}
         seen: set[tuple[str, str]] = set()
         for ep in metadata.entry_points(group=group):
             dist = ep.dist
@@ -208,9 +202,9 @@ class Registry:
             if key in seen:  # the same distribution seen twice on sys.path
                 continue
             seen.add(key)
-            self._available[_normalise(ep.name)] = self._available[_normalise(dist_name)] = (dist_name, version)
-            if allow and _normalise(ep.name) not in allow and _normalise(dist_name) not in allow:
-                self._left_out.add(_normalise(dist_name))
+            self._available[normalise(ep.name)] = self._available[normalise(dist_name)] = (dist_name, version)
+            if allow and normalise(ep.name) not in allow and normalise(dist_name) not in allow:
+                self._left_out.add(normalise(dist_name))
                 continue
             provenance = Provenance(dist_name, version, f"{ep.name} = {ep.value}")
             try:
@@ -225,11 +219,9 @@ class Registry:
 
     def _check_allowlist(self, wanted: list[str]) -> None:
         """Warn (fail, in strict mode) for each name in DISTILL_PLUGINS that no installed plugin answers to."""
-        from .config import did_you_mean
-
         names = sorted({n for n, _ in self._available.values()})
         for name in wanted:
-            if _normalise(name) in self._available:
+            if normalise(name) in self._available:
                 continue
             note = (f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} names {name!r}, which matches no installed "
                     f"plugin (by distribution or entry-point name); installed plugins: {', '.join(names) or 'none'}"
@@ -264,29 +256,23 @@ class Registry:
             return self._terms[name]
         if name in self._conflicts:
             raise UnknownTermError(self._conflict_message(name))
-        from .recipe import PROVIDERS
-
-        candidates = {_normalise(name), _normalise(f"distill-{name}"), _normalise(PROVIDERS.get(name, name))}
+        expected = provider(name)
+        candidates = term_candidates(name) | ({normalise(expected)} if expected else set())
         for broken in self._broken:
-            if {_normalise(broken.name), _normalise(broken.provenance.distribution)} & candidates:
+            if {normalise(broken.name), normalise(broken.provenance.distribution)} & candidates:
                 raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: {broken}")
-        origin = _last_origin(name)
+        origin = last_origin(name)
         if origin is not None:
             raise UnknownTermError(self._origin_message(name, origin))
         installed = ", ".join(sorted(self._terms)) or "none"
-        hint = ""
-        if name in PROVIDERS:
-            hint = f"; it is provided by the distribution {PROVIDERS[name]!r} (pip install {PROVIDERS[name]})"
-        from .config import did_you_mean
-
+        hint = f"; it is provided by the distribution {expected!r} (pip install {expected})" if expected else ""
         raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
                                f"installed terms: {installed}")
 
-
-    def _origin_message(self, name: str, origin: "TermOrigin") -> str:
+    def _origin_message(self, name: str, origin: TermOrigin) -> str:
         """Why a term the lock or the pins remember is missing now, and the command that brings it back."""
-        found = self._available.get(_normalise(origin.distribution))
-        if found is not None and _normalise(found[0]) in self._left_out:
+        found = self._available.get(normalise(origin.distribution))
+        if found is not None and normalise(found[0]) in self._left_out:
             return (f"term {name!r} is not loaded: it came from {origin} ({origin.source}), and "
                     f"{found[0]} {found[1]} is installed but {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} "
                     f"leaves it out; add {found[0]} to {ALLOW_ENV}")
@@ -294,107 +280,6 @@ class Registry:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
         return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
-
-
-# --- what a run remembers about its terms: the lock, a checkpoint's provenance, the config's pins ----------
-
-@attrs.frozen
-class TermOrigin:
-    """The distribution a term came from last, as a lock or a ``required_plugins`` pin records it."""
-
-    distribution: str
-    version: str = ""  # exact version (a lock), or ""
-    specifier: str = ""  # a pin's version specifier, e.g. ">=0.1", or ""
-    source: str = ""  # where this was read: a lock file, a checkpoint, "required_plugins"
-
-    def __str__(self) -> str:
-        return " ".join(p for p in (self.distribution, self.version or self.specifier) if p)
-
-    def requirement(self) -> str:
-        """The argument for ``pip install``, quoted when the shell would misread it."""
-        if self.version:
-            return f"{self.distribution}=={self.version}"
-        if self.specifier:
-            return f"'{self.distribution}{self.specifier}'"
-        return self.distribution
-
-
-_ORIGIN_SOURCES: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("distill_origins", default=())
-
-
-@contextlib.contextmanager
-def term_origins(*, lock: str | os.PathLike | Mapping[str, Any] | None = None,
-                 pins: Iterable[str] = ()) -> Iterator[None]:
-    """While active, an unknown term's error names the distribution that provided it last.
-
-    ``lock`` is a run's ``lock.json``, a checkpoint with provenance, or a lock mapping; ``pins`` are a
-    config's ``required_plugins``. Files are read only when a term is missing, never on the happy path.
-    """
-    sources = tuple(x for x in (lock, tuple(pins) or None) if x is not None)
-    token = _ORIGIN_SOURCES.set(_ORIGIN_SOURCES.get() + sources)
-    try:
-        yield
-    finally:
-        _ORIGIN_SOURCES.reset(token)
-
-
-def _last_origin(name: str) -> TermOrigin | None:
-    """The innermost source's record of ``name``, preferring an exact version (a lock) over a pin."""
-    found = [o for o in (_origin_from(s, name) for s in reversed(_ORIGIN_SOURCES.get())) if o is not None]
-    return next((o for o in found if o.version), found[0] if found else None)
-
-
-def _origin_from(source: Any, name: str) -> TermOrigin | None:
-    if isinstance(source, tuple):
-        return _origin_from_pins(source, name)
-    where = "the lock"
-    if isinstance(source, (str, os.PathLike)):
-        where = str(source)
-        try:
-            source = read_lock(source)
-        except (OSError, ValueError):  # a hint only: an unreadable lock leaves the plain error
-            return None
-    if not isinstance(source, Mapping):
-        return None
-    entry = source.get(name)
-    if entry is None:  # a named instance's entry records its term class under "term"
-        entry = next((e for e in source.values() if isinstance(e, Mapping) and e.get("term") == name), None)
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("distribution"), str) \
-            or entry["distribution"] == IN_PROCESS:
-        return None
-    return TermOrigin(entry["distribution"], str(entry.get("version") or ""), source=where)
-
-
-def _origin_from_pins(pins: tuple[str, ...], name: str) -> TermOrigin | None:
-    from .recipe import PROVIDERS
-
-    candidates = {_normalise(name), _normalise(f"distill-{name}"), _normalise(PROVIDERS.get(name, name))}
-    for pin in pins:
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(.*)", str(pin))
-        if match and _normalise(match.group(1)) in candidates:
-            spec = match.group(2).split(";")[0].strip()
-            version = spec[2:].strip() if spec.startswith("==") and "," not in spec and "*" not in spec else ""
-            return TermOrigin(match.group(1), version, "" if version else spec, "required_plugins")
-    return None
-
-
-def read_lock(path: str | os.PathLike) -> dict[str, Any]:
-    """Term provenance saved by a run: a ``lock.json``, a run folder holding one, or a checkpoint's."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "lock.json"
-    if p.suffix.lower() == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-    else:
-        from .training.checkpoint import CheckpointError, load_checkpoint
-
-        try:
-            data = load_checkpoint(p).get("provenance", {})
-        except CheckpointError as exc:
-            raise ValueError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a table of term provenance, got {type(data).__name__}")
-    return data
 
 
 # --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------
@@ -405,8 +290,6 @@ def _plugin_label(plugin: Any) -> str:
 
 def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
     """Which of the usual causes applies, and what to check."""
-    from .config import did_you_mean
-
     hook, where = hookspecs.HOOK, _plugin_label(plugin)
     if impls and any("register" not in i.argnames for i in impls):
         return f"{where}.{hook} takes no 'register' argument; expected {hookspecs.signature()}"
@@ -423,8 +306,6 @@ def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
 
 def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: pluggy.PluginValidationError) -> str:
     """pluggy's validation error, said with the hook a plugin should have written."""
-    from .config import did_you_mean
-
     expected = hookspecs.signature()
     specs = hookspecs.names()
     for attr in dir(plugin):

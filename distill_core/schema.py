@@ -8,8 +8,11 @@ from typing import Any
 
 import attrs
 
+from . import recipes
+from .balancer import BalancerConfig
 from .config import converter
-from .recipe import GROUP_KINDS, RECIPES
+from .groups import GroupConfig
+from .plugins import get_registry
 from .schedules import SCHEDULES
 
 _SIMPLE = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
@@ -58,16 +61,11 @@ def class_schema(cls: type, tag: tuple[str, str] | None = None) -> dict[str, Any
 
 def term_schema(name: str) -> dict[str, Any]:
     """The schema of one installed term's config section."""
-    from .plugins import get_registry
-
     return class_schema(get_registry().get(name).config_class)
 
 
 def config_schema() -> dict[str, Any]:
     """The schema of a whole loss config file, for every term installed now."""
-    from .balancer import BalancerConfig
-    from .plugins import get_registry
-
     binding = {"term": {"type": "string", "description": "the registered term this entry instantiates"},
                "inputs": {"type": "object", "additionalProperties": {"type": "string"},
                           "description": "logical input -> batch key"}}
@@ -76,25 +74,25 @@ def config_schema() -> dict[str, Any]:
         schema = class_schema(info.config_class)
         schema["properties"].update(binding)
         terms[name] = schema
-    groups = []
-    for kind, cls in GROUP_KINDS.items():
-        schema = class_schema(cls)
-        schema["properties"]["kind"] = {"const": kind}
-        groups.append(schema)
+    group = class_schema(GroupConfig)
+    group["properties"]["members"] = {
+        "anyOf": [{"type": "array", "items": {"type": "string"}},
+                  {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}],
+        "description": "member terms: a list (each weighted 1) or a table of term = weight inside the group"}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "distill loss config",
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "recipe": {"enum": list(RECIPES), "default": "vae"},
+            "recipe": {"enum": list(recipes.recipes()), "default": recipes.DEFAULT},
             "terms": {"type": "object", "properties": terms,  # named instances: any name with a term =
                       "additionalProperties": {"type": "object", "required": ["term"],
                                                "properties": binding}},
             "batch": {"type": "object", "additionalProperties": {"type": "string"},
                       "description": "batch key -> layout, e.g. \"B, C, N\""},
             "balancer": class_schema(BalancerConfig),
-            "groups": {"type": "object", "additionalProperties": {"anyOf": groups}},
+            "groups": {"type": "object", "additionalProperties": group},
             "fallback": {"type": ["string", "null"]},
             "required_plugins": {"type": "array", "items": {"type": "string"}},
         },

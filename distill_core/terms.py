@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from .layouts import misfit
+
 Batch = Mapping[str, Any]
 
 
@@ -101,23 +103,15 @@ def check_tensor(
 ) -> torch.Tensor:
     """Check one batch entry against a layout such as ``"B, 2, F, T"`` and return it.
 
-    The layout's rank is the expected rank; ``channels`` pins dimension 1. Integer and boolean
-    tensors are refused (a loss needs a floating dtype to carry a gradient), and so are complex ones
-    (a loss is a real number).
+    The layout's rank is the expected rank and its integers pinned sizes; ``channels`` pins dimension 1.
+    Integer and boolean tensors are refused (a loss needs a floating dtype to carry a gradient), and so
+    are complex ones (a loss is a real number).
     """
-    dims = [d.strip() for d in layout.split(",")]
     if not isinstance(value, torch.Tensor):
         raise BatchError(f"{term}: batch[{key!r}] expected a tensor [{layout}], got {type(value).__name__}")
-    if value.dim() != len(dims):
-        raise BatchError(
-            f"{term}: batch[{key!r}] expected shape [{layout}] ({len(dims)}-D), "
-            f"got {_shape(value)} ({value.dim()}-D)"
-        )
-    if channels is not None and value.shape[1] != channels:
-        raise BatchError(
-            f"{term}: batch[{key!r}] expected shape [{layout}] with {channels} channels in dim 1, "
-            f"got {_shape(value)}"
-        )
+    wrong = misfit(term, key, tuple(value.shape), layout, channels=channels)
+    if wrong:
+        raise BatchError(wrong)
     if value.is_complex():
         raise BatchError(f"{term}: batch[{key!r}] expected a real floating dtype, got {value.dtype}; "
                          "pass magnitudes or real and imaginary parts as channels")
@@ -142,16 +136,6 @@ def check_pair(term: str, batch: Batch, a: str, b: str, layout: str, *, channels
         raise BatchError(f"{term}: batch[{a!r}] is on {x.device} but batch[{b!r}] is on {y.device}; "
                          f"expected one device")
     return x, y
-
-
-def check_spectrograms(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """The spectrogram contract: ``recon`` and ``target`` are [B, 2, F, T] (magnitude, IF)."""
-    return check_pair(term, batch, "recon", "target", "B, 2, F, T", channels=2)
-
-
-def check_latents(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """The latent contract: ``mu`` and ``logvar`` are [B, D] of one shape."""
-    return check_pair(term, batch, "mu", "logvar", "B, D")
 
 
 def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

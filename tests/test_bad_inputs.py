@@ -224,9 +224,9 @@ def test_a_missing_history_field_says_missing():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(kl_weight=-1.0), "weight override for 'kl': expected a finite weight >= 0, got -1.0"),
-    (dict(kl_weight=math.nan), "weight override for 'kl': expected a finite weight >= 0, got nan"),
-    (dict(kl_weight=math.inf), "weight override for 'kl': expected a finite weight >= 0, got inf"),
+    (dict(weights={"kl": -1.0}), "weight override for 'kl': expected a finite weight >= 0, got -1.0"),
+    (dict(weights={"kl": math.nan}), "weight override for 'kl': expected a finite weight >= 0, got nan"),
+    (dict(weights={"kl": math.inf}), "weight override for 'kl': expected a finite weight >= 0, got inf"),
     (dict(weights={"stft": -0.5}), "weight override for 'stft': expected a finite weight >= 0, got -0.5"),
     (dict(weights={"reconstruction": math.nan}), "weight override for 'reconstruction': expected a finite weight"),
     (dict(weights={"if_recon": "1"}), "weight override for 'if_recon': expected a number or a schedule, got '1'"),

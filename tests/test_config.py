@@ -12,25 +12,25 @@ from distill_core.config import converter
 
 def test_seed_defaults():
     c = LossConfig()
-    assert c.stft.weight == 1.0
-    assert c.stft.fft_sizes == (512, 1024, 2048)
-    assert c.stft.hop_sizes == (128, 256, 512)
-    assert c.stft.win_lengths == (512, 1024, 2048)
-    assert c.reconstruction.weight == 0.1
-    assert c.reconstruction.magnitude_weight == 1.0
-    assert c.reconstruction.if_weight == 0.5
-    assert c.kl.weight_max == 0.01
-    assert c.kl.warmup_fraction == 0.3
-    assert c.kl.free_bits == 0.1
+    assert c.terms["stft"].weight == 1.0
+    assert c.terms["stft"].fft_sizes == (512, 1024, 2048)
+    assert c.terms["stft"].hop_sizes == (128, 256, 512)
+    assert c.terms["stft"].win_lengths == (512, 1024, 2048)
+    assert c.groups["reconstruction"].weight == 0.1
+    assert c.groups["reconstruction"].members["mag_recon"] == 1.0
+    assert c.groups["reconstruction"].members["if_recon"] == 0.5
+    assert c.terms["kl"].weight_max == 0.01
+    assert c.terms["kl"].warmup_fraction == 0.3
+    assert c.terms["kl"].free_bits == 0.1
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml", ".yml"])
 def test_round_trip_every_format(tmp_path, suffix):
     c = LossConfig()
     c.terms["kl"].free_bits = 0.25
-    c.stft.fft_sizes = (256, 512)
-    c.stft.hop_sizes = (64, 128)
-    c.stft.win_lengths = (256, 512)
+    c.terms["stft"].fft_sizes = (256, 512)
+    c.terms["stft"].hop_sizes = (64, 128)
+    c.terms["stft"].win_lengths = (256, 512)
     path = dump_config(c, tmp_path / f"loss{suffix}")
     assert load_config(path) == c
     assert converter.structure(converter.unstructure(c), LossConfig) == c
@@ -42,20 +42,20 @@ def test_file_adds_to_and_changes_the_recipe(tmp_path):
                     'win_lengths = [1024, 2048, 4096]\n[terms.kl]\nweight = 0.5\n'
                     '[groups.reconstruction]\nif_weight = 0.25\n')
     c = load_config(path)
-    assert c.stft.fft_sizes == (1024, 2048, 4096) and c.stft.weight == 1.0
-    assert c.kl.weight == 0.5 and c.kl.free_bits == 0.1
-    assert c.reconstruction.if_weight == 0.25 and c.reconstruction.weight == 0.1
+    assert c.terms["stft"].fft_sizes == (1024, 2048, 4096) and c.terms["stft"].weight == 1.0
+    assert c.terms["kl"].weight == 0.5 and c.terms["kl"].free_bits == 0.1
+    assert c.groups["reconstruction"].members["if_recon"] == 0.25 and c.groups["reconstruction"].weight == 0.1
     assert set(c.terms) == {"stft", "mag_recon", "if_recon", "kl"}
 
 
 def test_mapping_source_like_omegaconf_container():
     c = load_config({"terms": {"kl": {"weight": {"schedule": "cyclical", "max": 0.1, "cycles": 3}}}})
-    assert c.kl.weight.cycles == 3 and c.kl.weight_max == 0.1
+    assert c.terms["kl"].weight.cycles == 3 and c.terms["kl"].weight_max == 0.1
 
 
 def test_schedule_round_trip():
     c = load_config({"terms": {"kl": {"weight": {"schedule": "linear_warmup", "max": 0.2, "warmup_fraction": 0.5}}}})
-    assert c.kl.weight == LinearWarmup(0.2, 0.5)
+    assert c.terms["kl"].weight == LinearWarmup(0.2, 0.5)
     assert converter.unstructure(c)["terms"]["kl"]["weight"] == {"schedule": "linear_warmup", "max": 0.2,
                                                                 "warmup_fraction": 0.5}
 

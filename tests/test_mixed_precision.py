@@ -20,9 +20,9 @@ def batch(device, dtype=torch.float32):
 @pytest.mark.parametrize("device", DEVICES)
 def test_bf16_autocast_matches_float32(device):
     loss = CombinedLoss(LossConfig()).to(device)
-    reference = loss(batch(device), kl_weight=0.01)
+    reference = loss(batch(device), weights={"kl": 0.01})
     with torch.autocast(device, dtype=torch.bfloat16):
-        low = loss(batch(device), kl_weight=0.01)
+        low = loss(batch(device), weights={"kl": 0.01})
     for key, value in reference.items():
         assert torch.isfinite(low[key]), key
         assert low[key].dtype == torch.float32, key  # computed in float32 under autocast
@@ -33,10 +33,10 @@ def test_bf16_autocast_matches_float32(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_half_inputs_are_upcast(device, dtype):
     loss = CombinedLoss(LossConfig()).to(device)
-    reference = loss(batch(device), kl_weight=0.01)
+    reference = loss(batch(device), weights={"kl": 0.01})
     half = batch(device, dtype)
     half["recon"].requires_grad_(True)
-    out = loss(half, kl_weight=0.01)
+    out = loss(half, weights={"kl": 0.01})
     for key, value in reference.items():
         assert out[key].dtype == torch.float32, key
         assert abs(float(out[key]) - float(value)) <= 1e-2 * max(abs(float(value)), 1e-6), key

@@ -24,7 +24,7 @@ def test_nonfinite_latent_falls_back_to_recon(bad):
     loss = CombinedLoss(LossConfig())
     mu = torch.randn(2, 8)
     mu[0, 3] = bad
-    out = loss(batch(mu=mu), kl_weight=0.01)
+    out = loss(batch(mu=mu), weights={"kl": 0.01})
     assert not torch.isfinite(out["kl_loss"])
     torch.testing.assert_close(out["total_loss"], out["recon_loss"])
     assert float(out["nonfinite"]) == 1.0

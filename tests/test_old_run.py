@@ -26,7 +26,7 @@ def test_every_file_of_an_old_run_loads(recwarn):
     assert state["epoch"] == 1 and MetricsHistory.from_dict(state["history"]) == history
     config = load_config(RUN / "config.toml")
     assert converter.structure(state["config"], type(config)) == config
-    assert config.stft.fft_sizes == (128,)
+    assert config.terms["stft"].fft_sizes == (128,)
     assert lock_differences(json.loads((RUN / "lock.json").read_text())) == []
     assert not recwarn.list
 

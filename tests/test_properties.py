@@ -43,7 +43,7 @@ def configs(draw):
     config = LossConfig()
     stft_cfg = distill_core.converter.structure(
         {k: v for k, v in stft.items() if not isinstance(v, (Constant, LinearWarmup, Cosine, Cyclical))},
-        type(config.stft))
+        type(config.terms["stft"]))
     stft_cfg.weight = stft["weight"]
     config.terms["stft"] = stft_cfg
     if stft["input"] == "waveform":  # the recipe's batch holds spectrograms: read its waveform views
@@ -54,7 +54,7 @@ def configs(draw):
     config.terms["kl"].weight = draw(weights)
     config.terms["if_recon"].weight = draw(weights)
     config.groups["reconstruction"].weight = draw(weights)
-    config.groups["reconstruction"].if_weight = draw(finite)
+    config.groups["reconstruction"].members["if_recon"] = draw(finite)
     if draw(st.booleans()):
         config.required_plugins = ("distill-stft>=0.1",)
     return config

@@ -292,7 +292,7 @@ def test_fallback_gradients_equal_the_reconstruction_groups_alone(sync_counter):
     logvar[0, 0] = 1e4  # exp overflows: KL is inf, its backward would be 0 x inf = NaN
     loss = CombinedLoss(LossConfig())
     leaves = [t.clone().requires_grad_(True) for t in (recon, mu, logvar)]
-    out = loss({"recon": leaves[0], "target": target, "mu": leaves[1], "logvar": leaves[2]}, kl_weight=0.01)
+    out = loss({"recon": leaves[0], "target": target, "mu": leaves[1], "logvar": leaves[2]}, weights={"kl": 0.01})
     out["total_loss"].backward()
     assert set(sync_counter.values()) == {0}
     assert torch.equal(out["nonfinite"], torch.tensor(1.0))
@@ -313,13 +313,13 @@ def test_finite_step_gradients_are_untouched_by_the_gate():
     grads = []
     for _ in range(2):
         leaves = [t.clone().requires_grad_(True) for t in (recon, mu, logvar)]
-        out = loss({"recon": leaves[0], "target": target, "mu": leaves[1], "logvar": leaves[2]}, kl_weight=0.01)
+        out = loss({"recon": leaves[0], "target": target, "mu": leaves[1], "logvar": leaves[2]}, weights={"kl": 0.01})
         out["total_loss"].backward()
         grads.append([t.grad for t in leaves])
     loss.config.fallback = None  # no gate at all
     leaves = [t.clone().requires_grad_(True) for t in (recon, mu, logvar)]
     ungated = CombinedLoss(loss.config)({"recon": leaves[0], "target": target, "mu": leaves[1],
-                                         "logvar": leaves[2]}, kl_weight=0.01)
+                                         "logvar": leaves[2]}, weights={"kl": 0.01})
     ungated["total_loss"].backward()
     for got, want in zip(grads[0], [t.grad for t in leaves]):
         assert torch.equal(got, want)
@@ -355,7 +355,8 @@ def test_train_and_validate_epoch_take_the_seeds_parameters():
     seen = []
     out = train_epoch(model, loader, optimizer, 0.005, torch.device("cpu"), 1.0, config, stft, 0, seen.append, None)
     assert out["train_loss"] == out["total_loss"] and {"stft_loss", "kl_loss", "recon_loss"} <= set(out)
-    assert [m.step for m in seen] == [3]  # the default window: one StepMetrics per 10 steps and at the end
+    assert [m.step for m in seen] == [2]  # the default window: one StepMetrics per 10 steps and at the end
+    # (``step`` is 0-based, as the seed's: the index of the window's last step)
     assert all(isinstance(m, StepMetrics) for m in seen)
     val = validate_epoch(model, loader, 0.005, torch.device("cpu"), config, stft)
     for seed_key, ours in (("val_loss", "total_loss"), ("val_recon_loss", "recon_loss"),
@@ -365,7 +366,7 @@ def test_train_and_validate_epoch_take_the_seeds_parameters():
     every = []
     train_epoch(model, loader, optimizer, 0.005, "cpu", 1.0, loss_config=config, callback=every.append,
                 log_interval=1)
-    assert [m.step for m in every] == [1, 2, 3]
+    assert [m.step for m in every] == [0, 1, 2]
     with pytest.raises(TypeError, match="4th positional argument is kl_weight"):
         train_epoch(model, loader, optimizer, config)
 
@@ -379,12 +380,12 @@ def test_cancel_event_is_honoured_between_steps():
 
     def on_step(metrics):
         steps.append(metrics.step)
-        if metrics.step == 2:
+        if metrics.step == 1:  # the second step (0-based, as the seed counts)
             cancel.set()
 
     train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=1e-3), 0.01, "cpu", 1.0,
                 callback=on_step, cancel_event=cancel, log_interval=1)
-    assert steps == [1, 2]
+    assert steps == [0, 1]
 
 
 def test_epoch_overfitting_gap_is_the_seeds(tmp_path):

@@ -5,11 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..loss_config import LossConfig
-from ..recipe import ReconLossConfig
-
 _LAZY: dict[str, str] = {
-    "STFTLossConfig": ".config", "KLLossConfig": ".config",
+    "LossConfig": ".config", "ReconLossConfig": ".config", "STFTLossConfig": ".config", "KLLossConfig": ".config",
     "train": ".loop", "train_epoch": ".loop", "validate_epoch": ".loop",
     "StepMetrics": ".metrics", "EpochMetrics": ".metrics", "MetricsHistory": ".metrics",
     "DemoSettings": ".run", "run_demo": ".run",
@@ -19,9 +16,9 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _LAZY:  # PEP 562: the seed's names load on first access (the loop pulls in much of torch)
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LossConfig", "ReconLossConfig", *_LAZY]
+__all__ = list(_LAZY)

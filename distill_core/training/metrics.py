@@ -21,7 +21,12 @@ from typing import Any, Mapping, Sequence
 import attrs
 
 from ..atomic import atomic_write_text
-from ..config import converter
+from ..config import converter, problems_from
+from ..seed.metrics import (NAMED_FIELDS, NAMED_TERMS, EpochMetrics, StepMetrics, overfitting_gap, step_fields,
+                            term_values)
+
+__all__ = ["FORMAT", "HistoryError", "StepMetrics", "EpochMetrics", "Segment", "MetricsHistory", "overfitting_gap",
+           "SEED_STEP_FIELDS", "SEED_EPOCH_FIELDS", "NAMED_TERMS", "term_values", "step_fields"]
 
 FORMAT = 2
 
@@ -31,70 +36,11 @@ class HistoryError(ValueError):
 
 
 @attrs.define
-class StepMetrics:
-    """One logged training step (values averaged over the steps since the previous log).
-
-    The first twelve fields are the seed's; ``components`` holds every configured term's value
-    (``<term>_loss``), the four recipe terms included.
-    """
-
-    epoch: int
-    step: int
-    total_steps: int
-    train_loss: float
-    recon_loss: float
-    kl_loss: float
-    kl_weight: float
-    learning_rate: float
-    step_time_s: float
-    stft_loss: float = 0.0
-    mag_recon_loss: float = 0.0
-    if_recon_loss: float = 0.0
-    components: dict[str, float] = attrs.Factory(dict)
-    nonfinite_steps: int = 0
-
-
-@attrs.define
-class EpochMetrics:
-    """One finished epoch: train and validation losses, per term, weights and timing.
-
-    The first fourteen fields are the seed's. ``components`` / ``val_components`` hold every configured
-    term's train / validation value, ``weights`` each term's and group's weight that epoch, ``balancer``
-    the gradient balancer's figures (``ratio_<term>``, ``ema_norm_<term>``) when one is enabled.
-    """
-
-    epoch: int
-    total_epochs: int
-    train_loss: float
-    val_loss: float
-    val_recon_loss: float
-    val_kl_loss: float
-    kl_divergence: float
-    overfitting_gap: float
-    learning_rate: float
-    eta_seconds: float
-    elapsed_seconds: float
-    val_stft_loss: float = 0.0
-    val_mag_recon_loss: float = 0.0
-    val_if_recon_loss: float = 0.0
-    components: dict[str, float] = attrs.Factory(dict)
-    val_components: dict[str, float] = attrs.Factory(dict)
-    weights: dict[str, float] = attrs.Factory(dict)
-    balancer: dict[str, float] = attrs.Factory(dict)
-    nonfinite_steps: int = 0
-
-
-@attrs.define
 class Segment:
     """A stretch of a run trained under one loss config; best-checkpoint tracking restarts at each."""
 
     start_epoch: int
     reason: str
-
-
-def overfitting_gap(train_loss: float, val_loss: float) -> float:
-    """The seed's relative gap ``(val - train) / train``: positive means validation is worse; 0 if train is 0."""
-    return (val_loss - train_loss) / train_loss if train_loss > 0 else 0.0
 
 
 def _fields(cls: type) -> tuple[str, ...]:
@@ -108,10 +54,7 @@ _EXTRA = {StepMetrics: _fields(StepMetrics)[12:], EpochMetrics: _fields(EpochMet
 _REQUIRED = {cls: tuple(a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING)
              for cls in (StepMetrics, EpochMetrics)}
 # Built-in per-term fields, by the component key they stand for (files older than ``components`` for all).
-_NAMED = {StepMetrics: {"stft_loss": "stft_loss", "mag_recon_loss": "mag_recon_loss",
-                        "if_recon_loss": "if_recon_loss", "kl_loss": "kl_loss"},
-          EpochMetrics: {"val_stft_loss": "stft_loss", "val_mag_recon_loss": "mag_recon_loss",
-                         "val_if_recon_loss": "if_recon_loss", "val_kl_loss": "kl_loss"}}
+_NAMED = NAMED_FIELDS
 _TOP_LEVEL = ("format", "step_metrics", "epoch_metrics", "distill", "steps", "epochs")
 
 
@@ -190,10 +133,9 @@ class MetricsHistory:
         return min(candidates, key=lambda e: e.val_loss) if candidates else None
 
     def get_best_epoch(self) -> int:
-        """The seed's call: the index of the epoch with the lowest validation loss, 0 before any epoch."""
-        if not self.epoch_metrics:
-            return 0
-        return min(self.epoch_metrics, key=lambda e: e.val_loss).epoch
+        """The seed's call: the epoch of ``best_epoch()`` (the latest segment's best), 0 before any epoch."""
+        best = self.best_epoch()
+        return best.epoch if best is not None else 0
 
     def compute_eta(self, current_epoch: int, total_epochs: int) -> float:
         """The seed's estimate of seconds left: the latest epoch's elapsed time per epoch so far, times epochs left."""
@@ -329,22 +271,5 @@ def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
     try:
         return converter.structure(cleaned, MetricsHistory)
     except Exception as exc:
-        from ..config import problems_from
-
         where = "; ".join(f"{p}: {r}" for p, r in problems_from(exc, ""))
         raise HistoryError(f"{source}: invalid history: {where}") from None
-
-
-# --- from a step's or an epoch's averaged loss values ---------------------------------------------------
-
-NAMED_TERMS = ("stft_loss", "mag_recon_loss", "if_recon_loss")
-
-
-def term_values(values: Mapping[str, float], term_keys: Sequence[str]) -> dict[str, float]:
-    """The configured terms' values (``<term>_loss``) out of a dict of averaged loss values."""
-    return {k: values[k] for k in term_keys if k in values}
-
-
-def step_fields(values: Mapping[str, float], term_keys: Sequence[str]) -> dict[str, Any]:
-    """StepMetrics' per-term keyword arguments: the seed's named fields and every term in ``components``."""
-    return {**{k: values[k] for k in NAMED_TERMS if k in values}, "components": term_values(values, term_keys)}

@@ -13,12 +13,13 @@ from .. import __version__
 from ..atomic import atomic_write_text
 from ..combined import CombinedLoss
 from ..config import ConfigError
-from ..lock import loss_changes, write_lock
+from ..lock import write_lock
 from ..loss_config import LossConfig, dumps_config, load_config
+from ..provenance import term_origins
 from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
-from .checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
 from .loop import train
-from .metrics import EpochMetrics, MetricsHistory, StepMetrics
+from .metrics import EpochMetrics, StepMetrics
+from .resume import check_resume
 from .model import SpectrogramVAE
 from .plots import plot_losses
 from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
@@ -61,8 +62,9 @@ def _progress(total: int, enabled: bool):
                      **{k.removesuffix("_loss"): v for k, v in metrics.components.items()}}
             bar.set_description(f"epoch {metrics.epoch + 1}")
             bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
-            bar.update(metrics.step - last["step"])
-            last["step"] = 0 if metrics.step >= metrics.total_steps else metrics.step
+            done = metrics.step + 1  # steps are counted from 0, as the seed counts them
+            bar.update(done - last["step"])
+            last["step"] = 0 if done >= metrics.total_steps else done
         else:
             terms = ", ".join(f"{k.removesuffix('_loss')} {v:.3f}" for k, v in metrics.val_components.items())
             bar.write(f"epoch {metrics.epoch + 1}/{metrics.total_epochs}: train {metrics.train_loss:.4f}  "
@@ -125,19 +127,10 @@ def _check_run_folder(run_dir: Path, settings: DemoSettings) -> None:
 def _check_resume(settings: DemoSettings, model: torch.nn.Module, loss: CombinedLoss) -> tuple[list[str], int]:
     """Check the checkpoint to resume from against this model and loss: (accepted loss changes, next epoch)."""
     assert settings.resume is not None
-    state = load_training_state(settings.resume)
-    try:
-        check_model_fits(state["model"], model, settings.resume)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc} (the same --mel-bins)") from None
-    MetricsHistory.from_dict(state["history"], str(settings.resume))
-    changes = loss_changes(state.get("config"), state.get("provenance"), loss)
-    if changes and not settings.force_config:
-        saved = Path(settings.resume).parent / "config.toml"
-        raise LossChangedError(f"{settings.resume}: the loss differs from the run's: {'; '.join(changes)}; "
-                               f"resume with the run's config ({saved}), or pass --force-config to accept the "
-                               "change and start a new best-tracking segment", changes)
-    return changes, state["epoch"] + 1
+    resume = check_resume(settings.resume, model, loss, accept=settings.force_config, how_to_accept="--force-config",
+                          saved_config=Path(settings.resume).parent / "config.toml",
+                          model_hint=" (the same --mel-bins)")
+    return resume.changes, resume.state["epoch"] + 1
 
 
 def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
@@ -153,8 +146,6 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
         raise SettingsError(f"--mel-bins: expected a multiple of 16 between 16 and "
                             f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")
     device = resolve_device(settings.device)
-    from ..plugins import term_origins
-
     with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
         config = load_config(settings.config) if settings.config is not None else LossConfig()
     loss = CombinedLoss(config)

@@ -8,7 +8,8 @@ import attrs
 import torch
 
 from distill_core import LinearWarmup, LossTerm, Weight, hookimpl, weight_at
-from distill_core.terms import Batch, check_latents, upcast
+from distill_core.seed.checks import check_latents
+from distill_core.terms import Batch, upcast
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,8 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_spectrograms, upcast
+from distill_core.seed.checks import check_spectrograms
+from distill_core.terms import Batch, upcast
 
 __version__ = "0.1.0"
 

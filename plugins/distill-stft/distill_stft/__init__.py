@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from distill_core import LossTerm, hookimpl
-from distill_core.terms import Batch, BatchError, check_pair, check_spectrograms, upcast
+from distill_core.seed.checks import check_spectrograms
+from distill_core.terms import Batch, BatchError, check_pair, upcast
 
 from .config import STFTConfig, empty_mel_filters
 from .fast import COMPONENTS, FastMultiResolutionSTFT

@@ -1,0 +1,194 @@
+"""One pass over a loader for any model: an adapter turns ``(model, inputs)`` into the loss's batch.
+
+Step values accumulate on the device; they become Python floats only when a window of steps is reported
+(every ``log_interval`` steps and at the end) and at the end of the pass. Under torch.distributed the
+pass's sums and counts are all-reduced once, so every rank reports the global figure. Nothing here knows
+which terms a loss has: whatever the loss returns is averaged and reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sized
+
+import attrs
+import torch
+from torch import nn
+
+from .terms import Batch
+
+
+class Adapter(Protocol):
+    """Turns a model and one loader item into the loss's batch.
+
+    ``reads`` holds every batch key some term reads, so an adapter computes costly extras (e.g. waveforms
+    of spectrograms) only when asked. An adapter may also define ``measure(batch)``: extra 0-dim tensors
+    averaged over validation (e.g. a raw KL for collapse checks).
+    """
+
+    def __call__(self, model: nn.Module, inputs: Any, reads: frozenset[str]) -> Batch: ...
+
+
+class Loss(Protocol):
+    """What a pass needs of a loss: a CombinedLoss, or any module with the same call."""
+
+    def __call__(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
+                 weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]: ...
+
+
+@attrs.frozen
+class Window:
+    """The mean of every loss output over the steps since the last report; ``step`` is the 0-based index of
+    the window's last step in the pass."""
+
+    epoch: int
+    step: int
+    total_steps: int
+    means: dict[str, float]
+    learning_rate: float
+    step_time_s: float
+
+
+class Accumulator:
+    """Running sums of 0-dim tensors on the device; ``means`` is the only host sync."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: Mapping[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.count += 1
+
+    def means(self, reduce: bool = False) -> dict[str, float]:
+        """Averages as floats; with ``reduce`` and an initialised process group, global averages."""
+        if not self.sums:
+            return {}
+        keys = sorted(self.sums)
+        packed = torch.stack([self.sums[k] for k in keys] + [self.sums[keys[0]].new_tensor(float(self.count))])
+        if reduce and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(packed)
+        values = packed.tolist()
+        count = values[-1]
+        out = {k: v / count for k, v in zip(keys, values[:-1])}
+        if "nonfinite" in out:
+            out["nonfinite"] = round(out["nonfinite"] * count)
+        return out
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+
+def inputs_on(item: Any, device: torch.device | None) -> Any:
+    """A loader item's inputs (the first element of a tuple or list) on ``device``."""
+    x = item[0] if isinstance(item, (list, tuple)) else item
+    return x.to(device, non_blocking=True) if device is not None and isinstance(x, torch.Tensor) else x
+
+
+def clip_or_zero(params: list[nn.Parameter], clip_norm: float | None) -> torch.Tensor:
+    """Clip gradients; where their norm is not finite, zero them (no sync). Return the 'bad step' flag."""
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return torch.zeros(())
+    norm = torch.nn.utils.clip_grad_norm_(with_grad, clip_norm if clip_norm else math.inf)
+    ok = torch.isfinite(norm)
+    for p in with_grad:
+        p.grad.nan_to_num_(0.0, 0.0, 0.0).mul_(ok)  # type: ignore[union-attr]
+    return (~ok).float()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """Step, or skip a non-finite step leaving parameters and optimizer state bit-identical.
+
+    Fused optimizers (``Adam(fused=True)``, ``AdamW``, ``SGD``) take the flag on the device, as torch's
+    GradScaler hands it to them (``found_inf``): no host sync. Any other optimizer costs one sync per step,
+    to decide on the host whether to call ``step()`` at all.
+    """
+    fused = getattr(optimizer, "_step_supports_amp_scaling", False) and \
+        all(group.get("fused") for group in optimizer.param_groups)  # a loaded state may have turned it off
+    if fused:
+        optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+    elif not bad.any().item():  # the documented one-sync fallback
+        optimizer.step()
+
+
+def _reads(loss: Any) -> frozenset[str]:
+    return frozenset(getattr(loss, "reads", ()))
+
+
+def _backward(loss: Any, out: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """The loss's own backward (a gradient balancer's figures), else ``total_loss.backward()``."""
+    backward = getattr(loss, "backward", None)
+    if callable(backward):
+        return backward(out)
+    out["total_loss"].backward()
+    return {}
+
+
+def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer, loss: Loss,
+               adapter: Adapter, *, epoch: int = 0, total_epochs: int = 1,
+               weights: Mapping[str, float] | None = None, device: torch.device | None = None,
+               clip_norm: float | None = 1.0, log_interval: int = 10,
+               report: Callable[[Window], None] | None = None, cancel_event: Any = None) -> dict[str, float]:
+    """Train one epoch: the mean of every loss output over it (``nonfinite``: how many steps were skipped).
+
+    ``weights`` overrides some weights for every step (by term or group name); ``report`` gets a Window
+    every ``log_interval`` steps and at the end; ``cancel_event`` (anything with ``is_set()``) is checked
+    between steps.
+    """
+    reads = _reads(loss)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    epoch_acc, window = Accumulator(), Accumulator()
+    total_steps = len(loader) if isinstance(loader, Sized) else 0
+    tick = time.perf_counter()
+    for step, item in enumerate(loader):
+        if cancel_event is not None and cancel_event.is_set():
+            break
+        batch = adapter(model, inputs_on(item, device), reads)
+        out = loss(batch, epoch=epoch, total_epochs=total_epochs, weights=weights)
+        optimizer.zero_grad(set_to_none=True)
+        balance = _backward(loss, out)
+        bad = clip_or_zero(params, clip_norm)
+        optimizer_step(optimizer, bad)
+        logged = {**{k: v for k, v in out.items() if k != "nonfinite"}, **balance}
+        total = out["total_loss"]
+        flags = [out["nonfinite"].detach().float() if "nonfinite" in out else (~torch.isfinite(total)).float(),
+                 bad.to(total.device)]
+        if "nonfinite" in balance:
+            flags.append(balance["nonfinite"].to(flags[0]))
+        logged["nonfinite"] = torch.stack(flags).amax()
+        epoch_acc.add(logged)
+        window.add(logged)
+        if report is not None and ((step + 1) % log_interval == 0 or step + 1 == total_steps):
+            now = time.perf_counter()
+            report(Window(epoch, step, total_steps, window.means(), optimizer.param_groups[0]["lr"],
+                          (now - tick) / window.count))
+            window.reset()
+            tick = now
+    return epoch_acc.means(reduce=True)
+
+
+@torch.no_grad()
+def evaluate_pass(model: nn.Module, loader: Iterable[Any], loss: Loss, adapter: Adapter, *, epoch: int = 0,
+                  total_epochs: int = 1, weights: Mapping[str, float] | None = None,
+                  device: torch.device | None = None) -> dict[str, float]:
+    """The mean of every loss output over a loader, and of the adapter's ``measure`` when it has one."""
+    reads = _reads(loss)
+    measure = getattr(adapter, "measure", None)
+    model.eval()
+    acc = Accumulator()
+    for item in loader:
+        batch = adapter(model, inputs_on(item, device), reads)
+        out = loss(batch, epoch=epoch, total_epochs=total_epochs, weights=weights)
+        if callable(measure):
+            out = {**out, **measure(batch)}
+        acc.add(out)
+    return acc.means(reduce=True)

@@ -1,0 +1,33 @@
+"""The seed's VAE through the generic loop: ``model(x) -> (recon, mu, logvar)`` as the loss's batch."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..terms import Batch
+from .losses import raw_kl
+
+Views = Callable[[Mapping[str, torch.Tensor], frozenset], Mapping[str, torch.Tensor]]
+
+
+class VAEAdapter:
+    """``recon``, ``target`` (the input), ``mu`` and ``logvar``; ``views`` adds derived entries (the
+    waveforms ``recon_wave``/``target_wave``) only when some term reads them."""
+
+    def __init__(self, views: Views | None = None) -> None:
+        self.views = views
+
+    def __call__(self, model: nn.Module, inputs: Any, reads: frozenset[str]) -> Batch:
+        recon, mu, logvar = model(inputs)
+        batch = {"recon": recon, "target": inputs, "mu": mu, "logvar": logvar}
+        wanted = reads - batch.keys()
+        if self.views is not None and wanted:
+            batch.update(self.views(batch, frozenset(wanted)))
+        return batch
+
+    def measure(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The raw KL (no free bits) over validation, for posterior-collapse checks."""
+        return {"kl_divergence": raw_kl(batch["mu"], batch["logvar"])}

@@ -1,0 +1,108 @@
+"""The one resume check: a checkpoint fits the model, its history reads, and its loss (config and plugin
+versions) is the one given, or the caller accepts the change. ``train`` and ``distill-loss train --resume``
+both use it, with one message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+import torch
+
+from ..combined import CombinedLoss
+from ..config import ConfigError, _describe, converter, join
+from ..lock import make_lock
+from ..loss_config import load_config
+from .checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
+from .metrics import MetricsHistory
+
+
+@attrs.frozen
+class Resume:
+    """A checkpoint that passed the check: its state, its history, and the loss changes the caller accepted."""
+
+    state: dict[str, Any]
+    history: MetricsHistory
+    changes: list[str]
+
+
+def check_resume(path: str | os.PathLike, model: torch.nn.Module, loss: CombinedLoss | None, *, accept: bool,
+                 how_to_accept: str, saved_config: Path | None = None, model_hint: str = "") -> Resume:
+    """Everything about resuming from ``path`` that can fail, checked before anything is restored.
+
+    ``how_to_accept`` is how this caller accepts a changed loss (``--force-config``, ``new_segment=``),
+    ``saved_config`` the run's config file to resume with, ``model_hint`` what keeps the model the same.
+    """
+    state = load_training_state(path)
+    try:
+        check_model_fits(state["model"], model, path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{model_hint}") from None
+    history = MetricsHistory.from_dict(state["history"], str(path))
+    changes = loss_changes(state.get("config"), state.get("provenance"), loss)
+    if changes and not accept:
+        whose, keep = ("run's", f"the run's config ({saved_config})") if saved_config else \
+            ("checkpoint's", "the run's loss")
+        raise LossChangedError(f"{path}: the loss differs from the {whose}: {'; '.join(changes)}; resume with "
+                               f"{keep}, or pass {how_to_accept} to accept the change and start a new "
+                               "best-tracking segment", changes)
+    return Resume(state, history, changes)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _diff(saved: Any, now: Any, path: str, out: list[str]) -> None:
+    if isinstance(saved, Mapping) and isinstance(now, Mapping):
+        for key in list(saved) + [k for k in now if k not in saved]:
+            where = join(path, str(key))
+            if key not in now:
+                out.append(f"{where}: removed (was {_describe(saved[key])})")
+            elif key not in saved:
+                out.append(f"{where}: added ({_describe(now[key])})")
+            else:
+                _diff(saved[key], now[key], where, out)
+    else:
+        numbers = isinstance(saved, (int, float)) and isinstance(now, (int, float))  # 1 and 1.0 are one weight
+        if saved != now or (type(saved) is not type(now) and not numbers):
+            out.append(f"{path or 'loss'}: {_describe(saved)} -> {_describe(now)}")
+
+
+def _with_defaults(saved_config: Any) -> Any:
+    """A saved config as this version reads it: keys added since (with their defaults) are no change."""
+    if not isinstance(saved_config, Mapping):
+        return saved_config
+    try:
+        return converter.unstructure(load_config(saved_config))
+    except (ConfigError, LookupError, TypeError, ValueError):  # not readable now: compare it as written
+        return saved_config
+
+
+def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) -> list[str]:
+    """Path-level differences between a checkpoint's loss (config and plugin lock) and ``loss``.
+
+    Each line reads ``terms.kl.free_bits: 0.1 -> 0.2``; plugin versions as ``plugin for 'stft': ...``.
+    """
+    out: list[str] = []
+    now_config = converter.unstructure(loss.config) if loss is not None else None
+    if (saved_config is None) != (now_config is None):
+        describe = {True: "the legacy vae_loss", False: "a CombinedLoss"}
+        return [f"loss: {describe[saved_config is None]} -> {describe[now_config is None]}"]
+    _diff(_plain(_with_defaults(saved_config)), _plain(now_config), "", out)
+    saved_lock = saved_lock if isinstance(saved_lock, Mapping) else {}
+    now_lock = make_lock(loss) if loss is not None else {}
+    for term in [t for t in now_lock if t in saved_lock]:
+        was, now = saved_lock[term], now_lock[term]
+        was = f"{was.get('distribution')}=={was.get('version')}" if isinstance(was, Mapping) else _describe(was)
+        now = f"{now['distribution']}=={now['version']}"
+        if was != now:
+            out.append(f"plugin for {term!r}: {was} -> {now}")
+    return out
