@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml $(PLUGINS) Makefile
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports  # the layers: core < seed wing < training < CLI (pyproject's [tool.importlinter])
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -217,7 +217,7 @@ def bench_overhead(device: torch.device, reps: int) -> dict:
 
     config = LossConfig()
     combined = CombinedLoss(config).to(device)
-    stft = FastMultiResolutionSTFT(config.stft).to(device)
+    stft = FastMultiResolutionSTFT(config.terms["stft"]).to(device)
     g = torch.Generator().manual_seed(0)
     recon0 = torch.rand(16, 2, 128, 94, generator=g).to(device)
     target = torch.rand(16, 2, 128, 94, generator=g).to(device)

@@ -9,12 +9,12 @@ exponential moving average of its norm and scaled to ``total_norm * w_i / sum(w)
 ``avg`` is the published averager: ``s <- decay * s + ||g||``, ``n <- decay * n + 1``, ``avg = s / n`` (an
 EMA normalised by the sum of its decays, so early steps are not biased towards 0). ``||g||`` is, with
 ``per_batch_item``, the mean over batch items of each item's gradient norm, else the norm of the whole
-gradient. ``G`` and the gradient of ``rest`` (the weighted sum of the terms that do not read ``y``, e.g. KL)
+gradient. ``G`` and the gradient of ``rest`` (the weighted sum of the terms that do not read ``y``, e.g. a prior)
 reach the model's parameters in one ``torch.autograd.backward`` call.
 
 API::
 
-    balancer = GradientBalancer(BalancerConfig(enabled=True), ["stft", "mag_recon", "if_recon"])
+    balancer = GradientBalancer(BalancerConfig(enabled=True), ["spectral", "waveform_l1"])
     logs = balancer.backward(values, weights, y, rest)
 
 - ``values``: each balanced term's unweighted 0-dim loss, a function of ``y``.

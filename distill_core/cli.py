@@ -24,6 +24,7 @@ class UserError(click.ClickException):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .combined import TermBuildError
     from .config import ConfigError
     from .extras import MissingExtra
@@ -43,6 +44,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _one_line(exc: BaseException) -> str:
     """A user error's message on one line (a config's several problems joined with '; ')."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
 
     if isinstance(exc, ConfigError):
@@ -63,6 +65,7 @@ class Group(click.Group):
 
 
 def _versions() -> str:
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .plugins import get_registry
 
     registry = get_registry()
@@ -91,6 +94,7 @@ def main(debug: bool) -> None:
 
 
 def _fields(config_class: type) -> list[dict[str, Any]]:
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import attrs
 
     from .config import converter
@@ -101,6 +105,7 @@ def _fields(config_class: type) -> list[dict[str, Any]]:
 
 
 def _type_name(t: Any) -> str:
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import _is_weight
 
     if _is_weight(t):
@@ -115,6 +120,7 @@ def _type_name(t: Any) -> str:
 @click.option("--requirements", is_flag=True, help="Print dist==version lines for the installed plugins.")
 def plugins(as_json: bool, requirements: bool) -> None:
     """List every discovered loss term, its distribution, version, module and config fields."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .plugins import get_registry
 
     registry = get_registry()
@@ -154,6 +160,7 @@ def plugins(as_json: bool, requirements: bool) -> None:
                    "lock.json beside CONFIG, if any.")
 def check(config: Path, lock: Path | None) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
     from .loss_config import dumps_config, load_config, validate
     from .plugins import term_origins
@@ -174,6 +181,7 @@ def check(config: Path, lock: Path | None) -> None:
 @click.argument("term", required=False)
 def schema(term: str | None) -> None:
     """Print the JSON Schema of the loss config (or of one TERM's section) for editors."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .schema import config_schema, term_schema
 
     click.echo(json.dumps(term_schema(term) if term else config_schema(), indent=2))
@@ -185,6 +193,7 @@ def schema(term: str | None) -> None:
               show_default=True, help="Folder to create distill-NAME/ in.")
 def new_plugin(name: str, directory: Path) -> None:
     """Scaffold a plugin distribution distill-NAME with a term, its config, a README and a test."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .scaffold import scaffold
 
     path = scaffold(name, directory)
@@ -215,6 +224,7 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
               overwrite: bool, force_config: bool, no_progress: bool, no_tensorboard: bool) -> None:
     """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import signal
 
     from .training.run import DemoSettings, run_demo
@@ -245,6 +255,7 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
     """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .training.compare import CompareError
     from .training.metrics import MetricsHistory
     from .training.plots import plot_runs
@@ -271,6 +282,7 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
 @click.option("--device", default="cpu", show_default=True)
 def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str) -> None:
     """Reconstruct held-out WAVs with each run's best.pt; tabulate LSD, MR-STFT, mel, SI-SDR and SC."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .training.compare import compare_runs, markdown, output_paths, write_comparison
 
     output_paths(out, force)  # refuse before the work, not after

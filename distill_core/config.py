@@ -15,6 +15,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from .atomic import atomic_write_text
 from .schedules import SCHEDULES, Weight
 
 Problem = tuple[str, str]  # (dotted path, reason)
@@ -461,8 +462,6 @@ def format_mapping(data: Mapping[str, Any], suffix: str) -> str:
 
 def write_mapping(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write a mapping as .toml/.json/.yaml atomically (temp file, fsync, rename)."""
-    from .atomic import atomic_write_text
-
     p = Path(path)
     try:
         text = format_mapping(data, p.suffix)

@@ -14,7 +14,7 @@ def main() -> None:
     except MissingExtra as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    from .cli import main as cli
+    from .cli import main as cli  # only once click is known to be installed: cli imports it at the top
 
     cli()
 

@@ -24,7 +24,7 @@ class Adapter(Protocol):
 
     ``reads`` holds every batch key some term reads, so an adapter computes costly extras (e.g. waveforms
     of spectrograms) only when asked. An adapter may also define ``measure(batch)``: extra 0-dim tensors
-    averaged over validation (e.g. a raw KL for collapse checks).
+    averaged over validation (e.g. a statistic of the latent for collapse checks).
     """
 
     def __call__(self, model: nn.Module, inputs: Any, reads: frozenset[str]) -> Batch: ...

@@ -1,5 +1,6 @@
-"""The adjoints of framing a signal for an STFT, shared by the terms that compute their STFT gradients in closed
-form (stft, mel): overlap-add of windowed frames, and the adjoint of reflect padding."""
+"""The adjoints of framing a signal for a short-time transform, shared by the terms that compute those
+gradients in closed form (the spectral and mel plugins): overlap-add of windowed frames, and the adjoint of
+reflect padding."""
 
 from __future__ import annotations
 

@@ -32,20 +32,26 @@ class GroupConfig:
 KIND = "sum"  # older files name each group's kind; there is one
 
 
-def group_section(section: Any, path: str) -> tuple[Any, list[Problem]]:
+def group_section(section: Any, path: str, older_kinds: Iterable[str] = ()) -> tuple[Any, list[Problem]]:
     """A group's file section as GroupConfig's fields: ``kind = "sum"`` (older files) dropped, and
-    ``members = ["a", "b"]`` written as the table ``{a = 1.0, b = 1.0}``. (None, problems) when unreadable."""
+    ``members = ["a", "b"]`` written as the table ``{a = 1.0, b = 1.0}``. (None, problems) when unreadable.
+
+    ``older_kinds`` are the kinds older files may name, which the recipes' upgrades read."""
     if not isinstance(section, Mapping):
         return section, []
     kind = section.get("kind", KIND)
     if kind != KIND:
-        return None, [(join(path, "kind"), f"expected {KIND!r} or no kind (a group sums its members, each with "
-                                           f"its weight: members = {{a = 1.0, b = 0.5}}), got {_describe(kind)}")]
+        kinds = ", ".join(map(repr, (KIND, *older_kinds)))
+        return None, [(join(path, "kind"), f"expected one of {kinds}, got {_describe(kind)} (or no kind: a group "
+                                           "sums its members, each with its weight: members = {a = 1.0, b = 0.5})")]
     section = {k: v for k, v in section.items() if k != "kind"}
     members = section.get("members", {})
     if isinstance(members, Mapping):
         return section, []
     if isinstance(members, (list, tuple)) and all(isinstance(m, str) for m in members):
         return {**section, "members": {m: 1.0 for m in members}}, []
-    return None, [(join(path, "members"), f"expected a list of term names or a table of term = weight, "
-                                          f"got {_describe(members)}")]
+    if isinstance(members, (list, tuple)):
+        return None, [(f"{join(path, 'members')}[{i}]", f"expected a term name (str), got {_describe(m)}")
+                      for i, m in enumerate(members) if not isinstance(m, str)]
+    return None, [(join(path, "members"), f"expected a list of str, got {_describe(members)} (or a table of "
+                                          "term = weight)")]

@@ -321,7 +321,7 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     groups: dict[str, GroupConfig] = {}
     for name, section in sections["groups"].items():
         path = join("groups", str(name))
-        section, found = group_section(section, path)
+        section, found = group_section(section, path, recipes.older_group_kinds())
         problems += found
         if section is None:
             continue

@@ -1,4 +1,4 @@
-"""Mel filterbanks numerically equal to librosa.filters.mel, without librosa (shared by the stft and mel terms
+"""Mel filterbanks numerically equal to librosa.filters.mel, without librosa (shared by the spectral and mel plugins
 and the demo spectrogram)."""
 
 from __future__ import annotations

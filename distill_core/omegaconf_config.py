@@ -1,5 +1,5 @@
 """Loss configs from Hydra / OmegaConf: resolve the node, then load it like a file, with errors that name the
-key as the Hydra config spells it (``loss.terms.kl.weight``)."""
+key as the Hydra config spells it (``loss.terms.sisdr.weight``)."""
 
 from __future__ import annotations
 

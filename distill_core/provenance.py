@@ -83,7 +83,7 @@ def parse_pins(pins: Iterable[str]) -> list[Problem]:
         try:
             requirement(pin)
         except InvalidRequirement as exc:
-            problems.append((f"required_plugins[{i}]", f"not a requirement like 'distill-stft>=0.1': {exc}"))
+            problems.append((f"required_plugins[{i}]", f"not a requirement like 'distill-sisdr>=0.1': {exc}"))
     return problems
 
 

@@ -36,7 +36,8 @@ class Recipe:
     """Terms (by section, as a file writes them), groups, the fallback group and the batch's layouts.
 
     ``distributions`` names the distribution that provides each term, for the error when one is missing;
-    ``upgrade`` returns an Upgrade for a mapping in one of this recipe's older layouts, else None.
+    ``upgrade`` returns an Upgrade for a mapping in one of this recipe's older layouts, else None;
+    ``group_kinds`` are the group kinds of those layouts (``kind = "..."``) that it reads.
     """
 
     terms: Mapping[str, Any] = attrs.Factory(dict)
@@ -45,6 +46,7 @@ class Recipe:
     batch: Mapping[str, str] = attrs.Factory(dict)
     distributions: Mapping[str, str] = attrs.Factory(dict)
     upgrade: Callable[[Mapping[str, Any]], Upgrade | None] | None = None
+    group_kinds: tuple[str, ...] = ()
 
 
 class RecipeError(LookupError):
@@ -89,6 +91,11 @@ def get(name: str) -> Recipe:
     if recipe is not None:
         raise recipe
     raise RecipeError(f"unknown recipe {name!r}; installed recipes: {', '.join(sorted(found))}")
+
+
+def older_group_kinds() -> tuple[str, ...]:
+    """Every group kind an installed recipe's upgrade reads."""
+    return tuple(k for r in recipes().values() if isinstance(r, Recipe) for k in r.group_kinds)
 
 
 def upgrade(data: Mapping[str, Any]) -> Upgrade | None:

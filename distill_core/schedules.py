@@ -42,7 +42,7 @@ class Constant:
 class LinearWarmup:
     """Linear from 0 to ``max`` over ``int(total_epochs * warmup_fraction)`` epochs, then ``max``.
 
-    This is the seed's KL warm-up (``get_kl_weight``): with no warm-up epochs the weight is ``max`` at once.
+    The seed's warm-up schedule: with no warm-up epochs the weight is ``max`` at once.
     """
 
     kind: ClassVar[str] = "linear_warmup"

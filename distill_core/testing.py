@@ -14,7 +14,7 @@ import torch
 
 from .config import converter
 from .extras import require
-from .plugins import Registry, TermInfo, reset_registry
+from .plugins import Registry, TermInfo, get_registry, reset_registry
 from .terms import LossTerm
 
 pytest = require("pytest", "the test kit distill_core.testing")
@@ -183,7 +183,6 @@ def check_discovery(term_class: type[LossTerm], distribution: str) -> TermInfo:
     installed version; return the registry's TermInfo."""
     from importlib import metadata
 
-    from .plugins import get_registry
 
     info = get_registry().get(term_class.name)
     assert info.cls is term_class, f"{term_class.name!r} resolves to {info.cls!r}, not {term_class!r}"

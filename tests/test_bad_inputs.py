@@ -198,7 +198,7 @@ def test_aliases_within_the_limit_still_load(tmp_path):
         load_config(path)
     path.write_text("terms:\n  stft:\n    fft_sizes: &sizes [256, 512, 1024]\n    win_lengths: *sizes\n"
                     "    hop_sizes: [64, 128, 256]\n")
-    assert load_config(path).stft.win_lengths == (256, 512, 1024)
+    assert load_config(path).terms["stft"].win_lengths == (256, 512, 1024)
 
 
 def test_describing_a_huge_value_is_bounded():

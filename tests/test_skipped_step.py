@@ -24,7 +24,8 @@ class Tiny(torch.nn.Module):
 
 
 CONFIG = LossConfig()
-CONFIG.stft.fft_sizes, CONFIG.stft.hop_sizes, CONFIG.stft.win_lengths = (256,), (64,), (256,)
+STFT = CONFIG.terms["stft"]
+STFT.fft_sizes, STFT.hop_sizes, STFT.win_lengths = (256,), (64,), (256,)
 
 OPTIMIZERS = {
     "adam": lambda p: torch.optim.Adam(p, lr=1e-2),

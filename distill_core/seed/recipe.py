@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..recipes import Recipe
-from .layout import upgrade
+from .layout import GROUP_KIND, upgrade
 
 # The reconstruction group: weight * (magnitude_weight * mag_recon + if_weight * if_recon), as the seed sums it.
 RECONSTRUCTION = {"weight": 0.1, "members": {"mag_recon": 1.0, "if_recon": 0.5}, "key": "recon_loss"}
@@ -25,4 +25,5 @@ VAE = Recipe(
     distributions={"stft": "distill-stft", "mag_recon": "distill-mag-recon", "if_recon": "distill-if-recon",
                    "kl": "distill-kl"},
     upgrade=upgrade,
+    group_kinds=(GROUP_KIND,),
 )

@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..extras import require
 from .audio import AudioError, wav_corpus
 from .audio_metrics import METRICS, evaluate
 from .checkpoint import CheckpointError, load_checkpoint
@@ -186,7 +187,6 @@ def markdown(comparison: Comparison) -> str:
 
 def plot(comparison: Comparison, path: Path) -> Path:
     """One bar panel per metric, a bar per run with the clips' standard deviation as the error bar."""
-    from ..extras import require
 
     require("matplotlib", "distill-loss compare")
     import io

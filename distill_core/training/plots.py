@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from ..atomic import atomic_write_bytes
+from ..extras import require
 from .metrics import EpochMetrics, MetricsHistory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +77,6 @@ def _spans_decades(values: list[float]) -> bool:
 
 def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
     """One or several runs (label -> history) in one figure: total, a panel per term, schedules."""
-    from ..extras import require
 
     require("matplotlib", "plotting losses")
     import matplotlib

@@ -13,6 +13,7 @@ from .. import __version__
 from ..atomic import atomic_write_text
 from ..combined import CombinedLoss
 from ..config import ConfigError
+from ..extras import require
 from ..lock import write_lock
 from ..loss_config import LossConfig, dumps_config, load_config
 from ..provenance import term_origins
@@ -50,7 +51,6 @@ class DemoSettings:
 
 
 def _progress(total: int, enabled: bool):
-    from ..extras import require
 
     tqdm = require("tqdm.auto", "distill-loss train").tqdm
     bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)

@@ -19,7 +19,10 @@ from typing import Mapping
 import attrs
 import torch
 
+from ..atomic import atomic_write_text
+from ..config import converter, problems_from
 from ..mel import mel_filterbank
+from .checkpoint import CheckpointError
 
 
 @attrs.define(frozen=True)
@@ -45,15 +48,12 @@ class SpectrogramConfig:
 
 def save_spectrogram_config(cfg: SpectrogramConfig, path: str | os.PathLike) -> Path:
     """JSON beside a run's checkpoints, so the run's model can be fed (distill-loss compare) later."""
-    from ..atomic import atomic_write_text
 
     return atomic_write_text(path, json.dumps(attrs.asdict(cfg), indent=1) + "\n")
 
 
 def load_spectrogram_config(path: str | os.PathLike) -> SpectrogramConfig:
     """The settings save_spectrogram_config wrote; a CheckpointError names the file and the key when invalid."""
-    from ..config import converter, problems_from
-    from .checkpoint import CheckpointError
 
     p = Path(path)
     try:

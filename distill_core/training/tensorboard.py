@@ -11,9 +11,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..config import converter
 from ..extras import available
-from .metrics import EpochMetrics, StepMetrics
+from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .plots import term_curves
+from .spectrogram import from_spectrogram
 
 #: () -> (original waveforms [S, N], reconstructions [S, N], original spectrograms, reconstructed ones [S, 2, F, T])
 Samples = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -31,7 +33,6 @@ def _scalars(prefix: str, values: Mapping[str, float]) -> dict[str, float]:
 def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
     """Every scalar of one epoch by tag: totals, each term's train and val value, weights, the balancer's
     ratios and state, non-finite steps, the raw KL and the learning rate."""
-    from .metrics import MetricsHistory
 
     out = {"total/train": metrics.train_loss, "total/val": metrics.val_loss,
            "nonfinite_steps": float(metrics.nonfinite_steps), "kl_divergence": metrics.kl_divergence,
@@ -119,7 +120,6 @@ def demo_logger(run_dir: Path, settings: Any, config_text: str, loss_hparams: Ma
     samples are the model's reconstructions of ``originals`` ([S, 2, F, T] validation spectrograms)."""
     if not getattr(settings, "tensorboard", True) or not tensorboard_available():
         return None
-    from .spectrogram import from_spectrogram
 
     spec = settings.spectrogram
     device = torch.device(settings.device)
@@ -141,7 +141,6 @@ def demo_logger(run_dir: Path, settings: Any, config_text: str, loss_hparams: Ma
 
 def loss_hparams(config: Any) -> dict[str, Any]:
     """Each term's and group's weight from a LossConfig, as ``weight/<name>`` (schedules as their text)."""
-    from ..config import converter
 
     data = converter.unstructure(config)
     out: dict[str, Any] = {}
