@@ -307,13 +307,18 @@ import distill_core
 registry = distill_core.get_registry()
 elapsed = time.perf_counter() - t
 assert {"stft", "mag_recon", "if_recon", "kl"} <= set(registry.terms)
+if BUILD:
+    distill_core.CombinedLoss()  # the default recipe, built: recipes, config structuring, terms' buffers
+    elapsed = time.perf_counter() - t
 print(elapsed, spent[0])
 """
 
 
-def bench_import(reps: int) -> dict:
-    """Fresh processes; also reports the cyclic-GC time (passes over torch's objects) inside the window."""
-    runs = [tuple(map(float, subprocess.run([sys.executable, "-c", IMPORT_CHILD], capture_output=True, text=True,
+def bench_import(reps: int, build: bool = False) -> dict:
+    """Fresh processes; also reports the cyclic-GC time (passes over torch's objects) inside the window.
+    With ``build``, the window also holds building the recipe's CombinedLoss."""
+    child = f"BUILD = {build}\n" + IMPORT_CHILD
+    runs = [tuple(map(float, subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                                             check=True).stdout.split())) for _ in range(reps)]
     return {"median_ms": statistics.median(r[0] for r in runs) * 1e3, "min_ms": min(r[0] for r in runs) * 1e3,
             "median_gc_ms": statistics.median(r[1] for r in runs) * 1e3}
@@ -356,7 +361,7 @@ def report_mel(results: dict, device: torch.device, args: argparse.Namespace) ->
                   f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["mel"]]))
 
 
-SECTIONS = ("stft", "mel", "overhead", "import", "balancer")
+SECTIONS = ("stft", "mel", "overhead", "import", "build", "balancer")
 
 
 def main() -> None:
@@ -391,6 +396,12 @@ def main() -> None:
         results["import"] = bench_import(args.reps)
         i = results["import"]
         print(table("5. import distill_core + discovery of the installed plugins (torch already imported)",
+                    ["median ms", "min ms", "median ms in cyclic GC"],
+                    [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_gc_ms']:.1f}"]]))
+    if "build" in only:
+        results["build"] = bench_import(args.reps, build=True)
+        i = results["build"]
+        print(table("5b. import + discovery + building the recipe's CombinedLoss (torch already imported)",
                     ["median ms", "min ms", "median ms in cyclic GC"],
                     [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_gc_ms']:.1f}"]]))
     if "balancer" in only:

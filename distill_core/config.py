@@ -13,7 +13,8 @@ from typing import Any, Iterable, Literal, Mapping, Union
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (ClassValidationError, ForbiddenExtraKeysError, IterableValidationError,
+                           StructureHandlerNotFoundError)
 
 from .atomic import atomic_write_text
 from .schedules import SCHEDULES, Weight
@@ -244,6 +245,8 @@ def structure_checked(data: Any, cls: type, path: str) -> tuple[Any, list[Proble
         return None, [(path, f"expected a table of {cls.__name__} fields, got {_describe(data)}")]
     try:
         return converter.structure(dict(data), cls), []
+    except StructureHandlerNotFoundError as exc:  # a plugin's config class that cattrs cannot structure
+        return None, [(path, f"{cls.__name__} cannot be structured by cattrs: {exc}")]
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError,
             InvalidConfig, ValueError, TypeError) as exc:
         problems = problems_from(exc, path)

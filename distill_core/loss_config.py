@@ -18,6 +18,7 @@ from . import recipes
 from .balancer import BalancerConfig
 from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
                      read_mapping, structure_checked, unstructure, write_mapping)
+from .gcpause import paused_gc
 from .groups import GroupConfig, group_section
 from .layouts import Reader
 from .layouts import conflicts as layout_conflicts
@@ -51,7 +52,8 @@ def default_config(registry: Registry | None = None) -> "LossConfig":
     global _DEFAULT
     registry = registry or get_registry()
     if _DEFAULT is None or _DEFAULT[0] is not registry:
-        _DEFAULT = (registry, _structure({"recipe": recipes.DEFAULT}, registry, f"recipe {recipes.DEFAULT!r}"))
+        with paused_gc():  # structuring the recipe makes cattrs hooks: a burst of short-lived objects
+            _DEFAULT = (registry, _structure({"recipe": recipes.DEFAULT}, registry, f"recipe {recipes.DEFAULT!r}"))
     return copy.deepcopy(_DEFAULT[1])
 
 

@@ -20,7 +20,8 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .config import converter, did_you_mean
+from .config import did_you_mean
+from .gcpause import paused_gc
 from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
 
@@ -103,10 +104,9 @@ def validate_term_class(cls: Any) -> None:
     if "weight" not in attrs.fields_dict(config_class):
         raise PluginError(f"{what}.config_class {config_class.__name__} has no 'weight' field")
     try:
-        config_class()  # defaults must construct
-        converter.get_structure_hook(config_class)  # and cattrs must be able to structure it
+        config_class()  # defaults must construct; cattrs makes its structure hook on first use, not here
     except Exception as exc:  # any failure here is the plugin's, reported with its class
-        raise PluginError(f"{what}.config_class {config_class.__name__} cannot be structured by cattrs "
+        raise PluginError(f"{what}.config_class {config_class.__name__} cannot be built "
                           f"with its defaults: {type(exc).__name__}: {exc}") from exc
     requires = getattr(cls, "requires", None)
     if not (isinstance(requires, tuple) and all(isinstance(k, str) for k in requires)):
@@ -335,12 +335,13 @@ def get_registry() -> Registry:
     """The process-wide registry: entry points are scanned on first use, once, then cached."""
     global _default
     if _default is None:
-        with _lock:
+        with _lock, paused_gc():
             if _default is None:
                 registry = Registry()
                 registry.load_entrypoints()
                 _default = registry
     return _default
+
 
 
 def reset_registry(registry: Registry | None = None) -> Registry | None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from .config import Problem
+from .gcpause import paused_gc
 
 GROUP = "distill.recipes"
 NONE = "none"
@@ -76,7 +77,7 @@ def recipes() -> dict[str, Recipe | RecipeError]:
     """Every recipe by name (a RecipeError in place of one that failed to load), discovered once."""
     global _found
     if _found is None:
-        with _lock:
+        with _lock, paused_gc():
             if _found is None:
                 _found = _discover()
     return dict(_found)
