@@ -55,7 +55,7 @@ def test_step_metrics_are_emitted_at_the_log_interval():
     seen = []
     train(model(), train_loader, val_loader, LossConfig(), epochs=1, callbacks=[seen.append], log_interval=2)
     steps = [s for s in seen if not isinstance(s, EpochMetrics)]
-    assert [s.step for s in steps] == [2, 3]  # 20 clips / 8 = 3 steps: at 2 and at the end
+    assert [s.step for s in steps] == [1, 2]  # 20 clips / 8 = 3 steps: after 2 and at the end (0-based, as the seed)
     assert all(s.stft_loss > 0 and s.kl_weight == 0.01 for s in steps)  # 1 epoch: no warm-up epochs
     assert isinstance(seen[-1], EpochMetrics)
 

@@ -13,7 +13,7 @@ import torch
 
 from ..config import converter
 from ..extras import available
-from .metrics import EpochMetrics, MetricsHistory, StepMetrics
+from .metrics import NAMED_TERMS, EpochMetrics, MetricsHistory, StepMetrics
 from .plots import term_curves
 from .spectrogram import from_spectrogram
 
@@ -35,8 +35,10 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
     ratios and state, non-finite steps, the raw KL and the learning rate."""
 
     out = {"total/train": metrics.train_loss, "total/val": metrics.val_loss,
-           "nonfinite_steps": float(metrics.nonfinite_steps), "kl_divergence": metrics.kl_divergence,
+           "nonfinite_steps": float(metrics.nonfinite_steps),
            "learning_rate": metrics.learning_rate, "overfitting_gap": metrics.overfitting_gap}
+    if metrics.kl_divergence or "kl_loss" in metrics.val_components:  # measured by the VAE's adapter
+        out["kl_divergence"] = metrics.kl_divergence
     for term, (train, val) in term_curves(MetricsHistory(epochs=[metrics])).items():
         name = term.removesuffix("_loss")
         if math.isfinite(train[0]):
@@ -49,11 +51,13 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
 
 def step_scalars(metrics: StepMetrics) -> dict[str, float]:
     """A logged step's scalars (means over the steps since the previous log)."""
-    terms = {"stft_loss": metrics.stft_loss, "mag_recon_loss": metrics.mag_recon_loss,
-             "if_recon_loss": metrics.if_recon_loss, "kl_loss": metrics.kl_loss, **metrics.components}
-    return {"step/total": metrics.train_loss, "step/kl_weight": metrics.kl_weight,
-            "step/nonfinite": float(metrics.nonfinite_steps), "step/learning_rate": metrics.learning_rate,
-            **_scalars("step", {k: v for k, v in terms.items() if v != 0.0 or k in metrics.components})}
+    terms = dict(metrics.components) or {k: getattr(metrics, k) for k in (*NAMED_TERMS, "kl_loss")
+                                         if getattr(metrics, k)}  # older histories name only the seed's
+    out = {"step/total": metrics.train_loss, "step/nonfinite": float(metrics.nonfinite_steps),
+           "step/learning_rate": metrics.learning_rate, **_scalars("step", terms)}
+    if "kl_loss" in terms:  # the seed's field: the KL term's weight that step
+        out["step/kl_weight"] = metrics.kl_weight
+    return out
 
 
 def _image(spec: torch.Tensor) -> torch.Tensor:
