@@ -47,18 +47,23 @@ class TermBinding:
 _DEFAULT: tuple[Registry, "LossConfig"] | None = None
 
 
-def default_config(registry: Registry | None = None) -> "LossConfig":
-    """A fresh copy of the default recipe as a config, structured once per registry."""
+def _default(registry: Registry | None = None) -> "LossConfig":
+    """The default recipe as a config, structured once per registry (shared: copy before handing out)."""
     global _DEFAULT
     registry = registry or get_registry()
     if _DEFAULT is None or _DEFAULT[0] is not registry:
         with paused_gc():  # structuring the recipe makes cattrs hooks: a burst of short-lived objects
             _DEFAULT = (registry, _structure({"recipe": recipes.DEFAULT}, registry, f"recipe {recipes.DEFAULT!r}"))
-    return copy.deepcopy(_DEFAULT[1])
+    return _DEFAULT[1]
+
+
+def default_config(registry: Registry | None = None) -> "LossConfig":
+    """A fresh copy of the default recipe as a config."""
+    return copy.deepcopy(_default(registry))
 
 
 def _from_default(part: str) -> Any:
-    return attrs.Factory(lambda: getattr(default_config(), part))
+    return attrs.Factory(lambda: copy.deepcopy(getattr(_default(), part)))
 
 
 @attrs.define(kw_only=True)

@@ -94,7 +94,7 @@ class TensorBoardLogger:
 
     def __call__(self, metrics: Any) -> None:
         if isinstance(metrics, StepMetrics):
-            step = metrics.epoch * max(metrics.total_steps, 1) + metrics.step
+            step = metrics.epoch * max(metrics.total_steps, 1) + metrics.step + 1  # steps done (step is 0-based)
             for tag, value in step_scalars(metrics).items():
                 self.writer.add_scalar(tag, value, step)
         elif isinstance(metrics, EpochMetrics):
