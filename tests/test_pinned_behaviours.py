@@ -11,23 +11,21 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import stat
 import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import CombinedLoss, LossConfig, load_config
-from distill_core.cli import main
 from distill_core.models import get_kl_weight
-from distill_core.training import MetricsHistory, SpectrogramConfig, SpectrogramVAE, train, validate_epoch
+from distill_core.training import (MetricsHistory, SpectrogramConfig, SpectrogramVAE, to_spectrogram, train,
+                                   validate_epoch)
 from distill_core.training.checkpoint import load_checkpoint, save_checkpoint
+from distill_core.training.compare import compare_runs, markdown
 
 
 # --- best-epoch tracking ---------------------------------------------------------------------------------
@@ -158,61 +156,55 @@ def test_kl_warmup_length_truncates_as_the_seed(epochs, fraction, warmup):
 
 # --- best epochs per segment -----------------------------------------------------------------------------
 
-TOY = ["--clips", "4", "--batch-size", "2", "--no-progress", "--no-tensorboard"]
-# A loss a hundred times smaller than the recipe: its epochs score far below any epoch under the recipe.
-SMALL_LOSS = "[terms.stft]\nweight = 0.001\n[terms.kl]\nweight = 0.0\n[groups.reconstruction]\nweight = 0.001\n"
+# A loss a thousand times smaller than the recipe: its epochs score far below any epoch under the recipe.
+SMALL_LOSS = {"terms": {"stft": {"weight": 0.001}, "kl": {"weight": 0.0}},
+              "groups": {"reconstruction": {"weight": 0.001}}}
 
 
-def write_tone(path: Path, seconds: float, freq: float, sample_rate: int = 16000) -> None:
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    pcm = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+def tones(freqs: list[float], samples: int, sample_rate: int = 16000) -> torch.Tensor:
+    t = torch.arange(samples) / sample_rate
+    return torch.stack([0.3 * torch.sin(2 * math.pi * f * t) for f in freqs])
+
+
+def write_wav(path: Path, signal_: torch.Tensor, sample_rate: int = 16000) -> None:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
+        w.writeframes((signal_.numpy() * 32767).astype("<i2").tobytes())
 
 
-@pytest.fixture
-def keep_sigterm():
-    """train installs a SIGTERM handler; in-process runs must not leave it behind."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
+def test_compare_reports_the_best_epoch_of_the_segment_best_pt_comes_from(tmp_path):
+    """Defect: best_epoch() ignores segments, so after a --force-config resume compare names the old
+    segment's best epoch (and value) while it loads the new segment's best.pt."""
+    spec = SpectrogramConfig(mel_bins=64)  # compare infers these settings from the model's shapes
+    specs = to_spectrogram(tones([220.0, 330.0, 440.0, 550.0], spec.samples), spec)
+    loaders = (DataLoader(TensorDataset(specs[2:]), batch_size=2), DataLoader(TensorDataset(specs[:2]), batch_size=2))
 
+    def vae() -> SpectrogramVAE:
+        torch.manual_seed(0)
+        return SpectrogramVAE(spec.bins, spec.frames, latent_dim=8, width=8)
 
-def test_compare_reports_the_best_epoch_of_the_segment_best_pt_comes_from(tmp_path, keep_sigterm):
-    """Defect: best_epoch() ignores segments, so after --force-config compare names the old segment's best
-    epoch (and value) while it loads the new segment's best.pt."""
-    small = tmp_path / "small.toml"
-    small.write_text(SMALL_LOSS)
-    runner = CliRunner()
-    first = runner.invoke(main, ["train", str(small), "--epochs", "2", *TOY, "--out", str(tmp_path), "--name", "r"])
-    assert first.exit_code == 0, first.output
     run = tmp_path / "r"
-    second = runner.invoke(main, ["train", "--epochs", "4", *TOY, "--out", str(tmp_path), "--name", "r",
-                                  "--resume", str(run / "last.pt"), "--force-config"])
-    assert second.exit_code == 0, second.output
-    history = MetricsHistory.load(run / "history.json")
-    assert [s.start_epoch for s in history.segments] == [2]
-    overall = min(history.epochs, key=lambda e: e.val_loss)
-    assert overall.epoch < 2  # the small loss's epochs stay the run's minimum: the case that matters
+    train(vae(), *loaders, load_config(SMALL_LOSS), epochs=1, checkpoint_dir=run, collapse_threshold=0.0)
+    history = train(vae(), *loaders, LossConfig(), epochs=3, checkpoint_dir=run, resume_from=run / "last.pt",
+                    new_segment="--force-config", collapse_threshold=0.0)
+    assert [s.start_epoch for s in history.segments] == [1]
+    assert min(history.epochs, key=lambda e: e.val_loss).epoch == 0  # the small loss's epoch stays the minimum
     best = load_checkpoint(run / "best.pt")
-    assert best["epoch"] >= 2
-    assert history.best_epoch().epoch == best["epoch"]
+    assert best["epoch"] >= 1  # best.pt is the new segment's
 
     clips = tmp_path / "held_out"
     clips.mkdir()
-    for i, freq in enumerate((220.0, 440.0)):
-        write_tone(clips / f"{i}.wav", 2.2, freq)
-    result = runner.invoke(main, ["compare", str(run), "--data", str(clips), "--out", str(tmp_path / "cmp")])
-    assert result.exit_code == 0, (result.output, result.exception)
-    row = re.search(rf"^\| r \| `{re.escape(str(run))}` \| (\d+) \| (\S+) \| (\S+) \|",
-                    (tmp_path / "cmp" / "compare.md").read_text(), re.M)
-    assert row, (tmp_path / "cmp" / "compare.md").read_text()
-    assert int(row.group(1)) == 4
+    for i, clip in enumerate(tones([260.0, 500.0], spec.samples)):
+        write_wav(clips / f"{i}.wav", clip)
+    table = markdown(compare_runs([run], clips, max_clips=2))  # what distill-loss compare prints
+    row = re.search(rf"^\| r \| `{re.escape(str(run))}` \| (\d+) \| (\S+) \| (\S+) \|", table, re.M)
+    assert row, table
+    assert int(row.group(1)) == 3
     assert int(row.group(2)) == best["epoch"] + 1  # compare counts epochs from 1
     assert float(row.group(3)) == pytest.approx(best["best_val"], rel=1e-3)  # printed with 4 digits
+    assert MetricsHistory.load(run / "history.json").best_epoch().epoch == best["epoch"]
 
 
 # --- a balanced term with zero gradient ------------------------------------------------------------------
