@@ -2,8 +2,8 @@
 the KL warm-up length, best epochs per segment, a balanced term with zero gradient, partial config sections,
 the durable save and group member weights.
 
-Each test goes through public entry points (``distill_core``, ``distill_core.training``, ``train()``, the CLI,
-files on disk) and was seen to fail on the defect its docstring names.
+Each test goes through what a user calls (``distill_core``, ``distill_core.training``, ``train()``, compare's
+table, files on disk) and was seen to fail with the defect its docstring names applied by hand.
 """
 
 from __future__ import annotations
