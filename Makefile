@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 # The anchors' own code for distill-discriminators' parity tests (--no-deps: torch stays the CPU build), in a
-# folder of its own that only those tests put on sys.path: plugins/distill-discriminators/tests/anchors.py.
+# folder of its own that only those tests put on sys.path: plugins/distill-discriminators/tests/disc_anchors.py.
 ANCHORS := $(VENV)/anchors
 ANCHOR_PACKAGES := descript-audio-codec==1.0.0 descript-audiotools==0.7.2 vocos==0.1.0 bigvgan==2.4.1 \
 	audiocraft==1.3.0 torchaudio==2.11.1 einops==0.8.2 julius==0.2.8 flatten-dict==0.5.0 randomname==0.2.1 \

@@ -155,11 +155,15 @@ class AdversarialConfig:
         from .presets import PRESETS
 
         problems: Problems = []
+        fields = attrs.fields_dict(type(self))
+        for key in ("discriminators", "feature_matching", "optimizer", "scheduler"):
+            value = getattr(self, key)
+            if is_plain(value):  # given in Python as plain data, as a file would give it
+                setattr(self, key, converter.structure(value, fields[key].type))
         if self.preset is not None:
             for key, value in PRESETS[self.preset].items():
                 if getattr(self, key) is None:
-                    field = attrs.fields_dict(type(self))[key]
-                    setattr(self, key, converter.structure(value, field.type))
+                    setattr(self, key, converter.structure(value, fields[key].type))
         missing = [k for k in ("discriminators", "loss", "feature_matching", "gen_weight", "feat_weight",
                                "optimizer") if getattr(self, k) is None]
         problems += [(k, "missing: give it, or a preset that sets it") for k in missing]
@@ -179,6 +183,13 @@ class AdversarialConfig:
             problems.append(("init_from", f"init = {self.init!r} needs the file holding D's state; none given"))
         if problems:
             raise InvalidConfig(problems)
+
+
+def is_plain(value: Any) -> bool:
+    """A mapping, or a sequence holding one: config data not yet structured."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value)
 
 
 attrs.resolve_types(AdversarialConfig)  # presets are structured into the fields' real types
