@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features, raise_problems
-from .base import scaled
+from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features
+from .base import raise_problems, scaled
 from .convs import Norm, conv2d
 
 
