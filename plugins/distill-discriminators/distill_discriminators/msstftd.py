@@ -18,8 +18,8 @@ class MSSTFTDConfig(CommonOptions):
     """One sub-discriminator per (n_fft, hop, window) scale; audiocraft's options under its names.
 
     Channels: ``filters * filters_scale ** i`` capped at ``max_filters``, times ``width`` (1 in audiocraft).
-    The first conv has no weight reparametrisation (as audiocraft builds it); ``norm`` applies to the others. The STFT is uncentred,
-    Hann-windowed and, with ``normalized``, divided by the window's L2 norm (torchaudio's ``Spectrogram``).
+    The first conv has no weight reparametrisation (as audiocraft builds it); ``norm`` applies to the others.
+    The STFT is uncentred, Hann-windowed and, with ``normalized``, divided by the window's L2 norm (torchaudio's ``Spectrogram``).
     """
 
     filters: int = 32
