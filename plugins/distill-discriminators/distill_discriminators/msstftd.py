@@ -19,7 +19,8 @@ class MSSTFTDConfig(CommonOptions):
 
     Channels: ``filters * filters_scale ** i`` capped at ``max_filters``, times ``width`` (1 in audiocraft).
     The first conv has no weight reparametrisation (as audiocraft builds it); ``norm`` applies to the others.
-    The STFT is uncentred, Hann-windowed and, with ``normalized``, divided by the window's L2 norm (torchaudio's ``Spectrogram``).
+    The STFT is uncentred, Hann-windowed and, with ``normalized``, divided by the window's L2 norm
+    (torchaudio's ``Spectrogram``).
     """
 
     filters: int = 32
