@@ -82,7 +82,7 @@ def plain(value: Any) -> Any:
 def _refusal(exc: Exception) -> str:
     """Why the restricted load stopped, in one clause, without torch's advice to load unsafely."""
     text = str(exc)
-    found = re.search(r"GLOBAL ([\w.]+)", text)  # torch words it "Unsupported global: GLOBAL x.y" or "... GLOBAL x.y whose"
+    found = re.search(r"GLOBAL ([\w.]+)", text)  # "Unsupported global: GLOBAL x.y ..." or "... GLOBAL x.y whose ..."
     if found:
         return (f"refused: the file names the Python global {found.group(1)}, which is not one of the seed's "
                 "classes (its config and metrics dataclasses), a tensor or plain data; nothing in it was run")
