@@ -50,6 +50,7 @@ class SeedCheckpoint:
 
     @property
     def epoch(self) -> int:
+        """The last finished epoch (0-based): the run continues at the next."""
         return self.state["epoch"]
 
     @property

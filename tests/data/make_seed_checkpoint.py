@@ -276,6 +276,7 @@ def seed_run(out: Path, config: TrainingConfig, spectrogram: Any, *, clips: int,
     stft_loss_fn = create_stft_loss(loss_config, "cpu")
     history = MetricsHistory()
     folder = out / "checkpoints"
+    seed_spectrogram = SpectrogramConfig()  # the seed's own mel settings, saved beside its training config
     began = time.time()
 
     def save(epoch: int, train_loss: float, val_loss: float, kl_weight: float) -> None:
@@ -288,7 +289,6 @@ def seed_run(out: Path, config: TrainingConfig, spectrogram: Any, *, clips: int,
             "metrics_history": history if pickle_configs else asdict(history), "latent_analysis": None})
         keep_recent_and_best(folder, config.max_checkpoints)
 
-    seed_spectrogram = SpectrogramConfig()
     for epoch in range(config.max_epochs):
         kl_weight = get_kl_weight(epoch, config.max_epochs, config.loss.kl.warmup_fraction,
                                   kl_weight_max=config.loss.kl.weight_max)
