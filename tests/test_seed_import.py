@@ -225,6 +225,29 @@ def test_a_foreign_global_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_a_pickled_model_object_is_refused_by_its_class_name(tmp_path):
+    """The seed saved state dicts; a checkpoint holding a whole module object names its class and stops."""
+    path = tmp_path / "checkpoint_epoch0001.pt"
+    torch.save({**read_seed_checkpoint(LAST), "model": torch.nn.Linear(2, 2)}, path)
+    one_line_error(run_cli("import-seed", path, "--out", tmp_path / "ours"), "torch.nn.modules.linear.Linear")
+
+
+def test_a_seed_object_holding_itself_is_one_line(tmp_path, monkeypatch):
+    import types
+
+    for name in ("distill", "distill.training", "distill.training.config"):  # only while pickling
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    module = sys.modules["distill.training.config"]
+    module.LossConfig = type("LossConfig", (), {"__module__": "distill.training.config"})
+    loop = module.LossConfig()
+    loop.stft = loop
+    path = tmp_path / "checkpoint_epoch0001.pt"
+    torch.save({"epoch": 0, "loop": loop}, path)
+    monkeypatch.undo()  # the reader finds no seed module to import, nor needs one
+    with pytest.raises(SeedImportError, match="holding itself"):
+        read_seed_checkpoint(path)
+
+
 @pytest.mark.parametrize("make, needle", [
     (lambda p: p.write_bytes(b"these are not the seed's bytes"), "not a readable torch.save file"),
     (lambda p: p.write_bytes(LAST.read_bytes()[:50_000]), "not a readable torch.save file"),

@@ -111,3 +111,5 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         return plain(state)
     except SeedImportError as exc:
         raise SeedImportError(f"{p}: {exc}") from None
+    except RecursionError:  # a pickle can make an object hold itself
+        raise SeedImportError(f"{p}: refused: a seed object nested too deeply or holding itself") from None
