@@ -160,8 +160,8 @@ def test_the_written_config_gives_the_seed_configs_loss(imported, reference):
     seed = reference["training_config"]["loss"]
     assert seed["stft"]["fft_sizes"] == (16, 32, 64) and seed["kl"] == {"weight_max": 0.02, "warmup_fraction": 0.5,
                                                                          "free_bits": 0.2}
-    seed_config = LossConfig(stft=STFTLossConfig(**seed["stft"]), reconstruction=ReconLossConfig(**seed["reconstruction"]),
-                             kl=KLLossConfig(**seed["kl"]))
+    seed_config = LossConfig(stft=STFTLossConfig(**seed["stft"]),
+                             reconstruction=ReconLossConfig(**seed["reconstruction"]), kl=KLLossConfig(**seed["kl"]))
     ours = CombinedLoss(load_config(imported / "config.toml"))
     g = torch.Generator().manual_seed(3)
     recon, target = torch.rand(2, 2, 32, 16, generator=g), torch.rand(2, 2, 32, 16, generator=g)
@@ -263,6 +263,17 @@ def test_a_corrupt_or_unknown_file_is_one_line_and_exit_2(tmp_path, make, needle
     assert not (tmp_path / "ours").exists()
 
 
+def test_an_older_torch_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    one_line_error(run_cli("import-seed", RUN, "--out", tmp_path / "ours"), "needs torch >= 2.6", "2.5.1+cpu")
+    assert not (tmp_path / "ours").exists()
+
+
+def test_import_seed_has_help():
+    result = run_cli("import-seed", "--help")
+    assert result.exit_code == 0 and "--overwrite" in result.output and "--lr" in result.output
+
+
 def test_a_folder_without_seed_checkpoints_is_one_line(tmp_path):
     one_line_error(run_cli("import-seed", tmp_path, "--out", tmp_path / "ours"), str(tmp_path), "no seed checkpoint")
     one_line_error(run_cli("import-seed", tmp_path / "missing"), "no such seed run folder")
@@ -317,4 +328,5 @@ def test_distill_loss_train_resume_continues_an_imported_run(demo_sized_seed_run
     history = MetricsHistory.load(out / "history.json")
     assert [e.epoch for e in history.epochs] == [0, 1, 2]
     state = load_training_state(out / "last.pt")
-    assert state["epoch"] == 2 and not torch.equal(state["model"]["to_stats.weight"], imported_model["to_stats.weight"])
+    assert state["epoch"] == 2
+    assert not torch.equal(state["model"]["to_stats.weight"], imported_model["to_stats.weight"])

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from packaging.version import Version
 
 from .checkpoint import CheckpointError
+
+MIN_TORCH = Version("2.6")  # torch.serialization.safe_globals with (class, "module.Name") pairs
 
 _CONFIG, _METRICS = "distill.training.config", "distill.training.metrics"
 # The seed's classes that can reach one of its checkpoints (phase 14, src/distill/training/config.py,
@@ -99,6 +102,9 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise SeedImportError(f"{p}: no such checkpoint file")
+    if Version(torch.__version__.split("+")[0]) < MIN_TORCH:
+        raise SeedImportError(f"{p}: reading a seed checkpoint safely needs torch >= {MIN_TORCH} (safe globals "
+                              f"admitted by name); installed torch {torch.__version__}")
     admitted = [(record, name) for name, record in _RECORDS.items()]
     try:
         with torch.serialization.safe_globals(admitted):
