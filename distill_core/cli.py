@@ -283,5 +283,19 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
     click.echo(f"wrote {md} and {png}")
 
 
+@main.command("import-seed")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder to write (default: runs/<name of RUN_DIR>).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate for the continued run (default: where the seed's scheduler left it).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out (refused by default).")
+def import_seed_cmd(run_dir: Path, out: Path | None, lr: float | None, overwrite: bool) -> None:
+    """Bring a run of the seed's train() over: read its checkpoints running no pickled code, write our run folder."""
+    from .training.seed_import import import_seed
+
+    click.echo(import_seed(run_dir, out, lr=lr, overwrite=overwrite).summary())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
