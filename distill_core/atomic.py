@@ -7,22 +7,52 @@ import tempfile
 from pathlib import Path
 
 
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only, a file where a folder should be); names the file."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        code = f" (errno {self.errno})" if self.errno is not None else ""
+        return f"{self.path}: cannot write: {self.strerror}{code}; its previous version, if any, is unchanged"
+
+
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The nearest of ``folder`` and its ancestors that exists; None when that is a folder (or none exists),
+    else that path: a file where a folder must be, so nothing can be written under ``folder``."""
+    for path in (Path(folder), *Path(folder).parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file in the same folder, flush and fsync it, then rename over ``path``."""
+    """Write to a temp file in the same folder, flush and fsync it, then rename over ``path``.
+
+    Any OSError (disk full, no permission, a file where a folder should be) becomes a WriteError naming
+    ``path``; the temporary is removed and the previous file, if any, stays as it was.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise WriteError(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise WriteError(target, exc) from exc
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(target.parent, os.O_RDONLY)

@@ -388,9 +388,11 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                      **({"balancer": loss.balancer.state_dict()} if loss is not None and loss.balancer is not None
                         else {}),
                      "best_val": best}
-            history.save(out_dir / "history.json")
+            # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
+            # holds, and a resume rewrites it from the checkpoint's own history.
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
+            history.save(out_dir / "history.json")
         _emit(callbacks, metrics)
     return history
