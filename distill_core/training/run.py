@@ -230,6 +230,8 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
     model = SpectrogramVAE(spec.bins, spec.frames)
     run_dir = Path(settings.out) / settings.name
     changes, start = _check_resume(settings, model, loss) if settings.resume is not None else ([], 0)
+    if run_dir.is_dir():
+        RunFolderLock(run_dir).check_free()  # a run in progress is named before anything else is said of it
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.

@@ -49,12 +49,21 @@ class RunFolderLock:
         self.folder = Path(folder)
         self._lock = self._filelock.FileLock(str(self.folder / LOCK_NAME), timeout=0)
 
-    def __enter__(self) -> "RunFolderLock":
+    def _acquire(self) -> None:
         try:
             self._lock.acquire()
         except self._filelock.Timeout:
             raise RunBusyError(f"{self.folder}: another distill-loss train is writing this run folder "
                                f"({_holder(self.folder)}); wait for it to end, or choose another --name") from None
+
+    def check_free(self) -> None:
+        """Raise RunBusyError if a live process holds the folder; write nothing (a folder never locked is free)."""
+        if (self.folder / LOCK_NAME).is_file():
+            self._acquire()
+            self._lock.release()
+
+    def __enter__(self) -> "RunFolderLock":
+        self._acquire()
         try:
             atomic_write_text(self.folder / OWNER_NAME, json.dumps({
                 "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
