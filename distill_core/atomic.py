@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -39,6 +40,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
+        blocking = file_in_the_way(target.parent)
+        if blocking is not None:  # mkdir says only "File exists"
+            exc = NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder")
         raise WriteError(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:

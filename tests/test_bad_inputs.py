@@ -335,7 +335,7 @@ def recorded_history(tmp_path):
     (lambda d: d["distill"]["epochs"][0].update(val_components=[0.5]),
      'distill.epochs[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
     (lambda d: d.pop("distill") and d["epoch_metrics"][0].update(val_components=[0.5]),
-     "epoch_metrics[0].val_components: expected an object of names to numbers"),
+     'epoch_metrics[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
 ], ids=["duplicate epoch", "epochs out of order", "val_components a list", "a seed file's val_components a list"])
 def test_a_history_with_bad_epochs_names_the_file_and_epoch(tmp_path, damage, message):
     from distill_core.training.metrics import HistoryError, MetricsHistory
@@ -403,8 +403,8 @@ def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(WriteError) as err:
         atomic_write_text(tmp_path / "afile" / "history.json", "{}")
-    assert str(err.value) == (f"{tmp_path / 'afile' / 'history.json'}: cannot write: Not a directory (errno 20); "
-                              "its previous version, if any, is unchanged")
+    assert str(err.value) == (f"{tmp_path / 'afile' / 'history.json'}: cannot write: {tmp_path / 'afile'} is a "
+                              "file, not a folder (errno 20); its previous version, if any, is unchanged")
     assert isinstance(err.value, OSError) and err.value.filename == str(tmp_path / "afile" / "history.json")
     assert file_in_the_way(tmp_path / "afile" / "a" / "b") == tmp_path / "afile"
     assert file_in_the_way(tmp_path / "new" / "folder") is None
