@@ -1,11 +1,16 @@
-"""Atomic file writes, so a crash mid-save never destroys what was saved before."""
+"""Atomic file writes, so a crash mid-save never destroys what was saved before, and a signal never cuts a
+group of saves in half."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 
 class WriteError(OSError):
@@ -27,6 +32,32 @@ def file_in_the_way(folder: str | os.PathLike) -> Path | None:
         if path.exists():
             return None if path.is_dir() else path
     return None
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the block to end, so a group of saves (checkpoint, history) is never cut
+    between two files; the first signal received is then handled as it would have been. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: handler for sig, handler in previous.items() if handler is not None}  # None: not Python's
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signum, frame = received[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # e.g. KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -508,3 +508,16 @@ def test_a_template_plugin_in_the_wrong_entry_point_group_fails_its_own_test(thr
     assert tested.returncode == 1 and "1 failed, 1 passed" in tested.stdout, tested.stdout + tested.stderr
     assert "'flux' is not discovered from the installed distill-flux: its entry point must be in the 'distill' " \
            "group ([project.entry-points.distill] in pyproject.toml)" in tested.stdout
+
+
+def test_a_signal_during_a_group_of_saves_waits_for_the_group(tmp_path):
+    """SIGTERM (default action) sent while checkpoint and history are saved lands after both are written."""
+    script = (f"import os, signal, pathlib\nfrom distill_core.atomic import atomic_write_text, signals_deferred\n"
+              f"with signals_deferred():\n"
+              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'last.pt', 'epoch 3')\n"
+              f"    os.kill(os.getpid(), signal.SIGTERM)\n"
+              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'history.json', 'epoch 3')\n"
+              f"print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -15 and "not reached" not in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert (tmp_path / "last.pt").read_text() == (tmp_path / "history.json").read_text() == "epoch 3"

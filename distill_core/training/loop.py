@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Sized
 import torch
 from torch import nn
 
+from ..atomic import signals_deferred
 from ..combined import CombinedLoss
 from ..config import converter
 from ..lock import lock_differences, loss_changes, make_lock
@@ -389,10 +390,11 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                         else {}),
                      "best_val": best}
             # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
-            # holds, and a resume rewrites it from the checkpoint's own history.
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
-            history.save(out_dir / "history.json")
+            # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
+            with signals_deferred():
+                save_checkpoint(out_dir / "last.pt", state)
+                if improved:
+                    save_checkpoint(out_dir / "best.pt", state)
+                history.save(out_dir / "history.json")
         _emit(callbacks, metrics)
     return history

@@ -159,8 +159,10 @@ def _check_something_trained(history: MetricsHistory, start: int, steps_per_epoc
     epochs = [e for e in history.epochs if e.epoch >= start]
     steps = steps_per_epoch * len(epochs)
     if steps and all(e.nonfinite_steps >= steps_per_epoch for e in epochs):
+        first, last = epochs[0].epoch + 1, epochs[-1].epoch + 1
+        span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
         raise NothingTrainedError(
-            f"{run_dir}: all {steps} training steps of epochs {start + 1}-{epochs[-1].epoch + 1} had a non-finite "
+            f"{run_dir}: all {steps} training steps of {span} had a non-finite "
             "loss or gradient and were skipped (nonfinite_steps in history.json), so the model did not train; "
             "the run's files are kept; check the loss config's weights and [balancer] settings, and the data")
 
