@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
-from distill_core import InvalidConfig, Weight
+from cattrs.errors import ClassValidationError
+from distill_core import InvalidConfig, Weight, converter
 
 Problems = list[tuple[str, str]]
 
@@ -187,3 +188,24 @@ class AudiocraftConfig:
             return [("f_max" if self.f_max is not None else "f_min",
                      f"expected f_min={self.f_min!r} < f_max={self.fmax!r} <= sample_rate / 2 = {nyquist!r}")]
         return []
+
+
+def report_own_problems_alone(cls: type) -> None:
+    """Let the core see a config class's own problems as such: cattrs wraps what ``__init__`` raises, and the
+    core then re-checks the class with the offending fields at their defaults, which adds problems the user
+    never wrote (window_lengths = [2^30] with one n_mels reported "n_mels has 1, window_lengths has 7")."""
+    structure = converter.get_structure_hook(cls)
+
+    def structure_unwrapped(data: Any, target: type) -> Any:
+        try:
+            return structure(data, target)
+        except ClassValidationError as exc:
+            if exc.exceptions and all(isinstance(e, InvalidConfig) for e in exc.exceptions):
+                raise InvalidConfig([p for e in exc.exceptions for p in e.problems]) from None
+            raise
+
+    converter.register_structure_hook(cls, structure_unwrapped)
+
+
+report_own_problems_alone(MelConfig)
+report_own_problems_alone(AudiocraftConfig)

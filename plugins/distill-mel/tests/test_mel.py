@@ -254,3 +254,14 @@ def test_dac_largest_scale_skips_the_zeros():
     for matrix in (fb.T, fb):
         spans = BandedMatmul(matrix).spans
         assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) < 0.2 * fb.numel()  # 13% with 8 blocks
+
+
+def test_a_bound_is_the_only_problem_reported():
+    """The class's own problems alone: not re-checked with the offending field at its default (7 windows)."""
+    with pytest.raises(ConfigError) as err:
+        mel_config(n_mels=[80], window_lengths=[2 ** 30])
+    assert err.value.problems == [("terms.mel.window_lengths[0]",
+                                   "expected a window of at most 1048576 samples (2^20), got 1073741824")]
+    with pytest.raises(ConfigError) as err:  # field type errors still come with the class's other problems
+        mel_config(n_mels=["many"], clamp_eps=0)
+    assert [p for p, _ in err.value.problems] == ["terms.mel.n_mels[0]", "terms.mel.clamp_eps"]
