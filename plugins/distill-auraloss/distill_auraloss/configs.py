@@ -3,9 +3,9 @@
 Differences from the constructors, each forced by a term returning one 0-dim loss from a config file:
 lists are tuples; ``device`` is absent (a term follows ``.to(device)``); ``reduction = "none"`` and
 ``output = "full"`` are refused; MelSTFTLoss's and ChromaSTFTLoss's ``sample_rate`` (no default in
-auraloss) defaults to None, so that discovery can build the class, and a config file must give it; SumAndDifferenceSTFTLoss's
-resolutions (no default in auraloss) default to MultiResolutionSTFTLoss's; RandomResolutionSTFTLoss
-gains ``seed``.
+auraloss) defaults to None, so that discovery can build the class, and a config file must give it;
+SumAndDifferenceSTFTLoss's resolutions (no default in auraloss) default to MultiResolutionSTFTLoss's;
+RandomResolutionSTFTLoss gains ``seed``.
 """
 
 from __future__ import annotations
