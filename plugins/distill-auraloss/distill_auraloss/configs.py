@@ -16,8 +16,8 @@ from typing import Any, Mapping
 import attrs
 from distill_core import InvalidConfig, Weight, converter
 
-from .checks import (WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero, positive,
-                     positive_int, reduction, rate_in_hz, resolution_lists, resolutions, spectral)
+from .checks import (MAX_SIZE, WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero,
+                     mel_bins, positive, positive_int, rate_in_hz, reduction, resolution_lists, resolutions, spectral)
 
 
 def _raise(problems: list[Problem]) -> None:
@@ -292,6 +292,9 @@ class RandomResolutionSTFTLossConfig:
         if not sizes and self.min_fft_size >= self.max_fft_size:
             sizes.append(("max_fft_size", f"expected max_fft_size > min_fft_size={self.min_fft_size} (the largest "
                                           f"FFT drawn is max_fft_size / 2), got {self.max_fft_size}"))
+        elif not sizes and self.max_fft_size > 2 * MAX_SIZE:
+            sizes.append(("max_fft_size", f"expected max_fft_size <= {2 * MAX_SIZE} (2^21: the largest FFT drawn, "
+                                          f"max_fft_size / 2, at most 2^20), got {self.max_fft_size}"))
         problems += sizes
         hops = positive("min_hop_size", self.min_hop_size) + positive("max_hop_size", self.max_hop_size)
         if not hops and self.min_hop_size > self.max_hop_size:
@@ -323,6 +326,8 @@ class RandomResolutionSTFTLossConfig:
                 if not found and not sizes and self.n_mels > self.min_fft_size:
                     found.append(("n_mels", f"n_mels {self.n_mels} exceeds min_fft_size {self.min_fft_size}; "
                                             "auraloss expects n_mels <= every FFT size it draws"))
+                elif not found and not sizes and self.sample_rate is not None and not rate_in_hz("", self.sample_rate):
+                    found += mel_bins("n_mels", self.n_mels, self.sample_rate, self.fft_sizes())  # every size drawn
                 problems += found
         _raise(problems)
 

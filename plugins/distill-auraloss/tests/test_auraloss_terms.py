@@ -364,6 +364,10 @@ BAD_CONFIGS = [
     ("auraloss_melstft", {"sample_rate": 16000, "fft_size": 2 ** 20, "win_length": 2 ** 20, "n_mels": 1000},
      "terms.auraloss_melstft.n_mels", "n_mels 1000 at fft size 1048576 asks for a 1000 x 524289 filterbank"),
     ("auraloss_rrstft", {"sample_rate": 1e12}, "terms.auraloss_rrstft.sample_rate", "at most 1048576 (2^20)"),
+    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 16}, "terms.auraloss_rrstft.n_mels",
+     "n_mels = 16 at sample_rate = 16000 leaves 6 of 16 mel bands without any FFT bin at fft size 16"),
+    ("auraloss_rrstft", {"max_fft_size": 2 ** 40}, "terms.auraloss_rrstft.max_fft_size",
+     "expected max_fft_size <= 2097152 (2^21: the largest FFT drawn, max_fft_size / 2, at most 2^20)"),
 ]
 
 
@@ -395,7 +399,7 @@ def build(term, options):
     ("auraloss_stft", {"scale": "mel", "sample_rate": 16000, "n_bins": 64}),
     ("auraloss_mrstft", {"scale": "chroma", "sample_rate": 16000, "n_bins": 12}),
     ("auraloss_sdstft", {"scale": "mel", "sample_rate": 16000, "n_bins": 20}),
-    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 8}),
+    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 8, **RR}),
 ])
 def test_filterbanks_without_librosa_are_refused_at_build_with_the_fix(monkeypatch, term, options):
     monkeypatch.setitem(sys.modules, "librosa", None)  # what `import librosa` sees when it is not installed
