@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Literal
 
-import numpy as np
 from distill_core.mel import mel_filterbank
 
 Problem = tuple[str, str]
