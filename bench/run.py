@@ -157,6 +157,67 @@ def bench_mel(device: torch.device, reps: int) -> list[dict]:
     return rows
 
 
+AUDIOCRAFT_SIZES = {"waveform [8,1,48000]": (8, 1, 48000), "waveform [4,1,144000]": (4, 1, 144000)}
+
+
+def audiocraft_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor],
+                         filters: list[torch.Tensor]) -> torch.Tensor:
+    """audiocraft's msspec written with plain autograd: reflect and zero padding, torch.stft, |X|^2, filterbank,
+    L1 plus alpha * MSE of log10(floor + mel)."""
+    import math
+
+    from torch.nn import functional as F
+
+    flat, flat_y = x.reshape(-1, 1, x.shape[-1]), y.reshape(-1, 1, y.shape[-1])
+    total, count = x.new_zeros(()), 0.0
+    for w, window, fb in zip(config.window_lengths, windows, filters):
+        hop, pad = w // 4, (w - w // 4) // 2
+        tail = (math.ceil((x.shape[-1] + 2 * pad - w) / hop + 1) - 1) * hop + w - x.shape[-1] - 2 * pad
+        scale = window.pow(2).sum().sqrt() if config.normalized else 1.0
+
+        def mel(s: torch.Tensor) -> torch.Tensor:
+            s = F.pad(F.pad(s, (pad, pad), "reflect"), (0, tail)).squeeze(1)
+            spec = torch.stft(s, w, hop, window=window, center=False, return_complex=True) / scale
+            return fb @ spec.abs().pow(2)
+
+        alpha = math.sqrt(w - 1) if config.alphas else 1.0
+        mx, my = mel(flat), mel(flat_y)
+        total = total + F.l1_loss(mx, my) + alpha * F.mse_loss(torch.log10(config.floor_level + mx),
+                                                               torch.log10(config.floor_level + my))
+        count += alpha + 1
+    return total / count if config.normalized else total
+
+
+def audiocraft_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
+    """The audiocraft_msspec term at its defaults (24 kHz) and the same loss with plain autograd."""
+    from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
+
+    cfg = AudiocraftConfig()
+    ours = AudiocraftMsspecLoss(cfg).to(x.device)
+    windows = [s.window for s in ours.loss.scales]
+    filters = [s.fb for s in ours.loss.scales]
+
+    def run_ours() -> None:
+        xx = x.detach().requires_grad_(True)
+        ours({"recon": xx, "target": y}).backward()
+
+    def run_autograd() -> None:
+        xx = x.detach().requires_grad_(True)
+        audiocraft_reference(xx, y, cfg, windows, filters).backward()
+
+    return {"distill": run_ours, "autograd": run_autograd}
+
+
+def bench_audiocraft(device: torch.device, reps: int) -> list[dict]:
+    rows = []
+    for label, shape in AUDIOCRAFT_SIZES.items():
+        x, y = signals(shape, device)
+        t = interleaved(audiocraft_cases(x, y), device, reps)
+        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
+                     "speedup_vs_autograd": t["autograd"] / t["distill"]})
+    return rows
+
+
 MEMORY_CHILD = """
 import gc, sys, torch
 from pathlib import Path
@@ -356,7 +417,20 @@ def report_mel(results: dict, device: torch.device, args: argparse.Namespace) ->
                   f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["mel"]]))
 
 
-SECTIONS = ("stft", "mel", "overhead", "import", "balancer")
+def report_audiocraft(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    results["audiocraft_msspec"] = bench_audiocraft(device, args.reps)
+    results["audiocraft_msspec_memory"] = bench_memory(device, args.threads, "audiocraft_cases", AUDIOCRAFT_SIZES,
+                                                       "autograd")
+    memory = {r["size"]: r for r in results["audiocraft_msspec_memory"]}
+    print(table("3c. audiocraft_msspec at its defaults (24 kHz, 5 scales, windows 64-1024), forward + backward, "
+                "vs plain autograd", ["size", "speedup vs autograd", "peak memory vs autograd", "distill ms",
+                                      "autograd ms", "distill MiB", "autograd MiB"],
+                [[r["size"], f"{r['speedup_vs_autograd']:.2f}x", f"{memory[r['size']]['ratio']:.2f}x",
+                  f"{r['distill_ms']:.1f}", f"{r['autograd_ms']:.1f}", f"{memory[r['size']]['distill_mib']:.1f}",
+                  f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["audiocraft_msspec"]]))
+
+
+SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "balancer")
 
 
 def main() -> None:
@@ -381,6 +455,8 @@ def main() -> None:
         report_stft(results, device, args)
     if "mel" in only:
         report_mel(results, device, args)
+    if "audiocraft" in only:
+        report_audiocraft(results, device, args)
     if "overhead" in only:
         results["overhead"] = bench_overhead(device, args.reps)
         o = results["overhead"]

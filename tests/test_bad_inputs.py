@@ -107,7 +107,7 @@ CONFIG_CASES = [
     ("win > fft", {"terms": {"stft": {"win_lengths": [512, 1024, 4096], "hop_sizes": [128, 256, 512]}}}, "terms.stft.win_lengths[2]: window 4096 exceeds fft_sizes[2]=2048"),
     ("zero fft size", {"terms": {"stft": {"fft_sizes": [512, 0, 2048]}}}, "terms.stft.fft_sizes[1]: expected a positive size, got 0"),
     ("zero hop size", {"terms": {"stft": {"hop_sizes": [128, 0, 512]}}}, "terms.stft.hop_sizes[1]: expected a positive size, got 0"),
-    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: auraloss_chromastft, "),
+    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: audiocraft_msspec, auraloss_chromastft, "),
     ("warm-up fraction > 1", {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 2}}}}, "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1"),
     ("unknown schedule", {"terms": {"kl": {"weight": {"schedule": "exponential"}}}}, "terms.kl.weight: unknown schedule 'exponential'"),
     ("mel without sample rate", {"terms": {"stft": {"scale": "mel", "n_bins": 64}}}, "terms.stft.sample_rate: a positive sample_rate is required"),
@@ -521,3 +521,44 @@ def test_a_signal_during_a_group_of_saves_waits_for_the_group(tmp_path):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == -15 and "not reached" not in r.stdout, (r.returncode, r.stdout, r.stderr)
     assert (tmp_path / "last.pt").read_text() == (tmp_path / "history.json").read_text() == "epoch 3"
+# --- mel and auraloss config bounds (#21): `check` refuses what the build would refuse ------------------------
+
+MEL_BOUND_CASES = [
+    ("mel sample rate 10^20", "[terms.mel]\nsample_rate = 100000000000000000000\n",
+     "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000"),
+    ("mel sample rate 1e20", "[terms.mel]\nsample_rate = 1e20\n", "terms.mel.sample_rate: expected int, got 1e+20"),
+    ("mel a million bands", "[terms.mel]\nn_mels = [1000000]\nwindow_lengths = [2048]\n",
+     "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000"),
+    ("mel window 2^30", "[terms.mel]\nn_mels = [80]\nwindow_lengths = [1073741824]\n",
+     "terms.mel.window_lengths[0]: expected a window of at most 1048576 samples (2^20), got 1073741824"),
+    ("auraloss_melstft without sample_rate", "[terms.auraloss_melstft]\nn_mels = 64\n",
+     "terms.auraloss_melstft.sample_rate: missing: auraloss.freq.MelSTFTLoss has no default sample rate; expected "
+     "the audio's sample rate in Hz (e.g. sample_rate = 44100)"),
+    ("auraloss_melstft 600 bands at fft 1024", "[terms.auraloss_melstft]\nsample_rate = 16000\nn_mels = 600\n",
+     "terms.auraloss_melstft.n_mels: n_mels = 600 at sample_rate = 16000 leaves 86 of 600 mel bands without any FFT "
+     "bin at fft size 1024 (auraloss would take log(0) there and return NaN); expected a smaller n_mels or a larger "
+     "fft size"),
+    ("auraloss_melstft sample rate 1e12", "[terms.auraloss_melstft]\nsample_rate = 1e12\n",
+     "terms.auraloss_melstft.sample_rate: expected a sample rate in Hz above 0 and at most 1048576 (2^20), got "
+     "1000000000000.0"),
+    ("audiocraft_msspec sample rate 10^12", "[terms.audiocraft_msspec]\nsample_rate = 1000000000000\n",
+     "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 1000000000000"),
+]
+
+
+@pytest.mark.parametrize("name,toml,message", MEL_BOUND_CASES, ids=[c[0] for c in MEL_BOUND_CASES])
+def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path, name, toml, message):
+    from click.testing import CliRunner
+
+    from distill_core.cli import main
+
+    config = tmp_path / "loss.toml"
+    config.write_text('recipe = "none"\n' + toml)
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert time.perf_counter() - start < 5.0  # refused from the numbers, nothing allocated
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.strip() == f"error: invalid loss config in {config}: {message}"
+    with pytest.raises(ConfigError) as err:  # the build reads the config the same way, and stops at the same line
+        CombinedLoss(load_config(config))
+    assert message in str(err.value)
