@@ -232,3 +232,21 @@ def test_loads_from_a_config_file(tmp_path):
     path.write_text('recipe = "none"\n[terms.stoi]\nweight = 0.5\nsample_rate = 48000\n[terms.estoi]\n')
     config = load_config(path)
     assert config.terms["stoi"].sample_rate == 48_000 and isinstance(config.terms["estoi"], ESTOIConfig)
+
+
+def test_in_a_combined_loss_from_a_config(alsa_speech):
+    """Both terms from one config file in CombinedLoss: their outputs, weights and a gradient at recon."""
+    from distill_core import CombinedLoss
+
+    config = load_config({"recipe": "none", "terms": {"stoi": {"weight": 2.0}, "estoi": {"weight": 0.5}}})
+    loss = CombinedLoss(config)
+    clean = torch.from_numpy(alsa_speech[0]).float()[None, None]
+    recon = torch.from_numpy(degraded(alsa_speech[0], 0.0)).float()[None, None].requires_grad_(True)
+    out = loss({"recon": recon, "target": clean})
+    values = {k: float(v.detach()) for k, v in out.items()}
+    ref = {name: 1 - reference_score(name, alsa_speech[0], degraded(alsa_speech[0], 0.0), 16_000) for name in TERMS}
+    assert values["stoi_loss"] == pytest.approx(ref["stoi"], abs=1e-5)
+    assert values["estoi_loss"] == pytest.approx(ref["estoi"], abs=1e-5)
+    assert values["total_loss"] == pytest.approx(2.0 * ref["stoi"] + 0.5 * ref["estoi"], abs=1e-4)
+    out["total_loss"].backward()
+    assert torch.isfinite(recon.grad).all() and recon.grad.abs().sum() > 0
