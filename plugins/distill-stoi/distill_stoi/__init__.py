@@ -10,7 +10,7 @@ from distill_core import LossTerm, hookimpl
 from distill_core.terms import Batch, BatchError, check_pair, upcast
 
 from .config import ESTOIConfig, STOIConfig
-from .intelligibility import FRAME, HOP, MIN_FRAMES, RATE, intelligibility
+from .intelligibility import FRAME, HOP, MIN_FRAMES, RATE, frame_window, intelligibility, third_octave_matrix
 from .resample import OctaveResample
 
 __version__ = "0.1.0"
@@ -28,6 +28,8 @@ class _IntelligibilityLoss(LossTerm):
     def __init__(self, config: STOIConfig | ESTOIConfig) -> None:
         super().__init__(config)
         self.resample = OctaveResample(config.sample_rate, RATE)
+        self.register_buffer("window", frame_window(), persistent=False)  # moved with the term, never per call
+        self.register_buffer("bands", third_octave_matrix(), persistent=False)
         needed = FRAME + (MIN_FRAMES - 1) * HOP + 1  # samples at 10 kHz for MIN_FRAMES analysis frames
         self.min_samples = (needed - 1) * self.resample.down // self.resample.up + 1
 
@@ -42,7 +44,7 @@ class _IntelligibilityLoss(LossTerm):
             processed = self.resample(x.reshape(-1, x.shape[-1]))
             clean = self.resample(y.to(x.dtype).reshape(-1, y.shape[-1]))
             score = intelligibility(clean, processed, extended=self.extended, dyn_range=self.config.dyn_range,
-                                    beta=getattr(self.config, "beta", -15.0))
+                                    beta=getattr(self.config, "beta", -15.0), window=self.window, bands=self.bands)
             return 1 - score.mean()
 
 

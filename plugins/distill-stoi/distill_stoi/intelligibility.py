@@ -111,15 +111,18 @@ def estoi_correlations(clean: torch.Tensor, processed: torch.Tensor) -> torch.Te
 
 
 def intelligibility(clean: torch.Tensor, processed: torch.Tensor, *, extended: bool, dyn_range: float = 40.0,
-                    beta: float = -15.0) -> torch.Tensor:
+                    beta: float = -15.0, window: torch.Tensor | None = None, bands: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """STOI (or ESTOI when ``extended``) of [R, N] signals at 10 kHz, one score per row, [R].
 
     A row left with fewer than SEGMENT + 1 analysis frames after silence removal scores 1e-5, as in the
-    reference. The caller checks that N allows at least MIN_FRAMES frames.
+    reference. The caller checks that N allows at least MIN_FRAMES frames. ``window`` and ``bands``
+    (frame_window(), third_octave_matrix()) may be passed already on the signals' device, to copy nothing
+    from the host per call.
     """
-    window = frame_window().to(clean)
+    window = (frame_window() if window is None else window).to(clean)
+    bands = (third_octave_matrix() if bands is None else bands).to(clean)
     clean_kept, processed_kept, kept = kept_frames(clean, processed, window, dyn_range)
-    bands = third_octave_matrix().to(clean)
     x, y = (envelopes(reframed(f, window), bands) for f in (clean_kept, processed_kept))
     x, y = x.unfold(-1, SEGMENT, 1), y.unfold(-1, SEGMENT, 1)  # [R, BANDS, S, SEGMENT]
     if extended:
