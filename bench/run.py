@@ -1,5 +1,5 @@
 """make bench: the stft term against auraloss and the STFT floor, the mel term against plain autograd, peak memory,
-framework overhead, import time.
+framework overhead, import time, the stoi and estoi terms' time per call.
 
 Every comparison runs in one process with its cases interleaved (A B C A B C ...) after a warm-up, and
 reports the median of the repetitions as ratios. Results go to stdout and bench/results.json.
@@ -430,7 +430,47 @@ def report_audiocraft(results: dict, device: torch.device, args: argparse.Namesp
                   f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["audiocraft_msspec"]]))
 
 
-SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "balancer")
+STOI_SHAPE = (8, 1, 64000)  # eight 4 s clips at 16 kHz
+
+
+def bench_stoi(device: torch.device, reps: int) -> list[dict]:
+    """The stoi and estoi terms at 16 kHz: forward + backward, forward alone, and pystoi scoring the same eight
+    clips one by one (value only, numpy, on the CPU)."""
+    from pystoi import stoi as pystoi_score
+
+    from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
+
+    x, y = signals(STOI_SHAPE, device)
+    rows_x, rows_y = (t.double().cpu().numpy()[:, 0] for t in (x, y))
+    rows = []
+    for term in (STOILoss(STOIConfig()).to(device), ESTOILoss(ESTOIConfig()).to(device)):
+        def backward(term=term) -> None:
+            term({"recon": x.detach().requires_grad_(True), "target": y}).backward()
+
+        @torch.no_grad()
+        def forward(term=term) -> None:
+            term({"recon": x, "target": y})
+
+        def reference(extended=term.extended) -> None:
+            for clean, processed in zip(rows_y, rows_x):
+                pystoi_score(clean, processed, 16_000, extended=extended)
+
+        t = interleaved({"backward": backward, "forward": forward, "pystoi": reference}, device, reps)
+        rows.append({"term": term.name, "size": "waveform [8,1,64000] at 16 kHz", "fwd_bwd_ms": t["backward"] * 1e3,
+                     "fwd_ms": t["forward"] * 1e3, "pystoi_ms": t["pystoi"] * 1e3,
+                     "pystoi_over_fwd": t["pystoi"] / t["forward"]})
+    return rows
+
+
+def report_stoi(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    results["stoi"] = bench_stoi(device, args.reps)
+    print(table("7. stoi / estoi terms, time per call (pystoi: the same 8 clips, value only, numpy)",
+                ["term", "size", "fwd + bwd ms", "fwd ms", "pystoi ms", "pystoi / fwd"],
+                [[r["term"], r["size"], f"{r['fwd_bwd_ms']:.1f}", f"{r['fwd_ms']:.1f}", f"{r['pystoi_ms']:.1f}",
+                  f"{r['pystoi_over_fwd']:.2f}x"] for r in results["stoi"]]))
+
+
+SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "balancer", "stoi")
 
 
 def main() -> None:
@@ -475,6 +515,8 @@ def main() -> None:
         print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
                     ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
                     [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
+    if "stoi" in only:
+        report_stoi(results, device, args)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

@@ -107,7 +107,7 @@ CONFIG_CASES = [
     ("win > fft", {"terms": {"stft": {"win_lengths": [512, 1024, 4096], "hop_sizes": [128, 256, 512]}}}, "terms.stft.win_lengths[2]: window 4096 exceeds fft_sizes[2]=2048"),
     ("zero fft size", {"terms": {"stft": {"fft_sizes": [512, 0, 2048]}}}, "terms.stft.fft_sizes[1]: expected a positive size, got 0"),
     ("zero hop size", {"terms": {"stft": {"hop_sizes": [128, 0, 512]}}}, "terms.stft.hop_sizes[1]: expected a positive size, got 0"),
-    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: audiocraft_msspec, auraloss_chromastft, "),
+    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: adversarial, audiocraft_msspec, auraloss_chromastft, "),
     ("warm-up fraction > 1", {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 2}}}}, "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1"),
     ("unknown schedule", {"terms": {"kl": {"weight": {"schedule": "exponential"}}}}, "terms.kl.weight: unknown schedule 'exponential'"),
     ("mel without sample rate", {"terms": {"stft": {"scale": "mel", "n_bins": 64}}}, "terms.stft.sample_rate: a positive sample_rate is required"),
