@@ -18,6 +18,7 @@ import copy
 import math
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,11 @@ def _trained_run(run: Path, model: Vocoder) -> TrainedRun:
     """The run's summary for compare's table (compare loads VAE runs itself; a vocoder run is loaded here)."""
     history = MetricsHistory.load(run / "history.json")
     best = history.best_epoch()
-    terms = ", ".join(f"{line.split('.')[1].split(']')[0]}" for line in (run / "config.toml").read_text().splitlines()
-                      if line.startswith("[terms.") and line.count(".") == 1)
+    terms = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))["terms"]
     return TrainedRun(path=run, label=run.name, spectrogram=SpectrogramConfig(sample_rate=SAMPLE_RATE), model=model,
                       epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
-                      best_val_loss=math.nan if best is None else best.val_loss, loss_terms=f"{terms} (1.0 each)")
+                      best_val_loss=math.nan if best is None else best.val_loss,
+                      loss_terms=", ".join(f"{name} ({section['weight']})" for name, section in terms.items()))
 
 
 def evaluate_runs(runs: list[Path], held_out: Path, out: Path, clip_seconds: float, max_clips: int,
