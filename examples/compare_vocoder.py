@@ -36,6 +36,7 @@ from distill_core.training.compare import Comparison, TrainedRun, write_comparis
 from distill_core.training.metrics import EpochMetrics, MetricsHistory
 from distill_core.training.paired import spectrogram_figure
 from distill_core.training.plots import plot_losses
+from distill_core.training.run import RUN_FILES
 from distill_core.training.segments import WavSegments
 from distill_core.training.spectrogram import SpectrogramConfig
 from distill_core.training.vocoder import Vocoder, VocoderConfig, load_vocoder, save_vocoder_config, vocode, \
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=64, help="held-out clips at most")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs and a comparison already in --out")
     args = parser.parse_args(argv)
     for folder in (args.corpus / "train", args.corpus / "held_out"):
         if not folder.is_dir():
@@ -192,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --steps {args.steps} must be >= 1 and --segment {args.segment} a multiple of the hop "
               f"({VocoderConfig().hop})", file=sys.stderr)
         return 2
+    existing = [str(p) for name in args.recipes for p in (args.out / name / f for f in RUN_FILES) if p.exists()]
+    existing += [str(p) for p in [args.out / "compare" / "compare.md"] if p.exists()]
+    if existing and not args.overwrite:
+        print(f"error: {args.out} already holds results ({', '.join(existing[:3])}"
+              f"{', ...' if len(existing) > 3 else ''}); choose another --out or pass --overwrite to replace them",
+              file=sys.stderr)
+        return 2
+    for name in args.recipes if args.overwrite else []:  # a run folder never mixes two runs' files
+        for f in RUN_FILES:
+            (args.out / name / f).unlink(missing_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = [train_recipe(name, RECIPES[name], args.corpus, args.out, args.steps, args.seed, args.batch_size,

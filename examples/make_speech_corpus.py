@@ -59,7 +59,8 @@ SENTENCES = (
     "Good morning everyone; today we will talk about rivers, rain and the water cycle.",
 )
 
-# (espeak-ng voice, pitch 0-99, words per minute): the training voices. Variants are espeak-ng's +m / +f.
+# (espeak-ng voice, pitch 0-99, words per minute): the training voices, each read at its pitch and rate
+# +-10 and +-15 by turns (make_corpus). Variants are espeak-ng's +m / +f.
 TRAIN_VOICES = (
     ("en-us+m1", 45, 160), ("en-us+f2", 60, 150), ("en-gb+m3", 35, 175), ("en-gb+f4", 70, 140),
     ("en-029+m5", 50, 185), ("en-gb-x-rp+f1", 55, 165),
@@ -110,6 +111,8 @@ def make_corpus(out: Path, sentences: tuple[str, ...] = SENTENCES, held_out_sent
         for k in (0, 1):
             v = (i + k) % len(TRAIN_VOICES)
             voice, pitch, rate = TRAIN_VOICES[v]
+            pitch += 10 * (i % 3 - 1)  # each voice a little lower, at, or above its pitch, in turn
+            rate += 15 * (i // 3 % 3 - 1)  # and slower, at, or faster than its rate
             train.append(render(text, voice, pitch, rate, out / "train" / f"s{i:02d}_v{v}.wav", binary))
     held_out: list[Path] = []
     for v, (voice, pitch, rate) in enumerate(HELD_OUT_VOICES):

@@ -62,6 +62,12 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
     assert md.strip() in capsys.readouterr().out
     files = {p.name for p in (out / "compare").rglob("*")}
     assert {"compare.png", "spectrograms.png", "clip00_original.wav", "clip00_c_mel.wav"} <= files
+    before = (out / "c_mel" / "best.pt").read_bytes()
+    assert script.main(["--corpus", str(tmp_path / "speech"), "--out", str(out), "--recipes", "c_mel"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out} already holds results ({out / 'c_mel' / 'history.json'}" in err
+    assert err.strip().endswith("choose another --out or pass --overwrite to replace them")
+    assert (out / "c_mel" / "best.pt").read_bytes() == before  # nothing was touched
 
 
 def test_the_runs_differ_only_in_the_loss(tmp_path, one_thread):
