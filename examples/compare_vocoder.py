@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from distill_core import CombinedLoss, load_config
+from distill_core import CombinedLoss, LossConfig, load_config
 from distill_core.atomic import atomic_write_text
 from distill_core.loss_config import dumps_config
 from distill_core.lock import write_lock
@@ -33,7 +33,7 @@ from distill_core.training.audio import wav_corpus, write_wav
 from distill_core.training.audio_metrics import evaluate
 from distill_core.training.checkpoint import save_checkpoint
 from distill_core.training.compare import Comparison, TrainedRun, write_comparison
-from distill_core.training.metrics import EpochMetrics, MetricsHistory
+from distill_core.training.metrics import EpochMetrics, MetricsHistory, overfitting_gap
 from distill_core.training.paired import spectrogram_figure
 from distill_core.training.plots import plot_losses
 from distill_core.training.run import RUN_FILES
@@ -60,7 +60,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 SAMPLE_RATE = 16_000
 
 
-def _loss_config(recipe: dict[str, Any]):
+def _loss_config(recipe: dict[str, Any]) -> LossConfig:
     return load_config(copy.deepcopy(recipe))
 
 
@@ -84,8 +84,8 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
     loss = CombinedLoss(config)
     model = Vocoder(VocoderConfig())
     data = WavSegments(corpus / "train", segment, SAMPLE_RATE, count=steps * batch_size, seed=seed)
-    val = torch.stack([WavSegments(corpus / "train", segment, SAMPLE_RATE, count=8, seed=seed + 1)[i]
-                       for i in range(8)])
+    val_segments = WavSegments(corpus / "train", segment, SAMPLE_RATE, count=8, seed=seed + 1)
+    val = torch.stack([val_segments[i] for i in range(len(val_segments))])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99))
     run = out / name
     run.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,8 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
         history.add_epoch(EpochMetrics(
             epoch=epoch, total_epochs=math.ceil(steps / per_round), train_loss=train_terms["total_loss"],
             val_loss=val_terms["total_loss"], val_recon_loss=val_terms["total_loss"], val_kl_loss=0.0,
-            kl_divergence=0.0, overfitting_gap=0.0, learning_rate=lr, eta_seconds=elapsed / step * (steps - step),
+            kl_divergence=0.0, overfitting_gap=overfitting_gap(train_terms["total_loss"], val_terms["total_loss"]),
+            learning_rate=lr, eta_seconds=elapsed / step * (steps - step),
             elapsed_seconds=elapsed, components={k: v for k, v in train_terms.items() if k != "total_loss"},
             val_components={k: v for k, v in val_terms.items() if k != "total_loss"}))
         state = {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -190,9 +191,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder}: no such folder; make the corpus first: python examples/make_speech_corpus.py "
                   f"--out {args.corpus}", file=sys.stderr)
             return 2
-    if args.steps < 1 or args.segment % VocoderConfig().hop:
-        print(f"error: --steps {args.steps} must be >= 1 and --segment {args.segment} a multiple of the hop "
-              f"({VocoderConfig().hop})", file=sys.stderr)
+    hop = VocoderConfig().hop
+    bad = [f"--{flag} {value}" for flag, value in (("steps", args.steps), ("batch-size", args.batch_size),
+                                                   ("rounds", args.rounds), ("clips", args.clips)) if value < 1]
+    bad += [f"--segment {args.segment}"] if args.segment < hop or args.segment % hop else []
+    bad += [f"--clip-seconds {args.clip_seconds}"] if not args.clip_seconds > 0 else []
+    if bad:
+        print(f"error: {', '.join(bad)}: expected --steps, --batch-size, --rounds and --clips >= 1, --segment a "
+              f"multiple of the hop ({hop}) and --clip-seconds > 0", file=sys.stderr)
         return 2
     existing = [str(p) for name in args.recipes for p in (args.out / name / f for f in RUN_FILES) if p.exists()]
     existing += [str(p) for p in [args.out / "compare" / "compare.md"] if p.exists()]

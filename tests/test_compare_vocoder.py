@@ -92,3 +92,12 @@ def test_missing_corpus_is_one_line_and_exit_2(tmp_path, capsys):
     assert _script().main(["--corpus", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'none' / 'train'}: no such folder; make the corpus first")
+
+
+def test_bad_settings_are_named_in_one_line(tmp_path, capsys):
+    corpus = _corpus(tmp_path / "speech")
+    assert _script().main(["--corpus", str(corpus), "--out", str(tmp_path / "runs"), "--steps", "0",
+                           "--segment", "1000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --steps 0, --segment 1000: expected --steps, --batch-size, --rounds and --clips")
+    assert "\n" not in err and not (tmp_path / "runs").exists()
