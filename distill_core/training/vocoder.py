@@ -3,7 +3,9 @@
 The generator follows HiFi-GAN's (Kong et al., NeurIPS 2020, sec. 2.1): a 1-D convolution over the log-mel
 frames, then transposed convolutions that upsample by the hop in stages, each followed by a multi-receptive
 field fusion (the mean of residual blocks of different kernel sizes and dilations), and a tanh output.
-The widths here are HiFi-GAN V3's shape at a quarter of its channels, well under 1M parameters.
+The shape is HiFi-GAN V3's upsampling (rates 8, 8, 4 with kernels of twice the rate) at half its initial
+channels (128), with residual blocks of kernels 3, 5 and 7 that each hold two pairs of a dilated (1, 2) and a
+plain convolution: 564k parameters.
 """
 
 from __future__ import annotations
