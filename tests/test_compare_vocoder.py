@@ -86,6 +86,10 @@ def test_the_runs_differ_only_in_the_loss(tmp_path, one_thread):
     init = Vocoder().state_dict()
     for state in start:  # Adam's first step moves each weight by about lr: both began at the same weights
         assert all((state[k] - init[k]).abs().max() < 2e-3 for k in init)
+    again = script.train_recipe("a_wave_l1", script.RECIPES["a_wave_l1"], corpus, tmp_path / "again", 1, 0, 2, 2048,
+                                1e-3, 1)
+    repeat = torch.load(again / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(repeat[k], start[0][k]) for k in repeat)  # the same seed trains the same weights
 
 
 def test_missing_corpus_is_one_line_and_exit_2(tmp_path, capsys):
