@@ -15,11 +15,11 @@ from pathlib import Path
 import attrs
 import torch
 
-from ..atomic import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
 from .audio import AudioError, wav_corpus
 from .audio_metrics import METRICS, evaluate
 from .checkpoint import CheckpointError, load_checkpoint
-from .metrics import HistoryError, MetricsHistory
+from .metrics import MetricsHistory
 from .model import SpectrogramVAE
 from .paired import paired_markdown, paired_tests
 from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
@@ -106,14 +106,23 @@ def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint}: weights do not fit the demo model: {str(exc).splitlines()[0]}") from None
-    try:
-        history = MetricsHistory.load(run / "history.json")
-        best = history.best_epoch()
-    except HistoryError:
-        history, best = MetricsHistory(), None
+    saved = run / "history.json"  # a run without one predates it; a damaged one is an error (HistoryError)
+    history = MetricsHistory.load(saved) if saved.exists() else MetricsHistory()
+    best = history.best_epoch()
     return TrainedRun(path=run, label=label, spectrogram=spec, model=model.to(device).eval(),
                       epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
                       best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+
+
+def distinct_runs(runs: list[Path]) -> None:
+    """Refuse a run folder given twice (by any spelling): it would be compared with itself."""
+    seen: dict[Path, Path] = {}
+    for run in runs:
+        key = run.resolve()
+        if key in seen:
+            same = f"{run}" if str(run) == str(seen[key]) else f"{seen[key]} and {run}"
+            raise CompareError(f"{same}: the same run folder is given twice; expected different runs")
+        seen[key] = run
 
 
 def _labels(runs: list[Path]) -> list[str]:
@@ -136,6 +145,7 @@ def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str 
     """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all)."""
     if not runs:
         raise CompareError("no runs given (expected one or more run folders)")
+    distinct_runs([Path(r) for r in runs])
     dev = torch.device(device)
     loaded = [load_run(Path(r), label, dev) for r, label in zip(runs, _labels([Path(r) for r in runs]))]
     first = loaded[0].spectrogram
@@ -222,6 +232,10 @@ def plot(comparison: Comparison, path: Path) -> Path:
 
 def output_paths(out: Path, force: bool = False) -> tuple[Path, Path]:
     """compare.md and compare.png in ``out``, refused when either exists and ``force`` is not given."""
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise CompareError(f"--out {out}: {blocking} is a file, so the folder cannot be created there; "
+                           "expected a folder for compare.md and compare.png")
     md, png = out / "compare.md", out / "compare.png"
     existing = [str(p) for p in (md, png) if p.exists()]
     if existing and not force:

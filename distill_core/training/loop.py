@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Sized
 import torch
 from torch import nn
 
+from ..atomic import signals_deferred
 from ..combined import CombinedLoss
 from ..config import converter
 from ..lock import lock_differences, loss_changes, make_lock
@@ -388,9 +389,12 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                      **({"balancer": loss.balancer.state_dict()} if loss is not None and loss.balancer is not None
                         else {}),
                      "best_val": best}
-            history.save(out_dir / "history.json")
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
+            # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
+            # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
+            with signals_deferred():
+                save_checkpoint(out_dir / "last.pt", state)
+                if improved:
+                    save_checkpoint(out_dir / "best.pt", state)
+                history.save(out_dir / "history.json")
         _emit(callbacks, metrics)
     return history
