@@ -52,9 +52,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "b_mrstft": {"recipe": "none", "terms": {"stft": MRSTFT}},
     "c_mel": {"recipe": "none", "terms": {"mel": MEL}},
     "d_mel_mrstft": {"recipe": "none", "terms": {"mel": MEL, "stft": MRSTFT}},
-    # (e) mel + adversarial: add "e_mel_adversarial" here once the adversarial term (issue #20) is installed,
-    # {"recipe": "none", "terms": {"mel": MEL, <the adversarial plugin's terms, reading WAVES>}}; its
-    # discriminator's update step runs inside CombinedLoss, so train_recipe below needs no change.
+    # (e) mel + adversarial, once the core calls stateful terms (issue #20's core side):
+    # "e_mel_adversarial": {"recipe": "none", "terms": {"mel": MEL, "adversarial": {"preset": ..., **WAVES}}}.
+    # Until then, train_recipe would have to call the adversarial term's update(batch) before each generator
+    # step and save its state_dict() in the checkpoints (plugins/distill-discriminators/README.md).
 }
 
 SAMPLE_RATE = 16_000
