@@ -21,6 +21,7 @@ from .audio_metrics import METRICS, evaluate
 from .checkpoint import CheckpointError, load_checkpoint
 from .metrics import MetricsHistory
 from .model import SpectrogramVAE
+from .paired import paired_markdown, paired_tests
 from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
 
 REFERENCE = "spectrogram round trip (no model)"
@@ -182,8 +183,9 @@ def markdown(comparison: Comparison) -> str:
     header = [f"{name} {'↑' if higher else '↓'}" for name, (_, higher) in METRICS.items()]
     lines = [f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from "
              f"`{comparison.data}`", "",
-             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better. The first row "
-             "inverts each clip's own spectrogram without a model: the ceiling of the representation.", "",
+             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better." + (
+                 " The first row inverts each clip's own spectrogram without a model: the ceiling of the "
+                 "representation." if any(k.startswith(REFERENCE) for k in comparison.scores) else ""), "",
              "| run | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for label, values in comparison.scores.items():
         lines.append(f"| {label} | " + " | ".join(_cell(values[name]) for name in METRICS) + " |")
@@ -191,7 +193,9 @@ def markdown(comparison: Comparison) -> str:
     for run in comparison.runs:
         lines.append(f"| {run.label} | `{run.path}` | {run.epochs} | {run.best_epoch or '?'} | "
                      f"{run.best_val_loss:.4g} | {run.loss_terms} |")
-    return "\n".join(lines) + "\n"
+    models = {label: values for label, values in comparison.scores.items() if not label.startswith(REFERENCE)}
+    lines += ["", paired_markdown(paired_tests(models), {k: higher for k, (_, higher) in METRICS.items()})]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(comparison: Comparison, path: Path) -> Path:
