@@ -1,5 +1,5 @@
 """make bench: the stft term against auraloss and the STFT floor, the mel term against plain autograd, peak memory,
-framework overhead, import time.
+framework overhead, import time, the stoi and estoi terms' time per call.
 
 Every comparison runs in one process with its cases interleaved (A B C A B C ...) after a warm-up, and
 reports the median of the repetitions as ratios. Results go to stdout and bench/results.json.
@@ -152,6 +152,67 @@ def bench_mel(device: torch.device, reps: int) -> list[dict]:
     for label, shape in MEL_SIZES.items():
         x, y = signals(shape, device)
         t = interleaved(mel_cases(x, y), device, reps)
+        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
+                     "speedup_vs_autograd": t["autograd"] / t["distill"]})
+    return rows
+
+
+AUDIOCRAFT_SIZES = {"waveform [8,1,48000]": (8, 1, 48000), "waveform [4,1,144000]": (4, 1, 144000)}
+
+
+def audiocraft_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor],
+                         filters: list[torch.Tensor]) -> torch.Tensor:
+    """audiocraft's msspec written with plain autograd: reflect and zero padding, torch.stft, |X|^2, filterbank,
+    L1 plus alpha * MSE of log10(floor + mel)."""
+    import math
+
+    from torch.nn import functional as F
+
+    flat, flat_y = x.reshape(-1, 1, x.shape[-1]), y.reshape(-1, 1, y.shape[-1])
+    total, count = x.new_zeros(()), 0.0
+    for w, window, fb in zip(config.window_lengths, windows, filters):
+        hop, pad = w // 4, (w - w // 4) // 2
+        tail = (math.ceil((x.shape[-1] + 2 * pad - w) / hop + 1) - 1) * hop + w - x.shape[-1] - 2 * pad
+        scale = window.pow(2).sum().sqrt() if config.normalized else 1.0
+
+        def mel(s: torch.Tensor) -> torch.Tensor:
+            s = F.pad(F.pad(s, (pad, pad), "reflect"), (0, tail)).squeeze(1)
+            spec = torch.stft(s, w, hop, window=window, center=False, return_complex=True) / scale
+            return fb @ spec.abs().pow(2)
+
+        alpha = math.sqrt(w - 1) if config.alphas else 1.0
+        mx, my = mel(flat), mel(flat_y)
+        total = total + F.l1_loss(mx, my) + alpha * F.mse_loss(torch.log10(config.floor_level + mx),
+                                                               torch.log10(config.floor_level + my))
+        count += alpha + 1
+    return total / count if config.normalized else total
+
+
+def audiocraft_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
+    """The audiocraft_msspec term at its defaults (24 kHz) and the same loss with plain autograd."""
+    from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
+
+    cfg = AudiocraftConfig()
+    ours = AudiocraftMsspecLoss(cfg).to(x.device)
+    windows = [s.window for s in ours.loss.scales]
+    filters = [s.fb for s in ours.loss.scales]
+
+    def run_ours() -> None:
+        xx = x.detach().requires_grad_(True)
+        ours({"recon": xx, "target": y}).backward()
+
+    def run_autograd() -> None:
+        xx = x.detach().requires_grad_(True)
+        audiocraft_reference(xx, y, cfg, windows, filters).backward()
+
+    return {"distill": run_ours, "autograd": run_autograd}
+
+
+def bench_audiocraft(device: torch.device, reps: int) -> list[dict]:
+    rows = []
+    for label, shape in AUDIOCRAFT_SIZES.items():
+        x, y = signals(shape, device)
+        t = interleaved(audiocraft_cases(x, y), device, reps)
         rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
                      "speedup_vs_autograd": t["autograd"] / t["distill"]})
     return rows
@@ -361,7 +422,60 @@ def report_mel(results: dict, device: torch.device, args: argparse.Namespace) ->
                   f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["mel"]]))
 
 
-SECTIONS = ("stft", "mel", "overhead", "import", "build", "balancer")
+def report_audiocraft(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    results["audiocraft_msspec"] = bench_audiocraft(device, args.reps)
+    results["audiocraft_msspec_memory"] = bench_memory(device, args.threads, "audiocraft_cases", AUDIOCRAFT_SIZES,
+                                                       "autograd")
+    memory = {r["size"]: r for r in results["audiocraft_msspec_memory"]}
+    print(table("3c. audiocraft_msspec at its defaults (24 kHz, 5 scales, windows 64-1024), forward + backward, "
+                "vs plain autograd", ["size", "speedup vs autograd", "peak memory vs autograd", "distill ms",
+                                      "autograd ms", "distill MiB", "autograd MiB"],
+                [[r["size"], f"{r['speedup_vs_autograd']:.2f}x", f"{memory[r['size']]['ratio']:.2f}x",
+                  f"{r['distill_ms']:.1f}", f"{r['autograd_ms']:.1f}", f"{memory[r['size']]['distill_mib']:.1f}",
+                  f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["audiocraft_msspec"]]))
+
+
+STOI_SHAPE = (8, 1, 64000)  # eight 4 s clips at 16 kHz
+
+
+def bench_stoi(device: torch.device, reps: int) -> list[dict]:
+    """The stoi and estoi terms at 16 kHz: forward + backward, forward alone, and pystoi scoring the same eight
+    clips one by one (value only, numpy, on the CPU)."""
+    from pystoi import stoi as pystoi_score
+
+    from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
+
+    x, y = signals(STOI_SHAPE, device)
+    rows_x, rows_y = (t.double().cpu().numpy()[:, 0] for t in (x, y))
+    rows = []
+    for term in (STOILoss(STOIConfig()).to(device), ESTOILoss(ESTOIConfig()).to(device)):
+        def backward(term=term) -> None:
+            term({"recon": x.detach().requires_grad_(True), "target": y}).backward()
+
+        @torch.no_grad()
+        def forward(term=term) -> None:
+            term({"recon": x, "target": y})
+
+        def reference(extended=term.extended) -> None:
+            for clean, processed in zip(rows_y, rows_x):
+                pystoi_score(clean, processed, 16_000, extended=extended)
+
+        t = interleaved({"backward": backward, "forward": forward, "pystoi": reference}, device, reps)
+        rows.append({"term": term.name, "size": "waveform [8,1,64000] at 16 kHz", "fwd_bwd_ms": t["backward"] * 1e3,
+                     "fwd_ms": t["forward"] * 1e3, "pystoi_ms": t["pystoi"] * 1e3,
+                     "pystoi_over_fwd": t["pystoi"] / t["forward"]})
+    return rows
+
+
+def report_stoi(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    results["stoi"] = bench_stoi(device, args.reps)
+    print(table("7. stoi / estoi terms, time per call (pystoi: the same 8 clips, value only, numpy)",
+                ["term", "size", "fwd + bwd ms", "fwd ms", "pystoi ms", "pystoi / fwd"],
+                [[r["term"], r["size"], f"{r['fwd_bwd_ms']:.1f}", f"{r['fwd_ms']:.1f}", f"{r['pystoi_ms']:.1f}",
+                  f"{r['pystoi_over_fwd']:.2f}x"] for r in results["stoi"]]))
+
+
+SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi")
 
 
 def main() -> None:
@@ -386,6 +500,8 @@ def main() -> None:
         report_stft(results, device, args)
     if "mel" in only:
         report_mel(results, device, args)
+    if "audiocraft" in only:
+        report_audiocraft(results, device, args)
     if "overhead" in only:
         results["overhead"] = bench_overhead(device, args.reps)
         o = results["overhead"]
@@ -410,6 +526,8 @@ def main() -> None:
         print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
                     ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
                     [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
+    if "stoi" in only:
+        report_stoi(results, device, args)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

@@ -53,6 +53,9 @@ from torch import nn
 from .config import InvalidConfig
 
 
+MAX_TOTAL_NORM = 1e6  # EnCodec trains with 1; float32 overflows near 3.4e38 once the model's Jacobians multiply it
+
+
 @attrs.define
 class BalancerConfig:
     """The ``[balancer]`` section: whether to balance, the batch key of ``y`` and the averaging settings."""
@@ -70,6 +73,10 @@ class BalancerConfig:
             problems.append(("input", "expected the batch key of the tensor the balanced terms read, got ''"))
         if not (math.isfinite(self.total_norm) and self.total_norm > 0):
             problems.append(("total_norm", f"expected a finite number > 0, got {self.total_norm!r}"))
+        elif self.total_norm > MAX_TOTAL_NORM:
+            problems.append(("total_norm", f"expected at most {MAX_TOTAL_NORM:g} (the norm of the balanced gradient "
+                                           f"at the input: larger ones overflow float32 in the model's backward "
+                                           f"pass), got {self.total_norm!r}"))
         if not (0.0 <= self.ema_decay <= 1.0):
             problems.append(("ema_decay", f"expected 0 <= ema_decay <= 1 (0: this step's norm only, "
                                           f"1: the mean of all steps), got {self.ema_decay!r}"))

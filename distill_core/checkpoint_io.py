@@ -54,6 +54,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{p}: {_load_failure(exc)}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    version = state.get("format") if isinstance(state, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+        from . import __version__  # lazy: the package's own __init__ imports this layer
+
+        raise CheckpointError(f"{p}: written by a newer distill (checkpoint format {version}; distill-core "
+                              f"{__version__} reads format {FORMAT}); upgrade distill-core to load it")
+    if version != FORMAT:
         raise CheckpointError(f"{p}: not a distill checkpoint (expected format {FORMAT})")
     return state

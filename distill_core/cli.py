@@ -25,6 +25,7 @@ class UserError(click.ClickException):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
+    from .atomic import WriteError
     from .combined import TermBuildError
     from .config import ConfigError
     from .extras import MissingExtra
@@ -35,11 +36,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .training.checkpoint import CheckpointError
     from .training.compare import CompareError
     from .training.metrics import HistoryError
-    from .training.run import RunExistsError, SettingsError
+    from .training.run import NothingTrainedError, RunExistsError, SettingsError
+    from .training.run_lock import RunBusyError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, LockError, MissingExtra, CompareError, RunExistsError, SettingsError,
-            FileNotFoundError, IsADirectoryError, PermissionError)
+            HistoryError, LockError, MissingExtra, CompareError, RunExistsError, SettingsError, RunBusyError,
+            NothingTrainedError, WriteError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -213,7 +215,7 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--mel-bins", type=int, help="Mel-scale the magnitude to this many bands (e.g. 128).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
-              help="Continue from a checkpoint, e.g. runs/demo/last.pt.")
+              help="Continue from a checkpoint, e.g. runs/demo/last.pt; with no CONFIG, the run's own config.toml.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the run folder (refused by default).")
 @click.option("--force-config", is_flag=True,
               help="Resume with a changed loss config: starts a new best-tracking segment, recorded in the history.")
@@ -239,7 +241,7 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
                             spectrogram=SpectrogramConfig(mel_bins=mel_bins), overwrite=overwrite,
                             force_config=force_config, tensorboard=not no_tensorboard)
     try:
-        run_dir = run_demo(settings, progress=not no_progress)
+        run_dir = run_demo(settings, progress=not no_progress, notify=click.echo)
     except KeyboardInterrupt:
         last = out / name / "last.pt"
         hint = f"; resume with: distill-loss train --name {name} --out {out} --resume {last}" if last.exists() else ""
@@ -256,7 +258,8 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
 def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
     """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .training.compare import CompareError
+    from .atomic import file_in_the_way
+    from .training.compare import CompareError, distinct_runs
     from .training.metrics import MetricsHistory
     from .training.plots import plot_runs
 
@@ -264,6 +267,11 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
         raise CompareError("several runs need --out FILE.png (each run's own losses.png stays as it is)")
     if out is not None and out.exists() and not force:
         raise CompareError(f"{out} already exists; choose another --out or pass --force to replace it")
+    blocking = file_in_the_way(out.parent) if out is not None else None
+    if blocking is not None:
+        raise CompareError(f"--out {out}: {blocking} is a file, so {out.name} cannot be written under it; "
+                           "expected a path in a folder")
+    distinct_runs(list(runs))
     names = [r.name for r in runs]
     labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
     histories = {label: MetricsHistory.load(run / "history.json") for label, run in zip(labels, runs)}
@@ -290,6 +298,20 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
     md, png = write_comparison(comparison, out, force=force)
     click.echo(markdown(comparison))
     click.echo(f"wrote {md} and {png}")
+
+
+@main.command("import-seed")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder to write (default: runs/<name of RUN_DIR>).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate for the continued run (default: where the seed's scheduler left it).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out (refused by default).")
+def import_seed_cmd(run_dir: Path, out: Path | None, lr: float | None, overwrite: bool) -> None:
+    """Bring a run of the seed's train() over: read its checkpoints running no pickled code, write our run folder."""
+    from .training.seed_import import import_seed
+
+    click.echo(import_seed(run_dir, out, lr=lr, overwrite=overwrite).summary())
 
 
 if __name__ == "__main__":  # pragma: no cover

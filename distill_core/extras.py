@@ -9,7 +9,7 @@ DISTRIBUTION = "distill-core"
 
 #: Which extra of distill-core brings each optional module (the import name, not the distribution name).
 EXTRA_OF = {
-    "click": "train", "tqdm": "train", "matplotlib": "train", "tensorboard": "train",
+    "click": "train", "tqdm": "train", "matplotlib": "train", "tensorboard": "train", "scipy": "train",
     "pytest": "test", "hypothesis": "test", "jsonschema": "test",
 }
 

@@ -19,12 +19,40 @@ def _node_key(node: Any) -> str:
         return ""
 
 
-def load_omegaconf(node: Any) -> LossConfig:
+_ABSENT = object()
+EXPECTED = "expected a mapping of loss settings (e.g. a config group option: loss: vae)"
+
+
+def _selected(root: Any, key: str) -> Any:
+    """``root``'s node at the dotted ``key``; a ConfigError naming the key when it is absent or null."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(root, key, default=_ABSENT, throw_on_missing=False)
+    if node is _ABSENT:
+        raise ConfigError([(key, f"not in the config; {EXPECTED}")], SOURCE)
+    if node is None:
+        raise ConfigError([(key, f"is null ({key.rpartition('.')[2]}: null); {EXPECTED}")], SOURCE)
+    return node
+
+
+def load_omegaconf(node: Any, key: str | None = None) -> LossConfig:
     """``load_config(OmegaConf.to_container(node, resolve=True))``, but a missing value (``???``) or an
-    interpolation that does not resolve becomes a ConfigError with the key's full path."""
+    interpolation that does not resolve becomes a ConfigError with the key's full path.
+
+    ``load_omegaconf(cfg, key="loss")`` reads ``cfg.loss`` and names the key when it is absent or null;
+    ``load_omegaconf(cfg.loss)`` gets None for ``loss: null`` and cannot know the key's name.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
+    if key is not None:
+        node = _selected(node, key)
+    if node is None:
+        raise ConfigError([("", f"got None instead of a config node: the key passed is null (e.g. loss: null); "
+                                f"{EXPECTED}; load_omegaconf(cfg, key='loss') names the key")], SOURCE)
+    if not OmegaConf.is_config(node):
+        raise ConfigError([("", f"got {type(node).__name__} instead of an OmegaConf config node (e.g. cfg.loss); "
+                                "a plain mapping loads with load_config")], SOURCE)
     try:
         data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:

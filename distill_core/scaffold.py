@@ -50,12 +50,14 @@ class {cls}Config:
 
 
 class {cls}Loss(LossTerm):
-    """Mean squared error between recon and target (replace with your loss)."""
+    """The {name} loss: how far recon is from target (a placeholder body, the mean squared error; write yours
+    and say here what it measures and why)."""
 
     name = "{name}"
     config_class = {cls}Config
-    requires = ("recon", "target")
-    zero_at_identity = True
+    requires = ("recon", "target")  # the batch keys forward reads; a config maps them with inputs = {{...}}
+    layouts = {{"recon": "B, C, F, T", "target": "B, C, F, T"}}  # checked against the batch at build time
+    zero_at_identity = True  # 0 when recon == target; the test kit checks it
 
     def forward(self, batch: Batch) -> torch.Tensor:
         recon, target = check_pair(self.name, batch, "recon", "target", "B, C, F, T")
@@ -69,7 +71,7 @@ def distill_loss_terms(register) -> None:
 
 TEST = '''import torch
 
-from distill_core.testing import check_term
+from distill_core.testing import check_discovery, check_term
 from distill_{name} import {cls}Loss
 
 
@@ -81,6 +83,11 @@ def make_batch(dtype, device):
 
 def test_conformance():
     check_term({cls}Loss, make_batch)
+
+
+def test_discovery():
+    """Installed (pip install -e .), distill finds the term through the 'distill' entry-point group."""
+    check_discovery({cls}Loss, "distill-{dash}")
 '''
 
 README = '''# distill-{dash}
@@ -95,7 +102,7 @@ Use it from a config file:
     [terms.{name}]
     weight = 0.5
 
-Its output key is `{name}_loss`. Run the conformance test with `pytest`.
+Its output key is `{name}_loss`. Run the conformance and discovery tests with `pytest` (installed first).
 '''
 
 

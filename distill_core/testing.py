@@ -14,7 +14,9 @@ import torch
 
 from .config import converter
 from .extras import require
-from .plugins import Registry, TermInfo, get_registry, reset_registry
+from .hookspecs import PROJECT
+from .plugins import (PluginError, Registry, TermInfo, UnknownTermError, get_registry, reset_registry,
+                      validate_term_class)
 from .terms import LossTerm
 
 pytest = require("pytest", "the test kit distill_core.testing")
@@ -100,7 +102,8 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
                compile_backend: str = "aot_eager", gradcheck: bool = True) -> None:
     """Assert the loss-term contract; raise AssertionError naming the failed property.
 
-    Checks: a finite 0-dim output; finite gradients reaching the inputs it reads (``recon`` first);
+    Checks: the class passes discovery's checks (``validate_term_class``: what marks an installed term
+    BROKEN); a finite 0-dim output; finite gradients reaching the inputs it reads (``recon`` first);
     exactly 0 when recon == target where the class declares ``zero_at_identity``; float64 gradcheck;
     CPU, and CUDA when present; bfloat16 autocast without error or NaN and within 1e-2 of float32;
     ``torch.compile`` giving the eager value; the config round-tripping through the converter.
@@ -108,7 +111,11 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     The factory is called once per device and dtype, under a fixed seed, and every comparison (autocast
     against float32, compiled against eager) runs on that one batch, so an unseeded factory is not flaky.
     """
-    name = getattr(term_class, "name", term_class.__name__)
+    name = getattr(term_class, "name", getattr(term_class, "__name__", repr(term_class)))
+    try:
+        validate_term_class(term_class)  # what discovery checks: a class failing here is BROKEN when installed
+    except PluginError as exc:
+        raise AssertionError(f"{name}: discovery would mark this term BROKEN: {exc}") from None
     config = config if config is not None else term_class.config_class()
     back = converter.structure(converter.unstructure(config), term_class.config_class)
     assert back == config, f"{name}: config does not round-trip: {config!r} -> {back!r}"
@@ -133,11 +140,11 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         if getattr(term_class, "zero_at_identity", False):
             same = _detached(base)
             same["recon"] = same["target"].clone()
-            value = term(same)
+            value = term(same).detach()  # a term with parameters gives a tensor that requires grad
             assert float(value.abs()) <= 1e-6, f"{name} declares zero_at_identity but gives {float(value)}"
 
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            low = term(_detached(base))
+            low = term(_detached(base)).detach()
         assert bool(torch.isfinite(low)), f"{name} on {device}: non-finite value under bfloat16 autocast"
         ref = float(out.detach())
         assert abs(float(low) - ref) <= 1e-2 * max(abs(ref), 1e-6), \
@@ -157,8 +164,8 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     if compile_backend:
         torch._dynamo.reset()
         batch = _make(batch_factory, torch.float32, torch.device("cpu"))
-        eager = term(batch)
-        compiled = torch.compile(term, backend=compile_backend)(batch)
+        eager = term(batch).detach()
+        compiled = torch.compile(term, backend=compile_backend)(batch).detach()
         assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), \
             f"{name}: torch.compile({compile_backend}) gives {float(compiled)}, eager {float(eager)}"
 
@@ -183,10 +190,18 @@ def check_discovery(term_class: type[LossTerm], distribution: str) -> TermInfo:
     installed version; return the registry's TermInfo."""
     from importlib import metadata
 
-
-    info = get_registry().get(term_class.name)
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        raise AssertionError(f"distribution {distribution!r} is not installed; install it first "
+                             "(pip install -e .)") from None
+    try:
+        info = get_registry().get(term_class.name)
+    except UnknownTermError as exc:
+        raise AssertionError(f"{term_class.name!r} is not discovered from the installed {distribution}: its "
+                             f"entry point must be in the {PROJECT!r} group ([project.entry-points.{PROJECT}] in "
+                             f"pyproject.toml); discovery says: {exc}") from None
     assert info.cls is term_class, f"{term_class.name!r} resolves to {info.cls!r}, not {term_class!r}"
-    version = metadata.version(distribution)
     assert (info.provenance.distribution, info.provenance.version) == (distribution, version), \
         f"{term_class.name!r} comes from {info.provenance}, expected {distribution}=={version}"
     return info

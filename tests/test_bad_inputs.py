@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import subprocess
 import sys
 import time
+import warnings
 
+import attrs
 import numpy as np
 import pytest
 import torch
 
-from distill_core import BatchError, CombinedLoss, ConfigError, LossConfig, load_config
+from distill_core import BatchError, CombinedLoss, ConfigError, LossConfig, LossTerm, load_config
 
 LOSS = None
 
@@ -103,7 +107,7 @@ CONFIG_CASES = [
     ("win > fft", {"terms": {"stft": {"win_lengths": [512, 1024, 4096], "hop_sizes": [128, 256, 512]}}}, "terms.stft.win_lengths[2]: window 4096 exceeds fft_sizes[2]=2048"),
     ("zero fft size", {"terms": {"stft": {"fft_sizes": [512, 0, 2048]}}}, "terms.stft.fft_sizes[1]: expected a positive size, got 0"),
     ("zero hop size", {"terms": {"stft": {"hop_sizes": [128, 0, 512]}}}, "terms.stft.hop_sizes[1]: expected a positive size, got 0"),
-    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: auraloss_chromastft, "),
+    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: adversarial, audiocraft_msspec, auraloss_chromastft, "),
     ("warm-up fraction > 1", {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 2}}}}, "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1"),
     ("unknown schedule", {"terms": {"kl": {"weight": {"schedule": "exponential"}}}}, "terms.kl.weight: unknown schedule 'exponential'"),
     ("mel without sample rate", {"terms": {"stft": {"scale": "mel", "n_bins": 64}}}, "terms.stft.sample_rate: a positive sample_rate is required"),
@@ -308,3 +312,253 @@ def test_resampled_clips_hold_the_signal(tmp_path):
         want = 0.5 * np.sin(2 * np.pi * 440 * (u + k))
         middle = slice(2_000, 14_000)  # spectral resampling rings at a clip's edges only
         assert np.abs(clip[middle] - want[middle]).max() < 2e-3
+
+
+# --- issue 21: histories, checkpoints, Hydra, the balancer's bound, the plugin kit and its template -----------
+
+def recorded_history(tmp_path):
+    """A real two-epoch history file, written by MetricsHistory itself."""
+    from distill_core.training.metrics import EpochMetrics, MetricsHistory
+
+    history = MetricsHistory()
+    for epoch in range(2):
+        history.add_epoch(EpochMetrics(epoch, 2, 1.0, 1.5, 0.5, 0.1, 2.0, 0.5, 1e-3, 0.0, 1.0,
+                                       components={"stft_loss": 0.4}, val_components={"stft_loss": 0.5}))
+    return history.save(tmp_path / "history.json")
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda d: d["epoch_metrics"][1].update(epoch=0),
+     "epoch_metrics[1].epoch: epoch 0 is already epoch_metrics[0]; expected each epoch once"),
+    (lambda d: d["epoch_metrics"].reverse() or d["distill"]["epochs"].reverse(),
+     "epoch_metrics[1].epoch: epoch 0 comes after epoch 1; expected epochs in increasing order"),
+    (lambda d: d["distill"]["epochs"][0].update(val_components=[0.5]),
+     'distill.epochs[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
+    (lambda d: d.pop("distill") and d["epoch_metrics"][0].update(val_components=[0.5]),
+     'epoch_metrics[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
+], ids=["duplicate epoch", "epochs out of order", "val_components a list", "a seed file's val_components a list"])
+def test_a_history_with_bad_epochs_names_the_file_and_epoch(tmp_path, damage, message):
+    from distill_core.training.metrics import HistoryError, MetricsHistory
+
+    path = recorded_history(tmp_path)
+    data = json.loads(path.read_text())
+    assert [e.epoch for e in MetricsHistory.load(path).epochs] == [0, 1]  # the undamaged file loads
+    damage(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(HistoryError) as err:
+        MetricsHistory.load(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_checkpoint_of_a_newer_format_says_upgrade(tmp_path):
+    from distill_core.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "last.pt"
+    torch.save({"format": 2, "epoch": 0}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (f"{path}: written by a newer distill (checkpoint format 2; distill-core 0.1.0 reads "
+                              "format 1); upgrade distill-core to load it")
+
+
+def test_a_null_hydra_loss_names_the_key():
+    omegaconf = pytest.importorskip("omegaconf")
+    from distill_core.omegaconf_config import load_omegaconf
+
+    cfg = omegaconf.OmegaConf.create({"loss": None, "train": {"loss": None}})
+    with pytest.raises(ConfigError) as err:
+        load_omegaconf(cfg, key="loss")
+    assert err.value.problems == [("loss", "is null (loss: null); expected a mapping of loss settings (e.g. a config "
+                                           "group option: loss: vae)")]
+    with pytest.raises(ConfigError, match=r"train\.loss: is null \(loss: null\)"):
+        load_omegaconf(cfg, key="train.loss")
+    with pytest.raises(ConfigError, match=r"lose: not in the config; expected a mapping of loss settings"):
+        load_omegaconf(cfg, key="lose")
+    with pytest.raises(ConfigError) as err:
+        load_omegaconf(cfg.loss)  # None: the key's name is not known here, so the message says how to get it
+    assert err.value.one_line() == (
+        "invalid loss config in the OmegaConf config: got None instead of a config node: the key passed is null "
+        "(e.g. loss: null); expected a mapping of loss settings (e.g. a config group option: loss: vae); "
+        "load_omegaconf(cfg, key='loss') names the key")
+    with pytest.raises(ConfigError, match=r"got dict instead of an OmegaConf config node"):
+        load_omegaconf({"recipe": "vae"})
+    assert load_omegaconf(omegaconf.OmegaConf.create({"loss": {"recipe": "none", "terms": {"kl": {}}}}),
+                          key="loss").terms.keys() == {"kl"}
+
+
+def test_balancer_total_norm_is_bounded_below_float32_overflow():
+    from distill_core.balancer import MAX_TOTAL_NORM, BalancerConfig
+    from distill_core.config import InvalidConfig
+
+    assert BalancerConfig(total_norm=MAX_TOTAL_NORM).total_norm == 1e6
+    with pytest.raises(InvalidConfig, match=r"total_norm: expected at most 1e\+06 .* got 1e\+39"):
+        BalancerConfig(total_norm=1e39)
+    with pytest.raises(ConfigError, match=r"balancer\.total_norm: expected at most 1e\+06"):
+        load_config({"balancer": {"enabled": True, "total_norm": 1e39}})
+
+
+def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path):
+    from distill_core.atomic import WriteError, atomic_write_text, file_in_the_way
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(WriteError) as err:
+        atomic_write_text(tmp_path / "afile" / "history.json", "{}")
+    assert str(err.value) == (f"{tmp_path / 'afile' / 'history.json'}: cannot write: {tmp_path / 'afile'} is a "
+                              "file, not a folder (errno 20); its previous version, if any, is unchanged")
+    assert isinstance(err.value, OSError) and err.value.filename == str(tmp_path / "afile" / "history.json")
+    assert file_in_the_way(tmp_path / "afile" / "a" / "b") == tmp_path / "afile"
+    assert file_in_the_way(tmp_path / "new" / "folder") is None
+
+
+def test_read_wav_corpus_counts_the_files_it_used(tmp_path):
+    from distill_core.training.audio import read_wav_corpus, write_wav
+
+    for i in range(3):
+        write_wav(tmp_path / f"{i}.wav", torch.zeros(4000), 8000)
+    corpus = read_wav_corpus(tmp_path, 2000, 8000, max_clips=3)
+    assert (corpus.clips.shape[0], corpus.files_found, corpus.files_used) == (3, 3, 2)
+
+
+# The plugin test kit applies discovery's checks, and is quiet for terms with parameters.
+
+@dataclasses.dataclass
+class DataclassConfig:
+    weight: float = 1.0
+
+
+class DataclassConfigured(LossTerm):
+    name = "dc_term"
+    config_class = DataclassConfig
+    requires = ("recon", "target")
+
+    def forward(self, b):
+        return (b["recon"] - b["target"]).abs().mean()
+
+
+@attrs.define
+class ScaleConfig:
+    weight: float = 1.0
+
+
+class WithParameters(LossTerm):
+    """A learnt per-channel scale: its output requires grad even when its inputs do not."""
+
+    name = "scaled_l1"
+    config_class = ScaleConfig
+    requires = ("recon", "target")
+    zero_at_identity = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.scale = torch.nn.Parameter(torch.ones(2, 1))
+
+    def forward(self, b):
+        return ((b["recon"] - b["target"]).abs() * self.scale).mean()
+
+
+def pair(dtype, device):
+    return {"recon": torch.rand(2, 2, 16, dtype=dtype, device=device),
+            "target": torch.rand(2, 2, 16, dtype=dtype, device=device)}
+
+
+def test_check_term_fails_where_discovery_would_mark_the_term_broken():
+    from distill_core.plugins import PluginError, Registry
+    from distill_core.testing import check_term
+
+    with pytest.raises(PluginError) as discovery:
+        Registry().register_term(DataclassConfigured)
+    with pytest.raises(AssertionError) as kit:
+        check_term(DataclassConfigured, pair, compile_backend="")
+    assert str(kit.value) == f"dc_term: discovery would mark this term BROKEN: {discovery.value}"
+    assert "config_class must be an attrs class" in str(kit.value)
+
+
+def test_check_term_does_not_warn_for_a_term_with_parameters():
+    from distill_core.testing import check_term
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Converting a tensor with requires_grad=True to a scalar" would raise
+        check_term(WithParameters, pair, compile_backend="")
+
+
+def test_the_new_plugin_template_has_layouts_a_true_docstring_and_a_discovery_test(tmp_path):
+    from distill_core.scaffold import scaffold
+
+    root = scaffold("flux", tmp_path)
+    module = (root / "distill_flux" / "__init__.py").read_text()
+    assert 'layouts = {"recon": "B, C, F, T", "target": "B, C, F, T"}' in module
+    assert '"""The flux loss: how far recon is from target (a placeholder body' in module
+    assert "Mean squared error between" not in module
+    test = (root / "tests" / "test_flux.py").read_text()
+    assert 'check_discovery(FluxLoss, "distill-flux")' in test
+
+
+def test_a_template_plugin_in_the_wrong_entry_point_group_fails_its_own_test(throwaway_env, tmp_path):
+    from distill_core.scaffold import scaffold
+
+    root = scaffold("flux", tmp_path)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("[project.entry-points.distill]",
+                                                       "[project.entry-points.\"distill.terms\"]"))
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(throwaway_env), "install", "-q", "--no-deps",
+                          "--no-build-isolation", str(root)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    tested = subprocess.run([str(throwaway_env), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+                            capture_output=True, text=True, timeout=300, cwd=root)
+    assert tested.returncode == 1 and "1 failed, 1 passed" in tested.stdout, tested.stdout + tested.stderr
+    assert "'flux' is not discovered from the installed distill-flux: its entry point must be in the 'distill' " \
+           "group ([project.entry-points.distill] in pyproject.toml)" in tested.stdout
+
+
+def test_a_signal_during_a_group_of_saves_waits_for_the_group(tmp_path):
+    """SIGTERM (default action) sent while checkpoint and history are saved lands after both are written."""
+    script = (f"import os, signal, pathlib\nfrom distill_core.atomic import atomic_write_text, signals_deferred\n"
+              f"with signals_deferred():\n"
+              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'last.pt', 'epoch 3')\n"
+              f"    os.kill(os.getpid(), signal.SIGTERM)\n"
+              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'history.json', 'epoch 3')\n"
+              f"print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -15 and "not reached" not in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert (tmp_path / "last.pt").read_text() == (tmp_path / "history.json").read_text() == "epoch 3"
+# --- mel and auraloss config bounds (#21): `check` refuses what the build would refuse ------------------------
+
+MEL_BOUND_CASES = [
+    ("mel sample rate 10^20", "[terms.mel]\nsample_rate = 100000000000000000000\n",
+     "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000"),
+    ("mel sample rate 1e20", "[terms.mel]\nsample_rate = 1e20\n", "terms.mel.sample_rate: expected int, got 1e+20"),
+    ("mel a million bands", "[terms.mel]\nn_mels = [1000000]\nwindow_lengths = [2048]\n",
+     "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000"),
+    ("mel window 2^30", "[terms.mel]\nn_mels = [80]\nwindow_lengths = [1073741824]\n",
+     "terms.mel.window_lengths[0]: expected a window of at most 1048576 samples (2^20), got 1073741824"),
+    ("auraloss_melstft without sample_rate", "[terms.auraloss_melstft]\nn_mels = 64\n",
+     "terms.auraloss_melstft.sample_rate: missing: auraloss.freq.MelSTFTLoss has no default sample rate; expected "
+     "the audio's sample rate in Hz (e.g. sample_rate = 44100)"),
+    ("auraloss_melstft 600 bands at fft 1024", "[terms.auraloss_melstft]\nsample_rate = 16000\nn_mels = 600\n",
+     "terms.auraloss_melstft.n_mels: n_mels = 600 at sample_rate = 16000 leaves 86 of 600 mel bands without any FFT "
+     "bin at fft size 1024 (auraloss would take log(0) there and return NaN); expected a smaller n_mels or a larger "
+     "fft size"),
+    ("auraloss_melstft sample rate 1e12", "[terms.auraloss_melstft]\nsample_rate = 1e12\n",
+     "terms.auraloss_melstft.sample_rate: expected a sample rate in Hz above 0 and at most 1048576 (2^20), got "
+     "1000000000000.0"),
+    ("audiocraft_msspec sample rate 10^12", "[terms.audiocraft_msspec]\nsample_rate = 1000000000000\n",
+     "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 1000000000000"),
+]
+
+
+@pytest.mark.parametrize("name,toml,message", MEL_BOUND_CASES, ids=[c[0] for c in MEL_BOUND_CASES])
+def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path, name, toml, message):
+    from click.testing import CliRunner
+
+    from distill_core.cli import main
+
+    config = tmp_path / "loss.toml"
+    config.write_text('recipe = "none"\n' + toml)
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert time.perf_counter() - start < 5.0  # refused from the numbers, nothing allocated
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.strip() == f"error: invalid loss config in {config}: {message}"
+    with pytest.raises(ConfigError) as err:  # the build reads the config the same way, and stops at the same line
+        CombinedLoss(load_config(config))
+    assert message in str(err.value)

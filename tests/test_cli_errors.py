@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -18,6 +21,7 @@ from click.testing import CliRunner
 
 from distill_core.cli import main
 from distill_core.training.checkpoint import load_checkpoint, save_checkpoint
+from distill_core.training.run_lock import OWNER_NAME
 
 TOY = ["--epochs", "1", "--clips", "4", "--batch-size", "2", "--no-progress"]
 
@@ -320,3 +324,233 @@ def test_train_refuses_other_plugin_versions_and_a_model_that_does_not_fit(tmp_p
     with pytest.raises(CheckpointError, match=r"the checkpoint's model does not fit this model: \d+ tensor\(s\) "
                                               r"differ in shape, first '[\w.]+': \[\d+(, \d+)*\] saved"):
         train(model(latent_dim=4), *loaders, LossConfig(), epochs=2, resume_from=tmp_path / "last.pt")
+
+
+# --- issue 21: concurrent writers, killed and failed saves, paths in the way, damaged histories ---------------
+
+CLI = [sys.executable, "-m", "distill_core.cli"]
+
+
+def content(folder: pathlib.Path, *names: str) -> dict[str, str]:
+    """SHA-256 of the named files (for runs that rewrite their config but must keep these)."""
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
+
+
+def wait_for(condition, proc, what: str, timeout: float = 240.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited with {proc.returncode} before {what}: {proc.stderr.read()}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_second_writer_is_refused_naming_the_first(tmp_path):
+    """Two real processes, one run folder: the second exits 2 naming the first and changes nothing."""
+    folder = tmp_path / "same"
+    first = subprocess.Popen([*CLI, "train", "--epochs", "50", "--clips", "8", "--batch-size", "2", "--no-progress",
+                              "--out", str(tmp_path), "--name", "same"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (folder / "history.json").exists() and (folder / OWNER_NAME).exists(), first,
+                 "the first epoch's save")
+        first.send_signal(signal.SIGSTOP)  # holds the lock, writes nothing while the second tries
+        before = snapshot(folder)
+        seconds = [subprocess.run([*CLI, "train", *TOY, "--out", str(tmp_path), "--name", "same", *flag],
+                                  capture_output=True, text=True, timeout=300) for flag in ([], ["--overwrite"])]
+        assert snapshot(folder) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    for second in seconds:  # refused whether or not it asked to replace the run
+        assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1, second.stderr
+        assert second.stderr.startswith(f"error: {folder}: another distill-loss train is writing this run folder "
+                                        f"(pid {first.pid} on {socket.gethostname()}, since 20"), second.stderr
+        assert "--name same" in second.stderr and "wait for it to end, or choose another --name" in second.stderr
+    assert first.returncode == 130  # SIGTERM: interrupted, finished epochs kept
+    history = json.loads((folder / "history.json").read_text())  # never an epoch that last.pt does not hold:
+    assert history["epoch_metrics"][-1]["epoch"] <= load_checkpoint(folder / "last.pt")["epoch"]  # saved first
+    assert not (folder / OWNER_NAME).exists()  # the record goes with the lock
+
+
+def limited(max_bytes: int):
+    """preexec_fn: files may grow to ``max_bytes``; a write beyond fails with EFBIG (Python ignores SIGXFSZ)."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return apply
+
+
+# The CLI with SIGXFSZ's default action restored: the kernel kills the process in the write that passes the limit.
+DIES_AT_THE_LIMIT = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
+                     "sys.argv[0] = 'distill-loss'; from distill_core.cli import main; main()"]
+
+
+def test_a_save_killed_midway_leaves_a_temporary_the_next_start_removes(tmp_path):
+    folder = tmp_path / "killed"
+    killed = subprocess.run([*DIES_AT_THE_LIMIT, "train", *TOY, "--out", str(tmp_path), "--name", "killed"],
+                            capture_output=True, text=True, timeout=300, preexec_fn=limited(2_000_000))
+    assert killed.returncode == -signal.SIGXFSZ, killed.stderr
+    left = [p.name for p in folder.iterdir() if p.name.startswith(".last.pt.")]
+    assert len(left) == 1 and re.fullmatch(r"\.last\.pt\.[a-z0-9_]{8}\.tmp", left[0])
+    assert not (folder / "history.json").exists()  # checkpoints are written first: no history claims the epoch
+    (folder / ".notes.txt.tmp").write_text("not ours")  # a user's file that only looks like a temporary
+    again = subprocess.run([*CLI, "train", *TOY, "--out", str(tmp_path), "--name", "killed"], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{folder}: removed 1 temporary file(s) of a save that was killed: {left[0]}" in again.stdout
+    assert not (folder / left[0]).exists() and (folder / ".notes.txt.tmp").read_text() == "not ours"
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_history_agrees_with_last_pt(run_copy):
+    kept = content(run_copy, "history.json", "last.pt", "best.pt")
+    r = subprocess.run([*CLI, "train", *TOY, "--epochs", "2", "--out", str(run_copy.parent), "--name", "done",
+                        "--resume", str(run_copy / "last.pt")], capture_output=True, text=True, timeout=300,
+                       preexec_fn=limited(2_000_000))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"error: {run_copy / 'last.pt'}: cannot write: File too large (errno 27); its "
+                               "previous version, if any, is unchanged"), r.stderr
+    assert content(run_copy, "history.json", "last.pt", "best.pt") == kept
+    assert not [p for p in run_copy.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_in_the_way_of_out_is_refused_before_any_work(finished, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_line_error(run("train", *TOY, "--out", str(afile / "runs")),
+                   f"--out {afile / 'runs'}: {afile} is a file, so the runs folder cannot be created there")
+    # --data names a folder that does not exist: the --out error shows that nothing was read first
+    one_line_error(run("compare", str(finished), "--data", str(tmp_path / "nowhere"), "--out", str(afile / "cmp")),
+                   f"--out {afile / 'cmp'}: {afile} is a file, so the folder cannot be created there")
+    one_line_error(run("plot", str(finished), "--out", str(afile / "p.png")),
+                   f"--out {afile / 'p.png'}: {afile} is a file, so p.png cannot be written under it")
+    assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def held_out(folder: pathlib.Path) -> pathlib.Path:
+    from distill_core.training.audio import write_wav
+
+    for i in range(2):
+        write_wav(folder / f"clip{i}.wav", torch.sin(torch.arange(48000) * (0.05 + 0.02 * i)) * 0.5, 16000)
+    return folder
+
+
+HUGE_INT = '{"step_metrics": [], "epoch_metrics": [{"epoch": ' + "9" * 5000 + "}]}"
+DEEP = '{"step_metrics": ' + "[" * 100_000 + "]" * 100_000 + ', "epoch_metrics": []}'
+
+
+@pytest.mark.parametrize("text,message", [
+    (HUGE_INT, "not a training history: holds a number Python will not read (Exceeds the limit (4300 digits) for "
+               "integer string conversion); expected the losses and counts a run writes"),
+    (DEEP, "not a training history: its arrays or objects are nested deeper than Python can read"),
+    (None, "truncated or corrupt JSON at line"),
+], ids=["5000-digit integer", "100000 nested arrays", "truncated"])
+@pytest.mark.parametrize("command", ["plot", "compare"])
+def test_a_damaged_history_is_one_line(run_copy, tmp_path, text, message, command):
+    history = run_copy / "history.json"
+    history.write_text(text if text is not None else history.read_text()[:200])
+    before = snapshot(run_copy)
+    extra = ["--data", str(held_out(tmp_path / "wavs")), "--out", str(tmp_path / "cmp")] if command == "compare" \
+        else ["--out", str(tmp_path / "p.png")]
+    one_line_error(run(command, str(run_copy), *extra), f"{history}: {message}")
+    assert snapshot(run_copy) == before and not (tmp_path / "cmp").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_a_run_compared_or_plotted_with_itself_is_refused(finished, tmp_path):
+    for command, extra in (("compare", ["--data", str(held_out(tmp_path / "wavs"))]), ("plot", [])):
+        result = run(command, str(finished), str(finished.parent / "." / finished.name), *extra,
+                     "--out", str(tmp_path / f"{command}.out"))
+        one_line_error(result, f"{finished}: the same run folder is given twice; expected different runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wavs"]
+
+
+def test_a_checkpoint_from_a_newer_distill_says_upgrade(run_copy, tmp_path):
+    state = load_checkpoint(run_copy / "best.pt")
+    state.pop("format")
+    save_checkpoint(run_copy / "best.pt", state)
+    raw = torch.load(run_copy / "best.pt", weights_only=True)
+    torch.save({**raw, "format": 7}, run_copy / "best.pt")
+    before = snapshot(run_copy)
+    one_line_error(run("compare", str(run_copy), "--data", str(held_out(tmp_path / "wavs")), "--out",
+                       str(tmp_path / "cmp")),
+                   f"{run_copy / 'best.pt'}: written by a newer distill (checkpoint format 7; distill-core 0.1.0 "
+                   "reads format 1); upgrade distill-core to load it")
+    assert snapshot(run_copy) == before
+
+
+NAN_GRAD = '''
+import attrs, torch
+from distill_core import LossTerm, Weight, hookimpl
+
+@attrs.define
+class Cfg:
+    weight: Weight = 1.0
+
+class NaNGrad(LossTerm):
+    """A finite value whose gradient is NaN: every step is skipped."""
+    name = "nan_grad"
+    config_class = Cfg
+    requires = ("recon",)
+    def forward(self, batch):
+        x = batch["recon"]
+        return (x - x.detach()).abs().sqrt().mean()
+
+@hookimpl
+def distill_loss_terms(register):
+    register(NaNGrad)
+'''
+
+
+def test_a_run_whose_every_step_was_skipped_exits_2_and_keeps_its_files(tmp_path):
+    from distill_core.testing import write_distribution
+
+    plugins = tmp_path / "site"
+    plugins.mkdir()
+    write_distribution(plugins, "distill-nan-grad", "0.1", {"nan_grad_plugin": NAN_GRAD},
+                       {"nan_grad": "nan_grad_plugin"})
+    config = tmp_path / "loss.toml"
+    config.write_text("[terms.nan_grad]\nweight = 1.0\n")
+    r = subprocess.run([*CLI, "train", str(config), *TOY, "--epochs", "2", "--out", str(tmp_path), "--name", "nan"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(plugins)})
+    folder = tmp_path / "nan"
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr == (f"error: {folder}: all 2 training steps of epochs 1-2 had a non-finite loss or gradient and "
+                        "were skipped (nonfinite_steps in history.json), so the model did not train; the run's files "
+                        "are kept; check the loss config's weights and [balancer] settings, and the data\n")
+    history = json.loads((folder / "history.json").read_text())
+    assert [e["nonfinite_steps"] for e in history["distill"]["epochs"]] == [1, 1]
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 1 and (folder / "losses.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_an_overflowing_balancer_total_norm_is_refused(tmp_path, command):
+    config = tmp_path / "loss.toml"
+    config.write_text("[balancer]\nenabled = true\ntotal_norm = 1e39\n")
+    extra = [*TOY, "--out", str(tmp_path / "out")] if command == "train" else []
+    one_line_error(run(command, str(config), *extra),
+                   f"invalid loss config in {config}: balancer.total_norm: expected at most 1e+06 (the norm of the "
+                   "balanced gradient at the input: larger ones overflow float32 in the model's backward pass), "
+                   "got 1e+39")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_without_a_config_reads_the_runs_own(tmp_path):
+    config = tmp_path / "loss.toml"
+    config.write_text("[terms.kl]\nfree_bits = 0.2\n")
+    assert run("train", str(config), *TOY, "--out", str(tmp_path), "--name", "own").exit_code == 0
+    folder = tmp_path / "own"
+    result = run("train", *TOY, "--epochs", "2", "--out", str(tmp_path), "--name", "own",
+                 "--resume", str(folder / "last.pt"))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"config: {folder / 'config.toml'} (the resumed run's own; give a CONFIG to use another)" in result.stdout
+    assert load_checkpoint(folder / "last.pt")["config"]["terms"]["kl"]["free_bits"] == 0.2
+
+
+def test_train_on_a_folder_says_what_it_found_and_used(tmp_path):
+    wavs = held_out(tmp_path / "wavs")
+    result = run("train", *TOY, "--data", str(wavs), "--out", str(tmp_path), "--name", "wav")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"data: 10 clips of 0.50 s at 16000 Hz from all 2 .wav files in {wavs}; 7 to train, 3 to validate" \
+        in result.stdout

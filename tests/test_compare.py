@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core.training.audio_metrics import (log_spectral_distance, mel_distance, multi_resolution_stft_distance,
-                                                 si_sdr, spectral_convergence)
+from distill_core.training.audio_metrics import (METRICS, log_spectral_distance, mel_distance,
+                                                 multi_resolution_stft_distance, si_sdr, spectral_convergence)
 from distill_core.training.compare import REFERENCE, _spectrogram_of
 from distill_core.training.model import SpectrogramVAE
 from distill_core.training.run import DemoSettings, run_demo
@@ -24,6 +24,7 @@ from distill_core.training.spectrogram import SpectrogramConfig
 
 ALSA = Path("/usr/share/sounds/alsa")
 ALSA_VOICES = sorted(ALSA.glob("*.wav")) if ALSA.is_dir() else []
+SPEECH_METRICS = [name for name in ("PESQ WB", "PESQ NB", "STOI", "ESTOI") if name in METRICS]  # [metrics] extra
 
 
 @pytest.fixture
@@ -115,12 +116,12 @@ def cli(*args, cwd):
 
 
 def table(md: str) -> dict[str, list[float]]:
-    """The metric rows of compare.md: run label -> the five means."""
+    """The metric rows of compare.md: run label -> the means, one per metric (NaN for n/a)."""
     rows = {}
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 6 and "±" in cells[1]:
-            rows[cells[0]] = [float(c.split("±")[0]) for c in cells[1:]]
+        if len(cells) == 1 + len(METRICS) and "±" in cells[1]:
+            rows[cells[0]] = [math.nan if c == "n/a" else float(c.split("±")[0]) for c in cells[1:]]
     return rows
 
 
@@ -129,15 +130,16 @@ def check_report(out: Path, runs: list[Path]) -> dict[str, list[float]]:
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = next(line for line in md.splitlines() if line.startswith("| run | LSD"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "run", "LSD (dB) ↓", "MR-STFT ↓", "mel L1 ↓", "SI-SDR (dB) ↑", "spectral convergence ↓"]
+        "run", "LSD (dB) ↓", "MR-STFT ↓", "mel L1 ↓", "SI-SDR (dB) ↑", "spectral convergence ↓",
+        *(f"{name} ↑" for name in SPEECH_METRICS)]
     rows = table(md)
     assert list(rows) == [REFERENCE, *(r.name for r in runs)]
-    lsd, mr, mel, sdr, sc = rows[REFERENCE]
+    lsd, mr, mel, sdr, sc = rows[REFERENCE][:5]
     # the linear spectrogram inverts exactly: float32 error only (LSD feels it in near-silent bins of speech)
     assert lsd < 1.0 and sc < 0.01 and sdr > 30
     for name in (r.name for r in runs):
         assert rows[name][0] > lsd and rows[name][4] > sc and rows[name][3] < sdr
-        assert all(math.isfinite(v) for v in rows[name])
+        assert all(math.isfinite(v) for v in rows[name][:5])
     summary = (r"\| recipe \| `.*recipe` \| 1 \| 1 \| [0-9.]+ \| "
                r"stft \(1\.0\), mag_recon .*kl \(linear_warmup max=0\.01 ")
     assert re.search(summary, md)
@@ -167,8 +169,13 @@ def test_compare_on_the_alsa_utils_voice_recordings(two_runs, tmp_path):
     out = tmp_path / "alsa"
     r = cli("compare", *map(str, two_runs), "--data", str(ALSA), "--clips", "12", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    check_report(out, two_runs)
+    rows = check_report(out, two_runs)
     assert "# Reconstruction of 12 held-out clips" in (out / "compare.md").read_text()
+    # speech: the near-exact round trip scores at the top of PESQ and STOI, the 1-epoch demo VAEs far below
+    ceiling = {"PESQ WB": 4.5, "PESQ NB": 4.4, "STOI": 0.99, "ESTOI": 0.99}
+    for i, name in enumerate(SPEECH_METRICS, start=5):
+        assert rows[REFERENCE][i] > ceiling[name], (name, rows[REFERENCE][i])
+        assert all(rows[run.name][i] < ceiling[name] - 0.5 for run in two_runs), name
 
 
 def test_compare_refuses_bad_runs_in_one_line(two_runs, held_out, tmp_path):

@@ -146,7 +146,7 @@ def test_the_wheel_requires_only_the_loss_framework(lean):
     base = sorted(r.name for r in requirements(core))
     assert base == ["attrs", "auraloss", "cattrs", "numpy", "packaging", "pluggy", "pyyaml", "tomli-w", "torch"]
     with_train = {r.name for r in requirements(core, ("train",))} - set(base)
-    assert with_train == {"click", "tqdm", "matplotlib", "tensorboard"}
+    assert with_train == {"click", "tqdm", "matplotlib", "tensorboard", "filelock", "scipy"}
     assert {"pytest", "hypothesis", "jsonschema"} <= {r.name for r in requirements(core, ("test",))}
 
 

@@ -12,6 +12,7 @@ _LAZY: dict[str, str] = {
     "DemoSettings": ".run", "run_demo": ".run",
     "SpectrogramConfig": ".spectrogram", "to_spectrogram": ".spectrogram", "from_spectrogram": ".spectrogram",
     "SpectrogramVAE": ".model",
+    "Vocoder": ".vocoder", "VocoderConfig": ".vocoder", "vocoder_batch": ".vocoder", "WavSegments": ".segments",
 }
 
 

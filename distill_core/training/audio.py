@@ -7,8 +7,11 @@ import struct
 import wave
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
+
+from ..atomic import WriteError
 
 
 class AudioError(ValueError):
@@ -147,8 +150,18 @@ def wav_clips(path: Path, samples: int, sample_rate: int, max_clips: int) -> lis
         reader.close()
 
 
-def wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 256) -> torch.Tensor:
-    """Clips of ``samples`` from every .wav under ``folder``, resampled to ``sample_rate`` and mono."""
+@attrs.define
+class WavCorpus:
+    """Clips read from a folder, and how much of the folder they came from (for telling the user)."""
+
+    clips: torch.Tensor  # [N, samples]
+    files_found: int
+    files_used: int
+
+
+def read_wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 256) -> WavCorpus:
+    """Clips of ``samples`` from the .wav files under ``folder`` (sorted, until ``max_clips``), resampled to
+    ``sample_rate`` and mono."""
     if not folder.exists():
         raise AudioError(f"{folder}: no such folder")
     if not folder.is_dir():
@@ -157,19 +170,29 @@ def wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 25
     if not files:
         raise AudioError(f"{folder}: no .wav files found (expected a folder of .wav files)")
     clips: list[torch.Tensor] = []
+    used = 0
     for path in files:
         clips += wav_clips(path, samples, sample_rate, max_clips - len(clips))
+        used += 1
         if len(clips) >= max_clips:
             break
-    return torch.stack(clips)
+    return WavCorpus(torch.stack(clips), len(files), used)
+
+
+def wav_corpus(folder: Path, samples: int, sample_rate: int, max_clips: int = 256) -> torch.Tensor:
+    """Clips of ``samples`` from every .wav under ``folder``, resampled to ``sample_rate`` and mono."""
+    return read_wav_corpus(folder, samples, sample_rate, max_clips).clips
 
 
 def write_wav(path: Path, x: torch.Tensor, sample_rate: int) -> None:
-    """16-bit mono PCM."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """16-bit mono PCM; a failed write (disk full) is a WriteError naming the file."""
     pcm = (x.detach().cpu().clamp(-1, 1).numpy() * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate)
+            w.writeframes(pcm.tobytes())
+    except OSError as exc:
+        raise WriteError(path, exc) from exc

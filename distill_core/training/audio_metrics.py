@@ -11,6 +11,7 @@ import math
 import torch
 
 from ..mel import mel_filterbank
+from .speech_metrics import installed as installed_speech_metrics
 
 
 def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
@@ -84,6 +85,7 @@ METRICS = {
     "mel L1": (lambda r, e, sr: mel_distance(r, e, sr), False),
     "SI-SDR (dB)": (lambda r, e, sr: si_sdr(r, e), True),
     "spectral convergence": (lambda r, e, sr: spectral_convergence(r, e), False),
+    **installed_speech_metrics(),  # PESQ, STOI, ESTOI where their packages are installed (the [metrics] extra)
 }
 
 

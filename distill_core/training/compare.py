@@ -15,13 +15,14 @@ from pathlib import Path
 import attrs
 import torch
 
-from ..atomic import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
 from ..extras import require
 from .audio import AudioError, wav_corpus
 from .audio_metrics import METRICS, evaluate
 from .checkpoint import CheckpointError, load_checkpoint
-from .metrics import HistoryError, MetricsHistory
+from .metrics import MetricsHistory
 from .model import SpectrogramVAE
+from .paired import paired_markdown, paired_tests
 from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
 
 REFERENCE = "spectrogram round trip (no model)"
@@ -106,14 +107,23 @@ def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint}: weights do not fit the demo model: {str(exc).splitlines()[0]}") from None
-    try:
-        history = MetricsHistory.load(run / "history.json")
-        best = history.best_epoch()
-    except HistoryError:
-        history, best = MetricsHistory(), None
+    saved = run / "history.json"  # a run without one predates it; a damaged one is an error (HistoryError)
+    history = MetricsHistory.load(saved) if saved.exists() else MetricsHistory()
+    best = history.best_epoch()
     return TrainedRun(path=run, label=label, spectrogram=spec, model=model.to(device).eval(),
                       epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
                       best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+
+
+def distinct_runs(runs: list[Path]) -> None:
+    """Refuse a run folder given twice (by any spelling): it would be compared with itself."""
+    seen: dict[Path, Path] = {}
+    for run in runs:
+        key = run.resolve()
+        if key in seen:
+            same = f"{run}" if str(run) == str(seen[key]) else f"{seen[key]} and {run}"
+            raise CompareError(f"{same}: the same run folder is given twice; expected different runs")
+        seen[key] = run
 
 
 def _labels(runs: list[Path]) -> list[str]:
@@ -136,6 +146,7 @@ def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str 
     """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all)."""
     if not runs:
         raise CompareError("no runs given (expected one or more run folders)")
+    distinct_runs([Path(r) for r in runs])
     dev = torch.device(device)
     loaded = [load_run(Path(r), label, dev) for r, label in zip(runs, _labels([Path(r) for r in runs]))]
     first = loaded[0].spectrogram
@@ -173,8 +184,9 @@ def markdown(comparison: Comparison) -> str:
     header = [f"{name} {'↑' if higher else '↓'}" for name, (_, higher) in METRICS.items()]
     lines = [f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from "
              f"`{comparison.data}`", "",
-             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better. The first row "
-             "inverts each clip's own spectrogram without a model: the ceiling of the representation.", "",
+             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better." + (
+                 " The first row inverts each clip's own spectrogram without a model: the ceiling of the "
+                 "representation." if any(k.startswith(REFERENCE) for k in comparison.scores) else ""), "",
              "| run | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for label, values in comparison.scores.items():
         lines.append(f"| {label} | " + " | ".join(_cell(values[name]) for name in METRICS) + " |")
@@ -182,7 +194,9 @@ def markdown(comparison: Comparison) -> str:
     for run in comparison.runs:
         lines.append(f"| {run.label} | `{run.path}` | {run.epochs} | {run.best_epoch or '?'} | "
                      f"{run.best_val_loss:.4g} | {run.loss_terms} |")
-    return "\n".join(lines) + "\n"
+    models = {label: values for label, values in comparison.scores.items() if not label.startswith(REFERENCE)}
+    lines += ["", paired_markdown(paired_tests(models), {k: higher for k, (_, higher) in METRICS.items()})]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(comparison: Comparison, path: Path) -> Path:
@@ -218,6 +232,10 @@ def plot(comparison: Comparison, path: Path) -> Path:
 
 def output_paths(out: Path, force: bool = False) -> tuple[Path, Path]:
     """compare.md and compare.png in ``out``, refused when either exists and ``force`` is not given."""
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise CompareError(f"--out {out}: {blocking} is a file, so the folder cannot be created there; "
+                           "expected a folder for compare.md and compare.png")
     md, png = out / "compare.md", out / "compare.png"
     existing = [str(p) for p in (md, png) if p.exists()]
     if existing and not force:

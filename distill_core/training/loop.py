@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..atomic import signals_deferred
 from ..config import converter
 from ..epoch import Accumulator, Adapter, Window, evaluate_pass, optimizer_step, train_pass
 from ..lock import lock_differences, make_lock
@@ -143,10 +144,13 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                      "rng": rng_state(),
                      **({"balancer": balancer.state_dict()} if balancer is not None else {}),
                      "best_val": best}
-            history.save(out_dir / "history.json")
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
+            # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
+            # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
+            with signals_deferred():
+                save_checkpoint(out_dir / "last.pt", state)
+                if improved:
+                    save_checkpoint(out_dir / "best.pt", state)
+                history.save(out_dir / "history.json")
         for callback in callbacks:
             callback(metrics)
     return history

@@ -188,6 +188,13 @@ class MetricsHistory:
         except json.JSONDecodeError as exc:
             raise HistoryError(f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno} "
                                f"(char {exc.pos}): {exc.msg}") from None
+        except ValueError as exc:  # an integer longer than Python converts (sys.get_int_max_str_digits())
+            reason = str(exc).split(":")[0].split(";")[0]
+            raise HistoryError(f"{p}: not a training history: holds a number Python will not read "
+                               f"({reason}); expected the losses and counts a run writes") from None
+        except RecursionError:
+            raise HistoryError(f"{p}: not a training history: its arrays or objects are nested deeper than "
+                               f"Python can read; expected at most a few levels") from None
         if not isinstance(data, Mapping):
             raise HistoryError(f"{p}: expected a JSON object with 'step_metrics' and 'epoch_metrics', "
                                f"got {type(data).__name__}")
@@ -231,6 +238,20 @@ def _with_components(entries: list[dict[str, Any]], cls: type, component_key: st
                         e[component_key] = {key: e[field], **e[component_key]}
 
 
+_EXTRA_KEY = {StepMetrics: "steps", EpochMetrics: "epochs"}  # where a format-2 file keeps each one's extras
+_TABLES = {cls: tuple(a.name for a in attrs.fields(cls) if str(a.type).startswith("dict")) for cls in _EXTRA_KEY}
+
+
+def _check_tables(entry: Mapping[str, Any], cls: type, seed_path: str, extra_path: str, source: str) -> None:
+    """Each name -> number table of an entry (components, weights, ...) is an object, named where it is written."""
+    for field in _TABLES[cls]:
+        value = entry.get(field)
+        if value is not None and not isinstance(value, Mapping):
+            where = extra_path if field in _EXTRA[cls] else seed_path
+            raise HistoryError(f"{source}: {where}.{field}: expected an object of names to numbers "
+                               f"(e.g. {{\"stft_loss\": 0.5}}), got {type(value).__name__}")
+
+
 def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
     lists = ("step_metrics", "epoch_metrics", "steps", "epochs")
     if not any(k in data for k in lists):
@@ -261,6 +282,8 @@ def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
             if missing:
                 raise HistoryError(f"{source}: {key}[{i}].{missing[0]}: missing (expected a number; every entry "
                                    f"has {', '.join(_REQUIRED[item_cls])})")
+            _check_tables(entry, item_cls, f"{key}[{i}]", f"distill.{_EXTRA_KEY[item_cls]}[{i}]" if
+                          extras.get(_EXTRA_KEY[item_cls]) is not None else f"{key}[{i}]", source)
             ignored |= {f"{key}.{k}" for k in entry if k not in known}
         cleaned["step_metrics" if item_cls is StepMetrics else "epoch_metrics"] = [
             {k: v for k, v in entry.items() if k in known} for entry in entries]
@@ -269,7 +292,25 @@ def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
         what = sorted(ignored) + [f"top-level key {k}" for k in unknown]
         warnings.warn(f"{source}: ignoring what this version does not know: {', '.join(what)}", stacklevel=3)
     try:
-        return converter.structure(cleaned, MetricsHistory)
+        history = converter.structure(cleaned, MetricsHistory)
     except Exception as exc:
         where = "; ".join(f"{p}: {r}" for p, r in problems_from(exc, ""))
         raise HistoryError(f"{source}: invalid history: {where}") from None
+    _check_epoch_order(history.epoch_metrics, epoch_key, source)
+    return history
+
+
+def _check_epoch_order(epochs: Sequence[EpochMetrics], key: str, source: str) -> None:
+    """Refuse a history whose epochs repeat or go back: every reader (best epoch, curves, resume) assumes
+    each epoch once, in training order."""
+    seen: dict[int, int] = {}
+    for i, metrics in enumerate(epochs):
+        if metrics.epoch in seen:
+            raise HistoryError(f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} is already {key}"
+                               f"[{seen[metrics.epoch]}]; expected each epoch once")
+        if i and metrics.epoch < epochs[i - 1].epoch:
+            raise HistoryError(f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} comes after epoch "
+                               f"{epochs[i - 1].epoch}; expected epochs in increasing order")
+        seen[metrics.epoch] = i
+
+

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import attrs
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import __version__
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, file_in_the_way
 from ..combined import CombinedLoss
 from ..config import ConfigError
 from ..extras import require
 from ..lock import write_lock
 from ..loss_config import LossConfig, dumps_config, load_config
 from ..provenance import term_origins
-from .audio import AudioError, synthetic_corpus, wav_corpus, write_wav
+from .audio import AudioError, WavCorpus, read_wav_corpus, synthetic_corpus, write_wav
 from .loop import train
-from .metrics import EpochMetrics, StepMetrics
+from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .resume import check_resume
 from .model import SpectrogramVAE
 from .plots import plot_losses
+from .run_lock import RunFolderLock
 from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
                           to_spectrogram)
 from .tensorboard import demo_logger, loss_hparams
@@ -81,6 +83,10 @@ class RunExistsError(ValueError):
     """The run folder already holds a run that would be overwritten; the message names it."""
 
 
+class NothingTrainedError(RuntimeError):
+    """Every training step of the run had a non-finite loss or gradient; the files written are kept."""
+
+
 RUN_FILES = ("history.json", "last.pt", "best.pt")  # a folder holding any of these holds a run
 
 
@@ -133,26 +139,67 @@ def _check_resume(settings: DemoSettings, model: torch.nn.Module, loss: Combined
     return resume.changes, resume.state["epoch"] + 1
 
 
-def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
+def _config_path(settings: DemoSettings) -> Path | None:
+    """The loss config to use: the one given, else a resumed run's own config.toml, else None (the recipe)."""
+    if settings.config is not None or settings.resume is None:
+        return settings.config
+    saved = Path(settings.resume).parent / "config.toml"
+    return saved if saved.is_file() else None
+
+
+def _check_something_trained(history: MetricsHistory, start: int, steps_per_epoch: int, run_dir: Path) -> None:
+    """Fail when every step this run took had a non-finite loss or gradient: the model learnt nothing."""
+    epochs = [e for e in history.epochs if e.epoch >= start]
+    steps = steps_per_epoch * len(epochs)
+    if steps and all(e.nonfinite_steps >= steps_per_epoch for e in epochs):
+        first, last = epochs[0].epoch + 1, epochs[-1].epoch + 1
+        span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        raise NothingTrainedError(
+            f"{run_dir}: all {steps} training steps of {span} had a non-finite "
+            "loss or gradient and were skipped (nonfinite_steps in history.json), so the model did not train; "
+            "the run's files are kept; check the loss config's weights and [balancer] settings, and the data")
+
+
+def _data_summary(corpus: WavCorpus, folder: Path, spec: SpectrogramConfig, n_val: int) -> str:
+    files = f"{corpus.files_used} of {corpus.files_found}" if corpus.files_used < corpus.files_found \
+        else f"all {corpus.files_found}"
+    n = corpus.clips.shape[0]
+    return (f"data: {n} clips of {spec.samples / spec.sample_rate:.2f} s at {spec.sample_rate} Hz from {files} "
+            f".wav files in {folder}; {n - n_val} to train, {n_val} to validate")
+
+
+def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[str], None] | None = None) -> Path:
     """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs.
 
     Every setting, the config, the data and the checkpoint to resume from are checked before anything
-    is written; a folder holding another run is never replaced without ``overwrite``.
+    is written; a folder holding another run is never replaced without ``overwrite``, and one process at
+    a time writes a run folder (RunBusyError names the other). ``notify`` gets one-line notes for the user
+    (the data used, temporaries of a killed save removed). A run whose every step was non-finite raises
+    NothingTrainedError after its files are written.
     """
+    say = notify or (lambda message: None)
     if settings.epochs < 1:
         raise SettingsError(f"--epochs: expected at least 1 epoch, got {settings.epochs}")
     mel = settings.spectrogram.mel_bins
     if mel is not None and (mel < 16 or mel % 16 or mel > settings.spectrogram.n_fft // 2):
         raise SettingsError(f"--mel-bins: expected a multiple of 16 between 16 and "
                             f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")
+    blocking = file_in_the_way(settings.out)
+    if blocking is not None:
+        raise SettingsError(f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created "
+                            "there; expected a folder")
     device = resolve_device(settings.device)
+    if config_path is not None and settings.config is None:
+        say(f"config: {config_path} (the resumed run's own; give a CONFIG to use another)")
     with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
-        config = load_config(settings.config) if settings.config is not None else LossConfig()
+        config = load_config(config_path) if config_path is not None else LossConfig()
     loss = CombinedLoss(config)
     torch.manual_seed(settings.seed)
     spec = settings.spectrogram
+    corpus = None
     if settings.data is not None:
-        waves = wav_corpus(Path(settings.data), spec.samples, spec.sample_rate)
+        corpus = read_wav_corpus(Path(settings.data), spec.samples, spec.sample_rate)
+        waves = corpus.clips
     else:
         waves = synthetic_corpus(settings.clips, spec.samples, spec.sample_rate, seed=settings.seed)
     if waves.shape[0] < 2:
@@ -164,52 +211,62 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> Path:
         raise ConfigError([("terms", f"the terms read batch keys that training does not provide: "
                                      f"{', '.join(map(repr, unknown))}; training provides recon, target, mu, "
                                      f"logvar, recon_wave, target_wave (map inputs with inputs = {{...}})")],
-                          str(settings.config))
+                          str(config_path))
     specs = to_spectrogram(waves, spec)
     n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
+    if corpus is not None:
+        say(_data_summary(corpus, Path(settings.data), spec, n_val))
     train_set, val_set = TensorDataset(specs[n_val:]), TensorDataset(specs[:n_val])
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False)
     val_loader = DataLoader(val_set, batch_size=settings.batch_size)
     model = SpectrogramVAE(spec.bins, spec.frames)
     run_dir = Path(settings.out) / settings.name
     changes, start = _check_resume(settings, model, loss) if settings.resume is not None else ([], 0)
+    if run_dir.is_dir():
+        RunFolderLock(run_dir).check_free()  # a run in progress is named before anything else is said of it
     _check_run_folder(run_dir, settings)
 
-    # Nothing was written above this line.
-    resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
-    if settings.overwrite and not resuming_in_place:
-        for name in RUN_FILES:  # the folder never mixes two runs' files
-            (run_dir / name).unlink(missing_ok=True)
+    # Nothing was written above this line, but for the run folder itself, which holds the lock.
     run_dir.mkdir(parents=True, exist_ok=True)
-    if changes:  # the previous segment's config and lock stay beside the new ones
-        for name in ("config.toml", "lock.json"):
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
-    versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-    atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
-                                               f"{versions}\n" + dumps_config(config, ".toml"))
-    write_lock(run_dir / "lock.json", loss)
-    save_spectrogram_config(spec, run_dir / "spectrogram.json")
+    with RunFolderLock(run_dir) as lock:
+        _check_run_folder(run_dir, settings)  # again: another process may have finished a run here meanwhile
+        removed = lock.remove_stale_temporaries()
+        if removed:
+            say(f"{run_dir}: removed {len(removed)} temporary file(s) of a save that was killed: {', '.join(removed)}")
+        resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
+        if settings.overwrite and not resuming_in_place:
+            for name in RUN_FILES:  # the folder never mixes two runs' files
+                (run_dir / name).unlink(missing_ok=True)
+        if changes:  # the previous segment's config and lock stay beside the new ones
+            for name in ("config.toml", "lock.json"):
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
+        versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
+        atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
+                                                   f"{versions}\n" + dumps_config(config, ".toml"))
+        write_lock(run_dir / "lock.json", loss)
+        save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
-    bar, callback = _progress(len(train_loader) * settings.epochs, progress)
-    board = demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
-                        loss_hparams(config), model, val_set.tensors[0][: settings.samples])
-    try:
-        history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                        device=device, callbacks=[callback, *([board] if board else [])], log_interval=2,
-                        checkpoint_dir=run_dir, resume_from=settings.resume, views=views,
-                        new_segment="--force-config" if settings.force_config else None)
-    finally:
-        bar.close()
-        if board:
-            board.close()
-    plot_losses(history, run_dir / "losses.png")
+        bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+        board = demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
+                            loss_hparams(config), model, val_set.tensors[0][: settings.samples])
+        try:
+            history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
+                            device=device, callbacks=[callback, *([board] if board else [])], log_interval=2,
+                            checkpoint_dir=run_dir, resume_from=settings.resume, views=views,
+                            new_segment="--force-config" if settings.force_config else None)
+        finally:
+            bar.close()
+            if board:
+                board.close()
+        plot_losses(history, run_dir / "losses.png")
 
-    model.eval()
-    with torch.no_grad():
-        originals = val_set.tensors[0][: settings.samples]
-        recon, _, _ = model(originals.to(device))
-        for i, (a, b) in enumerate(zip(from_spectrogram(originals, spec), from_spectrogram(recon.cpu(), spec))):
-            write_wav(run_dir / "samples" / f"{i:02d}_original.wav", a, spec.sample_rate)
-            write_wav(run_dir / "samples" / f"{i:02d}_reconstruction.wav", b, spec.sample_rate)
-    return run_dir
+        model.eval()
+        with torch.no_grad():
+            originals = val_set.tensors[0][: settings.samples]
+            recon, _, _ = model(originals.to(device))
+            for i, (a, b) in enumerate(zip(from_spectrogram(originals, spec), from_spectrogram(recon.cpu(), spec))):
+                write_wav(run_dir / "samples" / f"{i:02d}_original.wav", a, spec.sample_rate)
+                write_wav(run_dir / "samples" / f"{i:02d}_reconstruction.wav", b, spec.sample_rate)
+        _check_something_trained(history, start, len(train_loader), run_dir)
+        return run_dir

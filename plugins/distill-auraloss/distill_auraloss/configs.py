@@ -3,20 +3,21 @@
 Differences from the constructors, each forced by a term returning one 0-dim loss from a config file:
 lists are tuples; ``device`` is absent (a term follows ``.to(device)``); ``reduction = "none"`` and
 ``output = "full"`` are refused; MelSTFTLoss's and ChromaSTFTLoss's ``sample_rate`` (no default in
-auraloss) defaults to None and is required when the term is built; SumAndDifferenceSTFTLoss's
-resolutions (no default in auraloss) default to MultiResolutionSTFTLoss's; RandomResolutionSTFTLoss
-gains ``seed``.
+auraloss) defaults to None, so that discovery can build the class, and a config file must give it;
+SumAndDifferenceSTFTLoss's resolutions (no default in auraloss) default to MultiResolutionSTFTLoss's;
+RandomResolutionSTFTLoss gains ``seed``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import attrs
-from distill_core import InvalidConfig, Weight
+from distill_core import InvalidConfig, Weight, converter
 
-from .checks import (WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero, positive,
-                     positive_int, reduction, resolution_lists, resolutions, spectral)
+from .checks import (MAX_SIZE, WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero,
+                     mel_bins, positive, positive_int, rate_in_hz, reduction, resolution_lists, resolutions, spectral)
 
 
 def _raise(problems: list[Problem]) -> None:
@@ -291,6 +292,9 @@ class RandomResolutionSTFTLossConfig:
         if not sizes and self.min_fft_size >= self.max_fft_size:
             sizes.append(("max_fft_size", f"expected max_fft_size > min_fft_size={self.min_fft_size} (the largest "
                                           f"FFT drawn is max_fft_size / 2), got {self.max_fft_size}"))
+        elif not sizes and self.max_fft_size > 2 * MAX_SIZE:
+            sizes.append(("max_fft_size", f"expected max_fft_size <= {2 * MAX_SIZE} (2^21: the largest FFT drawn, "
+                                          f"max_fft_size / 2, at most 2^20), got {self.max_fft_size}"))
         problems += sizes
         hops = positive("min_hop_size", self.min_hop_size) + positive("max_hop_size", self.max_hop_size)
         if not hops and self.min_hop_size > self.max_hop_size:
@@ -305,7 +309,7 @@ class RandomResolutionSTFTLossConfig:
         for key in ("w_sc", "w_log_mag", "w_lin_mag", "w_phs"):
             problems += at_least_zero(key, getattr(self, key))
         if self.sample_rate is not None:
-            problems += positive("sample_rate", self.sample_rate)
+            problems += rate_in_hz("sample_rate", self.sample_rate)
         if self.scale == "chroma":
             problems.append(("scale", "auraloss 0.4 cannot build chroma filterbanks inside "
                                       "RandomResolutionSTFTLoss (it registers librosa's numpy array as a "
@@ -322,5 +326,30 @@ class RandomResolutionSTFTLossConfig:
                 if not found and not sizes and self.n_mels > self.min_fft_size:
                     found.append(("n_mels", f"n_mels {self.n_mels} exceeds min_fft_size {self.min_fft_size}; "
                                             "auraloss expects n_mels <= every FFT size it draws"))
+                elif not found and not sizes and self.sample_rate is not None and not rate_in_hz("", self.sample_rate):
+                    found += mel_bins("n_mels", self.n_mels, self.sample_rate, self.fft_sizes())  # every size drawn
                 problems += found
         _raise(problems)
+
+
+def require_in_files(cls: type, key: str, reason: str) -> None:
+    """Make a config file give ``key`` although ``cls()`` constructs without it (discovery builds every config
+    class from its defaults): the core's converter refuses a table that leaves it out or sets it to null."""
+    structure = converter.get_structure_hook(cls)
+
+    def structure_requiring(data: Any, target: type) -> Any:
+        missing = [(key, reason)] if isinstance(data, Mapping) and data.get(key) is None else []
+        try:
+            config = structure(data, target)
+        except InvalidConfig as exc:  # the class's own problems, reported together with the missing key
+            raise InvalidConfig(missing + list(exc.problems)) from None
+        if missing:
+            raise InvalidConfig(missing)
+        return config
+
+    converter.register_structure_hook(cls, structure_requiring)
+
+
+for _config, _loss in ((MelSTFTLossConfig, "MelSTFTLoss"), (ChromaSTFTLossConfig, "ChromaSTFTLoss")):
+    require_in_files(_config, "sample_rate", f"missing: auraloss.freq.{_loss} has no default sample rate; expected "
+                                             "the audio's sample rate in Hz (e.g. sample_rate = 44100)")

@@ -351,6 +351,23 @@ BAD_CONFIGS = [
     ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 40}, "terms.auraloss_rrstft.n_mels",
      "n_mels 40 exceeds min_fft_size 16"),
     ("auraloss_rrstft", {"seed": -1}, "terms.auraloss_rrstft.seed", "numpy's seed range"),
+    ("auraloss_melstft", {"sample_rate": 1e12}, "terms.auraloss_melstft.sample_rate",
+     "expected a sample rate in Hz above 0 and at most 1048576 (2^20), got 1000000000000.0"),
+    ("auraloss_melstft", {"sample_rate": 16000, "n_mels": 600}, "terms.auraloss_melstft.n_mels",
+     "n_mels = 600 at sample_rate = 16000 leaves 86 of 600 mel bands without any FFT bin at fft size 1024"),
+    ("auraloss_stft", {"scale": "mel", "sample_rate": 44100, "n_bins": 600}, "terms.auraloss_stft.n_bins",
+     "n_bins = 600 at sample_rate = 44100 leaves 172 of 600 mel bands without any FFT bin at fft size 1024"),
+    ("auraloss_mrstft", {"fft_sizes": [2 ** 30, 2048, 512]}, "terms.auraloss_mrstft.fft_sizes[0]",
+     "expected a size <= 1048576 (2^20), got 1073741824"),
+    ("auraloss_stft", {"fft_size": 2 ** 21, "win_length": 2 ** 21}, "terms.auraloss_stft.win_length",
+     "expected a size <= 1048576 (2^20), got 2097152"),
+    ("auraloss_melstft", {"sample_rate": 16000, "fft_size": 2 ** 20, "win_length": 2 ** 20, "n_mels": 1000},
+     "terms.auraloss_melstft.n_mels", "n_mels 1000 at fft size 1048576 asks for a 1000 x 524289 filterbank"),
+    ("auraloss_rrstft", {"sample_rate": 1e12}, "terms.auraloss_rrstft.sample_rate", "at most 1048576 (2^20)"),
+    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 16}, "terms.auraloss_rrstft.n_mels",
+     "n_mels = 16 at sample_rate = 16000 leaves 6 of 16 mel bands without any FFT bin at fft size 16"),
+    ("auraloss_rrstft", {"max_fft_size": 2 ** 40}, "terms.auraloss_rrstft.max_fft_size",
+     "expected max_fft_size <= 2097152 (2^21: the largest FFT drawn, max_fft_size / 2, at most 2^20)"),
 ]
 
 
@@ -382,7 +399,7 @@ def build(term, options):
     ("auraloss_stft", {"scale": "mel", "sample_rate": 16000, "n_bins": 64}),
     ("auraloss_mrstft", {"scale": "chroma", "sample_rate": 16000, "n_bins": 12}),
     ("auraloss_sdstft", {"scale": "mel", "sample_rate": 16000, "n_bins": 20}),
-    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 8}),
+    ("auraloss_rrstft", {"scale": "mel", "sample_rate": 16000, "n_mels": 8, **RR}),
 ])
 def test_filterbanks_without_librosa_are_refused_at_build_with_the_fix(monkeypatch, term, options):
     monkeypatch.setitem(sys.modules, "librosa", None)  # what `import librosa` sees when it is not installed
@@ -415,16 +432,50 @@ def test_empty_mel_bands_are_refused_where_auraloss_returns_nan():
     with pytest.warns(UserWarning, match="Empty filters"):
         nan = auraloss.freq.MelSTFTLoss(**options)(*waves((1, 1, 1024)))
     assert torch.isnan(nan)  # auraloss's own result: log(0) in the empty bands
-    with pytest.raises(TermBuildError, match="n_mels = 64 at sample_rate = 16000 leaves [0-9]+ of 64 mel bands "
-                                             "without any FFT bin at fft size 128; .* expected a smaller n_mels"):
-        build("auraloss_melstft", options)
+    with pytest.raises(ConfigError, match=r"terms.auraloss_melstft.n_mels: n_mels = 64 at sample_rate = 16000 "
+                                          r"leaves [0-9]+ of 64 mel bands without any FFT bin at fft size 128 "
+                                          r"\(auraloss would take log\(0\) there and return NaN\); expected a "
+                                          r"smaller n_mels"):
+        load_config({"recipe": "none", "terms": {"auraloss_melstft": options}})  # what `distill-loss check` reads
+    with pytest.raises(InvalidConfig, match="n_mels = 64 at sample_rate = 16000 leaves"):
+        da.MelSTFTLossConfig(**options)
 
 
-def test_mel_and_chroma_need_a_sample_rate_at_build():
-    for term in ("auraloss_melstft", "auraloss_chromastft"):
-        with pytest.raises(TermBuildError, match=f"sample_rate: .* has no default sample rate; expected "
-                                                 f"sample_rate = <Hz> in \\[terms.{term}\\]"):
-            build(term, {})
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 1e5])
+@pytest.mark.parametrize("fft_size", [64, 256, 1024, 4096])
+def test_the_config_counts_empty_mel_bands_as_librosa_does(sample_rate, fft_size):
+    import warnings
+
+    import librosa
+
+    counts = []
+    for n_mels in sorted({8, 40, 128, 600, fft_size // 2, fft_size}):
+        if n_mels <= fft_size:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # librosa warns about the empty bands counted here
+                fb = librosa.filters.mel(sr=sample_rate, n_fft=fft_size, n_mels=n_mels)
+            counts.append((da.checks.empty_mel_bands(sample_rate, fft_size, n_mels), int((fb.max(axis=1) == 0).sum())))
+    assert all(ours == librosa_count for ours, librosa_count in counts), counts
+
+
+def test_mel_and_chroma_need_a_sample_rate_in_the_file_and_at_build():
+    for term, cls in (("auraloss_melstft", "MelSTFTLoss"), ("auraloss_chromastft", "ChromaSTFTLoss")):
+        for options in ({}, {"sample_rate": None}):
+            with pytest.raises(ConfigError) as err:
+                load_config({"recipe": "none", "terms": {term: options}})
+            assert err.value.problems == [(f"terms.{term}.sample_rate", f"missing: auraloss.freq.{cls} has no default "
+                                           "sample rate; expected the audio's sample rate in Hz (e.g. sample_rate = "
+                                           "44100)")]
+        config = getattr(da, f"{cls}Config")()  # a config built in Python: refused when the term is built
+        with pytest.raises(InvalidConfig, match="has no default sample rate; expected sample_rate = <Hz>"):
+            getattr(da, f"{cls}Term")(config)
+
+
+def test_a_missing_sample_rate_is_reported_with_the_other_problems():
+    with pytest.raises(ConfigError) as err:
+        load_config({"recipe": "none", "terms": {"auraloss_melstft": {"w_sc": -1.0}}})
+    assert sorted(p for p, _ in err.value.problems) == ["terms.auraloss_melstft.sample_rate",
+                                                        "terms.auraloss_melstft.w_sc"]
 
 
 def test_auraloss_scale_invariance_is_broken_for_batches():

@@ -45,14 +45,17 @@ def below(value: float, dtype: torch.dtype) -> float:
 class MelScale(nn.Module):
     """One scale: window length, hop, periodic Hann window, and the filterbank as banded products."""
 
-    def __init__(self, window_length: int, n_mels: int, fmin: float, fmax: float, sample_rate: int) -> None:
+    def __init__(self, window_length: int, n_mels: int, fmin: float, fmax: float, sample_rate: float, *,
+                 htk: bool = False, norm: str | None = "slaney", window: torch.Tensor | None = None) -> None:
         super().__init__()
         self.window_length, self.hop, self.pad = window_length, window_length // 4, window_length // 2
-        window = torch.hann_window(window_length, periodic=True, dtype=torch.float64).float()
+        if window is None:  # DAC's: scipy's periodic Hann window (float64) cast to float32
+            window = torch.hann_window(window_length, periodic=True, dtype=torch.float64).float()
         self.register_buffer("window", window, persistent=False)
         # irfft returns frames / (w / 2) once DC (and Nyquist, for even w) are doubled: fold w / 2 in here.
         self.register_buffer("backward_window", window * (window_length / 2), persistent=False)
-        fb = torch.from_numpy(mel_filterbank(sample_rate, window_length, n_mels, fmin=fmin, fmax=fmax))
+        fb = torch.from_numpy(mel_filterbank(sample_rate, window_length, n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                                             norm=norm))
         self.register_buffer("fb", fb, persistent=False)
         self.to_mel = BandedMatmul(fb.T)  # [..., F] -> [..., n_mels]
         # The adjoint, with the DC (and, for even w, Nyquist) columns doubled: irfft halves every bin but
@@ -70,9 +73,13 @@ class MelScale(nn.Module):
 
     def magnitude(self, spec: torch.Tensor) -> torch.Tensor:
         """|X| as sqrt(re^2 + im^2), one new tensor and no complex abs."""
+        return self.power(spec).sqrt_()
+
+    def power(self, spec: torch.Tensor) -> torch.Tensor:
+        """|X|^2 as re^2 + im^2."""
         parts = torch.view_as_real(spec)
         re, im = parts[..., 0], parts[..., 1]
-        return (re * re).addcmul_(im, im).sqrt_()
+        return (re * re).addcmul_(im, im)
 
     def adjoint_into(self, grad_padded: torch.Tensor, grad_spec: torch.Tensor) -> None:
         """Add dL/d(padded signal) [R, N + 2 pad] from dL/dX [R, T, F] (DC and Nyquist already doubled)."""
@@ -80,7 +87,24 @@ class MelScale(nn.Module):
                          self.hop)
 
 
-class MultiScaleMel(nn.Module):
+class ClosedFormLoss(nn.Module):
+    """A loss of [..., N] signals, the target a constant, whose gradient in x is computed with its value."""
+
+    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss of [R, N] signals and, when asked, its gradient w.r.t. x."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss of [..., N] signals; the target is a constant."""
+        y2 = y.detach().reshape(-1, y.shape[-1])
+        if x.requires_grad and torch.is_grad_enabled():
+            return _AnalyticLoss.apply(x, y2, self)
+        with torch.no_grad():
+            return self.loss_and_grad(x.reshape(-1, x.shape[-1]), y2, want_grad=False)[0]
+
+
+class MultiScaleMel(ClosedFormLoss):
     """DAC's MelSpectrogramLoss(x, y) for [R, N] signals: the sum over scales of log-mel (and mel) L1."""
 
     def __init__(self, config: MelConfig) -> None:
@@ -162,20 +186,12 @@ class MultiScaleMel(nn.Module):
                                         grad_padded[:, span] if want_grad else None)
         return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss of [..., N] signals; the target is a constant."""
-        y2 = y.detach().reshape(-1, y.shape[-1])
-        if x.requires_grad and torch.is_grad_enabled():
-            return _AnalyticMelLoss.apply(x, y2, self)
-        with torch.no_grad():
-            return self.loss_and_grad(x.reshape(-1, x.shape[-1]), y2, want_grad=False)[0]
 
-
-class _AnalyticMelLoss(torch.autograd.Function):
+class _AnalyticLoss(torch.autograd.Function):
     """Loss in forward, gradient computed alongside it; backward only scales the saved gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, module: MultiScaleMel) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, module: ClosedFormLoss) -> torch.Tensor:
         loss, grad = module.loss_and_grad(x.reshape(-1, x.shape[-1]), y, want_grad=True)
         ctx.save_for_backward(grad.view(x.shape))
         return loss

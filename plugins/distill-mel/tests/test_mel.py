@@ -184,7 +184,17 @@ CONFIG_ERRORS = [
     ({"clamp_eps": 0}, "terms.mel.clamp_eps: expected a finite number > 0, got 0.0"),
     ({"pow": -1}, "terms.mel.pow: expected a finite number > 0"),
     ({"mag_weight": -1}, "terms.mel.mag_weight: expected a finite number >= 0"),
-    ({"sample_rate": 0}, "terms.mel.sample_rate: expected a positive sample rate in Hz, got 0"),
+    ({"sample_rate": 0}, "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 0"),
+    ({"sample_rate": 10 ** 20},
+     "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000"),
+    ({"sample_rate": 1e20}, "terms.mel.sample_rate: expected int, got 1e+20"),
+    ({"n_mels": [1000000], "window_lengths": [2048]},
+     "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000"),
+    ({"n_mels": [5, 40], "window_lengths": [32, 2 ** 30]},
+     "terms.mel.window_lengths[1]: expected a window of at most 1048576 samples (2^20), got 1073741824"),
+    ({"n_mels": [100000], "window_lengths": [2 ** 18]},
+     "terms.mel.n_mels[0]: 100000 bands at window_lengths[0]=262144 ask for a 100000 x 131073 filterbank; "
+     "expected n_mels * (fft // 2 + 1) <= 67108864 (2^26)"),
     ({"preset": "encodec"}, "terms.mel.preset: expected one of 'dac', got 'encodec'"),
     ({"window_length": [32]}, "terms.mel.window_length: unknown key; did you mean 'window_lengths'?"),
 ]
@@ -244,3 +254,14 @@ def test_dac_largest_scale_skips_the_zeros():
     for matrix in (fb.T, fb):
         spans = BandedMatmul(matrix).spans
         assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) < 0.2 * fb.numel()  # 13% with 8 blocks
+
+
+def test_a_bound_is_the_only_problem_reported():
+    """The class's own problems alone: not re-checked with the offending field at its default (7 windows)."""
+    with pytest.raises(ConfigError) as err:
+        mel_config(n_mels=[80], window_lengths=[2 ** 30])
+    assert err.value.problems == [("terms.mel.window_lengths[0]",
+                                   "expected a window of at most 1048576 samples (2^20), got 1073741824")]
+    with pytest.raises(ConfigError) as err:  # field type errors still come with the class's other problems
+        mel_config(n_mels=["many"], clamp_eps=0)
+    assert [p for p, _ in err.value.problems] == ["terms.mel.n_mels[0]", "terms.mel.clamp_eps"]

@@ -1,0 +1,85 @@
+"""The multi-period discriminator (HiFi-GAN, Kong et al. 2020, §2.2): the waveform folded into [N / p, p]."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features, raise_problems
+from .base import scaled
+from .convs import Norm, conv2d
+
+CHANNELS = (32, 128, 512, 1024, 1024)
+
+
+@attrs.define
+class MPDConfig(CommonOptions):
+    """One sub-discriminator per period; 2-D convolutions along the folded time axis.
+
+    ``always_pad``: pad ``period - N % period`` samples even when N is a multiple of the period (DAC does;
+    HiFi-GAN, BigVGAN and Vocos pad only when needed). ``width`` multiplies the channels (32 ... 1024), as
+    BigVGAN's ``discriminator_channel_mult``.
+    """
+
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    width: float = 1.0
+    kernel_size: int = 5
+    stride: int = 3
+    negative_slope: float = 0.1
+    always_pad: bool = False
+    norm: Norm = "weight"
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[tuple[str, str]] = []
+        check_positive(problems, "periods", self.periods)
+        check_positive(problems, "kernel_size", self.kernel_size)
+        check_positive(problems, "stride", self.stride)
+        check_width(problems, self.width)
+        if self.kernel_size % 2 == 0:
+            problems.append(("kernel_size", f"expected an odd kernel (same padding), got {self.kernel_size}"))
+        raise_problems(problems)
+
+
+class PeriodDiscriminator(nn.Module):
+    """One period: reflect-pad to a whole number of periods, fold, 5 strided convs, a 1-channel conv."""
+
+    def __init__(self, period: int, config: MPDConfig) -> None:
+        super().__init__()
+        self.period, self.config = period, config
+        k, s, pad = config.kernel_size, config.stride, config.kernel_size // 2
+        channels = [1] + [scaled(c, config.width) for c in CHANNELS]
+        strides = [s] * (len(CHANNELS) - 1) + [1]
+        self.convs = nn.ModuleList(
+            conv2d(cin, cout, (k, 1), (st, 1), padding=(pad, 0), norm=config.norm)
+            for cin, cout, st in zip(channels, channels[1:], strides))
+        self.conv_post = conv2d(channels[-1], 1, (3, 1), 1, padding=(1, 0), norm=config.norm)
+
+    def forward(self, x: torch.Tensor) -> SubOutput:
+        n, p = x.shape[-1], self.period
+        pad = p - n % p if self.config.always_pad else -n % p
+        if pad:
+            if pad >= n:
+                raise ValueError(f"mpd: period {p} needs more than {pad} samples to reflect-pad, got {n}")
+            x = F.pad(x, (0, pad), mode="reflect")
+        x = x.view(x.shape[0], 1, -1, p)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), self.config.negative_slope)
+            features.append(x)
+        return SubOutput(keep_features(features, self.config), self.conv_post(x))
+
+
+class MPD(Discriminator):
+    """Multi-period discriminator: one PeriodDiscriminator per period."""
+
+    name = "mpd"
+    config_class = MPDConfig
+
+    def __init__(self, config: MPDConfig) -> None:
+        super().__init__(config)
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, config) for p in config.periods)
+
+    def judge(self, x: torch.Tensor) -> list[SubOutput]:
+        return [d(x) for d in self.discriminators]

@@ -1,0 +1,8 @@
+"""The helpers beside these tests (disc_anchors, disc_weights) import by name under --import-mode=importlib."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)

@@ -1,0 +1,70 @@
+"""distill plugin: ``stoi`` and ``estoi``, speech intelligibility as a loss (1 - score), differentiable."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from distill_core import LossTerm, hookimpl
+from distill_core.terms import Batch, BatchError, check_pair, upcast
+
+from .config import ESTOIConfig, STOIConfig
+from .intelligibility import FRAME, HOP, MIN_FRAMES, RATE, frame_window, intelligibility, third_octave_matrix
+from .resample import OctaveResample
+
+__version__ = "0.1.0"
+__all__ = ["ESTOIConfig", "ESTOILoss", "OctaveResample", "STOIConfig", "STOILoss", "intelligibility"]
+
+
+class _IntelligibilityLoss(LossTerm):
+    """1 - (E)STOI of recon (the processed signal) against target (the clean one), averaged over rows."""
+
+    requires = ("recon", "target")
+    layouts: ClassVar[dict[str, str]] = {"recon": "B, C, N", "target": "B, C, N"}
+    zero_at_identity = True
+    extended: ClassVar[bool]
+
+    def __init__(self, config: STOIConfig | ESTOIConfig) -> None:
+        super().__init__(config)
+        self.resample = OctaveResample(config.sample_rate, RATE)
+        self.register_buffer("window", frame_window(), persistent=False)  # moved with the term, never per call
+        self.register_buffer("bands", third_octave_matrix(), persistent=False)
+        needed = FRAME + (MIN_FRAMES - 1) * HOP + 1  # samples at 10 kHz for MIN_FRAMES analysis frames
+        self.min_samples = (needed - 1) * self.resample.down // self.resample.up + 1
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"])
+        if x.shape[-1] < self.min_samples:
+            raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples at sample_rate="
+                             f"{self.config.sample_rate}; expected at least {self.min_samples} "
+                             f"({self.min_samples / self.config.sample_rate:.3f} s) for one 30-frame segment")
+        x, y = upcast(x, y)
+        with torch.autocast(x.device.type, enabled=False):  # FFTs, norms and divisions in float32 or wider
+            processed = self.resample(x.reshape(-1, x.shape[-1]))
+            clean = self.resample(y.to(x.dtype).reshape(-1, y.shape[-1]))
+            score = intelligibility(clean, processed, extended=self.extended, dyn_range=self.config.dyn_range,
+                                    beta=getattr(self.config, "beta", -15.0), window=self.window, bands=self.bands)
+            return 1 - score.mean()
+
+
+class STOILoss(_IntelligibilityLoss):
+    """1 - STOI (Taal et al. 2011) of recon against target waveforms [B, C, N], each channel a row."""
+
+    name = "stoi"
+    config_class = STOIConfig
+    extended = False
+
+
+class ESTOILoss(_IntelligibilityLoss):
+    """1 - ESTOI (Jensen & Taal 2016) of recon against target waveforms [B, C, N], each channel a row."""
+
+    name = "estoi"
+    config_class = ESTOIConfig
+    extended = True
+
+
+@hookimpl
+def distill_loss_terms(register) -> None:
+    register(STOILoss)
+    register(ESTOILoss)
