@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import re
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{p}: {_load_failure(exc)}") from None
     version = state.get("format") if isinstance(state, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
-        from . import __version__  # lazy: the package's own __init__ imports this layer
-
         raise CheckpointError(f"{p}: written by a newer distill (checkpoint format {version}; distill-core "
-                              f"{__version__} reads format {FORMAT}); upgrade distill-core to load it")
+                              f"{metadata.version('distill-core')} reads format {FORMAT}); upgrade distill-core to "
+                              "load it")
     if version != FORMAT:
         raise CheckpointError(f"{p}: not a distill checkpoint (expected format {FORMAT})")
     return state

@@ -165,7 +165,7 @@ def check(config: Path, lock: Path | None) -> None:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
     from .loss_config import dumps_config, load_config, validate
-    from .plugins import term_origins
+    from .provenance import term_origins
 
     beside = config.parent / "lock.json"
     try:

@@ -104,6 +104,18 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or f"{type(exc).__name__}: a chunk header is corrupt or truncated"
 
 
+def read_wav(path: Path, max_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] (at most ``max_frames``) and the sample rate of a PCM WAV file."""
+    reader = _WavReader(path)
+    try:
+        data = reader.read(reader.frames if max_frames is None else min(max_frames, reader.frames))
+    finally:
+        reader.close()
+    if not len(data):
+        raise AudioError(f"{path}: contains no audio frames")
+    return data, reader.rate
+
+
 def resample(x: torch.Tensor, source_rate: int, target_rate: int, n_out: int | None = None) -> torch.Tensor:
     """Band-limited resampling of a 1-D signal by truncating or zero-padding its spectrum."""
     if n_out is None:
