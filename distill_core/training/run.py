@@ -189,6 +189,7 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         raise SettingsError(f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created "
                             "there; expected a folder")
     device = resolve_device(settings.device)
+    config_path = _config_path(settings)
     if config_path is not None and settings.config is None:
         say(f"config: {config_path} (the resumed run's own; give a CONFIG to use another)")
     with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
