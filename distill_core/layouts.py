@@ -65,7 +65,8 @@ def misfit(term: str, key: str, shape: Sequence[int], layout: str, *, via: str =
     for i, (d, size) in enumerate(zip(dims, shape)):
         if d.isdigit() and int(d) != size:
             what = "channels" if i == 1 else "entries"
-            return f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, got {_shown(shape)}"
+            return (f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, "
+                    f"got {_shown(shape)}")
     return None
 
 
