@@ -309,6 +309,7 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (refused by default).")
 def import_seed_cmd(run_dir: Path, out: Path | None, lr: float | None, overwrite: bool) -> None:
     """Bring a run of the seed's train() over: read its checkpoints running no pickled code, write our run folder."""
+    # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .training.seed_import import import_seed
 
     click.echo(import_seed(run_dir, out, lr=lr, overwrite=overwrite).summary())

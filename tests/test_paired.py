@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
+from distill_core.training.audio_metrics import METRICS
 from distill_core.training.compare import REFERENCE, Comparison, markdown
 from distill_core.training.paired import paired_markdown, paired_test, paired_tests, spectrogram_figure
 
@@ -83,14 +84,14 @@ def test_every_pair_and_metric_and_the_verdicts():
 
 def test_compare_markdown_gains_the_paired_section_for_two_runs_only():
     g = np.random.default_rng(3)
-    metric = {"LSD (dB)": [], "MR-STFT": [], "mel L1": [], "SI-SDR (dB)": [], "spectral convergence": []}
+    metric = dict(METRICS)  # every metric compare computes here (PESQ/STOI too where [metrics] is installed)
     scores = {REFERENCE: {k: list(g.normal(0, 1, 8)) for k in metric},
               "a": {k: list(g.normal(0, 1, 8)) for k in metric}}
     one = markdown(Comparison(data=Path("held"), clips=8, seconds=1.0, runs=[], scores=scores))
     assert "Paired differences" not in one and "The first row inverts" in one
     scores["b"] = {k: list(g.normal(0, 1, 8)) for k in metric}
     two = markdown(Comparison(data=Path("held"), clips=8, seconds=1.0, runs=[], scores=scores))
-    assert "## Paired differences over clips (5 tests)" in two  # a vs b only: the reference row is not paired
+    assert f"## Paired differences over clips ({len(METRICS)} tests)" in two  # a vs b only: the reference row is not paired
     assert REFERENCE not in two.split("## Paired")[1]
     del scores[REFERENCE]
     assert "The first row inverts" not in markdown(Comparison(data=Path("held"), clips=8, seconds=1.0, runs=[],

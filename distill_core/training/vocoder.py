@@ -19,7 +19,10 @@ import attrs
 import torch
 from torch import nn
 
+from ..atomic import atomic_write_text
+from ..config import converter, problems_from
 from ..mel import mel_filterbank
+from .checkpoint import CheckpointError, load_checkpoint
 
 
 @attrs.define(frozen=True)
@@ -48,16 +51,11 @@ class VocoderConfig:
 
 def save_vocoder_config(config: VocoderConfig, path: str | os.PathLike) -> Path:
     """JSON beside a run's checkpoints, so the run's model can be rebuilt for evaluation."""
-    from ..atomic import atomic_write_text
-
     return atomic_write_text(path, json.dumps(attrs.asdict(config), indent=1) + "\n")
 
 
 def load_vocoder_config(path: str | os.PathLike) -> VocoderConfig:
     """The settings save_vocoder_config wrote; a CheckpointError names the file and the problem when invalid."""
-    from ..config import converter, problems_from
-    from .checkpoint import CheckpointError
-
     p = Path(path)
     try:
         return converter.structure(json.loads(p.read_text(encoding="utf-8")), VocoderConfig)
@@ -159,8 +157,6 @@ def vocode(model: Vocoder, clips: torch.Tensor, batch_size: int = 8) -> torch.Te
 
 def load_vocoder(run: str | os.PathLike, checkpoint: str = "best.pt") -> Vocoder:
     """A run folder's vocoder (its vocoder.json and the weights in ``checkpoint``), in eval mode on the CPU."""
-    from .checkpoint import CheckpointError, load_checkpoint
-
     folder = Path(run)
     config = load_vocoder_config(folder / "vocoder.json")
     path = folder / checkpoint
