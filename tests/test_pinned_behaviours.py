@@ -240,27 +240,28 @@ def test_a_balanced_term_with_exactly_zero_gradient_leaves_the_gradient_finite(s
 def vae_recipe() -> dict:
     """The data LossConfig() starts from. Its values all equal the term classes' defaults, so a test that
     checks a merge first makes one differ."""
-    from distill_core import loss_config
+    from distill_core.seed.recipe import VAE
 
-    return loss_config.RECIPES["vae"]
+    return VAE.terms
 
 
 def test_a_partial_term_section_keeps_the_recipes_other_values(tmp_path, monkeypatch):
     """Defect: a file's [terms.x] section replaces the recipe's section for x instead of merging key by key,
     so the recipe's other values for x fall back to the class defaults."""
-    recipe = vae_recipe()
-    monkeypatch.setitem(recipe["terms"]["kl"], "free_bits", 0.25)
-    monkeypatch.setitem(recipe["terms"]["stft"], "weight", 0.5)
-    kl_class, stft_class = type(LossConfig().kl), type(LossConfig().stft)
+    terms = vae_recipe()
+    monkeypatch.setitem(terms["kl"], "free_bits", 0.25)
+    monkeypatch.setitem(terms["stft"], "weight", 0.5)
+    kl_class, stft_class = type(LossConfig().terms["kl"]), type(LossConfig().terms["stft"])
     assert kl_class().free_bits != 0.25 and stft_class().weight != 0.5  # the recipe now differs from the class
-    assert LossConfig().kl.free_bits == 0.25 and LossConfig().stft.weight == 0.5
+    assert LossConfig().terms["kl"].free_bits == 0.25 and LossConfig().terms["stft"].weight == 0.5
 
     path = tmp_path / "loss.toml"
     path.write_text("[terms.kl]\nweight = 0.5\n\n[terms.stft]\nfft_sizes = [256, 512, 1024]\n"
                     "hop_sizes = [64, 128, 256]\nwin_lengths = [256, 512, 1024]\n")
     config = load_config(path)
-    assert config.kl.weight == 0.5 and config.kl.free_bits == 0.25
-    assert list(config.stft.fft_sizes) == [256, 512, 1024] and config.stft.weight == 0.5
+    kl, stft = config.terms["kl"], config.terms["stft"]
+    assert kl.weight == 0.5 and kl.free_bits == 0.25
+    assert list(stft.fft_sizes) == [256, 512, 1024] and stft.weight == 0.5
     assert CombinedLoss(config).weights(0, 10)["stft"] == 0.5
 
 
