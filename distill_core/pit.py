@@ -117,7 +117,7 @@ def hungarian(term: Any, batch: Batch, axis: int) -> tuple[torch.Tensor, torch.T
     except ImportError as exc:  # pragma: no cover - scipy comes with the pit extra
         raise ImportError("pit.method = \"hungarian\" needs scipy: pip install 'distill-core[pit]'") from exc
     matrix = pairwise_matrix(term, batch, axis)
-    host = matrix.detach().to("cpu", torch.float64).numpy()  # the one sync per step
+    host = matrix.detach().cpu().double().numpy()  # the one sync per step
     # Rows are references here, so the column found for row j is the estimate assigned to reference j.
     cols = numpy.stack([linear_sum_assignment(m.T)[1] for m in host])
     perm = torch.from_numpy(cols).to(device=matrix.device, dtype=torch.long)
