@@ -43,7 +43,8 @@ def reference_pit(est: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
     sisdr = auraloss.time.SISDRLoss()
     best, chosen = [], []
     for b in range(est.shape[0]):
-        values = {p: sisdr(est[b:b + 1, list(p)], target[b:b + 1]) for p in itertools.permutations(range(est.shape[1]))}
+        perms = itertools.permutations(range(est.shape[1]))
+        values = {p: sisdr(est[b:b + 1, list(p)], target[b:b + 1]) for p in perms}
         p = min(values, key=lambda k: float(values[k]))
         best.append(values[p])
         chosen.append(p)
@@ -187,3 +188,14 @@ def test_equals_asteroid_pit_loss_wrapper(method, sources):
     out = loss({"recon": est, "target": target})
     assert float(out["auraloss_sisdr_loss"]) == pytest.approx(float(expected), rel=1e-5)
     assert torch.equal(permuted(est, loss.permutations["auraloss_sisdr"], 1), reordered)
+
+
+def test_the_config_schema_describes_pit():
+    jsonschema = pytest.importorskip("jsonschema")
+    from distill_core.schema import config_schema
+
+    schema = config_schema()
+    good = {"recipe": "none", "terms": {"auraloss_sisdr": {"pit": {"axis": 1, "method": "hungarian"}}}}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"terms": {"auraloss_sisdr": {"pit": {"method": "greedy"}}}}, schema)
