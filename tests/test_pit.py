@@ -199,3 +199,15 @@ def test_the_config_schema_describes_pit():
     jsonschema.validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"terms": {"auraloss_sisdr": {"pit": {"method": "greedy"}}}}, schema)
+
+
+def test_cli_check_prints_the_pit_error_in_one_line_and_exits_2(tmp_path):
+    import subprocess
+
+    path = tmp_path / "sep.toml"
+    path.write_text('recipe = "none"\n[terms.auraloss_sisdr]\npit = { axis = 1, method = "greedy" }\n')
+    done = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: invalid loss config in {path}: terms.auraloss_sisdr.pit."
+                                                "method: expected one of 'brute', 'hungarian', got 'greedy'"]
