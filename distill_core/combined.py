@@ -12,6 +12,7 @@ from .config import check_weight
 from .gate import FlagSlot, gate
 from .layouts import mismatches as layout_mismatches
 from .loss_config import LossConfig, as_loss_config, plan_inputs, validate
+from . import pit
 from .plugins import Provenance, Registry, get_registry
 from .schedules import weight_at
 from .terms import Batch, BatchError, check_batch_agrees, check_missing_keys
@@ -92,6 +93,10 @@ class CombinedLoss(nn.Module):
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
         self._group_keys = group_keys
+        self._pit = {name: p for name in built if (p := config.pit_of(name)) is not None}
+        # Each PIT term's chosen permutation of the last forward, [B, S] (perm[b, j]: the estimate scored
+        # against reference j); the output dict carries only its 0-dim share of identities, for logging.
+        self.permutations: dict[str, torch.Tensor] = {}
         self._grouped = {m for g in config.groups.values() for m in g.members}
 
     @property
@@ -156,8 +161,17 @@ class CombinedLoss(nn.Module):
         check_batch_agrees(self._read_keys, batch)
         w = self.weights(epoch, total_epochs, weights)
         slots: dict[str, FlagSlot] = {}
-        values = {name: term(self._term_batch(batch, name, slots)) for name, term in self.terms.items()}
+        values: dict[str, torch.Tensor] = {}
+        chosen: dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            view = self._term_batch(batch, name, slots)
+            if name in self._pit:
+                values[name], self.permutations[name] = pit.evaluate(term, view, self._pit[name])
+                chosen[f"{name}_pit_identity"] = pit.identity_share(self.permutations[name])
+            else:
+                values[name] = term(view)
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
+        out.update(chosen)
         anchor = next(iter(values.values())) if values else torch.zeros(())
         parts: list[torch.Tensor] = []
         for name, v in values.items():

@@ -22,11 +22,12 @@ from .gcpause import paused_gc
 from .groups import GroupConfig, group_section
 from .layouts import Reader
 from .layouts import conflicts as layout_conflicts
+from .pit import PITConfig, refusal
 from .plugins import Registry, UnknownTermError, get_registry
 from .provenance import parse_pins, term_origins, unmet_pins
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
-BINDING_KEYS = ("term", "inputs")  # keys of a term's section that the core reads, not the term's config
+BINDING_KEYS = ("term", "inputs", "pit")  # keys of a term's section that the core reads, not the term's config
 # Keys of CombinedLoss's output that a group's ``key`` may not take.
 RESERVED_KEYS = ("total_loss", "nonfinite")
 
@@ -37,11 +38,13 @@ class TermBinding:
 
     ``[terms.fine] term = "spectral"`` makes a second ``spectral`` under its own name (output ``fine_loss``);
     ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
-    ``recon_wave``. Unmapped inputs read the batch key of the same name.
+    ``recon_wave``. Unmapped inputs read the batch key of the same name. ``pit = {axis = 1}`` evaluates the
+    term over the permutations of that source axis of its first input (``distill_core.pit``).
     """
 
     term: str | None = None
     inputs: dict[str, str] = attrs.Factory(dict)
+    pit: PITConfig | None = None
 
 
 _DEFAULT: tuple[Registry, "LossConfig"] | None = None
@@ -92,6 +95,11 @@ class LossConfig:
         """An entry's input mapping (logical input -> batch key); empty when it reads its own names."""
         binding = self.bindings.get(name)
         return dict(binding.inputs) if binding is not None else {}
+
+    def pit_of(self, name: str) -> PITConfig | None:
+        """An entry's permutation-invariant evaluation, or None."""
+        binding = self.bindings.get(name)
+        return binding.pit if binding is not None else None
 
     def sources(self, name: str, requires: tuple[str, ...]) -> dict[str, str]:
         """The term->key map of one entry: each logical input it requires -> the batch key that feeds it."""
@@ -176,6 +184,16 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
         if reason:
             problems.append((join(path, "weight"), reason))
         requires = tuple(info.cls.requires)
+        pit = config.pit_of(name)
+        if pit is not None:
+            reason = refusal(info.cls, pit)
+            if reason:
+                problems.append((join(path, "pit"), reason))
+            layout = info.cls.input_layouts(cfg).get(requires[0]) if requires else None
+            rank = len(layout.split(",")) if layout else None
+            if rank is not None and not 0 < pit.axis < rank:
+                problems.append((join(join(path, "pit"), "axis"), f"expected an axis in 1..{rank - 1} of "
+                                 f"{requires[0]!r} [{layout}] (0 is the batch), got {pit.axis}"))
         for logical in config.inputs_of(name):
             if logical not in requires:
                 problems.append((join(join(path, "inputs"), logical),
@@ -206,6 +224,7 @@ def _group_problems(config: LossConfig) -> list[Problem]:
             else:
                 owner[member] = gname
     produced = {f"{t}_loss": f"term {t!r}" for t in config.terms}
+    produced.update({f"{t}_pit_identity": f"term {t!r} under pit" for t in config.terms if config.pit_of(t)})
     for gname, group in config.groups.items():
         key = group.key or f"{gname}_loss"
         where = join(join("groups", gname), "key") if group.key else join("groups", gname)
@@ -377,7 +396,11 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
         problems.append((join(path, "inputs"), f"expected a table of input = \"batch key\" strings (e.g. "
                                                f"{{recon = \"recon_wave\"}}), got {_describe(inputs)}"))
         inputs = {}
-    return TermBinding(term, dict(inputs)), rest, problems
+    pit = None
+    if "pit" in section:
+        pit, found = structure_checked(section["pit"], PITConfig, join(path, "pit"))
+        problems += found
+    return TermBinding(term, dict(inputs), pit), rest, problems
 
 
 def _unstructure_term(config: LossConfig, name: str) -> dict[str, Any]:
@@ -387,6 +410,8 @@ def _unstructure_term(config: LossConfig, name: str) -> dict[str, Any]:
         extra["term"] = binding.term
     if binding is not None and binding.inputs:
         extra["inputs"] = dict(binding.inputs)
+    if binding is not None and binding.pit is not None:
+        extra["pit"] = unstructure(binding.pit)
     return {**extra, **unstructure(config.terms[name])}
 
 

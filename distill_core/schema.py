@@ -12,6 +12,7 @@ from . import recipes
 from .balancer import BalancerConfig
 from .config import converter
 from .groups import GroupConfig
+from .pit import PITConfig
 from .plugins import get_registry
 from .schedules import SCHEDULES
 
@@ -68,7 +69,8 @@ def config_schema() -> dict[str, Any]:
     """The schema of a whole loss config file, for every term installed now."""
     binding = {"term": {"type": "string", "description": "the registered term this entry instantiates"},
                "inputs": {"type": "object", "additionalProperties": {"type": "string"},
-                          "description": "logical input -> batch key"}}
+                          "description": "logical input -> batch key"},
+               "pit": class_schema(PITConfig)}
     terms = {}
     for name, info in sorted(get_registry().terms.items()):
         schema = class_schema(info.config_class)

@@ -24,6 +24,11 @@ class LossTerm(nn.Module):
     (each input's layout, e.g. ``{"recon": "B, C, N"}``), and implement
     ``forward(batch)`` returning the unweighted loss as a 0-dim tensor. ``zero_at_identity`` declares
     that the term is exactly 0 when ``recon`` equals ``target``; the test kit checks that promise.
+
+    Permutation-invariant training (``pit = {axis = 1}`` in a term's config section) needs one more method,
+    ``per_example(batch) -> [B]``: the loss of each example, whose mean over the batch is ``forward``'s value.
+    ``pairwise = True`` further declares the term the mean over the source axis of a per-source loss, so
+    that the Hungarian assignment may score each estimate against each reference alone.
     """
 
     name: ClassVar[str]
@@ -31,6 +36,7 @@ class LossTerm(nn.Module):
     requires: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[Mapping[str, str]] = {}
     zero_at_identity: ClassVar[bool] = False
+    pairwise: ClassVar[bool] = False
 
     @classmethod
     def input_layouts(cls, config: Any) -> Mapping[str, str]:

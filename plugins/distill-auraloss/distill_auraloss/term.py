@@ -61,7 +61,8 @@ class AuralossTerm(LossTerm):
                     self.loss.to(dtype)
                 return
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def checked(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """recon and target checked, contiguous, in one float dtype of float32 or wider."""
         x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"], channels=self.channels)
         if x.shape[-1] < self.min_samples:
             raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples per signal, too short for "
@@ -70,5 +71,28 @@ class AuralossTerm(LossTerm):
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         self.follow_dtype(x.dtype)
+        return x, y
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x, y = self.checked(batch)
         with torch.autocast(x.device.type, enabled=False):  # FFTs, logs and divisions in float32 or wider
             return self.loss(x, y)
+
+
+class PerChannelTerm(AuralossTerm):
+    """An auraloss loss computed per [batch, channel] and then reduced: it has a value per example, and
+    with ``reduction = "mean"`` it is the mean over channels of a per-channel loss (pairwise, for PIT)."""
+
+    pairwise = True
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        unreduced = self.build(config)
+        unreduced.reduction = "none"
+        self._unreduced = (unreduced,)  # a tuple: not a second registered submodule (the same parameters: none)
+
+    def per_example(self, batch: Batch) -> torch.Tensor:
+        """The loss of each example averaged over its channels, [B] (for permutation-invariant training)."""
+        x, y = self.checked(batch)
+        with torch.autocast(x.device.type, enabled=False):
+            return self._unreduced[0](x, y).flatten(1).mean(dim=1)

@@ -6,7 +6,7 @@ import auraloss
 
 from .configs import (DCLossConfig, ESRLossConfig, LogCoshLossConfig, SDSDRLossConfig, SISDRLossConfig,
                       SNRLossConfig)
-from .term import AuralossTerm
+from .term import AuralossTerm, PerChannelTerm
 
 
 class ESRLossTerm(AuralossTerm):
@@ -35,7 +35,7 @@ class LogCoshLossTerm(AuralossTerm):
     wraps = auraloss.time.LogCoshLoss
 
 
-class SNRLossTerm(AuralossTerm):
+class SNRLossTerm(PerChannelTerm):
     """Negative SNR in dB (not Vincent et al.'s filtered SDR); very negative near identity."""
 
     name = "auraloss_snr"
@@ -43,7 +43,7 @@ class SNRLossTerm(AuralossTerm):
     wraps = auraloss.time.SNRLoss
 
 
-class SISDRLossTerm(AuralossTerm):
+class SISDRLossTerm(PerChannelTerm):
     """Negative scale-invariant SDR in dB (Le Roux et al. 2018)."""
 
     name = "auraloss_sisdr"
@@ -51,7 +51,7 @@ class SISDRLossTerm(AuralossTerm):
     wraps = auraloss.time.SISDRLoss
 
 
-class SDSDRLossTerm(AuralossTerm):
+class SDSDRLossTerm(PerChannelTerm):
     """Negative scale-dependent SDR in dB (Le Roux et al. 2018)."""
 
     name = "auraloss_sdsdr"

@@ -33,7 +33,10 @@ class _IntelligibilityLoss(LossTerm):
         needed = FRAME + (MIN_FRAMES - 1) * HOP + 1  # samples at 10 kHz for MIN_FRAMES analysis frames
         self.min_samples = (needed - 1) * self.resample.down // self.resample.up + 1
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    pairwise = True  # a score per channel, averaged: permutation-invariant training may assign by Hungarian
+
+    def scores(self, batch: Batch) -> torch.Tensor:
+        """The (E)STOI of each example's each channel, [B, C]."""
         x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"])
         if x.shape[-1] < self.min_samples:
             raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples at sample_rate="
@@ -45,7 +48,14 @@ class _IntelligibilityLoss(LossTerm):
             clean = self.resample(y.to(x.dtype).reshape(-1, y.shape[-1]))
             score = intelligibility(clean, processed, extended=self.extended, dyn_range=self.config.dyn_range,
                                     beta=getattr(self.config, "beta", -15.0), window=self.window, bands=self.bands)
-            return 1 - score.mean()
+            return score.view(x.shape[0], -1)
+
+    def per_example(self, batch: Batch) -> torch.Tensor:
+        """1 - the mean score over each example's channels, [B] (for permutation-invariant training)."""
+        return 1 - self.scores(batch).mean(dim=1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return 1 - self.scores(batch).mean()
 
 
 class STOILoss(_IntelligibilityLoss):
