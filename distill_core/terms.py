@@ -24,6 +24,7 @@ class LossTerm(nn.Module):
     (each input's layout, e.g. ``{"recon": "B, C, N"}``), and implement
     ``forward(batch)`` returning the unweighted loss as a 0-dim tensor. ``zero_at_identity`` declares
     that the term is exactly 0 when ``recon`` equals ``target``; the test kit checks that promise.
+    ``shared_inputs`` allows a config to map two of its inputs to one batch key.
     """
 
     name: ClassVar[str]
@@ -31,6 +32,7 @@ class LossTerm(nn.Module):
     requires: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[Mapping[str, str]] = {}
     zero_at_identity: ClassVar[bool] = False
+    shared_inputs: ClassVar[bool] = False  # True: two inputs may read one batch key (otherwise a config error)
 
     @classmethod
     def input_layouts(cls, config: Any) -> Mapping[str, str]:

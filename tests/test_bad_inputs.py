@@ -115,6 +115,10 @@ CONFIG_CASES = [
     ("negative free bits", {"terms": {"kl": {"free_bits": -0.1}}}, "terms.kl.free_bits: expected a finite number >= 0, got -0.1"),
     ("terms not a table", {"terms": ["stft"]}, "terms: expected a table of terms by name, got list"),
     ("bad mag_distance", {"terms": {"stft": {"mag_distance": "l1"}}}, "terms.stft.mag_distance: expected one of 'L1', 'L2', got 'l1'"),
+    ("two inputs one key", {"terms": {"mag_recon": {"inputs": {"target": "recon"}}}}, "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'; map each to its own key"),
+    ("term named total", {"terms": {"total": {"term": "mag_recon"}}}, "terms.total: term name 'total' would write output key 'total_loss', which is reserved"),
+    ("empty term name", {"terms": {"": {"term": "stft"}}}, "terms.: bad term name '': a term's name is a Python identifier"),
+    ("dotted term name", {"terms": {"stft.wave": {"term": "stft"}}}, "bad term name 'stft.wave': a term's name is a Python identifier (letters, digits, '_'; not empty, no '.'"),
 ]
 
 
@@ -562,3 +566,92 @@ def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path,
     with pytest.raises(ConfigError) as err:  # the build reads the config the same way, and stops at the same line
         CombinedLoss(load_config(config))
     assert message in str(err.value)
+
+
+# --- issue #21, round three: the balancer's edges, terms' outputs, the lock --------------------------------
+
+def test_a_term_that_allows_shared_inputs_may_map_two_to_one_key():
+    from distill_core.loss_config import shared_input_problems
+
+    assert shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=True) == []
+    assert len(shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=False)) == 1
+
+
+def test_a_term_returning_a_batch_of_values_is_named_in_one_line():
+    @attrs.define
+    class PerItemConfig:
+        weight: float = 1.0
+
+    class PerItem(LossTerm):
+        name = "per_item"
+        config_class = PerItemConfig
+        requires = ("recon",)
+
+        def forward(self, batch):
+            return batch["recon"].flatten(1).mean(1)
+
+    from distill_core.plugins import Registry
+
+    registry = Registry()
+    registry.register_term(PerItem)
+    loss = CombinedLoss(LossConfig.of({"per_item": PerItemConfig()}), registry)
+    with pytest.raises(BatchError) as err:
+        loss({"recon": torch.rand(3, 4)})
+    assert str(err.value) == ("term 'per_item' returned a tensor of shape [3]; a term returns a 0-dim tensor "
+                              "(reduce it, e.g. with .mean())")
+
+
+def balanced(input_key):
+    return CombinedLoss(load_config({"balancer": {"enabled": True, "input": input_key}}))
+
+
+def test_a_balanced_term_reading_another_grad_input_is_refused_with_the_reason():
+    b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True), mu=torch.randn(2, 8, requires_grad=True),
+              logvar=torch.randn(2, 8, requires_grad=True))
+    with pytest.raises(BatchError) as err:
+        balanced("mu")(b)
+    assert str(err.value) == (
+        "balanced term 'kl' also reads 'logvar', which carries the model's gradient, but the balancer scales the "
+        "gradient at 'mu' only (the rest would be dropped); set [balancer] input to a key 'kl' does not read, or "
+        "one that is its only input with a gradient")
+    loss = balanced("recon")  # kl reads no 'recon': it is not balanced, and both latents get their gradient
+    out = loss(b)
+    loss.backward(out)
+    assert b["logvar"].grad is not None and b["logvar"].grad.abs().sum() > 0
+
+
+def test_a_balancer_input_without_a_gradient_is_refused_before_backward():
+    b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True))
+    with pytest.raises(BatchError) as err:
+        balanced("target")(b)
+    assert str(err.value) == ("balancer input 'target' carries no gradient from the model (requires_grad is False); "
+                              "set [balancer] input to a model output the balanced terms read")
+    with torch.no_grad():  # evaluation passes carry no gradient at all: not refused
+        assert "total_loss" in balanced("target")(batch())
+
+
+def test_the_lock_records_each_terms_binding_and_inputs():
+    from distill_core.lock import make_lock
+
+    config = load_config({"terms": {"stft_wave": {"term": "stft", "input": "waveform",
+                                                  "inputs": {"recon": "recon_wave", "target": "target_wave"}}}})
+    lock = make_lock(CombinedLoss(config))
+    assert lock["stft_wave"]["term"] == "stft"
+    assert lock["stft_wave"]["inputs"] == {"recon": "recon_wave", "target": "target_wave"}
+    assert lock["kl"]["term"] == "kl" and lock["kl"]["inputs"] == {}
+
+
+def test_compute_combined_loss_names_an_argument_that_is_not_a_tensor():
+    from distill_core.models.losses import compute_combined_loss
+
+    b = batch()
+    with pytest.raises(TypeError) as err:
+        compute_combined_loss([[0.0]], b["target"], b["mu"], b["logvar"], LossConfig(), kl_weight=0.01)
+    assert str(err.value) == "compute_combined_loss: argument 'recon' expected a torch.Tensor, got list"
+
+
+def test_combined_loss_of_a_dict_reads_it_as_a_config_or_names_the_type():
+    loss = CombinedLoss({"recipe": "none", "terms": {"mag_recon": {}}})
+    assert loss.term_keys == ("mag_recon_loss",)
+    with pytest.raises(TypeError, match=r"expected a LossConfig, a mapping of loss config keys .* got list"):
+        CombinedLoss(["terms"])
