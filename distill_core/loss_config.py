@@ -55,6 +55,17 @@ def shared_input_problems(name: str, term: str, sources: Mapping[str, str], allo
             for key, logicals in by_key.items() if len(logicals) > 1]
 
 
+def swapped_input_problems(name: str, term: str, sources: Mapping[str, str]) -> list[Problem]:
+    """Two inputs of one entry that read each other's batch keys (``recon = "target", target = "recon"``)."""
+    problems: list[Problem] = []
+    for a, key in sources.items():
+        if key != a and key in sources and sources[key] == a and a < key:
+            problems.append((join(join("terms", name), "inputs"),
+                             f"inputs {a!r} and {key!r} of {term!r} are swapped: its {key!r} reads batch key {a!r} "
+                             f"and its {a!r} reads batch key {key!r}; remove the mapping, or map them to other keys"))
+    return problems
+
+
 @attrs.define
 class TermBinding:
     """Which registered term a config entry instantiates and which batch keys feed its inputs.
@@ -211,6 +222,7 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
                                  f"{', '.join(requires) or 'none'}"))
         problems += shared_input_problems(name, term, config.sources(name, requires),
                                           bool(getattr(info.cls, "shared_inputs", False)))
+        problems += swapped_input_problems(name, term, config.sources(name, requires))
     return problems
 
 
@@ -353,7 +365,10 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     registry_ = registry or get_registry()
     problems: list[Problem] = []
     for key in data:
-        if key not in TOP_LEVEL_KEYS:
+        if key not in TOP_LEVEL_KEYS and key in registry_.terms and "terms" in data:
+            problems.append((str(key), f"unknown key; a term's settings go under terms (the table [terms.{key}]), "
+                                       "not at the top level beside terms"))
+        elif key not in TOP_LEVEL_KEYS:
             problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                                        f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
     recipe = _recipe(data, problems)

@@ -118,6 +118,8 @@ CONFIG_CASES = [
     ("two inputs one key", {"terms": {"mag_recon": {"inputs": {"target": "recon"}}}}, "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'; map each to its own key"),
     ("term named total", {"terms": {"total": {"term": "mag_recon"}}}, "terms.total: term name 'total' would write output key 'total_loss', which is reserved"),
     ("empty term name", {"terms": {"": {"term": "stft"}}}, "terms.: bad term name '': a term's name is a Python identifier"),
+    ("inputs swapped", {"terms": {"stft": {"inputs": {"recon": "target", "target": "recon"}}}}, "terms.stft.inputs: inputs 'recon' and 'target' of 'stft' are swapped: its 'target' reads batch key 'recon' and its 'recon' reads batch key 'target'"),
+    ("seed layout beside terms", {"stft": {"fft_sizes": [512]}, "terms": {}}, "stft: unknown key; a term's settings go under terms (the table [terms.stft]), not at the top level beside terms"),
     ("dotted term name", {"terms": {"stft.wave": {"term": "stft"}}}, "bad term name 'stft.wave': a term's name is a Python identifier (letters, digits, '_'; not empty, no '.'"),
 ]
 
@@ -655,3 +657,12 @@ def test_combined_loss_of_a_dict_reads_it_as_a_config_or_names_the_type():
     assert loss.term_keys == ("mag_recon_loss",)
     with pytest.raises(TypeError, match=r"expected a LossConfig, a mapping of loss config keys .* got list"):
         CombinedLoss(["terms"])
+
+
+def test_three_channels_say_it_once_per_key_naming_every_term():
+    with pytest.raises(BatchError) as err:
+        CombinedLoss(LossConfig())(batch(recon=R(2, 3, 32, 80), target=R(2, 3, 32, 80)))
+    assert str(err.value) == (
+        "batch layouts do not fit the terms: stft, mag_recon, if_recon: batch['recon'] expected shape [B, 2, F, T] "
+        "with 2 channels in dim 1, got [2, 3, 32, 80]; stft, mag_recon, if_recon: batch['target'] expected shape "
+        "[B, 2, F, T] with 2 channels in dim 1, got [2, 3, 32, 80]")
