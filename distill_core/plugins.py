@@ -266,6 +266,7 @@ class Registry:
             raise UnknownTermError(self._origin_message(name, origin))
         installed = ", ".join(sorted(self._terms)) or "none"
         hint = f"; it is provided by the distribution {expected!r} (pip install {expected})" if expected else ""
+        hint += lookalike_group_hint(name)
         raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
                                f"installed terms: {installed}")
 
@@ -280,6 +281,22 @@ class Registry:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
         return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+
+
+def lookalike_group_hint(name: str) -> str:
+    """'' or a note that an installed distribution declares ``name`` in an entry-point group named like ours
+    (``distill.terms``, ``distill_loss``): discovery reads only the group ``distill``."""
+    for found in metadata.distributions():
+        for ep in found.entry_points:
+            if ep.name != name or ep.group == hookspecs.PROJECT or ep.group.endswith(".recipes"):  # ours
+                continue
+            if not normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
+                continue
+            dist = found.metadata["Name"]
+            return (f"; the installed distribution {dist} declares {name!r} in the entry-point group "
+                    f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
+                    f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)")
+    return ""
 
 
 # --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------

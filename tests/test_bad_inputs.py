@@ -666,3 +666,23 @@ def test_three_channels_say_it_once_per_key_naming_every_term():
         "batch layouts do not fit the terms: stft, mag_recon, if_recon: batch['recon'] expected shape [B, 2, F, T] "
         "with 2 channels in dim 1, got [2, 3, 32, 80]; stft, mag_recon, if_recon: batch['target'] expected shape "
         "[B, 2, F, T] with 2 channels in dim 1, got [2, 3, 32, 80]")
+
+
+def test_an_entry_point_in_a_group_named_like_ours_is_named(tmp_path):
+    """A real distribution on sys.path (a dist-info, as pip writes it) declaring its term in ``distill.terms``."""
+    from distill_core.testing import write_distribution
+
+    source = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n"
+              "    weight: float = 1.0\nclass M1(LossTerm):\n    name = 'm1'\n    config_class = C\n"
+              "    requires = ('recon',)\n@hookimpl\ndef distill_loss_terms(register):\n    register(M1)\n")
+    info = write_distribution(tmp_path, "distill-m1", "0.1", {"m1_plugin": source}, {"m1": "m1_plugin"})
+    text = (info / "entry_points.txt").read_text()
+    (info / "entry_points.txt").write_text(text.replace("[distill]", "[distill.terms]"))
+    script = ("from distill_core import load_config\ntry:\n    load_config({'recipe': 'none', 'terms': {'m1': {}}})\n"
+              "except Exception as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}).stdout
+    assert "terms.m1: unknown term 'm1'" in out
+    assert ("the installed distribution distill-m1 declares 'm1' in the entry-point group 'distill.terms', named like "
+            "ours: terms are found only in the group 'distill' ([project.entry-points.distill] in its "
+            "pyproject.toml)") in out
