@@ -181,10 +181,13 @@ class Registry:
         self._terms[info.name] = info
 
     def _conflict_message(self, name: str) -> str:
-        who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})"
-                           for i in _by_provenance(self._conflicts[name]))
-        return (f"term name {name!r} is registered by more than one plugin: {who}; "
-                f"uninstall one, or choose with {ALLOW_ENV}=<distribution>")
+        infos = _by_provenance(self._conflicts[name])
+        who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})" for i in infos)
+        dists = [i.provenance.distribution for i in infos]
+        others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
+        allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
+        return (f"term name {name!r} is registered by more than one plugin: {who}; either uninstall one "
+                f"(pip uninstall {' or '.join(dists[1:])}), or load every plugin but it: {allow}")
 
     # --- entry points ------------------------------------------------------------------------------
     def load_entrypoints(self, group: str = hookspecs.PROJECT) -> None:

@@ -686,3 +686,28 @@ def test_an_entry_point_in_a_group_named_like_ours_is_named(tmp_path):
     assert ("the installed distribution distill-m1 declares 'm1' in the entry-point group 'distill.terms', named like "
             "ours: terms are found only in the group 'distill' ([project.entry-points.distill] in its "
             "pyproject.toml)") in out
+
+
+TWIN = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
+        "class T(LossTerm):\n    name = '{name}'\n    config_class = C\n    requires = ('recon',)\n"
+        "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
+
+
+@pytest.mark.parametrize("twin", ["stft", "wave_l1"])
+def test_a_conflicting_plugin_is_named_with_both_ways_out_and_spares_the_recipe_otherwise(tmp_path, twin):
+    """A real third-party distribution registering a term name the installed plugins already have."""
+    from distill_core.testing import write_distribution
+
+    write_distribution(tmp_path, "my-twin", "2.0", {"my_twin": TWIN.format(name=twin)}, {twin: "my_twin"})
+    (tmp_path / "loss.toml").write_text("")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(tmp_path / "loss.toml")],
+                       capture_output=True, text=True, env=env)
+    if twin == "wave_l1":  # the recipe does not use it: still valid
+        assert r.returncode == 0 and "valid" in r.stdout, r.stderr
+        return
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("terms.stft: term name 'stft' is registered by more than one plugin: distill-stft==0.1.0 "
+            "(distill_stft.STFTLoss) and my-twin==2.0 (my_twin.T); either uninstall one (pip uninstall my-twin), or "
+            "load every plugin but it: DISTILL_PLUGINS=distill-auraloss,") in r.stderr
+    assert ",my-twin" not in r.stderr and "distill-stft," in r.stderr
