@@ -164,14 +164,20 @@ def check(config: Path, lock: Path | None) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
-    from .loss_config import dumps_config, load_config, validate
+    from .loss_config import batch_problems, dumps_config, load_config, validate
     from .provenance import term_origins
+    from .seed.adapter import VAEAdapter
+    from .training.spectrogram import WaveformViews
 
     beside = config.parent / "lock.json"
     try:
         with term_origins(lock=lock if lock is not None else beside if beside.is_file() else None):
             resolved = load_config(config)
         validate(resolved, source=str(config))  # what building the loss checks
+        demo = VAEAdapter(WaveformViews)  # what `distill-loss train` gives the loss (the class: only its keys)
+        problems = batch_problems(resolved, demo.provides(), demo.carries_gradient(), who="distill-loss train")
+        if problems:
+            raise ConfigError(problems, str(config))
     except ConfigError as exc:
         click.echo(f"error: {exc.one_line()}" if len(exc.problems) == 1 else str(exc), err=True)
         sys.exit(EXIT_USAGE)

@@ -35,6 +35,20 @@ class TermBuildError(RuntimeError):
     """A term's constructor raised: names the term and the distribution it came from."""
 
 
+class TermOutputError(BatchError):
+    """A term returned something other than a 0-dim tensor (the weighted sum and backward need scalars)."""
+
+
+def _check_outputs(values: Mapping[str, Any]) -> None:
+    """Each term's value is a 0-dim tensor (metadata only: no host sync)."""
+    for name, value in values.items():
+        if not isinstance(value, torch.Tensor):
+            raise TermOutputError(f"term {name!r} returned {type(value).__name__}; a term returns a 0-dim tensor")
+        if value.dim() != 0:
+            raise TermOutputError(f"term {name!r} returned a tensor of shape {list(value.shape)}; a term returns a "
+                                  "0-dim tensor (reduce it, e.g. with .mean())")
+
+
 class CombinedLoss(nn.Module):
     """The weighted sum of a config's terms, returning every component for logging.
 
@@ -161,6 +175,8 @@ class CombinedLoss(nn.Module):
         check_batch_agrees(self._read_keys, batch)
         w = self.weights(epoch, total_epochs, weights)
         slots: dict[str, FlagSlot] = {}
+        if self.balancer is not None and torch.is_grad_enabled():
+            self._check_balanced_inputs(batch)
         values: dict[str, torch.Tensor] = {}
         chosen: dict[str, torch.Tensor] = {}
         for name, term in self.terms.items():
@@ -170,6 +186,7 @@ class CombinedLoss(nn.Module):
                 chosen[f"{name}_pit_identity"] = pit.identity_share(self.permutations[name])
             else:
                 values[name] = term(view)
+        _check_outputs(values)
         out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
         out.update(chosen)
         anchor = next(iter(values.values())) if values else torch.zeros(())
@@ -196,6 +213,25 @@ class CombinedLoss(nn.Module):
                 slot.open = torch.isfinite(values[name])
             self._pending = (self.effective_weights(w), batch[self.config.balancer.input])
         return out
+
+    def _check_balanced_inputs(self, batch: Batch) -> None:
+        """The balancer's input carries the model's gradient, and no balanced term reads another input that
+        does: the balancer scales the gradient at its input only, so a gradient at any other input would be
+        dropped (refused rather than passed on unscaled, which would undo the shares the weights promise)."""
+        assert self.balancer is not None
+        key = self.config.balancer.input
+        y = batch[key]
+        if isinstance(y, torch.Tensor) and not y.requires_grad:
+            raise BatchError(f"balancer input {key!r} carries no gradient from the model (requires_grad is False); "
+                             "set [balancer] input to a model output the balanced terms read")
+        for name in self.balancer.terms:
+            others = sorted({k for k in self._sources[name].values() if k != key and
+                             isinstance(batch.get(k), torch.Tensor) and batch[k].requires_grad})
+            if others:
+                raise BatchError(f"balanced term {name!r} also reads {', '.join(map(repr, others))}, which carries "
+                                 f"the model's gradient, but the balancer scales the gradient at {key!r} only (the "
+                                 f"rest would be dropped); set [balancer] input to a key {name!r} does not read, or "
+                                 "one that is its only input with a gradient")
 
     def effective_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
         """Each term's weight in the total: its own, times its member weight and group weight if grouped."""

@@ -75,9 +75,11 @@ def mismatches(readers: Mapping[str, list[Reader]], shapes: Mapping[str, Sequenc
     out = []
     for key, who in readers.items():
         if key in shapes:
+            said: dict[str, list[str]] = {}  # one sentence per (key, reason), naming every term it concerns
             for term, logical, layout in who:
                 via = f" (its input {logical!r})" if logical != key else ""
                 wrong = misfit(term, key, shapes[key], layout, via=via)
                 if wrong:
-                    out.append(wrong)
+                    said.setdefault(wrong[len(term):], []).append(term)
+            out += [f"{', '.join(terms)}{reason}" for reason, terms in said.items()]
     return out

@@ -21,9 +21,10 @@ __all__ = ["LockError", "make_lock", "lock_differences", "write_lock", "read_loc
 
 
 def make_lock(loss: CombinedLoss) -> dict[str, dict[str, Any]]:
-    """``{name: {term, distribution, version, entry_point, config}}`` for every term of a built loss (``term`` is
-    the registered class a named instance uses)."""
-    return {name: {"term": loss.config.term_of(name), "distribution": p.distribution, "version": p.version,
+    """``{name: {term, inputs, distribution, version, entry_point, config}}`` for every term of a built loss
+    (``term`` is the registered class a named instance uses, ``inputs`` its logical input -> batch key map)."""
+    return {name: {"term": loss.config.term_of(name), "inputs": loss.config.inputs_of(name),
+                   "distribution": p.distribution, "version": p.version,
                    "entry_point": p.entry_point, "config": converter.unstructure(loss.config.terms[name])}
             for name, p in loss.provenance.items()}
 

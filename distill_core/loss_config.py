@@ -10,7 +10,7 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import attrs
 
@@ -28,8 +28,43 @@ from .provenance import parse_pins, term_origins, unmet_pins
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 BINDING_KEYS = ("term", "inputs", "pit")  # keys of a term's section that the core reads, not the term's config
-# Keys of CombinedLoss's output that a group's ``key`` may not take.
+# Keys of CombinedLoss's output that a group's ``key`` (or a term's ``<name>_loss``) may not take.
 RESERVED_KEYS = ("total_loss", "nonfinite")
+NAME_RULE = "a term's name is a Python identifier (letters, digits, '_'; not empty, no '.', not starting with a digit)"
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a term entry (it becomes a module name and an output key ``<name>_loss``), or None."""
+    if not isinstance(name, str) or not name.isidentifier():
+        return f"bad term name {name!r}: {NAME_RULE}"
+    if f"{name}_loss" in RESERVED_KEYS:
+        return (f"term name {name!r} would write output key '{name}_loss', which is reserved ("
+                f"{', '.join(RESERVED_KEYS)}); name this entry differently and set term = \"...\" to keep the term")
+    return None
+
+
+def shared_input_problems(name: str, term: str, sources: Mapping[str, str], allowed: bool) -> list[Problem]:
+    """Two logical inputs of one entry fed by one batch key (``target = "recon"``: the loss is then 0)."""
+    if allowed:
+        return []
+    by_key: dict[str, list[str]] = {}
+    for logical, key in sources.items():
+        by_key.setdefault(key, []).append(logical)
+    return [(join(join("terms", name), "inputs"),
+             f"inputs {' and '.join(map(repr, logicals))} of {term!r} both read batch key {key!r}; map each to its "
+             f"own key (a term compares its inputs: reading one key twice makes it trivially 0)")
+            for key, logicals in by_key.items() if len(logicals) > 1]
+
+
+def swapped_input_problems(name: str, term: str, sources: Mapping[str, str]) -> list[Problem]:
+    """Two inputs of one entry that read each other's batch keys (``recon = "target", target = "recon"``)."""
+    problems: list[Problem] = []
+    for a, key in sources.items():
+        if key != a and key in sources and sources[key] == a and a < key:
+            problems.append((join(join("terms", name), "inputs"),
+                             f"inputs {a!r} and {key!r} of {term!r} are swapped: its {key!r} reads batch key {a!r} "
+                             f"and its {a!r} reads batch key {key!r}; remove the mapping, or map them to other keys"))
+    return problems
 
 
 @attrs.define
@@ -169,6 +204,10 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
     problems: list[Problem] = []
     for name, cfg in config.terms.items():
         path = join("terms", name)
+        bad_name = name_problem(name)
+        if bad_name:
+            problems.append((path, bad_name))
+            continue
         term = config.term_of(name)
         try:
             info = registry.get(term)
@@ -199,6 +238,9 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
                 problems.append((join(join(path, "inputs"), logical),
                                  f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
                                  f"{', '.join(requires) or 'none'}"))
+        problems += shared_input_problems(name, term, config.sources(name, requires),
+                                          bool(getattr(info.cls, "shared_inputs", False)))
+        problems += swapped_input_problems(name, term, config.sources(name, requires))
     return problems
 
 
@@ -251,6 +293,36 @@ def check(config: LossConfig, registry: Registry | None = None) -> list[Problem]
     if config.balancer.enabled and config.balancer.input not in read_keys:
         problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
                                            f"the terms read: {', '.join(sorted(read_keys)) or 'nothing'}"))
+    return problems
+
+
+def batch_problems(config: LossConfig, provides: Collection[str], carries_gradient: Collection[str],
+                   registry: Registry | None = None, who: str = "training") -> list[Problem]:
+    """What ``config`` reads that a model's batch will not hold (``provides``: every key its adapter gives;
+    ``carries_gradient``: those the model's output carries a gradient to), found before anything runs."""
+    registry = registry or get_registry()
+    problems: list[Problem] = []
+    offered = ", ".join(provides)
+    plan = plan_inputs(config, registry)
+    for name, sources in plan.sources.items():
+        for logical, key in sources.items():
+            if key not in provides:
+                path = join(join(join("terms", name), "inputs"), logical) if key != logical else join("terms", name)
+                problems.append((path, f"reads batch key {key!r}, which {who} does not provide (it provides "
+                                       f"{offered}){did_you_mean(key, provides)}"))
+    key = config.balancer.input
+    if config.balancer.enabled and key not in carries_gradient:
+        problems.append(("balancer.input", f"batch key {key!r} carries no gradient from the model; a balancer "
+                                           f"input must be a model output the balanced terms read (with gradient "
+                                           f"in {who}: {', '.join(carries_gradient) or 'none'})"))
+    elif config.balancer.enabled:
+        for name, sources in plan.sources.items():
+            others = sorted({k for k in sources.values() if k != key and k in carries_gradient})
+            if key in sources.values() and others:
+                problems.append(("balancer.input", f"balanced term {name!r} also reads {', '.join(map(repr, others))}"
+                                                   f", which carries the model's gradient, but the balancer scales "
+                                                   f"the gradient at {key!r} only (the rest would be dropped); choose "
+                                                   f"an input {name!r} does not read, or its only one with gradient"))
     return problems
 
 
@@ -312,7 +384,10 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     registry_ = registry or get_registry()
     problems: list[Problem] = []
     for key in data:
-        if key not in TOP_LEVEL_KEYS:
+        if key not in TOP_LEVEL_KEYS and key in registry_.terms and "terms" in data:
+            problems.append((str(key), f"unknown key; a term's settings go under terms (the table [terms.{key}]), "
+                                       "not at the top level beside terms"))
+        elif key not in TOP_LEVEL_KEYS:
             problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                                        f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
     recipe = _recipe(data, problems)
@@ -329,6 +404,10 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     with term_origins(providers=recipe.distributions):
         for name, section in sections["terms"].items():
             path = join("terms", str(name))
+            bad_name = name_problem(name)
+            if bad_name:
+                problems.append((path, bad_name))
+                continue
             binding, section, found = _binding(section, path)
             problems += found
             if binding is not None:

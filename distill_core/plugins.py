@@ -181,10 +181,13 @@ class Registry:
         self._terms[info.name] = info
 
     def _conflict_message(self, name: str) -> str:
-        who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})"
-                           for i in _by_provenance(self._conflicts[name]))
-        return (f"term name {name!r} is registered by more than one plugin: {who}; "
-                f"uninstall one, or choose with {ALLOW_ENV}=<distribution>")
+        infos = _by_provenance(self._conflicts[name])
+        who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})" for i in infos)
+        dists = [i.provenance.distribution for i in infos]
+        others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
+        allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
+        return (f"term name {name!r} is registered by more than one plugin: {who}; either uninstall one "
+                f"(pip uninstall {' or '.join(dists[1:])}), or load every plugin but it: {allow}")
 
     # --- entry points ------------------------------------------------------------------------------
     def load_entrypoints(self, group: str = hookspecs.PROJECT) -> None:
@@ -266,6 +269,7 @@ class Registry:
             raise UnknownTermError(self._origin_message(name, origin))
         installed = ", ".join(sorted(self._terms)) or "none"
         hint = f"; it is provided by the distribution {expected!r} (pip install {expected})" if expected else ""
+        hint += lookalike_group_hint(name)
         raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
                                f"installed terms: {installed}")
 
@@ -280,6 +284,22 @@ class Registry:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
         return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+
+
+def lookalike_group_hint(name: str) -> str:
+    """'' or a note that an installed distribution declares ``name`` in an entry-point group named like ours
+    (``distill.terms``, ``distill_loss``): discovery reads only the group ``distill``."""
+    for found in metadata.distributions():
+        for ep in found.entry_points:
+            if ep.name != name or ep.group == hookspecs.PROJECT or ep.group.endswith(".recipes"):  # ours
+                continue
+            if not normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
+                continue
+            dist = found.metadata["Name"]
+            return (f"; the installed distribution {dist} declares {name!r} in the entry-point group "
+                    f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
+                    f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)")
+    return ""
 
 
 # --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------

@@ -29,6 +29,7 @@ class LossTerm(nn.Module):
     ``per_example(batch) -> [B]``: the loss of each example, whose mean over the batch is ``forward``'s value.
     ``pairwise = True`` further declares the term the mean over the source axis of a per-source loss, so
     that the Hungarian assignment may score each estimate against each reference alone.
+    ``shared_inputs`` allows a config to map two of its inputs to one batch key.
     """
 
     name: ClassVar[str]
@@ -37,6 +38,7 @@ class LossTerm(nn.Module):
     layouts: ClassVar[Mapping[str, str]] = {}
     zero_at_identity: ClassVar[bool] = False
     pairwise: ClassVar[bool] = False
+    shared_inputs: ClassVar[bool] = False  # True: two inputs may read one batch key (otherwise a config error)
 
     @classmethod
     def input_layouts(cls, config: Any) -> Mapping[str, str]:

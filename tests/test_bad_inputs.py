@@ -115,6 +115,12 @@ CONFIG_CASES = [
     ("negative free bits", {"terms": {"kl": {"free_bits": -0.1}}}, "terms.kl.free_bits: expected a finite number >= 0, got -0.1"),
     ("terms not a table", {"terms": ["stft"]}, "terms: expected a table of terms by name, got list"),
     ("bad mag_distance", {"terms": {"stft": {"mag_distance": "l1"}}}, "terms.stft.mag_distance: expected one of 'L1', 'L2', got 'l1'"),
+    ("two inputs one key", {"terms": {"mag_recon": {"inputs": {"target": "recon"}}}}, "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'; map each to its own key"),
+    ("term named total", {"terms": {"total": {"term": "mag_recon"}}}, "terms.total: term name 'total' would write output key 'total_loss', which is reserved"),
+    ("empty term name", {"terms": {"": {"term": "stft"}}}, "terms.: bad term name '': a term's name is a Python identifier"),
+    ("inputs swapped", {"terms": {"stft": {"inputs": {"recon": "target", "target": "recon"}}}}, "terms.stft.inputs: inputs 'recon' and 'target' of 'stft' are swapped: its 'target' reads batch key 'recon' and its 'recon' reads batch key 'target'"),
+    ("seed layout beside terms", {"stft": {"fft_sizes": [512]}, "terms": {}}, "stft: unknown key; a term's settings go under terms (the table [terms.stft]), not at the top level beside terms"),
+    ("dotted term name", {"terms": {"stft.wave": {"term": "stft"}}}, "bad term name 'stft.wave': a term's name is a Python identifier (letters, digits, '_'; not empty, no '.'"),
 ]
 
 
@@ -562,3 +568,146 @@ def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path,
     with pytest.raises(ConfigError) as err:  # the build reads the config the same way, and stops at the same line
         CombinedLoss(load_config(config))
     assert message in str(err.value)
+
+
+# --- issue #21, round three: the balancer's edges, terms' outputs, the lock --------------------------------
+
+def test_a_term_that_allows_shared_inputs_may_map_two_to_one_key():
+    from distill_core.loss_config import shared_input_problems
+
+    assert shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=True) == []
+    assert len(shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=False)) == 1
+
+
+def test_a_term_returning_a_batch_of_values_is_named_in_one_line():
+    @attrs.define
+    class PerItemConfig:
+        weight: float = 1.0
+
+    class PerItem(LossTerm):
+        name = "per_item"
+        config_class = PerItemConfig
+        requires = ("recon",)
+
+        def forward(self, batch):
+            return batch["recon"].flatten(1).mean(1)
+
+    from distill_core.plugins import Registry
+
+    registry = Registry()
+    registry.register_term(PerItem)
+    loss = CombinedLoss(LossConfig.of({"per_item": PerItemConfig()}), registry)
+    with pytest.raises(BatchError) as err:
+        loss({"recon": torch.rand(3, 4)})
+    assert str(err.value) == ("term 'per_item' returned a tensor of shape [3]; a term returns a 0-dim tensor "
+                              "(reduce it, e.g. with .mean())")
+
+
+def balanced(input_key):
+    return CombinedLoss(load_config({"balancer": {"enabled": True, "input": input_key}}))
+
+
+def test_a_balanced_term_reading_another_grad_input_is_refused_with_the_reason():
+    b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True), mu=torch.randn(2, 8, requires_grad=True),
+              logvar=torch.randn(2, 8, requires_grad=True))
+    with pytest.raises(BatchError) as err:
+        balanced("mu")(b)
+    assert str(err.value) == (
+        "balanced term 'kl' also reads 'logvar', which carries the model's gradient, but the balancer scales the "
+        "gradient at 'mu' only (the rest would be dropped); set [balancer] input to a key 'kl' does not read, or "
+        "one that is its only input with a gradient")
+    loss = balanced("recon")  # kl reads no 'recon': it is not balanced, and both latents get their gradient
+    out = loss(b)
+    loss.backward(out)
+    assert b["logvar"].grad is not None and b["logvar"].grad.abs().sum() > 0
+
+
+def test_a_balancer_input_without_a_gradient_is_refused_before_backward():
+    b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True))
+    with pytest.raises(BatchError) as err:
+        balanced("target")(b)
+    assert str(err.value) == ("balancer input 'target' carries no gradient from the model (requires_grad is False); "
+                              "set [balancer] input to a model output the balanced terms read")
+    with torch.no_grad():  # evaluation passes carry no gradient at all: not refused
+        assert "total_loss" in balanced("target")(batch())
+
+
+def test_the_lock_records_each_terms_binding_and_inputs():
+    from distill_core.lock import make_lock
+
+    config = load_config({"terms": {"stft_wave": {"term": "stft", "input": "waveform",
+                                                  "inputs": {"recon": "recon_wave", "target": "target_wave"}}}})
+    lock = make_lock(CombinedLoss(config))
+    assert lock["stft_wave"]["term"] == "stft"
+    assert lock["stft_wave"]["inputs"] == {"recon": "recon_wave", "target": "target_wave"}
+    assert lock["kl"]["term"] == "kl" and lock["kl"]["inputs"] == {}
+
+
+def test_compute_combined_loss_names_an_argument_that_is_not_a_tensor():
+    from distill_core.models.losses import compute_combined_loss
+
+    b = batch()
+    with pytest.raises(TypeError) as err:
+        compute_combined_loss([[0.0]], b["target"], b["mu"], b["logvar"], LossConfig(), kl_weight=0.01)
+    assert str(err.value) == "compute_combined_loss: argument 'recon' expected a torch.Tensor, got list"
+
+
+def test_combined_loss_of_a_dict_reads_it_as_a_config_or_names_the_type():
+    loss = CombinedLoss({"recipe": "none", "terms": {"mag_recon": {}}})
+    assert loss.term_keys == ("mag_recon_loss",)
+    with pytest.raises(TypeError, match=r"expected a LossConfig, a mapping of loss config keys .* got list"):
+        CombinedLoss(["terms"])
+
+
+def test_three_channels_say_it_once_per_key_naming_every_term():
+    with pytest.raises(BatchError) as err:
+        CombinedLoss(LossConfig())(batch(recon=R(2, 3, 32, 80), target=R(2, 3, 32, 80)))
+    assert str(err.value) == (
+        "batch layouts do not fit the terms: stft, mag_recon, if_recon: batch['recon'] expected shape [B, 2, F, T] "
+        "with 2 channels in dim 1, got [2, 3, 32, 80]; stft, mag_recon, if_recon: batch['target'] expected shape "
+        "[B, 2, F, T] with 2 channels in dim 1, got [2, 3, 32, 80]")
+
+
+def test_an_entry_point_in_a_group_named_like_ours_is_named(tmp_path):
+    """A real distribution on sys.path (a dist-info, as pip writes it) declaring its term in ``distill.terms``."""
+    from distill_core.testing import write_distribution
+
+    source = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n"
+              "    weight: float = 1.0\nclass M1(LossTerm):\n    name = 'm1'\n    config_class = C\n"
+              "    requires = ('recon',)\n@hookimpl\ndef distill_loss_terms(register):\n    register(M1)\n")
+    info = write_distribution(tmp_path, "distill-m1", "0.1", {"m1_plugin": source}, {"m1": "m1_plugin"})
+    text = (info / "entry_points.txt").read_text()
+    (info / "entry_points.txt").write_text(text.replace("[distill]", "[distill.terms]"))
+    script = ("from distill_core import load_config\ntry:\n    load_config({'recipe': 'none', 'terms': {'m1': {}}})\n"
+              "except Exception as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}).stdout
+    assert "terms.m1: unknown term 'm1'" in out
+    assert ("the installed distribution distill-m1 declares 'm1' in the entry-point group 'distill.terms', named like "
+            "ours: terms are found only in the group 'distill' ([project.entry-points.distill] in its "
+            "pyproject.toml)") in out
+
+
+TWIN = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
+        "class T(LossTerm):\n    name = '{name}'\n    config_class = C\n    requires = ('recon',)\n"
+        "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
+
+
+@pytest.mark.parametrize("twin", ["stft", "wave_l1"])
+def test_a_conflicting_plugin_is_named_with_both_ways_out_and_spares_the_recipe_otherwise(tmp_path, twin):
+    """A real third-party distribution registering a term name the installed plugins already have."""
+    from distill_core.testing import write_distribution
+
+    write_distribution(tmp_path, "my-twin", "2.0", {"my_twin": TWIN.format(name=twin)}, {twin: "my_twin"})
+    (tmp_path / "loss.toml").write_text("")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(tmp_path / "loss.toml")],
+                       capture_output=True, text=True, env=env)
+    if twin == "wave_l1":  # the recipe does not use it: still valid
+        assert r.returncode == 0 and "valid" in r.stdout, r.stderr
+        return
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("terms.stft: term name 'stft' is registered by more than one plugin: distill-stft==0.1.0 "
+            "(distill_stft.STFTLoss) and my-twin==2.0 (my_twin.T); either uninstall one (pip uninstall my-twin), or "
+            "load every plugin but it: DISTILL_PLUGINS=distill-auraloss,") in r.stderr
+    assert ",my-twin" not in r.stderr and "distill-stft," in r.stderr

@@ -554,3 +554,68 @@ def test_train_on_a_folder_says_what_it_found_and_used(tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"data: 10 clips of 0.50 s at 16000 Hz from all 2 .wav files in {wavs}; 7 to train, 3 to validate" \
         in result.stdout
+
+
+def test_the_train_library_call_takes_the_run_folder_lock(tmp_path):
+    """train() refuses a folder another writer holds (an OS lock taken here, as that process's would be),
+    before it restores or writes anything; and a train() inside the CLI's own lock re-enters it."""
+    import fcntl
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from distill_core import load_config
+    from distill_core.training.loop import train
+    from distill_core.training.model import SpectrogramVAE
+    from distill_core.training.run_lock import LOCK_NAME, RunBusyError, RunFolderLock
+
+    torch.manual_seed(0)
+    spectra = torch.rand(4, 2, 16, 16)
+    config = load_config({"terms": {"stft": {"fft_sizes": [64], "hop_sizes": [16], "win_lengths": [64]}}})
+    loader = DataLoader(TensorDataset(spectra), batch_size=2)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "history.json").write_text("{}\n")
+    before = snapshot(folder)
+    with open(folder / LOCK_NAME, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunBusyError, match=r"another distill-loss train is writing this run folder"):
+            train(SpectrogramVAE(16, 16, latent_dim=4, width=4), loader, loader, config, epochs=1,
+                  checkpoint_dir=folder)
+    after = snapshot(folder)
+    after.pop(LOCK_NAME, None)
+    before.pop(LOCK_NAME, None)
+    assert after == before
+    with RunFolderLock(folder):
+        train(SpectrogramVAE(16, 16, latent_dim=4, width=4), loader, loader, config, epochs=1,
+              checkpoint_dir=folder)
+        assert (folder / "last.pt").is_file()
+
+
+CHECKED_BEFORE_TRAINING = [
+    ('[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\ninputs = { recon = "recon_wav", target = "target_wave" }\n',
+     "terms.stft_wave.inputs.recon: reads batch key 'recon_wav', which distill-loss train does not provide (it "
+     "provides recon, mu, logvar, target, recon_wave, target_wave); did you mean 'recon_wave'?"),
+    ('[balancer]\nenabled = true\ninput = "target"\n',
+     "balancer.input: batch key 'target' carries no gradient from the model; a balancer input must be a model "
+     "output the balanced terms read (with gradient in distill-loss train: recon, mu, logvar, recon_wave)"),
+    ('[balancer]\nenabled = true\ninput = "mu"\n',
+     "balancer.input: balanced term 'kl' also reads 'logvar', which carries the model's gradient, but the balancer "
+     "scales the gradient at 'mu' only (the rest would be dropped); choose an input 'kl' does not read, or its "
+     "only one with gradient"),
+    ('[terms.mag_recon]\ninputs = { target = "recon" }\n',
+     "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'"),
+    ('[terms.total]\nterm = "mag_recon"\n', "terms.total: term name 'total' would write output key 'total_loss'"),
+    ('[terms.""]\nterm = "stft"\n', "terms.: bad term name '': a term's name is a Python identifier"),
+    ('[terms."stft.wave"]\nterm = "stft"\n', "terms.stft.wave: bad term name 'stft.wave'"),
+]
+
+
+@pytest.mark.parametrize("toml,message", CHECKED_BEFORE_TRAINING, ids=range(len(CHECKED_BEFORE_TRAINING)))
+def test_check_and_train_refuse_what_training_cannot_run_before_writing(tmp_path, toml, message):
+    config = tmp_path / "loss.toml"
+    config.write_text(toml)
+    one_line_error(run("check", str(config)), message)
+    (tmp_path / "runs").mkdir()
+    before = snapshot(tmp_path)
+    one_line_error(run("train", str(config), "--out", str(tmp_path / "runs"), *TOY), message)
+    assert snapshot(tmp_path) == before  # no run folder, config.toml, lock.json or events

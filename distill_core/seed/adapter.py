@@ -17,8 +17,19 @@ class VAEAdapter:
     """``recon``, ``target`` (the input), ``mu`` and ``logvar``; ``views`` adds derived entries (the
     waveforms ``recon_wave``/``target_wave``) only when some term reads them."""
 
+    outputs = ("recon", "mu", "logvar")  # the model's, carrying its gradient
+    given = ("target",)  # the loader's
+
     def __init__(self, views: Views | None = None) -> None:
         self.views = views
+
+    def provides(self) -> tuple[str, ...]:
+        """Every batch key this adapter can give a loss (a view's keys only when some term reads them)."""
+        return (*self.outputs, *self.given, *getattr(self.views, "keys", ()))
+
+    def carries_gradient(self) -> tuple[str, ...]:
+        """The keys the model's output carries a gradient to (the only ones a balancer may scale at)."""
+        return (*self.outputs, *getattr(self.views, "differentiable", ()))
 
     def __call__(self, model: nn.Module, inputs: Any, reads: frozenset[str]) -> Batch:
         recon, mu, logvar = model(inputs)

@@ -102,6 +102,10 @@ def compute_combined_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.T
     ``_stft_loss_fn`` is a module called on the flattened magnitude channel (``create_stft_loss``'s or
     auraloss's ``MultiResolutionSTFTLoss``). CombinedLoss's ``nonfinite`` flag is not among the seed's keys.
     """
+    for argument, value in (("recon", recon), ("target", target), ("mu", mu), ("logvar", logvar)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"compute_combined_loss: argument {argument!r} expected a torch.Tensor, "
+                            f"got {type(value).__name__}")
     loss = combined_for(loss_config, _stft_loss_fn, recon.device)
     out = loss({"recon": recon, "target": target, "mu": mu, "logvar": logvar},
                weights=kl_override(loss, kl_weight))

@@ -6,6 +6,7 @@ The epochs themselves are ``distill_core.epoch``'s (no per-step host syncs); ``t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -26,6 +27,7 @@ from ..seed.metrics import EpochMetrics, epoch_metrics, step_metrics
 from .checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
 from .metrics import MetricsHistory
 from .resume import check_resume
+from .run_lock import RunFolderLock
 
 __all__ = ["train", "train_epoch", "validate_epoch", "default_optimizer", "Accumulator", "optimizer_step"]
 
@@ -71,86 +73,92 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     best-tracking segment (recorded in the history; the old ``best.pt`` is kept as
     ``best.before-epoch<N>.pt``). The default optimizer is a fused Adam, which skips a non-finite step
     without a host sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the
-    finished epochs.
+    finished epochs. ``checkpoint_dir`` is held with the run folder lock for the whole call (RunBusyError
+    names another writer).
     """
-    device = torch.device(device) if device is not None else None
-    if device is not None:
-        model.to(device)
-    loss = resolve_loss(loss_config, device, stft_loss_fn, fresh=True, free_bits=free_bits)
-    adapter = adapter or VAEAdapter(views)
-    keys = term_keys(loss)
-    optimizer = optimizer or default_optimizer(model, lr)
-    history, start, best = MetricsHistory(), 0, math.inf
-    balancer = getattr(loss, "balancer", None)
-    config = getattr(loss, "config", None)
-    if resume_from is not None:  # everything is checked before anything is restored
-        resume = check_resume(resume_from, model, loss if config is not None else None,
-                              accept=new_segment is not None, how_to_accept="new_segment=")
-        state, changes, history = resume.state, resume.changes, resume.history
-        drift = lock_differences(state.get("provenance", {}))
-        if drift:
-            warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
-                          RuntimeWarning, stacklevel=2)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"{resume_from}: cannot restore the model or optimizer: {reason}") from None
-        start, best = state["epoch"] + 1, state["best_val"]
-        restore_rng(state["rng"])
-        if changes:  # accepted: a new objective starts a new best-tracking segment; the old best.pt is kept
-            best = math.inf
-            history.start_segment(start, f"{new_segment}: {'; '.join(changes)}")
-            old_best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
-            if old_best is not None and old_best.is_file():
-                shutil.copy2(old_best, old_best.with_name(f"best.before-epoch{start}.pt"))
-        elif balancer is not None and "balancer" in state:
-            balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
-    out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    began = time.perf_counter()
-    for epoch in range(start, epochs):
-        weights = loss.weights(epoch, epochs)
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    with RunFolderLock(folder) if folder is not None else contextlib.nullcontext():  # one writer per run folder
+        device = torch.device(device) if device is not None else None
+        if device is not None:
+            model.to(device)
+        loss = resolve_loss(loss_config, device, stft_loss_fn, fresh=True, free_bits=free_bits)
+        adapter = adapter or VAEAdapter(views)
+        keys = term_keys(loss)
+        optimizer = optimizer or default_optimizer(model, lr)
+        history, start, best = MetricsHistory(), 0, math.inf
+        balancer = getattr(loss, "balancer", None)
+        config = getattr(loss, "config", None)
+        if resume_from is not None:  # everything is checked before anything is restored
+            resume = check_resume(resume_from, model, loss if config is not None else None,
+                                  accept=new_segment is not None, how_to_accept="new_segment=")
+            state, changes, history = resume.state, resume.changes, resume.history
+            drift = lock_differences(state.get("provenance", {}))
+            if drift:
+                warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
+                              RuntimeWarning, stacklevel=2)
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise CheckpointError(f"{resume_from}: cannot restore the model or optimizer: {reason}") from None
+            start, best = state["epoch"] + 1, state["best_val"]
+            restore_rng(state["rng"])
+            if changes:  # accepted: a new objective starts a new best-tracking segment; the old best.pt is kept
+                best = math.inf
+                history.start_segment(start, f"{new_segment}: {'; '.join(changes)}")
+                old_best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
+                if old_best is not None and old_best.is_file():
+                    shutil.copy2(old_best, old_best.with_name(f"best.before-epoch{start}.pt"))
+            elif balancer is not None and "balancer" in state:
+                balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
+        out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        began = time.perf_counter()
+        for epoch in range(start, epochs):
+            weights = loss.weights(epoch, epochs)
 
-        def report(window: Window, weights: dict[str, float] = weights) -> None:
-            metrics = step_metrics(window, weights, keys)
-            history.add_step(metrics)
+            def report(window: Window, weights: dict[str, float] = weights) -> None:
+                metrics = step_metrics(window, weights, keys)
+                history.add_step(metrics)
+                for callback in callbacks:
+                    callback(metrics)
+
+            train_means = train_pass(model, train_loader, optimizer, loss, adapter, epoch=epoch, total_epochs=epochs,
+                                     device=device, clip_norm=grad_clip_norm, log_interval=log_interval,
+                                     report=report, cancel_event=cancel_event)
+            if cancel_event is not None and cancel_event.is_set():
+                break  # the unfinished epoch is not recorded: the files keep the last finished one
+            val_means = evaluate_pass(model, val_loader, loss, adapter, epoch=epoch, total_epochs=epochs,
+                                      device=device)
+            metrics = epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
+                                    time.perf_counter() - began, epoch - start + 1, keys,
+                                    weights if config is not None else {})
+            history.add_epoch(metrics)
+            rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
+            if rises >= divergence_patience:
+                warnings.warn(f"epoch {epoch}: validation loss rose {rises} epochs in a row "
+                              f"({metrics.val_loss:.4g}); training may be diverging", RuntimeWarning, stacklevel=2)
+            if "kl_divergence" in val_means and metrics.kl_divergence < collapse_threshold:
+                warnings.warn(f"epoch {epoch}: raw KL {metrics.kl_divergence:.3g} < {collapse_threshold}; "
+                              "possible posterior collapse", RuntimeWarning, stacklevel=2)
+            if out_dir is not None:  # saved before callbacks run: an exception in one never loses the epoch
+                improved = metrics.val_loss < best
+                best = min(best, metrics.val_loss) if math.isfinite(metrics.val_loss) else best
+                state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "config": converter.unstructure(config) if config is not None else None,
+                         "history": history.to_dict(), "provenance": make_lock(loss) if config is not None else {},
+                         "rng": rng_state(),
+                         **({"balancer": balancer.state_dict()} if balancer is not None else {}),
+                         "best_val": best}
+                # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
+                # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
+                with signals_deferred():
+                    save_checkpoint(out_dir / "last.pt", state)
+                    if improved:
+                        save_checkpoint(out_dir / "best.pt", state)
+                    history.save(out_dir / "history.json")
             for callback in callbacks:
                 callback(metrics)
-
-        train_means = train_pass(model, train_loader, optimizer, loss, adapter, epoch=epoch, total_epochs=epochs,
-                                 device=device, clip_norm=grad_clip_norm, log_interval=log_interval,
-                                 report=report, cancel_event=cancel_event)
-        if cancel_event is not None and cancel_event.is_set():
-            break  # the unfinished epoch is not recorded: the files keep the last finished one
-        val_means = evaluate_pass(model, val_loader, loss, adapter, epoch=epoch, total_epochs=epochs, device=device)
-        metrics = epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
-                                time.perf_counter() - began, epoch - start + 1, keys,
-                                weights if config is not None else {})
-        history.add_epoch(metrics)
-        rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
-        if rises >= divergence_patience:
-            warnings.warn(f"epoch {epoch}: validation loss rose {rises} epochs in a row "
-                          f"({metrics.val_loss:.4g}); training may be diverging", RuntimeWarning, stacklevel=2)
-        if "kl_divergence" in val_means and metrics.kl_divergence < collapse_threshold:
-            warnings.warn(f"epoch {epoch}: raw KL {metrics.kl_divergence:.3g} < {collapse_threshold}; "
-                          "possible posterior collapse", RuntimeWarning, stacklevel=2)
-        if out_dir is not None:  # saved before callbacks run: an exception in one never loses the epoch
-            improved = metrics.val_loss < best
-            best = min(best, metrics.val_loss) if math.isfinite(metrics.val_loss) else best
-            state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "config": converter.unstructure(config) if config is not None else None,
-                     "history": history.to_dict(), "provenance": make_lock(loss) if config is not None else {},
-                     "rng": rng_state(),
-                     **({"balancer": balancer.state_dict()} if balancer is not None else {}),
-                     "best_val": best}
-            # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
-            # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
-            with signals_deferred():
-                save_checkpoint(out_dir / "last.pt", state)
-                if improved:
-                    save_checkpoint(out_dir / "best.pt", state)
-                history.save(out_dir / "history.json")
-        for callback in callbacks:
-            callback(metrics)
-    return history
+        return history

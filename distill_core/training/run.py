@@ -16,8 +16,9 @@ from ..combined import CombinedLoss
 from ..config import ConfigError
 from ..extras import require
 from ..lock import write_lock
-from ..loss_config import LossConfig, dumps_config, load_config
+from ..loss_config import LossConfig, batch_problems, dumps_config, load_config
 from ..provenance import term_origins
+from ..seed.adapter import VAEAdapter
 from .audio import AudioError, WavCorpus, read_wav_corpus, synthetic_corpus, write_wav
 from .loop import train
 from .metrics import EpochMetrics, MetricsHistory, StepMetrics
@@ -207,12 +208,10 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         raise AudioError(f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
                          "least 2 (one to train, one to validate)")
     views = WaveformViews(spec)
-    unknown = sorted(loss.reads - {"recon", "target", "mu", "logvar", *views.keys})
-    if unknown:
-        raise ConfigError([("terms", f"the terms read batch keys that training does not provide: "
-                                     f"{', '.join(map(repr, unknown))}; training provides recon, target, mu, "
-                                     f"logvar, recon_wave, target_wave (map inputs with inputs = {{...}})")],
-                          str(config_path))
+    adapter = VAEAdapter(views)
+    problems = batch_problems(config, adapter.provides(), adapter.carries_gradient(), who="distill-loss train")
+    if problems:  # before anything is written
+        raise ConfigError(problems, str(config_path) if config_path is not None else None)
     specs = to_spectrogram(waves, spec)
     n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
     if corpus is not None:

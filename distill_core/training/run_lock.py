@@ -27,6 +27,11 @@ LOCKED_WRITES = ("history.json", "last.pt", "best.pt", "config.toml", "lock.json
 _TEMPORARY = re.compile(r"\.(%s)\.[a-z0-9_]{8}\.tmp" % "|".join(map(re.escape, LOCKED_WRITES)))
 
 
+# Folders this process holds (resolved): ``train()`` inside the CLI's lock re-enters it instead of blocking on
+# its own flock (flock locks belong to an open file, so a second open in one process would be refused).
+_HELD: set[Path] = set()
+
+
 class RunBusyError(RuntimeError):
     """Another process is writing the run folder; the message names it (pid, host, since when)."""
 
@@ -48,6 +53,7 @@ class RunFolderLock:
         self._filelock = require("filelock", "distill-loss train (its run folder lock)")
         self.folder = Path(folder)
         self._lock = self._filelock.FileLock(str(self.folder / LOCK_NAME), timeout=0)
+        self._nested = False
 
     def _acquire(self) -> None:
         try:
@@ -63,6 +69,9 @@ class RunFolderLock:
             self._lock.release()
 
     def __enter__(self) -> "RunFolderLock":
+        self._nested = self.folder.resolve() in _HELD
+        if self._nested:
+            return self
         self._acquire()
         try:
             atomic_write_text(self.folder / OWNER_NAME, json.dumps({
@@ -71,9 +80,13 @@ class RunFolderLock:
         except BaseException:
             self._lock.release()
             raise
+        _HELD.add(self.folder.resolve())
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._nested:
+            return
+        _HELD.discard(self.folder.resolve())
         try:
             (self.folder / OWNER_NAME).unlink(missing_ok=True)
         finally:
@@ -82,7 +95,7 @@ class RunFolderLock:
     def remove_stale_temporaries(self) -> list[str]:
         """Delete the temporaries of saves that a killed holder left (only ours, found while we hold the lock:
         no live writer can own them); return their names."""
-        assert self._lock.is_locked, "only the lock's holder may remove temporaries"
+        assert self._lock.is_locked or self._nested, "only the lock's holder may remove temporaries"
         removed = []
         for path in sorted(self.folder.iterdir()):
             if _TEMPORARY.fullmatch(path.name) and path.is_file():

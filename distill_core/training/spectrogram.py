@@ -118,6 +118,7 @@ class WaveformViews:
     """
 
     keys = ("recon_wave", "target_wave")
+    differentiable = ("recon_wave",)
 
     def __init__(self, config: SpectrogramConfig) -> None:
         self.config = config
