@@ -111,15 +111,21 @@ def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=
     fns = {"ours_d": ours_d, "dac_d": dac_d, "ours_g": ours_g, "dac_g": dac_g}
     if only in (None, "hand_d"):
         fns["hand_d"] = hand_written_d_step(ours, real, fake0)
-    if only is not None:
-        fns = {only: fns[only]}
-        if only.startswith("ours"):  # nothing of DAC's beyond its weights stays alive in this process
-            del theirs, gan, opt
-    return fns
+    return {only: fns[only]} if only is not None else fns
 
 
-# One step's peak in a fresh process: the step runs once first (its optimizer state and gradients exist, as in
-# training), then VmHWM is reset to the current RSS and the step runs again.
+def free_gradients() -> None:
+    """Every parameter's .grad dropped, DAC's and ours alike: the baseline a step's peak is measured from."""
+    import gc
+
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.nn.Parameter):
+            obj.grad = None
+
+
+# One step's peak in a fresh process: the step runs once first (its optimizer state exists, as in training), every
+# gradient is dropped (DAC's D step frees and remakes D's; in its G step they are held from the D step, which
+# counts against it), VmHWM is reset to the current RSS, and the step runs again.
 CHILD = """
 import gc, sys, torch, warnings
 from pathlib import Path
@@ -129,6 +135,7 @@ import adversarial
 torch.set_num_threads({threads})
 fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r}, only={name!r})[{name!r}]
 fn()
+adversarial.free_gradients()
 gc.collect()
 
 def status(key):

@@ -59,8 +59,7 @@ class Adversarial(nn.Module):
 
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D step on ``fake.detach()`` and ``real``: loss, backward, clip, optimizer (skipped on the device
-        when the loss is not finite), schedule; D's gradients are freed after it. Returns ``disc_loss``,
-        ``real_score`` and ``fake_score``.
+        when the loss is not finite), schedule. Returns ``disc_loss``, ``real_score`` and ``fake_score``.
 
         Without spectral norm, fake and real go through D in one forward (per-signal ops only, so it equals
         two). With it, real and then fake go through separately, as HiFi-GAN's D step does: each forward runs
@@ -85,7 +84,6 @@ class Adversarial(nn.Module):
         step_unless(self.optimizer, bad)
         if self.scheduler is not None and self.config.scheduler.interval == "step":
             self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)  # D's gradients are spent: not held through the G step
         self.updates += (~bad).long()
         self.skipped += bad.long()
         with torch.no_grad():

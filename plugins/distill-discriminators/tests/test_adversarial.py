@@ -173,4 +173,3 @@ def test_grad_clip_bounds_the_d_gradient():
     adv.optimizer.step = step_seeing_the_gradient
     adv.update(*waves())
     assert len(seen) == 1 and 0 < seen[0] <= 1e-3 * (1 + 1e-4)
-    assert all(p.grad is None for p in adv.discriminators.parameters())  # freed after the step
