@@ -114,18 +114,10 @@ def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=
     return {only: fns[only]} if only is not None else fns
 
 
-def free_gradients() -> None:
-    """Every parameter's .grad dropped, DAC's and ours alike: the baseline a step's peak is measured from."""
-    import gc
 
-    for obj in gc.get_objects():
-        if isinstance(obj, torch.nn.Parameter):
-            obj.grad = None
-
-
-# One step's peak in a fresh process: the step runs once first (its optimizer state exists, as in training), every
-# gradient is dropped (DAC's D step frees and remakes D's; in its G step they are held from the D step, which
-# counts against it), VmHWM is reset to the current RSS, and the step runs again.
+# One step's peak in a fresh process: the step runs once first, so that its optimizer state and D's gradients
+# exist as in training (both D steps free D's gradients and remake them; DAC's G step adds to them, ours makes
+# none), VmHWM is reset to the current RSS, and the step runs again.
 CHILD = """
 import gc, sys, torch, warnings
 from pathlib import Path
@@ -135,7 +127,6 @@ import adversarial
 torch.set_num_threads({threads})
 fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r}, only={name!r})[{name!r}]
 fn()
-adversarial.free_gradients()
 gc.collect()
 
 def status(key):
