@@ -1,13 +1,20 @@
-"""The `dac` preset's D step and G step (MPD + MRD) against DAC's own discriminator code on the same shapes:
-median time and peak memory as ratios (ours / DAC's). Call `bench_adversarial(device, reps)` from run.py.
+"""The `dac` preset's D step and G step (MPD + MRD) against DAC's own discriminator code on the same shapes, and
+Adversarial.update against a hand-written D step around the same discriminators: median time and peak memory as
+ratios. run.py's `adversarial` section calls `bench_adversarial(device, reps, shape)`.
 
 DAC's side is dac/nn/loss.py's GANLoss as its scripts/train.py uses it: discriminator_loss, backward, clip 10,
 AdamW step; then generator_loss (gen + 2 x feat) and backward, which also fills D's gradients. Ours is
-Adversarial.update and Adversarial.generator_loss. Both discriminators hold the same weights.
+Adversarial.update and Adversarial.generator_loss. Both discriminators hold the same weights. The hand-written
+D step is what a user would write without the framework: the same discriminator modules and fused AdamW, one
+forward over fake and real, the LSGAN loss inline, backward, clip, step, the schedule's step.
 """
 
 from __future__ import annotations
 
+import copy
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,10 +24,20 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (4, 1, 44100)
+PERIODS, FFT_SIZES = [2, 3, 5, 7, 11], [2048, 1024, 512]
 TESTS = HERE.parent / "plugins" / "distill-discriminators" / "tests"
+CASES = ("ours_d", "dac_d", "hand_d", "ours_g", "dac_g")
 
 
-def pair(width_periods: list[int], fft_sizes: list[int]):
+def anchors_missing() -> str | None:
+    """Why DAC's code cannot be imported here, or None."""
+    sys.path.insert(0, str(TESTS))
+    from disc_anchors import ANCHORS
+
+    return None if (ANCHORS / "dac").is_dir() else f"DAC is not installed in {ANCHORS}: run `make anchors`"
+
+
+def pair(periods: list[int], fft_sizes: list[int]):
     """DAC's Discriminator and our Adversarial with the same weights."""
     sys.path.insert(0, str(TESTS))
     from disc_anchors import anchor
@@ -28,18 +45,40 @@ def pair(width_periods: list[int], fft_sizes: list[int]):
 
     from distill_discriminators import Adversarial, AdversarialConfig
 
-    theirs = anchor("dac.model.discriminator").Discriminator(periods=width_periods, fft_sizes=fft_sizes)
+    theirs = anchor("dac.model.discriminator").Discriminator(periods=periods, fft_sizes=fft_sizes)
     ours = Adversarial(AdversarialConfig(preset="dac", discriminators=[
-        {"kind": "mpd", "options": {"periods": width_periods, "always_pad": True, "normalize_input": True}},
+        {"kind": "mpd", "options": {"periods": periods, "always_pad": True, "normalize_input": True}},
         {"kind": "mrd", "options": {"fft_sizes": fft_sizes, "padding": "dac", "normalize_input": True}}]))
     flat = torch.nn.ModuleList([*ours.discriminators[0].discriminators, *ours.discriminators[1].discriminators])
     load_anchor(flat, theirs.discriminators, dac_unwrap)
     return theirs, ours
 
 
-def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=SHAPE
+def hand_written_d_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callable[[], None]:
+    """A D step written by hand around a copy of our discriminators: no framework in between."""
+    discriminators = copy.deepcopy(ours.discriminators).requires_grad_(True)
+    opt = torch.optim.AdamW(discriminators.parameters(), lr=1e-4, betas=(0.8, 0.99), fused=True)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, 0.999996)
+    n = real.shape[0]
+
+    def step() -> None:
+        both = torch.cat([fake0.clone().requires_grad_(True).detach(), real])
+        loss = 0.0
+        for d in discriminators:
+            for sub in d(both):
+                loss = loss + (1 - sub.logits[n:]).pow(2).mean() + sub.logits[:n].pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(discriminators.parameters(), 10.0, foreach=True)
+        opt.step()
+        schedule.step()
+
+    return step
+
+
+def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=SHAPE, only: str | None = None
           ) -> dict[str, Callable[[], None]]:
-    """Four step functions: ours and DAC's, D step and G step."""
+    """The step functions: ours and DAC's D step and G step, and the hand-written D step (``only``: just one)."""
     theirs, ours = pair(periods, fft_sizes)
     theirs, ours = theirs.to(device), ours.to(device)
     signal = __import__("audiotools").AudioSignal
@@ -69,24 +108,33 @@ def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=
         fake = fake0.clone().requires_grad_(True)
         ours.generator_loss(fake, real).backward()
 
-    return {"ours_d": ours_d, "dac_d": dac_d, "ours_g": ours_g, "dac_g": dac_g}
+    fns = {"ours_d": ours_d, "dac_d": dac_d, "ours_g": ours_g, "dac_g": dac_g}
+    if only in (None, "hand_d"):
+        fns["hand_d"] = hand_written_d_step(ours, real, fake0)
+    return {only: fns[only]} if only is not None else fns
 
 
+
+# One step's peak in a fresh process: the step runs once first, so that its optimizer state and D's gradients
+# exist as in training (both D steps free D's gradients and remake them; DAC's G step adds to them, ours makes
+# none), VmHWM is reset to the current RSS, and the step runs again.
 CHILD = """
-import sys, torch
+import gc, sys, torch, warnings
 from pathlib import Path
+warnings.simplefilter("ignore")
 sys.path.insert(0, {here!r})
 import adversarial
 torch.set_num_threads({threads})
-fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r})[{name!r}]
-fn()  # warm: optimizer state and allocator pools exist, as in training
+fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r}, only={name!r})[{name!r}]
+fn()
+gc.collect()
 
 def status(key):
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])
 
-Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
 before = status("VmRSS")
 fn()
 print(status("VmHWM") - before)
@@ -94,10 +142,11 @@ print(status("VmHWM") - before)
 
 
 def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], shape: tuple[int, ...]) -> float:
-    """MiB of one step: CUDA's allocator peak, or on CPU the peak RSS growth of a fresh process whose large
-    blocks are returned on free (MALLOC_MMAP_THRESHOLD_), so peak RSS growth = peak live memory."""
+    """MiB of one step: CUDA's allocator peak, or on CPU the peak RSS growth of a fresh process (run.py's way:
+    Linux VmHWM after resetting it) whose large blocks are returned on free (MALLOC_MMAP_THRESHOLD_), so peak
+    RSS growth = peak live memory."""
     if device.type == "cuda":
-        fn = cases(device, periods, ffts, shape)[name]
+        fn = cases(device, periods, ffts, shape, only=name)[name]
         fn()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -105,47 +154,54 @@ def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], s
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    import os
-    import subprocess
-
     code = CHILD.format(here=str(HERE), threads=torch.get_num_threads(), periods=periods, ffts=ffts,
                         shape=tuple(shape), name=name)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONWARNINGS": "ignore"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
 
-def bench_adversarial(device: torch.device, reps: int = 5, periods: list[int] | None = None,
-                      fft_sizes: list[int] | None = None, shape: tuple[int, ...] = SHAPE) -> dict:
-    """Median seconds of each step, interleaved, after one warm-up round; then each step's peak memory in a
-    fresh process (CPU) or from the allocator (CUDA).
-    Defaults: DAC's full discriminator (periods 2 3 5 7 11, fft 2048 1024 512) on [4, 1, 44100]."""
-    periods, fft_sizes = periods or [2, 3, 5, 7, 11], fft_sizes or [2048, 1024, 512]
+def bench_adversarial(device: torch.device, reps: int = 5, shape: tuple[int, ...] = SHAPE,
+                      periods: list[int] | None = None, fft_sizes: list[int] | None = None) -> dict:
+    """Each step's time, interleaved, after one warm-up round; then each step's peak memory, one fresh process
+    per measurement (CPU) or from the allocator (CUDA). Defaults: DAC's whole discriminator (periods 2 3 5 7 11,
+    FFT sizes 2048 1024 512).
+
+    Ratios use each step's fastest repetition: on a shared machine other processes only ever add time, and
+    there a step's times spread over several x. The medians, the process CPU times and every repetition are in
+    the result too."""
+    periods, fft_sizes = periods or PERIODS, fft_sizes or FFT_SIZES
     fns = cases(device, periods, fft_sizes, shape)
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(1 + reps):
         for name, fn in fns.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i:
-                times[name].append(time.perf_counter() - t)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    mem = {k: peak(k, device, periods, fft_sizes, shape) for k in fns}
-    return {"shape": list(shape), "ms": {k: v * 1e3 for k, v in med.items()}, "peak_mib": mem,
-            "d_step_time_ratio": med["ours_d"] / med["dac_d"], "g_step_time_ratio": med["ours_g"] / med["dac_g"],
-            "d_step_memory_ratio": mem["ours_d"] / max(mem["dac_d"], 1e-9),
-            "g_step_memory_ratio": mem["ours_g"] / max(mem["dac_g"], 1e-9)}
-
-
-if __name__ == "__main__":
-    import json
-
-    torch.set_num_threads(2)
-    small = "--small" in sys.argv
-    print(json.dumps(bench_adversarial(torch.device("cpu"), reps=3 if small else 5,
-                                       periods=[2, 3] if small else None, fft_sizes=[1024, 512] if small else None,
-                                       shape=(2, 1, 8192) if small else SHAPE), indent=1))
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+    del fns
+    best = {k: min(v) for k, v in wall.items()}
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    mem = {k: peak(k, device, periods, fft_sizes, shape) for k in CASES}
+    ratio = lambda a, b, d: d[a] / max(d[b], 1e-12)  # noqa: E731
+    return {"shape": list(shape), "periods": periods, "fft_sizes": fft_sizes, "reps": reps,
+            "ms": {k: v * 1e3 for k, v in best.items()}, "median_ms": {k: v * 1e3 for k, v in med.items()},
+            "cpu_median_ms": {k: v * 1e3 for k, v in cpu_med.items()},
+            "ms_all": {k: [t * 1e3 for t in v] for k, v in wall.items()}, "peak_mib": mem,
+            "d_step_time_ratio": ratio("ours_d", "dac_d", best), "g_step_time_ratio": ratio("ours_g", "dac_g", best),
+            "d_step_median_time_ratio": ratio("ours_d", "dac_d", med),
+            "g_step_median_time_ratio": ratio("ours_g", "dac_g", med),
+            "d_step_cpu_time_ratio": ratio("ours_d", "dac_d", cpu_med),
+            "g_step_cpu_time_ratio": ratio("ours_g", "dac_g", cpu_med),
+            "d_step_memory_ratio": ratio("ours_d", "dac_d", mem), "g_step_memory_ratio": ratio("ours_g", "dac_g", mem),
+            "d_step_overhead_ratio": ratio("ours_d", "hand_d", best),
+            "d_step_overhead_median_ratio": ratio("ours_d", "hand_d", med),
+            "d_step_overhead_cpu_ratio": ratio("ours_d", "hand_d", cpu_med),
+            "d_step_overhead_memory_ratio": ratio("ours_d", "hand_d", mem)}

@@ -1,5 +1,6 @@
 """make bench: the stft term against auraloss and the STFT floor, the mel term against plain autograd, peak memory,
-framework overhead, import time, the stoi and estoi terms' time per call.
+framework overhead, import time, the stoi and estoi terms' time per call, the adversarial term's D and G
+steps against DAC's own code.
 
 Every comparison runs in one process with its cases interleaved (A B C A B C ...) after a warm-up, and
 reports the median of the repetitions as ratios. Results go to stdout and bench/results.json.
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 SIZES = {"seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94), "waveform [8,1,65536]": (8, 1, 65536),
          "waveform [4,1,176400]": (4, 1, 176400)}
 MEL_SIZES = {"waveform [8,1,44100]": (8, 1, 44100), "waveform [4,1,132300]": (4, 1, 132300)}
+ADVERSARIAL_SHAPE = [4, 1, 44100]  # 4 one-second signals at 44.1 kHz
 
 
 def cpu_name() -> str:
@@ -475,7 +477,33 @@ def report_stoi(results: dict, device: torch.device, args: argparse.Namespace) -
                   f"{r['pystoi_over_fwd']:.2f}x"] for r in results["stoi"]]))
 
 
-SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi")
+def report_adversarial(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    """The dac preset's D and G steps against DAC's GANLoss and the D step's framework overhead (adversarial.py)."""
+    import adversarial
+
+    missing = adversarial.anchors_missing()
+    if missing:
+        print(f"\n8. adversarial: skipped ({missing})")
+        return
+    shape = tuple(args.adversarial_shape)
+    a = results["adversarial"] = adversarial.bench_adversarial(device, args.adversarial_reps, shape)
+    ms, mib = a["ms"], a["peak_mib"]
+    print(table(f"8. the dac preset (MPD 2 3 5 7 11 + MRD 2048 1024 512) on {list(shape)}, vs DAC's own GANLoss "
+                f"(fastest of {args.adversarial_reps}; median and CPU-time ratios beside)",
+                ["step", "time ours / DAC", "median", "CPU time", "peak memory ours / DAC", "ours ms", "DAC ms",
+                 "ours MiB", "DAC MiB"],
+                [[step, f"{a[f'{key}_step_time_ratio']:.2f}x", f"{a[f'{key}_step_median_time_ratio']:.2f}x",
+                  f"{a[f'{key}_step_cpu_time_ratio']:.2f}x", f"{a[f'{key}_step_memory_ratio']:.2f}x",
+                  f"{ms[f'ours_{key}']:.0f}", f"{ms[f'dac_{key}']:.0f}", f"{mib[f'ours_{key}']:.1f}",
+                  f"{mib[f'dac_{key}']:.1f}"] for step, key in (("D step", "d"), ("G step", "g"))]))
+    print(table("8b. framework overhead around the D step: Adversarial.update vs a hand-written step, same modules",
+                ["time ratio", "median", "CPU time", "peak memory ratio", "update ms", "hand-written ms"],
+                [[f"{a['d_step_overhead_ratio']:.3f}x", f"{a['d_step_overhead_median_ratio']:.3f}x",
+                  f"{a['d_step_overhead_cpu_ratio']:.3f}x", f"{a['d_step_overhead_memory_ratio']:.2f}x",
+                  f"{ms['ours_d']:.0f}", f"{ms['hand_d']:.0f}"]]))
+
+
+SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi", "adversarial")
 
 
 def main() -> None:
@@ -486,6 +514,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only these sections (repeatable); default: all")
+    parser.add_argument("--adversarial-shape", type=int, nargs=3, default=ADVERSARIAL_SHAPE, metavar=("B", "C", "N"),
+                        help="waveform shape of the adversarial section (default %(default)s)")
+    parser.add_argument("--adversarial-reps", type=int, default=5, help="repetitions of each adversarial step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -528,6 +559,8 @@ def main() -> None:
                     [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
     if "stoi" in only:
         report_stoi(results, device, args)
+    if "adversarial" in only:
+        report_adversarial(results, device, args)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

@@ -22,6 +22,7 @@ from .base import SubOutput
 from .config import AdversarialConfig
 from .losses import discriminator_loss, feature_matching, generator_loss, mean_score
 from .optim import make_optimizer, make_scheduler, step_unless
+from .power import power_iterating
 
 EXTRA = "_extra_state"
 
@@ -46,6 +47,7 @@ class Adversarial(nn.Module):
         self.scheduler = make_scheduler(self.optimizer, config.scheduler)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # D updates applied
         self.register_buffer("skipped", torch.zeros((), dtype=torch.int64))  # non-finite D losses skipped
+        self.power_iterating = power_iterating(self.discriminators)  # spectral norm's stateful forwards
         self.fingerprint = fingerprint(self)
         if config.init != "fresh":
             self.load_initial(config.init_from, weights_only=config.init == "weights_only")
@@ -57,14 +59,21 @@ class Adversarial(nn.Module):
 
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D step on ``fake.detach()`` and ``real``: loss, backward, clip, optimizer (skipped on the device
-        when the loss is not finite), schedule. Returns ``disc_loss``, ``real_score`` and ``fake_score``."""
+        when the loss is not finite), schedule. Returns ``disc_loss``, ``real_score`` and ``fake_score``.
+
+        Without spectral norm, fake and real go through D in one forward (per-signal ops only, so it equals
+        two). With it, real and then fake go through separately, as HiFi-GAN's D step does: each forward runs
+        one power iteration, and the estimate of the weight's norm that each half sees is part of the loss.
+        """
         check_pair(fake, real)
-        n = fake.shape[0]
-        both = torch.cat([fake.detach(), real.detach()])
         with torch.enable_grad(), self.trainable():
-            outputs = self.judge(both)  # one forward for both halves: per-signal ops only, so it equals two
-            fakes = [[halve(o, slice(0, n)) for o in subs] for subs in outputs]
-            reals = [[halve(o, slice(n, None)) for o in subs] for subs in outputs]
+            if self.power_iterating:
+                reals, fakes = self.judge(real.detach()), self.judge(fake.detach())
+            else:
+                n = fake.shape[0]
+                outputs = self.judge(torch.cat([fake.detach(), real.detach()]))
+                fakes = [[halve(o, slice(0, n)) for o in subs] for subs in outputs]
+                reals = [[halve(o, slice(n, None)) for o in subs] for subs in outputs]
             loss = torch.stack([spec.weight * discriminator_loss(self.config.loss, r, f, spec.reduce)
                                 for spec, r, f in zip(self.config.discriminators, reals, fakes)]).sum()
             self.optimizer.zero_grad(set_to_none=True)
@@ -84,11 +93,16 @@ class Adversarial(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """The generator's components from one D forward on ``fake`` (D read-only, real under no_grad):
-        ``gen`` (adversarial) and ``feat`` (feature matching), unweighted by gen_weight / feat_weight."""
+        ``gen`` (adversarial) and ``feat`` (feature matching), unweighted by gen_weight / feat_weight.
+
+        Read-only includes spectral norm's power iteration, which does not run here (HiFi-GAN's generator
+        pass runs two more): the value is a function of D's state, the same on every call.
+        """
         check_pair(fake, real)
-        with torch.no_grad():
-            reals = self.judge(real.detach())
-        fakes = self.judge(fake)
+        with self.power_iteration_off():
+            with torch.no_grad():
+                reals = self.judge(real.detach())
+            fakes = self.judge(fake)
         specs, fm = self.config.discriminators, self.config.feature_matching
         gen = torch.stack([s.weight * generator_loss(self.config.loss, f, s.reduce)
                            for s, f in zip(specs, fakes)]).sum()
@@ -115,6 +129,18 @@ class Adversarial(nn.Module):
             yield
         finally:
             self.discriminators.requires_grad_(False)
+
+    @contextmanager
+    def power_iteration_off(self) -> Iterator[None]:
+        """Spectral norm uses its current estimate inside this block and leaves it as it is."""
+        modes = [m.training for m in self.power_iterating]
+        for m in self.power_iterating:
+            m.training = False
+        try:
+            yield
+        finally:
+            for m, mode in zip(self.power_iterating, modes):
+                m.training = mode
 
     # --- state ------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Adversarial loss forms and feature matching over discriminator outputs; no host sync anywhere."""
+"""Adversarial loss forms and feature matching over discriminator outputs; no host sync anywhere.
+
+Under autocast, D's outputs come in bfloat16 or float16; every loss here is reduced in float32 (a bfloat16 mean
+keeps 3 significant digits, and a hinge loss near 0 would be all rounding)."""
 
 from __future__ import annotations
 
@@ -49,6 +52,11 @@ FORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], ...]] = {
 }
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is in a half-precision type; float32 and float64 as they are."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def reduce(values: list[torch.Tensor], how: Reduce) -> torch.Tensor:
     """Sum or mean of 0-dim tensors, on the device."""
     total = torch.stack(values).sum()
@@ -58,14 +66,14 @@ def reduce(values: list[torch.Tensor], how: Reduce) -> torch.Tensor:
 def generator_loss(form: str, fake: list[SubOutput], how: Reduce = "sum") -> torch.Tensor:
     """The generator's adversarial loss: each sub-discriminator's logits on fake, reduced over them."""
     gen = FORMS[form][0]
-    return reduce([gen(out.logits) for out in fake], how)
+    return reduce([gen(wide(out.logits)) for out in fake], how)
 
 
 def discriminator_loss(form: str, real: list[SubOutput], fake: list[SubOutput], how: Reduce = "sum"
                        ) -> torch.Tensor:
     """The discriminator's loss: real towards 'real', fake towards 'fake', per sub-discriminator, reduced."""
     _, on_real, on_fake = FORMS[form]
-    return reduce([on_real(r.logits) + on_fake(f.logits) for r, f in zip(real, fake)], how)
+    return reduce([on_real(wide(r.logits)) + on_fake(wide(f.logits)) for r, f in zip(real, fake)], how)
 
 
 def feature_matching(real: list[SubOutput], fake: list[SubOutput], *, layers: Reduce = "sum",
@@ -77,10 +85,10 @@ def feature_matching(real: list[SubOutput], fake: list[SubOutput], *, layers: Re
         pairs = list(zip(r.features, f.features))
         if include_logits:
             pairs.append((r.logits, f.logits))
-        per_sub.append(reduce([F.l1_loss(fm, rm.detach()) for rm, fm in pairs], layers))
+        per_sub.append(reduce([F.l1_loss(wide(fm), wide(rm.detach())) for rm, fm in pairs], layers))
     return reduce(per_sub, how)
 
 
 def mean_score(outputs: list[SubOutput]) -> torch.Tensor:
     """The mean logit over sub-discriminators: how 'real' the discriminator finds a batch (a metric)."""
-    return torch.stack([o.logits.mean() for o in outputs]).mean()
+    return torch.stack([wide(o.logits).mean() for o in outputs]).mean()

@@ -24,8 +24,14 @@ def renamed(name: str, ours: Mapping[str, torch.Tensor], unwrap: Callable[[str],
 def load_anchor(module: nn.Module, anchor: nn.Module, unwrap: Callable[[str], str] = lambda n: n) -> None:
     """Copy every parameter (and spectral-norm buffer) of ``anchor`` into ``module``; every one of ours must
     be given, with its shape."""
+    load_state(module, anchor.state_dict(), unwrap)
+
+
+def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], unwrap: Callable[[str], str] = lambda n: n
+               ) -> None:
+    """Load an anchor's state_dict (its names) into ``module``; every one of ours must be given, with its shape."""
     ours = module.state_dict()
-    theirs = {renamed(k, ours, unwrap): v for k, v in anchor.state_dict().items() if not k.endswith("window")}
+    theirs = {renamed(k, ours, unwrap): v for k, v in state.items() if not k.endswith("window")}
     assert set(theirs) == set(ours), (sorted(set(theirs) ^ set(ours)))[:10]
     module.load_state_dict(theirs)
 
