@@ -248,8 +248,11 @@ def vae_recipe() -> dict:
 def test_a_partial_term_section_keeps_the_recipes_other_values(tmp_path, monkeypatch):
     """Defect: a file's [terms.x] section replaces the recipe's section for x instead of merging key by key,
     so the recipe's other values for x fall back to the class defaults."""
+    from distill_core import loss_config
+
     terms = vae_recipe()
     monkeypatch.setitem(terms["kl"], "free_bits", 0.25)
+    monkeypatch.setattr(loss_config, "_DEFAULT", None)  # LossConfig() caches the recipe it structured
     monkeypatch.setitem(terms["stft"], "weight", 0.5)
     kl_class, stft_class = type(LossConfig().terms["kl"]), type(LossConfig().terms["stft"])
     assert kl_class().free_bits != 0.25 and stft_class().weight != 0.5  # the recipe now differs from the class
