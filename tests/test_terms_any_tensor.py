@@ -106,9 +106,9 @@ def test_first_batch_layout_check_lists_every_term():
     with pytest.raises(BatchError) as info:
         loss({"recon": torch.rand(2, 3, 8, 8), "target": torch.rand(2, 3, 8, 8)})
     message = str(info.value)
-    for term in ("mag_recon", "if_recon"):
-        assert f"{term}: batch['recon'] expected shape [B, 2, F, T] with 2 channels in dim 1, got [2, 3, 8, 8]" \
-            in message
+    for key in ("recon", "target"):  # one sentence per batch key, naming every term that reads it
+        assert f"mag_recon, if_recon: batch[{key!r}] expected shape [B, 2, F, T] with 2 channels in dim 1, got " \
+            "[2, 3, 8, 8]" in message
 
 
 def test_check_cli_reports_a_layout_conflict(tmp_path):
@@ -244,5 +244,6 @@ def test_a_config_error_comes_before_any_file_is_written(tmp_path):
                         str(config), "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
-    assert "'recon_wav'" in r.stderr and "training provides recon, target" in r.stderr
+    assert "reads batch key 'recon_wav', which distill-loss train does not provide (it provides recon, mu, logvar, " \
+        "target, recon_wave, target_wave); did you mean 'recon_wave'?" in r.stderr
     assert not (tmp_path / "runs").exists()
