@@ -62,6 +62,7 @@ def main() -> None:
         opt.step()
     torch.save({"grads": grads, "logs": logs, "balancer": balancer.state_dict()}, args.out)
     if distributed:
+        dist.barrier()  # both ranks done before teardown: a rank leaving mid-teardown can abort the other
         dist.destroy_process_group()
 
 

@@ -58,6 +58,7 @@ def main() -> None:
     torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "train": train, "val": val},
                args.out)
     if distributed:
+        dist.barrier()  # both ranks done before teardown: a rank leaving mid-teardown can abort the other
         dist.destroy_process_group()
 
 
