@@ -129,34 +129,43 @@ def mel_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.
     return total
 
 
-def mel_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
-    """The mel term at DAC's defaults and the same loss with plain autograd (filters and windows prebuilt)."""
-    from distill_mel import MelConfig, MelLoss
-
-    cfg = MelConfig()
-    ours = MelLoss(cfg).to(x.device)
-    windows = [s.window for s in ours.loss.scales]
-    filters = [s.fb for s in ours.loss.scales]
+def closed_form_cases(term, reference, x: torch.Tensor, y: torch.Tensor):
+    """A closed-form mel term and the same loss with plain autograd (its filters and windows prebuilt)."""
+    term = term.to(x.device)
+    windows = [s.window for s in term.loss.scales]
+    filters = [s.fb for s in term.loss.scales]
 
     def run_ours() -> None:
         xx = x.detach().requires_grad_(True)
-        ours({"recon": xx, "target": y}).backward()
+        term({"recon": xx, "target": y}).backward()
 
     def run_autograd() -> None:
         xx = x.detach().requires_grad_(True)
-        mel_reference(xx, y, cfg, windows, filters).backward()
+        reference(xx, y, term.config, windows, filters).backward()
 
     return {"distill": run_ours, "autograd": run_autograd}
 
 
-def bench_mel(device: torch.device, reps: int) -> list[dict]:
+def mel_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
+    """The mel term at DAC's defaults against plain autograd."""
+    from distill_mel import MelConfig, MelLoss
+
+    return closed_form_cases(MelLoss(MelConfig()), mel_reference, x, y)
+
+
+def bench_against_autograd(sizes: dict, cases, device: torch.device, reps: int) -> list[dict]:
+    """Forward + backward of each size, the term and its autograd reference interleaved."""
     rows = []
-    for label, shape in MEL_SIZES.items():
+    for label, shape in sizes.items():
         x, y = signals(shape, device)
-        t = interleaved(mel_cases(x, y), device, reps)
+        t = interleaved(cases(x, y), device, reps)
         rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
                      "speedup_vs_autograd": t["autograd"] / t["distill"]})
     return rows
+
+
+def bench_mel(device: torch.device, reps: int) -> list[dict]:
+    return bench_against_autograd(MEL_SIZES, mel_cases, device, reps)
 
 
 AUDIOCRAFT_SIZES = {"waveform [8,1,48000]": (8, 1, 48000), "waveform [4,1,144000]": (4, 1, 144000)}
@@ -191,33 +200,14 @@ def audiocraft_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list
 
 
 def audiocraft_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None):
-    """The audiocraft_msspec term at its defaults (24 kHz) and the same loss with plain autograd."""
+    """The audiocraft_msspec term at its defaults (24 kHz) against plain autograd."""
     from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
 
-    cfg = AudiocraftConfig()
-    ours = AudiocraftMsspecLoss(cfg).to(x.device)
-    windows = [s.window for s in ours.loss.scales]
-    filters = [s.fb for s in ours.loss.scales]
-
-    def run_ours() -> None:
-        xx = x.detach().requires_grad_(True)
-        ours({"recon": xx, "target": y}).backward()
-
-    def run_autograd() -> None:
-        xx = x.detach().requires_grad_(True)
-        audiocraft_reference(xx, y, cfg, windows, filters).backward()
-
-    return {"distill": run_ours, "autograd": run_autograd}
+    return closed_form_cases(AudiocraftMsspecLoss(AudiocraftConfig()), audiocraft_reference, x, y)
 
 
 def bench_audiocraft(device: torch.device, reps: int) -> list[dict]:
-    rows = []
-    for label, shape in AUDIOCRAFT_SIZES.items():
-        x, y = signals(shape, device)
-        t = interleaved(audiocraft_cases(x, y), device, reps)
-        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
-                     "speedup_vs_autograd": t["autograd"] / t["distill"]})
-    return rows
+    return bench_against_autograd(AUDIOCRAFT_SIZES, audiocraft_cases, device, reps)
 
 
 MEMORY_CHILD = """
