@@ -149,6 +149,26 @@ class CombinedLoss(nn.Module):
             out[logical] = gate(batch[key], slot) if slot is not None else batch[key]
         return out
 
+    @property
+    def stateful(self) -> tuple[str, ...]:
+        """The terms with an update step of their own (e.g. a discriminator's), in config order."""
+        return tuple(name for name, term in self.terms.items() if callable(getattr(term, "update", None)))
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each stateful term's own step on this batch, detached: once per training batch, before the loss.
+
+        Nothing happens in eval mode. Returns the terms' figures as 0-dim tensors under ``<term>_<figure>``
+        (metrics for logging: they are not part of ``total_loss``)."""
+        out: dict[str, torch.Tensor] = {}
+        if not self.training:
+            return out
+        for name in self.stateful:
+            view = {logical: batch[key] for logical, key in self._sources[name].items()}
+            detached = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in view.items()}
+            figures = self.terms[name].update(detached)
+            out.update({f"{name}_{figure}": value for figure, value in (figures or {}).items()})
+        return out
+
     def _check_batch(self, batch: Batch) -> None:
         """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""
         for name, sources in self._sources.items():
