@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from .balancer import GradientBalancer
-from .config import check_weight
+from .config import check_weight, problems_from
 from .gate import FlagSlot, gate
 from .layouts import mismatches as layout_mismatches
 from .loss_config import LossConfig, as_loss_config, plan_inputs, validate
 from . import pit
 from .plugins import Provenance, Registry, get_registry
-from .schedules import weight_at
+from .schedules import UpdateClock, weight_at
 from .terms import Batch, BatchError, check_batch_agrees, check_missing_keys
 
 
@@ -49,6 +49,23 @@ def _check_outputs(values: Mapping[str, Any]) -> None:
                                   "0-dim tensor (reduce it, e.g. with .mean())")
 
 
+def _split_outputs(name: str, outputs: tuple[str, ...], result: Any) -> dict[str, Any]:
+    """A multi-output term's mapping as its components ``<name>_<output>``, exactly the declared outputs."""
+    if not isinstance(result, Mapping) or set(result) != set(outputs):
+        got = f"keys {', '.join(map(str, result))}" if isinstance(result, Mapping) else type(result).__name__
+        raise TermOutputError(f"term {name!r} declares outputs {', '.join(outputs)} and returned {got}; a "
+                              "multi-output term returns a mapping of each declared output to a 0-dim tensor")
+    return {f"{name}_{output}": result[output] for output in outputs}
+
+
+def _build_message(exc: Exception) -> str:
+    """A constructor's error in one line; a cattrs exception group flattened into every reason it holds."""
+    problems = problems_from(exc, "")
+    if isinstance(exc, ExceptionGroup) and problems:
+        return "; ".join(f"{p}: {r}" if p else r for p, r in problems)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class CombinedLoss(nn.Module):
     """The weighted sum of a config's terms, returning every component for logging.
 
@@ -81,7 +98,7 @@ class CombinedLoss(nn.Module):
                 built[name] = info.cls(cfg)
             except Exception as exc:  # the plugin's constructor; fail only the configs that use it
                 raise TermBuildError(f"term {name!r} from {info.provenance} failed to build: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                                     f"{_build_message(exc)}") from exc
             if name != info.name:
                 built[name].name = name  # a named instance speaks of itself in its errors
         self.terms = nn.ModuleDict(built)
@@ -92,18 +109,26 @@ class CombinedLoss(nn.Module):
         self._read_keys = tuple(dict.fromkeys(k for src in self._sources.values() for k in src.values()))
         self._readers = plan.readers
         self._layouts_checked = False
+        # Components: one per single-output term (its name), one per output of a multi-output term
+        # (``<name>_<output>``); each is weighted, summed, logged and balanced on its own.
+        self._outputs = {name: tuple(getattr(type(m), "outputs", ()) or ()) for name, m in built.items()}
+        self._output_weights = {name: config.output_weights(name, type(m)) for name, m in built.items()
+                                if self._outputs[name]}
+        self._components = {name: tuple(f"{name}_{o}" for o in outs) if outs else (name,)
+                            for name, outs in self._outputs.items()}
+        self._term_of = {c: name for name, cs in self._components.items() for c in cs}
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
         if config.balancer.enabled:
             key = config.balancer.input
-            reads_y = [name for name, src in self._sources.items() if key in src.values()]
+            reads_y = [c for name, src in self._sources.items() if key in src.values() for c in self._components[name]]
             self.balancer = GradientBalancer(config.balancer, reads_y)
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
         # masks its own terms; every other term is gated on its own value being finite.
         fallback = config.groups[config.fallback].members if config.fallback is not None else None
         if self.balancer is not None:
-            self._gated = {name: name for name in built if name not in self.balancer.terms}
+            self._gated = {name: name for name in built if name not in self._balanced_terms()}
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
         self._group_keys = group_keys
@@ -112,6 +137,16 @@ class CombinedLoss(nn.Module):
         # against reference j); the output dict carries only its 0-dim share of identities, for logging.
         self.permutations: dict[str, torch.Tensor] = {}
         self._grouped = {m for g in config.groups.values() for m in g.members}
+        # Stateful terms: each one's update step, on detached inputs, on the schedule of its config entry.
+        self._stateful = tuple(name for name, term in built.items() if callable(getattr(term, "update", None)))
+        self._update_plan = {name: (built[name], tuple(self._sources[name].items())) for name in self._stateful}
+        self.update_clock = UpdateClock({name: config.update_of(name) for name in self._stateful}) \
+            if self._stateful else None
+        self._figures_checked = False
+
+    def _balanced_terms(self) -> set[str]:
+        """The terms whose components the balancer weighs."""
+        return {self._term_of[c] for c in self.balancer.terms} if self.balancer is not None else set()
 
     @property
     def reads(self) -> frozenset[str]:
@@ -120,14 +155,25 @@ class CombinedLoss(nn.Module):
 
     @property
     def term_keys(self) -> tuple[str, ...]:
-        """Each term's output key, ``<name>_loss``, in config order."""
-        return tuple(f"{name}_loss" for name in self.terms)
+        """Each term's output key, ``<name>_loss``, in config order, a multi-output term's followed by each of
+        its components' ``<name>_<output>_loss``."""
+        return tuple(key for name in self.terms for key in (f"{name}_loss", *(
+            f"{c}_loss" for c in self._components[name] if self._outputs[name])))
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What the total sums, each weighted on its own: a single-output term by its name, and each output
+        of a multi-output term as ``<name>_<output>`` (its key is ``<component>_loss``)."""
+        return tuple(c for cs in self._components.values() for c in cs)
 
     def weights(self, epoch: int | None = None, total_epochs: int | None = None,
                 overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-        """Host-side weights at this point of training: each term's own and each group's."""
+        """Host-side weights at this point of training: each term's own, each group's, and each output's
+        of a multi-output term (under ``<name>_<output>``; its weight in the total is that times the term's)."""
         out = {name: weight_at(cfg.weight, epoch, total_epochs) for name, cfg in self.config.terms.items()}
         out.update({g: weight_at(group.weight, epoch, total_epochs) for g, group in self.config.groups.items()})
+        for name, by_output in self._output_weights.items():
+            out.update({f"{name}_{o}": weight_at(w, epoch, total_epochs) for o, w in by_output.items()})
         if overrides:
             unknown = [k for k in overrides if k not in out]
             if unknown:
@@ -151,23 +197,47 @@ class CombinedLoss(nn.Module):
 
     @property
     def stateful(self) -> tuple[str, ...]:
-        """The terms with an update step of their own (e.g. a discriminator's), in config order."""
-        return tuple(name for name, term in self.terms.items() if callable(getattr(term, "update", None)))
+        """The terms with an update step of their own (e.g. one training a module it owns), in config order."""
+        return self._stateful
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each stateful term's own step on this batch, detached: once per training batch, before the loss.
 
-        Nothing happens in eval mode. Returns the terms' figures as 0-dim tensors under ``<term>_<figure>``
-        (metrics for logging: they are not part of ``total_loss``)."""
+        Nothing happens in eval mode. Each call in training mode counts one step of the update schedules
+        (``update = {every, probability, start, seed}`` per term, decided on the host); a term whose step
+        does not run at this call returns nothing. Returns the figures of the terms that ran as 0-dim tensors
+        under ``<term>_<figure>`` (metrics for logging: they are not part of ``total_loss``)."""
         out: dict[str, torch.Tensor] = {}
-        if not self.training:
+        if not self.training or self.update_clock is None:
             return out
-        for name in self.stateful:
-            view = {logical: batch[key] for logical, key in self._sources[name].items()}
-            detached = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in view.items()}
-            figures = self.terms[name].update(detached)
-            out.update({f"{name}_{figure}": value for figure, value in (figures or {}).items()})
+        for name in self.update_clock.tick():
+            term, sources = self._update_plan[name]
+            try:
+                view = {logical: batch[key] for logical, key in sources}
+            except KeyError:
+                self._check_batch(batch)  # names the term, the input and the key
+                raise
+            figures = term.update({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in view.items()})
+            if figures:
+                for figure, value in figures.items():
+                    out[f"{name}_{figure}"] = value
+                if not self._figures_checked:
+                    self._check_figures(name, figures)
         return out
+
+    def _check_figures(self, name: str, figures: Mapping[str, Any]) -> None:
+        """On the first figures: 0-dim tensors whose keys no forward output takes (metadata only)."""
+        taken = {f"{n}_loss" for n in self.terms} | {f"{c}_loss" for c in self.components} \
+            | set(self._group_keys.values()) | {"total_loss", "nonfinite"} | {f"{n}_pit_identity" for n in self._pit}
+        for figure, value in figures.items():
+            key = f"{name}_{figure}"
+            if key in taken:
+                raise TermOutputError(f"term {name!r}: its update step's figure {figure!r} would be logged as "
+                                      f"{key!r}, which the loss's forward already writes; rename the figure")
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                raise TermOutputError(f"term {name!r}: its update step's figure {figure!r} is "
+                                      f"{type(value).__name__}; expected a 0-dim tensor")
+        self._figures_checked = True
 
     def _check_batch(self, batch: Batch) -> None:
         """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""
@@ -197,25 +267,37 @@ class CombinedLoss(nn.Module):
         slots: dict[str, FlagSlot] = {}
         if self.balancer is not None and torch.is_grad_enabled():
             self._check_balanced_inputs(batch)
-        values: dict[str, torch.Tensor] = {}
+        values: dict[str, torch.Tensor] = {}  # by component
         chosen: dict[str, torch.Tensor] = {}
         for name, term in self.terms.items():
             view = self._term_batch(batch, name, slots)
             if name in self._pit:
                 values[name], self.permutations[name] = pit.evaluate(term, view, self._pit[name])
                 chosen[f"{name}_pit_identity"] = pit.identity_share(self.permutations[name])
+            elif self._outputs[name]:
+                values.update(_split_outputs(name, self._outputs[name], term(view)))
             else:
                 values[name] = term(view)
         _check_outputs(values)
-        out: dict[str, torch.Tensor] = {f"{name}_loss": v for name, v in values.items()}
+        out: dict[str, torch.Tensor] = {}
+        scale = {c: w[c] for name in self._output_weights for c in self._components[name]}  # output weights
+        for name, components in self._components.items():
+            if name in self._output_weights:  # <name>_loss: the outputs summed with their weights
+                weighted = [values[c] * scale[c] for c in components if scale[c] != 0.0]
+                out[f"{name}_loss"] = _sum(weighted) if weighted else values[components[0]].new_zeros(())
+                out.update({f"{c}_loss": values[c] for c in components})
+            else:
+                out[f"{name}_loss"] = values[name]
         out.update(chosen)
         anchor = next(iter(values.values())) if values else torch.zeros(())
         parts: list[torch.Tensor] = []
-        for name, v in values.items():
-            if name not in self._grouped and w[name] != 0.0:  # a zero weight adds exactly 0, even to an inf
-                parts.append(v * w[name])
+        for c, v in values.items():
+            weight = w[self._term_of[c]] * scale.get(c, 1.0)
+            if self._term_of[c] not in self._grouped and weight != 0.0:  # a zero weight adds exactly 0, even to an inf
+                parts.append(v * weight)
         for gname, group in self.config.groups.items():
-            members = [values[m] * (mw * w[m]) for m, mw in group.members.items() if mw * w[m] != 0.0]
+            members = [values[c] * (mw * w[m] * scale.get(c, 1.0)) for m, mw in group.members.items()
+                       for c in self._components[m] if mw * w[m] * scale.get(c, 1.0) != 0.0]
             gsum = _sum(members) * w[gname] if members and w[gname] != 0.0 else anchor.new_zeros(())
             out[self._group_keys[gname]] = gsum
             parts.append(gsum)
@@ -230,7 +312,7 @@ class CombinedLoss(nn.Module):
         out["nonfinite"] = (~finite).to(total.dtype)
         if self.balancer is not None:
             for name, slot in slots.items():
-                slot.open = torch.isfinite(values[name])
+                slot.open = torch.isfinite(out[f"{name}_loss"])
             self._pending = (self.effective_weights(w), batch[self.config.balancer.input])
         return out
 
@@ -244,7 +326,7 @@ class CombinedLoss(nn.Module):
         if isinstance(y, torch.Tensor) and not y.requires_grad:
             raise BatchError(f"balancer input {key!r} carries no gradient from the model (requires_grad is False); "
                              "set [balancer] input to a model output the balanced terms read")
-        for name in self.balancer.terms:
+        for name in self._balanced_terms():
             others = sorted({k for k in self._sources[name].values() if k != key and
                              isinstance(batch.get(k), torch.Tensor) and batch[k].requires_grad})
             if others:
@@ -254,11 +336,15 @@ class CombinedLoss(nn.Module):
                                  "one that is its only input with a gradient")
 
     def effective_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
-        """Each term's weight in the total: its own, times its member weight and group weight if grouped."""
-        out = {name: weights[name] for name in self.terms if name not in self._grouped}
-        for gname, group in self.config.groups.items():
-            for member, mw in group.members.items():
-                out[member] = mw * weights[member] * weights[gname]
+        """Each component's weight in the total: its term's own (times the output's, for a multi-output term's
+        ``<name>_<output>``), times its member weight and group weight if grouped."""
+        out: dict[str, float] = {}
+        group_of = {m: (g, mw) for g, group in self.config.groups.items() for m, mw in group.members.items()}
+        for name, components in self._components.items():
+            gname, mw = group_of.get(name, (None, 1.0))
+            own = mw * weights[name] * weights[gname] if gname is not None else weights[name]
+            for c in components:
+                out[c] = own * weights[c] if self._outputs[name] else own
         return out
 
     def backward(self, out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -277,7 +363,7 @@ class CombinedLoss(nn.Module):
         weights, y = self._pending
         self._pending = None
         balanced = self.balancer.terms
-        rest = [_finite_or_zero(out[f"{name}_loss"]) * weights[name] for name in self.terms
-                if name not in balanced and weights[name] != 0.0]
+        rest = [_finite_or_zero(out[f"{c}_loss"]) * weights[c] for c in self.components
+                if c not in balanced and weights[c] != 0.0]
         return self.balancer.backward({name: out[f"{name}_loss"] for name in balanced},
                                       {name: weights[name] for name in balanced}, y, _sum(rest) if rest else None)

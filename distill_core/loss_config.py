@@ -17,7 +17,7 @@ import attrs
 from . import recipes
 from .balancer import BalancerConfig
 from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
-                     read_mapping, structure_checked, unstructure, write_mapping)
+                     problems_from, read_mapping, structure_checked, unstructure, write_mapping)
 from .gcpause import paused_gc
 from .groups import GroupConfig, group_section
 from .layouts import Reader
@@ -25,9 +25,11 @@ from .layouts import conflicts as layout_conflicts
 from .pit import PITConfig, refusal
 from .plugins import Registry, UnknownTermError, get_registry
 from .provenance import parse_pins, term_origins, unmet_pins
+from .schedules import UpdateSchedule, Weight
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
-BINDING_KEYS = ("term", "inputs", "pit")  # keys of a term's section that the core reads, not the term's config
+# keys of a term's section that the core reads, not the term's config
+BINDING_KEYS = ("term", "inputs", "pit", "outputs", "update")
 # Keys of CombinedLoss's output that a group's ``key`` (or a term's ``<name>_loss``) may not take.
 RESERVED_KEYS = ("total_loss", "nonfinite")
 NAME_RULE = "a term's name is a Python identifier (letters, digits, '_'; not empty, no '.', not starting with a digit)"
@@ -75,11 +77,15 @@ class TermBinding:
     ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
     ``recon_wave``. Unmapped inputs read the batch key of the same name. ``pit = {axis = 1}`` evaluates the
     term over the permutations of that source axis of its first input (``distill_core.pit``).
+    ``outputs = {gen = 1.0, feat = 2.0}`` weighs a multi-output term's components (numbers or schedules),
+    over the term's defaults; ``update = {every = 2}`` schedules a stateful term's update step.
     """
 
     term: str | None = None
     inputs: dict[str, str] = attrs.Factory(dict)
     pit: PITConfig | None = None
+    outputs: dict[str, Weight] = attrs.Factory(dict)
+    update: UpdateSchedule | None = None
 
 
 _DEFAULT: tuple[Registry, "LossConfig"] | None = None
@@ -135,6 +141,22 @@ class LossConfig:
         """An entry's permutation-invariant evaluation, or None."""
         binding = self.bindings.get(name)
         return binding.pit if binding is not None else None
+
+    def output_weights(self, name: str, cls: type) -> dict[str, Weight]:
+        """A multi-output entry's weight of each output: the term's defaults under its config, then the
+        entry's ``outputs = {...}``; empty for a term with one output."""
+        outputs = tuple(getattr(cls, "outputs", ()) or ())
+        if not outputs:
+            return {}
+        binding = self.bindings.get(name)
+        given = binding.outputs if binding is not None else {}
+        defaults = cls.output_weights(self.terms[name])
+        return {o: given.get(o, defaults.get(o, 1.0)) for o in outputs}
+
+    def update_of(self, name: str) -> UpdateSchedule:
+        """When an entry's update step runs (every training batch unless its ``update = {...}`` says else)."""
+        binding = self.bindings.get(name)
+        return binding.update if binding is not None and binding.update is not None else UpdateSchedule()
 
     def sources(self, name: str, requires: tuple[str, ...]) -> dict[str, str]:
         """The term->key map of one entry: each logical input it requires -> the batch key that feeds it."""
@@ -241,10 +263,71 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
         problems += shared_input_problems(name, term, config.sources(name, requires),
                                           bool(getattr(info.cls, "shared_inputs", False)))
         problems += swapped_input_problems(name, term, config.sources(name, requires))
+        problems += output_problems(config, name, info.cls)
     return problems
 
 
-def _group_problems(config: LossConfig) -> list[Problem]:
+def output_problems(config: LossConfig, name: str, cls: type) -> list[Problem]:
+    """A multi-output entry's ``outputs`` names only the term's outputs, each with a valid weight; ``update``
+    only on a term with an update step; ``pit`` only on a term with one output."""
+    path, term = join("terms", name), config.term_of(name)
+    outputs = tuple(getattr(cls, "outputs", ()) or ())
+    binding = config.bindings.get(name)
+    problems: list[Problem] = []
+    if binding is not None:
+        for output in binding.outputs:
+            if output not in outputs:
+                have = (f"its outputs: {', '.join(outputs)}" if outputs else
+                        "it has one output (weigh it with weight = ...)")
+                problems.append((join(join(path, "outputs"), output),
+                                 f"{term!r} has no output {output!r}{did_you_mean(output, outputs)}; {have}"))
+        if binding.update is not None and not callable(getattr(cls, "update", None)):
+            problems.append((join(path, "update"), f"{term!r} has no update step to schedule (only a term that "
+                                                   "defines update(batch), e.g. one that trains a module it owns)"))
+        if binding.pit is not None and outputs:
+            problems.append((join(path, "pit"), f"{term!r} returns several outputs ({', '.join(outputs)}); "
+                                                "pit takes a term with one"))
+    if outputs and isinstance(config.terms[name], cls.config_class):
+        for output, weight in config.output_weights(name, cls).items():
+            reason = check_weight(weight)
+            if reason:
+                problems.append((join(join(path, "outputs"), output), reason))
+    return problems
+
+
+def produced_keys(config: LossConfig, registry: Registry) -> tuple[dict[str, str], list[Problem]]:
+    """Every output key the terms of ``config`` write, with what writes it (``<term>_loss``, each output's
+    ``<term>_<output>_loss``, ``<term>_pit_identity``, the update step's declared ``<term>_<figure>``), and
+    the problems of keys written twice."""
+    produced: dict[str, str] = {}
+    problems: list[Problem] = []
+
+    def add(key: str, what: str) -> None:
+        if key in produced:
+            problems.append(("terms", f"output key {key!r} is produced twice: by {produced[key]} and by {what}; "
+                                      "rename one of the terms"))
+        elif key in RESERVED_KEYS and what.startswith(("output", "figure")):
+            problems.append(("terms", f"output key {key!r} of {what} is reserved ({', '.join(RESERVED_KEYS)}); "
+                                      "rename the term"))
+        produced.setdefault(key, what)
+
+    for t in config.terms:
+        add(f"{t}_loss", f"term {t!r}")
+    for t in config.terms:
+        try:
+            cls: Any = registry.get(config.term_of(t)).cls
+        except UnknownTermError:
+            cls = None  # check() reports it
+        for output in getattr(cls, "outputs", ()) or ():
+            add(f"{t}_{output}_loss", f"output {output!r} of term {t!r}")
+        if config.pit_of(t):
+            add(f"{t}_pit_identity", f"term {t!r} under pit")
+        for figure in getattr(cls, "figures", ()) or ():
+            add(f"{t}_{figure}", f"figure {figure!r} of the update step of term {t!r}")
+    return produced, problems
+
+
+def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Problem]:
     problems: list[Problem] = []
     owner: dict[str, str] = {}
     for gname, group in config.groups.items():
@@ -265,8 +348,7 @@ def _group_problems(config: LossConfig) -> list[Problem]:
                                        "a term belongs to at most one group"))
             else:
                 owner[member] = gname
-    produced = {f"{t}_loss": f"term {t!r}" for t in config.terms}
-    produced.update({f"{t}_pit_identity": f"term {t!r} under pit" for t in config.terms if config.pit_of(t)})
+    produced = dict(produced)
     for gname, group in config.groups.items():
         key = group.key or f"{gname}_loss"
         where = join(join("groups", gname), "key") if group.key else join("groups", gname)
@@ -288,7 +370,8 @@ def check(config: LossConfig, registry: Registry | None = None) -> list[Problem]
     registry = registry or get_registry()
     plan = plan_inputs(config, registry)
     problems = _term_problems(config, registry) + layout_conflicts(plan.readers, config.batch)
-    problems += _group_problems(config)
+    produced, clashes = produced_keys(config, registry)
+    problems += clashes + _group_problems(config, produced)
     read_keys = {key for src in plan.sources.values() for key in src.values()}
     if config.balancer.enabled and config.balancer.input not in read_keys:
         problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
@@ -479,7 +562,32 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
     if "pit" in section:
         pit, found = structure_checked(section["pit"], PITConfig, join(path, "pit"))
         problems += found
-    return TermBinding(term, dict(inputs), pit), rest, problems
+    outputs, found = _output_weights(section.get("outputs", {}), join(path, "outputs"))
+    problems += found
+    update = None
+    if "update" in section:
+        update, found = structure_checked(section["update"], UpdateSchedule, join(path, "update"))
+        problems += found
+    return TermBinding(term, dict(inputs), pit, outputs, update), rest, problems
+
+
+def _output_weights(raw: Any, path: str) -> tuple[dict[str, Weight], list[Problem]]:
+    """``outputs = {gen = 1.0, feat = {schedule = ...}}``: each output's weight, structured as any weight."""
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        return {}, [(path, f"expected a table of output = weight (e.g. {{gen = 1.0, feat = 2.0}}), "
+                           f"got {_describe(raw)}")]
+    weights: dict[str, Weight] = {}
+    problems: list[Problem] = []
+    for output, value in raw.items():
+        try:
+            weights[output] = converter.structure(value, Weight)
+        except Exception as exc:  # the weight hook's and the schedules' own errors, flattened with their path
+            problems += problems_from(exc, join(path, output))
+            continue
+        reason = check_weight(weights[output])
+        if reason:
+            problems.append((join(path, output), reason))
+    return weights, problems
 
 
 def _unstructure_term(config: LossConfig, name: str) -> dict[str, Any]:
@@ -491,6 +599,10 @@ def _unstructure_term(config: LossConfig, name: str) -> dict[str, Any]:
         extra["inputs"] = dict(binding.inputs)
     if binding is not None and binding.pit is not None:
         extra["pit"] = unstructure(binding.pit)
+    if binding is not None and binding.outputs:
+        extra["outputs"] = {k: unstructure(v) for k, v in binding.outputs.items()}
+    if binding is not None and binding.update is not None:
+        extra["update"] = unstructure(binding.update)
     return {**extra, **unstructure(config.terms[name])}
 
 

@@ -30,6 +30,14 @@ class LossTerm(nn.Module):
     ``pairwise = True`` further declares the term the mean over the source axis of a per-source loss, so
     that the Hungarian assignment may score each estimate against each reference alone.
     ``shared_inputs`` allows a config to map two of its inputs to one batch key.
+
+    Multi-output terms set ``outputs`` (e.g. ``("gen", "feat")``) and return a mapping of each output name to
+    a 0-dim tensor from one call; each becomes ``<name>_<output>_loss``, weighted (``output_weights`` gives
+    the defaults, a config's ``outputs = {...}`` overrides them), logged and balanced on its own.
+
+    Stateful terms implement ``update(batch) -> {figure: 0-dim tensor}``: their own training step (e.g. of
+    modules they own), which a CombinedLoss calls once per training batch on detached inputs, never in eval
+    mode. ``figures`` may declare the names it returns, so a config check can refuse key collisions early.
     """
 
     name: ClassVar[str]
@@ -39,6 +47,8 @@ class LossTerm(nn.Module):
     zero_at_identity: ClassVar[bool] = False
     pairwise: ClassVar[bool] = False
     shared_inputs: ClassVar[bool] = False  # True: two inputs may read one batch key (otherwise a config error)
+    outputs: ClassVar[tuple[str, ...]] = ()  # named components; empty: forward returns one 0-dim tensor
+    figures: ClassVar[tuple[str, ...]] = ()  # what update() returns, where declared (logged as <name>_<figure>)
 
     @classmethod
     def input_layouts(cls, config: Any) -> Mapping[str, str]:
@@ -46,11 +56,16 @@ class LossTerm(nn.Module):
         unless the layout depends on the config. Checked against the batch when a CombinedLoss is built."""
         return cls.layouts
 
+    @classmethod
+    def output_weights(cls, config: Any) -> Mapping[str, Any]:
+        """Each output's default weight (a number or a schedule) under this config; 1.0 unless overridden."""
+        return {output: 1.0 for output in cls.outputs}
+
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
 
-    def __call__(self, batch: Batch, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(self, batch: Batch, *args: Any, **kwargs: Any) -> Any:
         """Check the batch's keys against ``requires`` (BatchError, as through CombinedLoss), then run."""
         if not isinstance(batch, Mapping):
             raise BatchError(f"term '{self.name}' expects a batch mapping of its inputs "
@@ -58,7 +73,7 @@ class LossTerm(nn.Module):
         check_missing_keys(self.name, type(self).requires, batch)
         return super().__call__(batch, *args, **kwargs)
 
-    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+    def forward(self, batch: Batch) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def extra_repr(self) -> str:

@@ -6,17 +6,21 @@ factory that makes a small batch for the term.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from .combined import CombinedLoss
 from .config import converter
 from .extras import require
 from .hookspecs import PROJECT
+from .loss_config import LossConfig
 from .plugins import (PluginError, Registry, TermInfo, UnknownTermError, get_registry, reset_registry,
                       validate_term_class)
+from .schedules import weight_at
 from .terms import LossTerm
 
 pytest = require("pytest", "the test kit distill_core.testing")
@@ -98,6 +102,91 @@ def _prepared(base: Mapping[str, Any], term: Any) -> tuple[dict[str, Any], list[
     return batch, keys
 
 
+def _value(term: Any, batch: Mapping[str, Any], term_class: type[LossTerm] | None = None) -> torch.Tensor:
+    """The term's value on a batch: a multi-output term's outputs summed with their default weights (each
+    output checked to be a finite-shaped 0-dim tensor first), as a CombinedLoss logs it under ``<name>_loss``."""
+    out = term(batch)
+    cls = term_class or type(term)
+    outputs = tuple(getattr(cls, "outputs", ()) or ())
+    if not outputs:
+        return out
+    name = getattr(cls, "name", cls.__name__)
+    assert isinstance(out, Mapping) and set(out) == set(outputs), \
+        f"{name}: declares outputs {', '.join(outputs)} but returned {out!r}"
+    for key, value in out.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0, \
+            f"{name}: output {key!r} is {value!r}, expected a 0-dim tensor"
+    weights = cls.output_weights(getattr(term, "config", None))
+    return sum((out[o] * weight_at(weights.get(o, 1.0)) for o in outputs[1:]), out[outputs[0]] *
+               weight_at(weights.get(outputs[0], 1.0)))
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def _grads(module: torch.nn.Module) -> list[torch.Tensor | None]:
+    return [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()]
+
+
+def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, config: Any = None) -> None:
+    """Assert the contract of a term with an update step, run through a CombinedLoss as training runs it:
+    the update changes the term's own state and nothing upstream (the producer of its inputs gets no gradient,
+    the inputs are not written); the loss's backward adds no gradient to the term's parameters; the state
+    round-trips through ``state_dict`` (a fresh loss loaded with it then updates bit-identically); eval mode
+    runs no update."""
+    name = getattr(term_class, "name", term_class.__name__)
+    config = config if config is not None else term_class.config_class()
+    registry = Registry()
+    registry.register_term(term_class)
+
+    def build() -> CombinedLoss:
+        return CombinedLoss(LossConfig.of({name: config}), registry=registry)
+
+    base = _make(batch_factory, torch.float32, torch.device("cpu"))
+    producer = torch.nn.Parameter(torch.ones(()))  # stands for the model upstream of the term's inputs
+    keys = [k for k in term_class.requires if k != "target" and isinstance(base.get(k), torch.Tensor)
+            and base[k].is_floating_point()]
+    batch = {k: (v * producer if k in keys else v) for k, v in base.items()}
+    inputs = {k: v.detach().clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    loss = build().train()
+    before = _snapshot(loss)
+    figures = loss.update(batch)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in figures.values()), \
+        f"{name}: update's figures must be 0-dim tensors, got {figures!r}"
+    after = _snapshot(loss)
+    assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: update changed none of its state"
+    assert producer.grad is None, f"{name}: update sent a gradient upstream (to the producer of its inputs)"
+    assert all(torch.equal(v, inputs[k]) for k, v in batch.items() if k in inputs), \
+        f"{name}: update wrote into its inputs"
+    grads = _grads(loss)
+    out = loss(batch)
+    out["total_loss"].backward()
+    assert producer.grad is not None, f"{name}: the loss sends no gradient to the producer of its inputs"
+    assert all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+               for a, b in zip(grads, _grads(loss))), \
+        f"{name}: the loss's backward changed gradients of the term's own parameters (they are read-only there)"
+    buffer = io.BytesIO()  # as a checkpoint holds it: no tensor shared with the live loss, loadable weights-only
+    torch.save(loss.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(FACTORY_SEED + 1)  # a fresh loss's own start differs; the loaded state must not
+        fresh = build().train()
+    fresh.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), \
+        f"{name}: state_dict does not round-trip"
+    loss.update(_detached(batch))
+    fresh.update(_detached(batch))
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), \
+        f"{name}: after loading its state_dict, an update differs from the original's (optimizer or counters " \
+        "not in the state?)"
+    loss.eval()
+    held = _snapshot(loss)
+    assert loss.update(_detached(batch)) == {}, f"{name}: update ran in eval mode"
+    assert all(torch.equal(held[k], v) for k, v in _snapshot(loss).items()), f"{name}: eval mode changed state"
+
+
 def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: Any = None, *,
                compile_backend: str = "aot_eager", gradcheck: bool = True) -> None:
     """Assert the loss-term contract; raise AssertionError naming the failed property.
@@ -106,7 +195,9 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     BROKEN); a finite 0-dim output; finite gradients reaching the inputs it reads (``recon`` first);
     exactly 0 when recon == target where the class declares ``zero_at_identity``; float64 gradcheck;
     CPU, and CUDA when present; bfloat16 autocast without error or NaN and within 1e-2 of float32;
-    ``torch.compile`` giving the eager value; the config round-tripping through the converter.
+    ``torch.compile`` giving the eager value; the config round-tripping through the converter. A
+    multi-output term (``outputs``) returns each declared output as a 0-dim tensor, and the checks run on
+    their sum under the default output weights; a stateful term (``update``) also passes ``check_stateful``.
 
     The factory is called once per device and dtype, under a fixed seed, and every comparison (autocast
     against float32, compiled against eager) runs on that one batch, so an unseeded factory is not flaky.
@@ -125,7 +216,7 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         term = term_class(config).to(device)
         base = _make(batch_factory, torch.float32, device)
         batch, keys = _prepared(base, term)
-        out = term(batch)
+        out = _value(term, batch)
         assert isinstance(out, torch.Tensor) and out.dim() == 0, f"{name}: expected a 0-dim tensor, got {out!r}"
         assert bool(torch.isfinite(out)), f"{name} on {device}: non-finite output {out}"
         out.backward()
@@ -140,11 +231,11 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         if getattr(term_class, "zero_at_identity", False):
             same = _detached(base)
             same["recon"] = same["target"].clone()
-            value = term(same).detach()  # a term with parameters gives a tensor that requires grad
+            value = _value(term, same).detach()  # a term with parameters gives a tensor that requires grad
             assert float(value.abs()) <= 1e-6, f"{name} declares zero_at_identity but gives {float(value)}"
 
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            low = term(_detached(base)).detach()
+            low = _value(term, _detached(base)).detach()
         assert bool(torch.isfinite(low)), f"{name} on {device}: non-finite value under bfloat16 autocast"
         ref = float(out.detach())
         assert abs(float(low) - ref) <= 1e-2 * max(abs(ref), 1e-6), \
@@ -155,7 +246,7 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         batch, keys = _prepared(_make(batch_factory, torch.float64, torch.device("cpu")), term.double())
 
         def fn(*tensors: torch.Tensor) -> torch.Tensor:
-            return term({**batch, **dict(zip(keys, tensors))})
+            return _value(term, {**batch, **dict(zip(keys, tensors))})
 
         assert torch.autograd.gradcheck(fn, tuple(batch[k] for k in keys), fast_mode=True), \
             f"{name}: float64 gradcheck failed"
@@ -164,10 +255,13 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
     if compile_backend:
         torch._dynamo.reset()
         batch = _make(batch_factory, torch.float32, torch.device("cpu"))
-        eager = term(batch).detach()
-        compiled = torch.compile(term, backend=compile_backend)(batch).detach()
+        eager = _value(term, batch).detach()
+        compiled = _value(torch.compile(term, backend=compile_backend), batch, term_class).detach()
         assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), \
             f"{name}: torch.compile({compile_backend}) gives {float(compiled)}, eager {float(eager)}"
+
+    if callable(getattr(term_class, "update", None)):
+        check_stateful(term_class, batch_factory, config)
 
 
 def write_distribution(root: str | os.PathLike, name: str, version: str, modules: Mapping[str, str],

@@ -179,10 +179,27 @@ class AdversarialConfig:
                 problems.append((key, f"expected a finite number >= 0, got {v!r}"))
         if self.width is not None and not (math.isfinite(self.width) and self.width > 0):
             problems.append(("width", f"expected a channel multiplier > 0, got {self.width!r}"))
+        elif self.width is not None and self.discriminators:
+            problems += self._width_problems()
         if self.init != "fresh" and not self.init_from:
             problems.append(("init_from", f"init = {self.init!r} needs the file holding D's state; none given"))
         if problems:
             raise InvalidConfig(problems)
+
+
+    def _width_problems(self) -> Problems:
+        """Each discriminator's options with the shared ``width`` applied (e.g. MSD's grouped convs need a
+        multiple of 1/8): found here, when the config loads, not when the loss is built."""
+        problems: Problems = []
+        for i, spec in enumerate(self.discriminators or ()):
+            if "width" in spec.options:
+                continue  # its own width was checked with its options
+            options = {**spec.options, "width": self.width}
+            _, found = structure_checked(options, spec.discriminator_class().config_class,
+                                         f"discriminators[{i}].options")
+            problems += [(p.replace(f"discriminators[{i}].options.width", "width"),
+                          f"{r} (for discriminators[{i}], kind {spec.kind!r})") for p, r in found]
+        return problems
 
 
 def is_plain(value: Any) -> bool:

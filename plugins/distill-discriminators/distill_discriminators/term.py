@@ -1,12 +1,13 @@
-"""The ``adversarial`` loss term: the generator's side of an Adversarial, in a CombinedLoss today.
+"""The ``adversarial`` loss term: an Adversarial in a CombinedLoss, with two outputs from one D forward.
 
-Until the core calls stateful terms, a loop calls ``term.update(batch)`` (D's step) itself before the loss;
-the term's value is ``gen_weight * gen + feat_weight * feat`` from one D forward.
+``gen`` (adversarial) and ``feat`` (feature matching) are logged as ``<name>_gen_loss`` and ``<name>_feat_loss``,
+each weighted on its own (the preset's ``gen_weight`` and ``feat_weight`` unless the entry's ``outputs = {...}``
+says else). ``CombinedLoss.update(batch)`` runs D's step (``update``) once per training batch, before the loss.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 import torch
 
@@ -24,13 +25,21 @@ class AdversarialLoss(LossTerm):
     config_class = AdversarialConfig
     requires = ("recon", "target")
     layouts: ClassVar[dict[str, str]] = {"recon": "B, C, N", "target": "B, C, N"}
+    outputs = ("gen", "feat")
+    figures = ("disc_loss", "real_score", "fake_score")
+
+    @classmethod
+    def output_weights(cls, config: AdversarialConfig) -> Mapping[str, Any]:
+        """The preset's (or the config's) lambdas: DAC gen 1 feat 2, HiFi-GAN 1/2, EnCodec 4/4, Vocos 1/1."""
+        return {"gen": config.gen_weight, "feat": config.feat_weight}
 
     def __init__(self, config: AdversarialConfig) -> None:
         super().__init__(config)
         self.adversarial = Adversarial(config)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.adversarial.generator_loss(batch["recon"], batch["target"])
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``{"gen", "feat"}``, unweighted, from one D forward with D read-only."""
+        return self.adversarial(batch["recon"], batch["target"])
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """D's step on ``batch['recon'].detach()`` against ``batch['target']``; never call it in validation."""
