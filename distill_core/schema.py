@@ -14,7 +14,7 @@ from .config import converter
 from .groups import GroupConfig
 from .pit import PITConfig
 from .plugins import get_registry
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, UpdateSchedule, Weight
 
 _SIMPLE = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
            type(None): {"type": "null"}}
@@ -75,6 +75,13 @@ def config_schema() -> dict[str, Any]:
     for name, info in sorted(get_registry().terms.items()):
         schema = class_schema(info.config_class)
         schema["properties"].update(binding)
+        outputs = tuple(getattr(info.cls, "outputs", ()) or ())
+        if outputs:
+            schema["properties"]["outputs"] = {
+                "type": "object", "properties": {o: type_schema(Weight) for o in outputs}, "additionalProperties": False,
+                "description": "each output's weight (a number or a schedule) over the term's defaults"}
+        if callable(getattr(info.cls, "update", None)):
+            schema["properties"]["update"] = class_schema(UpdateSchedule)
         terms[name] = schema
     group = class_schema(GroupConfig)
     group["properties"]["members"] = {
