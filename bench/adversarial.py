@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 SHAPE = (4, 1, 44100)
 PERIODS, FFT_SIZES = [2, 3, 5, 7, 11], [2048, 1024, 512]
 TESTS = HERE.parent / "plugins" / "distill-discriminators" / "tests"
-CASES = ("ours_d", "dac_d", "hand_d", "ours_g", "dac_g")
+CASES = ("ours_d", "dac_d", "hand_d", "loss_d", "ours_g", "dac_g")
 
 
 def anchors_missing() -> str | None:
@@ -76,6 +76,25 @@ def hand_written_d_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callab
     return step
 
 
+def loss_update_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callable[[], None]:
+    """CombinedLoss.update around a copy of our Adversarial (D, optimizer, schedule): the D step as a training
+    loop calls it, with the framework's batch mapping, detach, schedule and figure keys in between."""
+    from distill_core import CombinedLoss, LossConfig
+    from distill_core.terms import LossTerm
+    from distill_discriminators import Adversarial, AdversarialLoss
+
+    term = AdversarialLoss.__new__(AdversarialLoss)
+    LossTerm.__init__(term, ours.config)
+    term.adversarial = Adversarial(ours.config).to(real.device)
+    term.adversarial.load_state_dict(ours.state_dict())  # the same weights (a deepcopy loses the fused flag)
+    loss = CombinedLoss(LossConfig.of({"adversarial": ours.config}), prebuilt={"adversarial": term}).train()
+
+    def step() -> None:
+        loss.update({"recon": fake0.clone().requires_grad_(True), "target": real})
+
+    return step
+
+
 def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=SHAPE, only: str | None = None
           ) -> dict[str, Callable[[], None]]:
     """The step functions: ours and DAC's D step and G step, and the hand-written D step (``only``: just one)."""
@@ -111,6 +130,8 @@ def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=
     fns = {"ours_d": ours_d, "dac_d": dac_d, "ours_g": ours_g, "dac_g": dac_g}
     if only in (None, "hand_d"):
         fns["hand_d"] = hand_written_d_step(ours, real, fake0)
+    if only in (None, "loss_d"):
+        fns["loss_d"] = loss_update_step(ours, real, fake0)
     return {only: fns[only]} if only is not None else fns
 
 
@@ -204,4 +225,8 @@ def bench_adversarial(device: torch.device, reps: int = 5, shape: tuple[int, ...
             "d_step_overhead_ratio": ratio("ours_d", "hand_d", best),
             "d_step_overhead_median_ratio": ratio("ours_d", "hand_d", med),
             "d_step_overhead_cpu_ratio": ratio("ours_d", "hand_d", cpu_med),
-            "d_step_overhead_memory_ratio": ratio("ours_d", "hand_d", mem)}
+            "d_step_overhead_memory_ratio": ratio("ours_d", "hand_d", mem),
+            "loss_update_overhead_ratio": ratio("loss_d", "hand_d", best),
+            "loss_update_overhead_median_ratio": ratio("loss_d", "hand_d", med),
+            "loss_update_overhead_cpu_ratio": ratio("loss_d", "hand_d", cpu_med),
+            "loss_update_overhead_memory_ratio": ratio("loss_d", "hand_d", mem)}

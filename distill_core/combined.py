@@ -142,6 +142,7 @@ class CombinedLoss(nn.Module):
         self._update_plan = {name: (built[name], tuple(self._sources[name].items())) for name in self._stateful}
         self.update_clock = UpdateClock({name: config.update_of(name) for name in self._stateful}) \
             if self._stateful else None
+        self._tick = self.update_clock.tick if self.update_clock is not None else None  # a plain attribute: fast
         self._figures_checked = False
 
     def _balanced_terms(self) -> set[str]:
@@ -208,16 +209,17 @@ class CombinedLoss(nn.Module):
         does not run at this call returns nothing. Returns the figures of the terms that ran as 0-dim tensors
         under ``<term>_<figure>`` (metrics for logging: they are not part of ``total_loss``)."""
         out: dict[str, torch.Tensor] = {}
-        if not self.training or self.update_clock is None:
+        if not self.training or self._tick is None:
             return out
-        for name in self.update_clock.tick():
+        for name in self._tick():
             term, sources = self._update_plan[name]
             try:
-                view = {logical: batch[key] for logical, key in sources}
+                view = {logical: (v.detach() if isinstance(v := batch[key], torch.Tensor) else v)
+                        for logical, key in sources}
             except KeyError:
                 self._check_batch(batch)  # names the term, the input and the key
                 raise
-            figures = term.update({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in view.items()})
+            figures = term.update(view)
             if figures:
                 for figure, value in figures.items():
                     out[f"{name}_{figure}"] = value

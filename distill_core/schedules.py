@@ -148,7 +148,8 @@ class UpdateClock(nn.Module):
 
     def tick(self) -> tuple[str, ...]:
         """The terms whose update runs at this call, in config order; advances the counter."""
-        step, self.calls = self.calls, self.calls + 1
+        step = self.calls
+        self.__dict__["calls"] = step + 1  # a plain int: past nn.Module.__setattr__'s checks, once per batch
         if self._every_call is not None:
             return self._every_call
         due = []
