@@ -119,16 +119,18 @@ class CombinedLoss(nn.Module):
         self._term_of = {c: name for name, cs in self._components.items() for c in cs}
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
+        self._balanced: frozenset[str] = frozenset()  # the terms whose components the balancer weighs
         if config.balancer.enabled:
             key = config.balancer.input
-            reads_y = [c for name, src in self._sources.items() if key in src.values() for c in self._components[name]]
-            self.balancer = GradientBalancer(config.balancer, reads_y)
+            self._balanced = frozenset(name for name, src in self._sources.items() if key in src.values())
+            self.balancer = GradientBalancer(config.balancer, [c for name in built if name in self._balanced
+                                                               for c in self._components[name]])
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
         # masks its own terms; every other term is gated on its own value being finite.
         fallback = config.groups[config.fallback].members if config.fallback is not None else None
         if self.balancer is not None:
-            self._gated = {name: name for name in built if name not in self._balanced_terms()}
+            self._gated = {name: name for name in built if name not in self._balanced}
         else:
             self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
         self._group_keys = group_keys
@@ -144,10 +146,6 @@ class CombinedLoss(nn.Module):
             if self._stateful else None
         self._tick = self.update_clock.tick if self.update_clock is not None else None  # a plain attribute: fast
         self._figures_checked = False
-
-    def _balanced_terms(self) -> set[str]:
-        """The terms whose components the balancer weighs."""
-        return {self._term_of[c] for c in self.balancer.terms} if self.balancer is not None else set()
 
     @property
     def reads(self) -> frozenset[str]:
@@ -295,7 +293,7 @@ class CombinedLoss(nn.Module):
         parts: list[torch.Tensor] = []
         for c, v in values.items():
             weight = w[self._term_of[c]] * scale.get(c, 1.0)
-            if self._term_of[c] not in self._grouped and weight != 0.0:  # a zero weight adds exactly 0, even to an inf
+            if self._term_of[c] not in self._grouped and weight != 0.0:  # a zero weight adds exactly 0, even to inf
                 parts.append(v * weight)
         for gname, group in self.config.groups.items():
             members = [values[c] * (mw * w[m] * scale.get(c, 1.0)) for m, mw in group.members.items()
@@ -328,7 +326,7 @@ class CombinedLoss(nn.Module):
         if isinstance(y, torch.Tensor) and not y.requires_grad:
             raise BatchError(f"balancer input {key!r} carries no gradient from the model (requires_grad is False); "
                              "set [balancer] input to a model output the balanced terms read")
-        for name in self._balanced_terms():
+        for name in self._balanced:
             others = sorted({k for k in self._sources[name].values() if k != key and
                              isinstance(batch.get(k), torch.Tensor) and batch[k].requires_grad})
             if others:

@@ -78,7 +78,8 @@ def config_schema() -> dict[str, Any]:
         outputs = tuple(getattr(info.cls, "outputs", ()) or ())
         if outputs:
             schema["properties"]["outputs"] = {
-                "type": "object", "properties": {o: type_schema(Weight) for o in outputs}, "additionalProperties": False,
+                "type": "object", "properties": {o: type_schema(Weight) for o in outputs},
+                "additionalProperties": False,
                 "description": "each output's weight (a number or a schedule) over the term's defaults"}
         if callable(getattr(info.cls, "update", None)):
             schema["properties"]["update"] = class_schema(UpdateSchedule)
