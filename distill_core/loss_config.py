@@ -77,7 +77,7 @@ class TermBinding:
     ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
     ``recon_wave``. Unmapped inputs read the batch key of the same name. ``pit = {axis = 1}`` evaluates the
     term over the permutations of that source axis of its first input (``distill_core.pit``).
-    ``outputs = {gen = 1.0, feat = 2.0}`` weighs a multi-output term's components (numbers or schedules),
+    ``outputs = {main = 1.0, aux = 0.5}`` weighs a multi-output term's components (numbers or schedules),
     over the term's defaults; ``update = {every = 2}`` schedules a stateful term's update step.
     """
 
@@ -572,9 +572,9 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
 
 
 def _output_weights(raw: Any, path: str) -> tuple[dict[str, Weight], list[Problem]]:
-    """``outputs = {gen = 1.0, feat = {schedule = ...}}``: each output's weight, structured as any weight."""
+    """``outputs = {main = 1.0, aux = {schedule = ...}}``: each output's weight, structured as any weight."""
     if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
-        return {}, [(path, f"expected a table of output = weight (e.g. {{gen = 1.0, feat = 2.0}}), "
+        return {}, [(path, f"expected a table of output = weight (e.g. {{main = 1.0, aux = 0.5}}), "
                            f"got {_describe(raw)}")]
     weights: dict[str, Weight] = {}
     problems: list[Problem] = []

@@ -31,7 +31,7 @@ class LossTerm(nn.Module):
     that the Hungarian assignment may score each estimate against each reference alone.
     ``shared_inputs`` allows a config to map two of its inputs to one batch key.
 
-    Multi-output terms set ``outputs`` (e.g. ``("gen", "feat")``) and return a mapping of each output name to
+    Multi-output terms set ``outputs`` (e.g. ``("main", "aux")``) and return a mapping of each output name to
     a 0-dim tensor from one call; each becomes ``<name>_<output>_loss``, weighted (``output_weights`` gives
     the defaults, a config's ``outputs = {...}`` overrides them), logged and balanced on its own.
 
