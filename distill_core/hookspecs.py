@@ -23,6 +23,17 @@ def distill_loss_terms(register: Callable[[type], None]) -> None:
     """
 
 
+@hookspec
+def distill_discriminators(register: Callable[[type], None]) -> None:
+    """Register module classes that a term builds by name from its config (``kind = "..."`` in its section),
+    by calling ``register(ModuleClass)`` once for each.
+
+    The core declares the hook and discovers the plugins that implement it (entry-point group ``distill``, like
+    terms; a plugin may implement this hook alone); the term family that builds the modules collects them,
+    checks them and resolves the kinds (``registry.pm.hook.distill_discriminators.get_hookimpls()``).
+    """
+
+
 def names() -> list[str]:
     """Every hook a plugin may implement."""
     module, pm = sys.modules[__name__], pluggy.PluginManager(PROJECT)

@@ -151,7 +151,7 @@ class Registry:
             impls = [i for i in self.pm.hook.distill_loss_terms.get_hookimpls() if i.plugin is plugin]
             for impl in impls:  # pass only the arguments the impl declares, as pluggy would
                 impl.function(*[{"register": collected.append}[a] for a in impl.argnames])
-            if not collected:
+            if not collected and not _implements_another_hook(self.pm, plugin):
                 raise NoTermsError(f"registered no terms: {_no_terms_hint(plugin, impls)}")
             for cls in collected:
                 validate_term_class(cls)
@@ -306,6 +306,12 @@ def lookalike_group_hint(name: str) -> str:
 
 def _plugin_label(plugin: Any) -> str:
     return str(getattr(plugin, "__name__", None) or type(plugin).__name__)
+
+
+def _implements_another_hook(pm: pluggy.PluginManager, plugin: Any) -> bool:
+    """A plugin with no terms that implements another of our hooks (modules terms build) is not broken."""
+    return any(impl.plugin is plugin for name in hookspecs.names() if name != hookspecs.HOOK
+               for impl in getattr(pm.hook, name).get_hookimpls())
 
 
 def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:

@@ -7,6 +7,7 @@ from distill_core import hookimpl
 
 from .adversarial import Adversarial, StateMismatch
 from .base import CommonOptions, Discriminator, SubOutput
+from .builtin import distill_discriminators  # noqa: F401 - the hook, found where the entry point points
 from .config import AdversarialConfig, DiscriminatorSpec, FeatureMatchingConfig, OptimizerConfig, SchedulerConfig
 from .hookspecs import discriminators
 from .losses import FORMS, discriminator_loss, feature_matching, generator_loss

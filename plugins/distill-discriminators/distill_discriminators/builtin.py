@@ -1,4 +1,5 @@
-"""The discriminators this distribution ships, registered through the discriminator hook like any plugin's."""
+"""The discriminators this distribution ships, registered through the core's discriminator hook like any plugin's
+(the package exports the hook, so discovery of its ``distill`` entry point finds it)."""
 
 from __future__ import annotations
 
@@ -13,5 +14,6 @@ from .msstftd import MSSTFTD
 
 @hookimpl
 def distill_discriminators(register: Callable[[type], None]) -> None:
+    """MPD, MSD, MRD and MS-STFTD."""
     for cls in (MPD, MSD, MRD, MSSTFTD):
         register(cls)

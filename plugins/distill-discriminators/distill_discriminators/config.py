@@ -12,7 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from distill_core import InvalidConfig, Weight
-from distill_core.config import converter, structure_checked
+from distill_core.config import converter, problems_from, structure_checked
 
 from .base import Discriminator
 from .losses import LossForm, Reduce
@@ -159,7 +159,13 @@ class AdversarialConfig:
         for key in ("discriminators", "feature_matching", "optimizer", "scheduler"):
             value = getattr(self, key)
             if is_plain(value):  # given in Python as plain data, as a file would give it
-                setattr(self, key, converter.structure(value, fields[key].type))
+                try:
+                    setattr(self, key, converter.structure(value, fields[key].type))
+                except Exception as exc:  # cattrs' exception groups: every reason, with its path
+                    problems += problems_from(exc, key)
+                    setattr(self, key, None)
+        if problems:
+            raise InvalidConfig(problems)
         if self.preset is not None:
             for key, value in PRESETS[self.preset].items():
                 if getattr(self, key) is None:

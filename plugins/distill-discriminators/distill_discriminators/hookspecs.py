@@ -1,55 +1,50 @@
-"""The hook a distribution implements to add discriminators, and the registry that collects them.
+"""The registry of discriminator classes, collected through the core's hook ``distill_discriminators(register)``.
 
-Proposed for the core as ``distill_discriminators(register)`` beside ``distill_loss_terms(register)``. Until the
-core declares it, discriminator plugins list the module holding the hook under the entry-point group
-``distill.discriminators`` (the core's own group checks that every hook it sees is one it knows).
+The core declares the hook and discovers the plugins that implement it (entry-point group ``distill``, as for
+terms); this module runs each plugin's hook and checks what it registers. This distribution's own
+discriminators are always there, also with entry-point autoload off, and a kind among them resolves without
+the core's registry: discovery itself builds this term's default config, so asking the core's registry for the
+kinds then would wait on the discovery that asks.
 """
 
 from __future__ import annotations
 
-import sys
-from importlib import metadata
 from typing import Callable
-
-import pluggy
 
 from distill_core import hookimpl
 from distill_core.config import did_you_mean
+from distill_core.plugins import Registry, get_registry
 
 from .base import Discriminator
 
-GROUP = "distill.discriminators"
-hookspec = pluggy.HookspecMarker("distill")
-__all__ = ["GROUP", "DiscriminatorRegistry", "discriminators", "hookimpl", "hookspec"]
-
-
-@hookspec
-def distill_discriminators(register: Callable[[type[Discriminator]], None]) -> None:
-    """Register discriminator classes by calling ``register(DiscriminatorClass)`` once for each."""
+SELF = "distill-discriminators"
+__all__ = ["DiscriminatorRegistry", "discriminators", "hookimpl"]
 
 
 class DiscriminatorRegistry:
-    """Every discriminator class by name (its ``kind`` in a config), from the installed entry points."""
+    """Every discriminator class by name (its ``kind`` in a config), from the plugins the core discovered."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager("distill")
-        self.pm.add_hookspecs(sys.modules[__name__])
         self.classes: dict[str, type[Discriminator]] = {}
         self.sources: dict[str, str] = {}
+        self.core: Registry | None = None  # the core registry whose plugins were collected
 
-    def load_entrypoints(self) -> None:
-        """Register each installed plugin of the ``distill.discriminators`` group."""
-        for ep in metadata.entry_points(group=GROUP):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
-            self.register_plugin(ep.load(), f"{dist}:{ep.name}")
+    def add_builtin(self) -> None:
+        """This distribution's discriminators."""
+        from . import builtin  # the hook of this distribution, imported here: builtin imports the classes
 
-    def register_plugin(self, plugin: object, source: str) -> None:
-        """Register a module with a ``distill_discriminators`` hook; a name taken twice is an error."""
-        self.pm.register(plugin, name=source)
-        self.pm.check_pending()
-        for impl in self.pm.hook.distill_discriminators.get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(register=lambda cls: self.add(cls, source))
+        builtin.distill_discriminators(register=lambda cls: self.add(cls, SELF))
+
+    def collect(self, core: Registry) -> None:
+        """Every other plugin's ``distill_discriminators`` hook, as the core discovered them."""
+        from . import builtin  # its hook is already in: add_builtin
+
+        self.core = core
+        for impl in core.pm.hook.distill_discriminators.get_hookimpls():
+            if impl.function is builtin.distill_discriminators:
+                continue
+            source = core.pm.get_name(impl.plugin) or repr(impl.plugin)
+            impl.function(register=lambda cls, source=source: self.add(cls, source))
 
     def add(self, cls: type[Discriminator], source: str) -> None:
         """One class, checked for what a config needs: a ``name`` and a ``config_class``."""
@@ -63,7 +58,10 @@ class DiscriminatorRegistry:
         self.classes[name], self.sources[name] = cls, source
 
     def get(self, kind: str) -> type[Discriminator]:
-        """The class registered as ``kind``; KeyError naming the installed kinds."""
+        """The class registered as ``kind`` (the other plugins' hooks run on the first kind not built in);
+        KeyError naming the installed kinds."""
+        if kind not in self.classes and self.core is not get_registry():
+            self.collect(get_registry())
         if kind not in self.classes:
             raise KeyError(f"unknown discriminator kind {kind!r}{did_you_mean(kind, self.classes)} "
                            f"(installed: {', '.join(sorted(self.classes))})")
@@ -74,10 +72,11 @@ _REGISTRY: DiscriminatorRegistry | None = None
 
 
 def discriminators() -> DiscriminatorRegistry:
-    """The process's registry, built once from the installed entry points."""
+    """The process's registry: the built-in discriminators at once, the other plugins' on the first other kind
+    (again after the core's registry is replaced)."""
     global _REGISTRY
     if _REGISTRY is None:
         registry = DiscriminatorRegistry()
-        registry.load_entrypoints()
+        registry.add_builtin()
         _REGISTRY = registry
     return _REGISTRY
