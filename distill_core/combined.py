@@ -145,7 +145,7 @@ class CombinedLoss(nn.Module):
         self.update_clock = UpdateClock({name: config.update_of(name) for name in self._stateful}) \
             if self._stateful else None
         self._tick = self.update_clock.tick if self.update_clock is not None else None  # a plain attribute: fast
-        self._figures_checked = False
+        self._figures_checked: set[str] = set()  # the stateful terms whose first figures were checked
 
     @property
     def reads(self) -> frozenset[str]:
@@ -221,7 +221,7 @@ class CombinedLoss(nn.Module):
             if figures:
                 for figure, value in figures.items():
                     out[f"{name}_{figure}"] = value
-                if not self._figures_checked:
+                if name not in self._figures_checked:
                     self._check_figures(name, figures)
         return out
 
@@ -237,7 +237,7 @@ class CombinedLoss(nn.Module):
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise TermOutputError(f"term {name!r}: its update step's figure {figure!r} is "
                                       f"{type(value).__name__}; expected a 0-dim tensor")
-        self._figures_checked = True
+        self._figures_checked.add(name)
 
     def _check_batch(self, batch: Batch) -> None:
         """Every term's keys are there (naming mapped inputs), and on the first batch every layout fits."""

@@ -4,12 +4,13 @@ update step on a seeded schedule kept in the loss's state; the test kit's checks
 from __future__ import annotations
 
 import random
+import tomllib
 
 import attrs
 import pytest
 import torch
 
-from distill_core import CombinedLoss, ConfigError, LossTerm, load_config
+from distill_core import CombinedLoss, ConfigError, LossTerm, dump_config, dumps_config, load_config
 from distill_core.combined import TermBuildError, TermOutputError
 from distill_core.config import converter
 from distill_core.schedules import UpdateSchedule, Weight
@@ -148,8 +149,6 @@ def test_output_weights_come_from_the_config_and_are_scheduled(terms, tmp_path):
     out = loss(b, epoch=0, total_epochs=10, weights={"pair_abs": 3.0, "pair_sq": 0.0})
     assert torch.allclose(out["total_loss"], 3.0 * out["pair_abs_loss"])
     back = load_config(tmp_path / "loss.toml")
-    from distill_core import dump_config
-
     dump_config(back, tmp_path / "again.toml")
     assert load_config(tmp_path / "again.toml") == back
 
@@ -200,6 +199,9 @@ def test_an_undeclared_figure_that_collides_is_refused_at_the_first_update(terms
 
     register_term(Sneaky)
     loss = CombinedLoss(config(sneaky={}))
+    with pytest.raises(TermOutputError, match="figure 'loss' would be logged as 'sneaky_loss'"):
+        loss.update(batch())
+    loss = CombinedLoss(config(critic={}, sneaky={}))  # each term's first figures are checked, not only the first's
     with pytest.raises(TermOutputError, match="figure 'loss' would be logged as 'sneaky_loss'"):
         loss.update(batch())
 
@@ -270,6 +272,8 @@ def test_every_start_and_probability_from_a_seeded_generator(terms):
     other = CombinedLoss(config(critic={"update": {"probability": 0.5, "seed": 8}}))
     assert runs(other, 40) != drawn
     assert int(loss.terms["critic"].steps) == sum(drawn)
+    text = dumps_config(loss.config)
+    assert "[terms.critic.update]" in text and load_config(tomllib.loads(text)) == loss.config
 
 
 def test_a_resumed_schedule_replays_the_same_draws_and_steps_bit_exact(terms, tmp_path):
