@@ -150,7 +150,8 @@ class LossConfig:
             return {}
         binding = self.bindings.get(name)
         given = binding.outputs if binding is not None else {}
-        defaults = cls.output_weights(self.terms[name])
+        own = getattr(cls, "output_weights", None)  # a prebuilt module need not be a LossTerm
+        defaults = own(self.terms[name]) if callable(own) else {}
         return {o: given.get(o, defaults.get(o, 1.0)) for o in outputs}
 
     def update_of(self, name: str) -> UpdateSchedule:
