@@ -2,7 +2,7 @@
 reconstruct held-out speech with every run and say which differences are real (paired tests over clips).
 
     python examples/make_speech_corpus.py --out data/speech
-    python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --steps 1500
+    python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --threads 1
 
 Recipes: (a) waveform L1, (b) multi-resolution STFT, (c) DAC's multi-scale mel, (d) mel + multi-resolution
 STFT; (e) mel + adversarial comes once the adversarial term lands (see RECIPES). Each run is a folder under
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("data/speech"),
                         help="folder with train/ and held_out/ (examples/make_speech_corpus.py writes it)")
     parser.add_argument("--out", type=Path, default=Path("runs/vocoder"))
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per recipe")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps per recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment", type=int, default=8192, help="training segment length in samples")
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace runs and a comparison already in --out")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="train nothing: compare the runs of --recipes already in --out (e.g. trained apart)")
     args = parser.parse_args(argv)
     for folder in (args.corpus / "train", args.corpus / "held_out"):
         if not folder.is_dir():
@@ -208,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(bad)}: expected --steps, --batch-size, --rounds and --clips >= 1, --segment a "
               f"multiple of the hop ({hop}) and --clip-seconds > 0", file=sys.stderr)
         return 2
+    if args.evaluate_only:
+        missing = [str(p) for p in (args.out / name / "best.pt" for name in args.recipes) if not p.is_file()]
+        if missing:
+            print(f"error: --evaluate-only: no trained run at {', '.join(missing)}; train those recipes first",
+                  file=sys.stderr)
+            return 2
+        return _evaluate_and_print([args.out / name for name in args.recipes], args)
     existing = [str(p) for name in args.recipes for p in (args.out / name / f for f in RUN_FILES) if p.exists()]
     existing += [str(p) for p in [args.out / "compare" / "compare.md"] if p.exists()]
     if existing and not args.overwrite:
@@ -222,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     runs = [train_recipe(name, RECIPES[name], args.corpus, args.out, args.steps, args.seed, args.batch_size,
                          args.segment, args.lr, args.rounds) for name in args.recipes]
+    return _evaluate_and_print(runs, args)
+
+
+def _evaluate_and_print(runs: list[Path], args: argparse.Namespace) -> int:
     evaluate_runs(runs, args.corpus / "held_out", args.out / "compare", args.clip_seconds, args.clips)
     print((args.out / "compare" / "compare.md").read_text(encoding="utf-8"))
     return 0

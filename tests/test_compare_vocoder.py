@@ -73,6 +73,14 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
     assert f"error: {out} already holds results ({out / 'c_mel' / 'history.json'}" in err
     assert err.strip().endswith("choose another --out or pass --overwrite to replace them")
     assert (out / "c_mel" / "best.pt").read_bytes() == before  # nothing was touched
+    assert script.main(["--corpus", str(tmp_path / "speech"), "--out", str(out), "--evaluate-only", "--clips", "5",
+                        "--clip-seconds", "0.5", "--recipes", "c_mel", "a_wave_l1"]) == 0  # runs trained apart
+    md = (out / "compare" / "compare.md").read_text()
+    assert f"## Paired differences over clips ({len(METRICS)} tests)" in md and "| b_mrstft |" not in md
+    assert (out / "c_mel" / "best.pt").read_bytes() == before
+    assert script.main(["--corpus", str(tmp_path / "speech"), "--out", str(tmp_path / "none"), "--evaluate-only",
+                        "--recipes", "c_mel"]) == 2
+    assert f"no trained run at {tmp_path / 'none' / 'c_mel' / 'best.pt'}" in capsys.readouterr().err
 
 
 def test_the_runs_differ_only_in_the_loss(tmp_path, one_thread):
