@@ -5,7 +5,7 @@ reconstruct held-out speech with every run and say which differences are real (p
     python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --threads 1
 
 Recipes: (a) waveform L1, (b) multi-resolution STFT, (c) DAC's multi-scale mel, (d) mel + multi-resolution
-STFT; (e) mel + adversarial comes once the adversarial term lands (see RECIPES). Each run is a folder under
+STFT, (e) mel + adversarial (see RECIPES). Each run is a folder under
 ``--out`` (best.pt, last.pt, config.toml, lock.json, vocoder.json, history.json, losses.png); the evaluation
 writes ``--out/compare/``: compare.md (the metric table and the paired tests), compare.png, spectrograms.png
 (one held-out clip per recipe beside the original) and the reconstructed WAVs.
