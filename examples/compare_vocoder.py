@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("data/speech"),
                         help="folder with train/ and held_out/ (examples/make_speech_corpus.py writes it)")
     parser.add_argument("--out", type=Path, default=Path("runs/vocoder"))
-    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps per recipe")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment", type=int, default=8192, help="training segment length in samples")
