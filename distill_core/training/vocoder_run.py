@@ -147,6 +147,9 @@ def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[
             load_config(default_loss(training.vocoder.sample_rate))
     adapter = VocoderAdapter()
     problems = batch_problems(config, adapter.provides(), adapter.carries_gradient(), who=WHO)
+    if problems and set(LossConfig().terms) <= set(config.terms):
+        problems.append(("recipe", "the VAE recipe's terms are in the config (the default recipe, merged in when a "
+                                   "file names none); a vocoder config starts with recipe = \"none\""))
     if problems:  # before anything is written
         raise ConfigError(problems, str(config_path) if config_path is not None else None)
     saved_model = Path(settings.resume).parent / VOCODER_FILE if settings.resume is not None else None
