@@ -160,22 +160,23 @@ def plugins(as_json: bool, requirements: bool) -> None:
 @click.option("--lock", "lock", type=click.Path(path_type=Path),
               help="A run's lock.json (or checkpoint) naming where missing terms came from; default: the "
                    "lock.json beside CONFIG, if any.")
-def check(config: Path, lock: Path | None) -> None:
+@click.option("--model", default="vae", show_default=True, help="The demo model whose batch keys CONFIG may read.")
+def check(config: Path, lock: Path | None, model: str) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
     from .loss_config import batch_problems, dumps_config, load_config, validate
     from .provenance import term_origins
-    from .seed.adapter import VAEAdapter
-    from .training.spectrogram import WaveformViews
+    from .training.demo_models import demo_model
 
     beside = config.parent / "lock.json"
     try:
         with term_origins(lock=lock if lock is not None else beside if beside.is_file() else None):
             resolved = load_config(config)
         validate(resolved, source=str(config))  # what building the loss checks
-        demo = VAEAdapter(WaveformViews)  # what `distill-loss train` gives the loss (the class: only its keys)
-        problems = batch_problems(resolved, demo.provides(), demo.carries_gradient(), who="distill-loss train")
+        demo = demo_model(model).adapter()  # what `distill-loss train --model` gives the loss
+        who = "distill-loss train" + (f" --model {model}" if model != "vae" else "")
+        problems = batch_problems(resolved, demo.provides(), demo.carries_gradient(), who=who)
         if problems:
             raise ConfigError(problems, str(config))
     except ConfigError as exc:

@@ -248,3 +248,20 @@ def test_the_adapter_trains_through_train_pass_without_a_per_step_host_sync(sync
 def test_the_registry_names_each_models_run_folder_marker():
     assert {name: m.marker for name, m in MODELS.items()} == {"vae": "spectrogram.json", "vocoder": "vocoder.json"}
     assert re.fullmatch(r"history\.json, .*vocoder\.json.*", MODELS["vocoder"].holds)
+
+
+def test_check_reads_the_batch_keys_of_the_model_named(tmp_path):
+    vocoder = tmp_path / "mel.toml"
+    vocoder.write_text('recipe = "none"\n[terms.mel]\nsample_rate = 16000\n'
+                       'inputs = { recon = "recon_wave", target = "target_wave" }\n')
+    result = _cli("check", vocoder, "--model", "vocoder")
+    assert result.exit_code == 0 and result.output.startswith(f"# {vocoder}: valid")
+    vae = tmp_path / "vae.toml"
+    vae.write_text("")  # the VAE recipe
+    assert _cli("check", vae).exit_code == 0
+    result = _cli("check", vae, "--model", "vocoder")
+    assert result.exit_code == 2
+    assert "reads batch key 'mu', which distill-loss train --model vocoder does not provide" in result.output
+    result = _cli("check", vae, "--model", "gan")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --model: 'gan' is not a demo model; expected one of vae, vocoder"

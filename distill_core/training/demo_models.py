@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 
+from ..seed.adapter import VAEAdapter
 from .run import DemoSettings, RunExistsError, SettingsError, run_demo
-from .vocoder import VOCODER_FILE
+from .spectrogram import WaveformViews
+from .vocoder import VOCODER_FILE, VocoderAdapter
 from .vocoder_run import run_vocoder
 
 RunFunction = Callable[..., Path]  # (settings, progress=, notify=) -> the run folder
@@ -16,18 +18,21 @@ RunFunction = Callable[..., Path]  # (settings, progress=, notify=) -> the run f
 
 @attrs.frozen
 class DemoModel:
-    """A model the CLI can train: its run function, the file that marks its run folders, what they hold."""
+    """A model the CLI can train: its run function, the file that marks its run folders, what they hold, and
+    its adapter (what ``provides()`` and ``carries_gradient()`` say is what a loss config may read)."""
 
     run: RunFunction
     marker: str
     holds: str
+    adapter: Callable[[], Any]
 
 
 MODELS: dict[str, DemoModel] = {
     "vae": DemoModel(run_demo, "spectrogram.json", "history.json, config.toml, lock.json, spectrogram.json, "
-                                                   "losses.png, last.pt, best.pt, samples/"),
+                                                   "losses.png, last.pt, best.pt, samples/",
+                     lambda: VAEAdapter(WaveformViews)),  # the views class: its keys, no spectrogram settings
     "vocoder": DemoModel(run_vocoder, VOCODER_FILE, "history.json, config.toml, lock.json, vocoder.json, "
-                                                    "losses.png, last.pt, best.pt, samples/"),
+                                                    "losses.png, last.pt, best.pt, samples/", VocoderAdapter),
 }
 
 
