@@ -265,3 +265,26 @@ def test_check_reads_the_batch_keys_of_the_model_named(tmp_path):
     result = _cli("check", vae, "--model", "gan")
     assert result.exit_code == 2
     assert result.output.strip() == "error: --model: 'gan' is not a demo model; expected one of vae, vocoder"
+
+
+def test_compare_scores_the_example_runs_as_the_example_does(tmp_path, one_thread):
+    """examples/compare_vocoder.py's run folders through compare_runs: the same scores as its evaluate_runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_vocoder", Path(__file__).parents[1] / "examples" /
+                                                  "compare_vocoder.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    corpus = tmp_path / "speech"
+    _wavs(corpus / "train", 2, seed=0)
+    held = _wavs(corpus / "held_out", 3, seed=1)
+    runs = [script.train_recipe(name, script.RECIPES[name], corpus, tmp_path / "runs", 1, 0, 2, 2048, 1e-3, 1)
+            for name in ("a_wave_l1", "c_mel")]
+    theirs = script.evaluate_runs(runs, held, tmp_path / "theirs", clip_seconds=0.5, max_clips=4)
+    ours = compare_runs(runs, held, max_clips=4, seconds=0.5)
+    assert (ours.clips, ours.seconds) == (theirs.clips, theirs.seconds) == (4, 0.5)
+    assert ours.scores.keys() == theirs.scores.keys() == {"a_wave_l1", "c_mel"}
+    for name, metrics in theirs.scores.items():
+        for metric, values in metrics.items():
+            # exact but for pystoi's ESTOI, which moves in the 14th digit from one call to the next
+            assert ours.scores[name][metric] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), metric

@@ -157,7 +157,7 @@ def reconstruct(run: TrainedRun, clips: torch.Tensor, batch_size: int = 16) -> t
     """Waveform -> the run's model -> waveform, for [N, samples] clips: the vocoder from the clips' log-mel,
     the VAE through the spectrogram (posterior mean)."""
     if isinstance(run.model, Vocoder):
-        return vocode(run.model, clips, batch_size)
+        return vocode(run.model, clips)  # vocode's own batches, as examples/compare_vocoder.py scores
     device = next(run.model.parameters()).device
     out = []
     for chunk in clips.split(batch_size):
