@@ -40,16 +40,17 @@ def _cli(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread: two threads contend badly on a shared 2-core machine."""
+    """One torch thread in every test: two threads contend badly on a shared 2-core machine (a 0.3 s test took
+    22 s with two)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def test_cli_trains_the_vocoder_and_compare_scores_it(tmp_path, one_thread):
+def test_cli_trains_the_vocoder_and_compare_scores_it(tmp_path):
     """The smoke test: two steps of the default vocoder through the CLI, then compare on held-out WAVs."""
     data, held = _wavs(tmp_path / "train", 2, seed=0), _wavs(tmp_path / "held", 2, seed=7)
     result = _cli("train", "--model", "vocoder", "--data", data, "--out", tmp_path / "runs", "--name", "voc",
@@ -95,7 +96,7 @@ def mixed(tmp_path_factory):
     return root, vae, voc, _wavs(root / "held", 2, seed=3)
 
 
-def test_vae_and_vocoder_runs_compare_on_the_vae_clip_length(mixed, one_thread):
+def test_vae_and_vocoder_runs_compare_on_the_vae_clip_length(mixed):
     root, vae, voc, held = mixed
     comparison = compare_runs([vae, voc], held, max_clips=4)
     samples = SpectrogramConfig().samples
@@ -110,7 +111,7 @@ def test_vae_and_vocoder_runs_compare_on_the_vae_clip_length(mixed, one_thread):
     assert "Paired differences over clips" in (root / "cmp" / "compare.md").read_text()
 
 
-def test_seconds_sets_the_vocoder_clips_and_is_refused_beside_a_vae(mixed, one_thread):
+def test_seconds_sets_the_vocoder_clips_and_is_refused_beside_a_vae(mixed):
     root, vae, voc, held = mixed
     assert compare_runs([voc], held, max_clips=2, seconds=0.25).seconds == 0.25
     result = _cli("compare", vae, voc, "--data", held, "--out", root / "no", "--seconds", 0.25)
@@ -158,6 +159,13 @@ def test_bad_model_settings_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_missing_data_folder_is_one_line_and_writes_nothing(tmp_path):
+    result = _cli("train", "--model", "vocoder", "--data", tmp_path / "nowhere", "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such folder of .wav files"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_vae_recipe_is_refused_naming_the_keys_the_vocoder_gives(tmp_path):
     config = tmp_path / "vae.toml"
     config.write_text("[terms.kl]\nweight = 0.01\n")  # the VAE recipe, merged in: recon, target, mu, logvar
@@ -172,7 +180,7 @@ def test_the_vae_recipe_is_refused_naming_the_keys_the_vocoder_gives(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_users_terms_on_the_batch_keys_train(tmp_path, one_thread):
+def test_a_users_terms_on_the_batch_keys_train(tmp_path):
     config = tmp_path / "wave.toml"
     config.write_text('recipe = "none"\n[terms.wave_l1]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
                       '[terms.stft]\ninput = "waveform"\nfft_sizes = [128, 256]\nhop_sizes = [32, 64]\n'
@@ -187,7 +195,7 @@ def test_a_users_terms_on_the_batch_keys_train(tmp_path, one_thread):
         assert e.train_loss == pytest.approx(e.components["wave_l1_loss"] + 0.5 * e.components["stft_loss"])
 
 
-def test_resuming_trains_to_the_same_weights(tmp_path, one_thread):
+def test_resuming_trains_to_the_same_weights(tmp_path):
     def settings(name: str, epochs: int, resume: Path | None = None) -> DemoSettings:
         return DemoSettings(name=name, out=tmp_path, epochs=epochs, clips=4, batch_size=2, seed=3, resume=resume,
                             tensorboard=False)
@@ -267,7 +275,7 @@ def test_check_reads_the_batch_keys_of_the_model_named(tmp_path):
     assert result.output.strip() == "error: --model: 'gan' is not a demo model; expected one of vae, vocoder"
 
 
-def test_compare_scores_the_example_runs_as_the_example_does(tmp_path, one_thread):
+def test_compare_scores_the_example_runs_as_the_example_does(tmp_path):
     """examples/compare_vocoder.py's run folders through compare_runs: the same scores as its evaluate_runs."""
     import importlib.util
 

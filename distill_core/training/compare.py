@@ -15,7 +15,6 @@ from pathlib import Path
 
 import attrs
 import torch
-
 from torch import nn
 
 from ..atomic import atomic_write_bytes, atomic_write_text, file_in_the_way

@@ -29,7 +29,7 @@ from .resume import check_resume
 from .run import RUN_FILES, DemoSettings, SettingsError, _check_run_folder, _check_something_trained, _progress, \
     resolve_device
 from .run_lock import RunFolderLock
-from .segments import WavSegments
+from .segments import WavSegments, load_waves
 from .tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
 from .vocoder import VOCODER_FILE, Vocoder, VocoderAdapter, VocoderConfig, load_vocoder_config, \
     save_vocoder_config
@@ -84,16 +84,15 @@ def _segments(settings: DemoSettings, training: VocoderTraining, sample_rate: in
     length, seed = training.segment, settings.seed
     if settings.data is not None:
         folder = Path(settings.data)
-        train_set = WavSegments(folder, length, sample_rate, count=TRAIN_INDICES, seed=seed)
-        val_set = WavSegments(folder, length, sample_rate, count=training.val_segments, seed=seed + 1)
-        seconds = sum(w.shape[-1] for w in train_set.waves) / sample_rate
-        say(f"data: {len(train_set.waves)} .wav files in {folder} ({seconds:.1f} s at {sample_rate} Hz); each epoch "
+        waves = load_waves(folder, sample_rate)  # read once, for both
+        seconds = sum(w.shape[-1] for w in waves) / sample_rate
+        say(f"data: {len(waves)} .wav files in {folder} ({seconds:.1f} s at {sample_rate} Hz); each epoch "
             f"trains on {settings.clips} random segments of {length / sample_rate:.2f} s and validates on "
             f"{training.val_segments} fixed ones")
-        return train_set, val_set
-    clips = list(synthetic_corpus(settings.clips, 2 * length, sample_rate, seed=seed))
-    return (WavSegments.of_waves(clips, length, count=TRAIN_INDICES, seed=seed),
-            WavSegments.of_waves(clips, length, count=training.val_segments, seed=seed + 1))
+    else:
+        waves = list(synthetic_corpus(settings.clips, 2 * length, sample_rate, seed=seed))
+    return (WavSegments.of_waves(waves, length, count=TRAIN_INDICES, seed=seed),
+            WavSegments.of_waves(waves, length, count=training.val_segments, seed=seed + 1))
 
 
 def _optimizer(model: Vocoder, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
