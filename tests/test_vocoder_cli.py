@@ -141,6 +141,11 @@ def test_a_folder_or_checkpoint_of_the_other_model_is_refused(mixed):
     assert result.output.strip() == (f"error: {voc}: holds a vocoder run (vocoder.json); --model vae does not "
                                      "write into it, even with --overwrite; choose another --name")
     assert {p.name: p.stat().st_mtime_ns for p in voc.iterdir()} == before
+    result = _cli("train", "--model", "vocoder", "--out", root, "--name", "vae", "--overwrite", "--epochs", 1)
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {vae}: holds a vae run (spectrogram.json); --model vocoder does not "
+                                     "write into it, even with --overwrite; choose another --name")
+    assert not (vae / "vocoder.json").exists()
     result = _cli("train", "--model", "vocoder", "--out", root, "--name", "new", "--resume", vae / "last.pt")
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: --resume {vae / 'last.pt'}: a checkpoint of a vae run; continue it "
@@ -186,13 +191,25 @@ def test_a_users_terms_on_the_batch_keys_train(tmp_path):
                       '[terms.stft]\ninput = "waveform"\nfft_sizes = [128, 256]\nhop_sizes = [32, 64]\n'
                       'win_lengths = [128, 256]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
                       'weight = 0.5\n')
-    settings = DemoSettings(name="wave", out=tmp_path, epochs=2, clips=4, batch_size=2, config=config,
-                            tensorboard=False, data=_wavs(tmp_path / "data", 2, seed=1))
+    settings = DemoSettings(name="wave", out=tmp_path, epochs=2, clips=4, batch_size=2, config=config, samples=2,
+                            data=_wavs(tmp_path / "data", 2, seed=1))
     run = run_vocoder(settings, progress=False, training=TINY)
     history = MetricsHistory.load(run / "history.json")
     assert [set(e.components) for e in history.epochs] == [{"wave_l1_loss", "stft_loss"}] * 2
     for e in history.epochs:
         assert e.train_loss == pytest.approx(e.components["wave_l1_loss"] + 0.5 * e.components["stft_loss"])
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'distill-core[train]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"audio": 0, "images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    assert sorted(events.Tags()["audio"]) == [f"sample_0{i}/{kind}" for i in (0, 1)
+                                              for kind in ("original", "reconstruction")]
+    clip = events.Audio("sample_01/reconstruction")
+    assert [a.step for a in clip] == [1, 2] and clip[0].length_frames == TINY.segment
+    mel = events.Images("sample_00/original_spectrogram")[0]
+    assert (mel.width, mel.height) == (TINY.segment // TINY.vocoder.hop, TINY.vocoder.mel_bins)
+    assert {"train/wave_l1", "val/stft"} <= set(events.Tags()["scalars"])
 
 
 def test_resuming_trains_to_the_same_weights(tmp_path):
