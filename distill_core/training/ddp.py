@@ -44,7 +44,8 @@ def average_loss_gradients(loss: nn.Module) -> list[Any]:
     every rank steps with the global batch's gradient. In the model's backward a term's parameters make no
     gradient (a stateful term keeps them read-only there), so no hook fires and nothing is sent. Returns the
     hook handles (``handle.remove()`` undoes it). Each parameter is reduced on its own: the ranks must run the
-    same backward graph, as they do for one architecture.
+    same backward graph, as they do for one architecture. A parameter that does not require grad now (a
+    discriminator between its steps) gets the hook too: it fires whenever a backward reaches the parameter.
     """
     if not distributed():
         return []
@@ -55,7 +56,13 @@ def average_loss_gradients(loss: nn.Module) -> list[Any]:
             dist.all_reduce(param.grad)
             param.grad.div_(world)
 
-    return [p.register_post_accumulate_grad_hook(average) for p in loss.parameters()]
+    handles = []
+    for param in loss.parameters():
+        wanted = param.requires_grad
+        param.requires_grad_(True)  # a term keeps its parameters read-only between its steps; the hook stays on
+        handles.append(param.register_post_accumulate_grad_hook(average))
+        param.requires_grad_(wanted)
+    return handles
 
 
 def prepare_loss(loss: Any, src: int = 0) -> None:
