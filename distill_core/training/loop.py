@@ -26,7 +26,7 @@ from ..seed.epochs import component_keys, resolve_loss, train_epoch, validate_ep
 from ..seed.metrics import EpochMetrics, epoch_metrics, step_metrics
 from .checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
 from .ddp import prepare_loss
-from .loss_state import loss_state, restore_loss_state
+from .loss_state import loss_state, restore_loss_state, stateful_terms
 from .metrics import MetricsHistory
 from .resume import check_resume
 from .run_lock import RunFolderLock
@@ -44,6 +44,13 @@ def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
             break
         rises += 1
     return rises
+
+
+def validation_weights(loss: nn.Module) -> dict[str, float] | None:
+    """Validation's total leaves the stateful terms out (weight 0; each is still logged): their value moves with
+    what they train (a discriminator changes every step), so best.pt and the divergence check would follow it."""
+    stateful = stateful_terms(loss)
+    return {name: 0.0 for name in stateful} if stateful else None
 
 
 def default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -76,9 +83,10 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     ``best.before-epoch<N>.pt``). The loss's own state (a stateful term's discriminator and optimizer, the
     balancer's averages) is in every checkpoint and restored before the first step; each training step calls
     the loss's update step before its forward, and an optimizer holding a loss parameter is refused
-    (LossParameterError). Under torch.distributed the loss's state comes from rank 0 and what it trains sees
-    the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a fused Adam, which skips a non-finite step
-    without a host sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the
+    (LossParameterError). The validation loss (best.pt, divergence) weighs stateful terms 0: their values
+    move with what they train. Under torch.distributed the loss's state comes from rank 0 and what it trains sees
+    the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a fused
+    Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the
     finished epochs. ``checkpoint_dir`` is held with the run folder lock for the whole call (RunBusyError
     names another writer).
     """
@@ -136,7 +144,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             if cancel_event is not None and cancel_event.is_set():
                 break  # the unfinished epoch is not recorded: the files keep the last finished one
             val_means = evaluate_pass(model, val_loader, loss, adapter, epoch=epoch, total_epochs=epochs,
-                                      device=device)
+                                      device=device, weights=validation_weights(loss))
             keys = component_keys(loss, {**val_means, **train_means}, getattr(train_means, "metrics", ()))
             metrics = epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
                                     time.perf_counter() - began, epoch - start + 1, keys,
