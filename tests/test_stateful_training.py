@@ -236,3 +236,27 @@ def test_a_figure_some_steps_leave_out_averages_over_the_steps_that_had_it():
     acc.add({"total_loss": torch.tensor(5.0), "disc": torch.tensor(2.0), "nonfinite": torch.tensor(1.0)})
     assert acc.means() == {"total_loss": 3.0, "disc": 3.0, "nonfinite": 1}
     assert acc.count == 3
+
+
+def test_an_accepted_config_change_keeps_each_part_of_the_loss_that_still_fits(tmp_path):
+    """Resuming with a changed loss (new_segment): a changed L1 weight keeps D and its counters; a D of another
+    architecture cannot take the saved weights and starts as built, named in a warning."""
+    torch.manual_seed(0)
+    with pytest.raises(Stop):
+        run(tmp_path, callbacks=[stop_after(1)])
+    train_loader, val_loader = loaders()
+    reweighed = {**CONFIG, "terms": {**CONFIG["terms"], "wave_l1": {"weight": 2.0}}}
+    train(generator(), train_loader, val_loader, load_config(reweighed), epochs=3, adapter=WaveAdapter(),
+          checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", new_segment="L1 doubled")
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert int(state["loss"]["terms.adversarial.adversarial.updates"]) == 3 * STEPS_PER_EPOCH  # 4 saved + 2
+
+    other_d = [{**SMALL_D[0], "options": {**SMALL_D[0]["options"], "periods": [2, 5]}}, SMALL_D[1]]
+    rebuilt = {**CONFIG, "terms": {**CONFIG["terms"], "adversarial": {**CONFIG["terms"]["adversarial"],
+                                                                      "discriminators": other_d}}}
+    with pytest.warns(RuntimeWarning, match=r"these parts start from their built state: 'adversarial' \(.*"
+                                            r"does not match this one"):
+        train(generator(), train_loader, val_loader, load_config(rebuilt), epochs=4, adapter=WaveAdapter(),
+              checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", new_segment="another D")
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert int(state["loss"]["terms.adversarial.adversarial.updates"]) == STEPS_PER_EPOCH

@@ -36,27 +36,39 @@ def loss_state(loss: Any) -> dict[str, Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _restore_terms(loss: nn.Module, saved: Mapping[str, Any], source: str) -> None:
-    """After an accepted config change: each term that was there before takes its saved state if it fits;
-    the rest (a changed discriminator, the balancer of another set of terms) start as built, named in a warning."""
-    terms = getattr(loss, "terms", None)
-    if not isinstance(terms, nn.ModuleDict):
-        return
+def _restore_part(module: nn.Module, saved: Mapping[str, Any], prefix: str) -> str | None:
+    """Load one part of the loss from the entries under ``prefix``; why not, if it does not fit."""
+    own = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    if not module.state_dict() and not own:
+        return None  # a part without state
+    if not own:
+        return "no saved state"
+    try:
+        module.load_state_dict(own)
+    except Exception as exc:  # torch's RuntimeError, or a term's own refusal (a fingerprint mismatch)
+        return _first_line(exc)
+    return None
+
+
+def _restore_parts(loss: nn.Module, saved: Mapping[str, Any], source: str) -> None:
+    """After an accepted config change: each term that was there before, and each other part of the loss (an
+    update schedule's clock), takes its saved state where it fits; what does not fit starts as built, named in
+    a warning. The balancer's averages are not restored: they belong to the old set of terms."""
     fresh = []
-    for name, term in terms.items():
-        prefix = f"terms.{name}."
-        own = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
-        if not term.state_dict() and not own:
-            continue  # a term without state
-        try:
-            term.load_state_dict(own)
-        except Exception as exc:  # torch's RuntimeError, or a term's own refusal (a fingerprint mismatch)
-            fresh.append(f"{name!r} ({_first_line(exc)})" if own else f"{name!r} (no saved state)")
+    for child_name, child in loss.named_children():
+        if child_name == "balancer":
+            continue
+        parts = child.items() if isinstance(child, nn.ModuleDict) else [(None, child)]
+        for name, part in parts:
+            prefix = f"{child_name}.{name}." if name is not None else f"{child_name}."
+            why = _restore_part(part, saved, prefix)
+            if why is not None:
+                fresh.append(f"{name or child_name!r} ({why})")
     if fresh:
-        warnings.warn(f"{source}: with the changed loss, these terms start from their built state: "
+        warnings.warn(f"{source}: with the changed loss, these parts start from their built state: "
                       + "; ".join(fresh), RuntimeWarning, stacklevel=3)
 
 
@@ -81,7 +93,7 @@ def restore_loss_state(loss: Any, state: Mapping[str, Any], *, changed: bool, so
                           stacklevel=3)
         return
     if changed:
-        _restore_terms(loss, saved, str(source))
+        _restore_parts(loss, saved, str(source))
         return
     try:
         loss.load_state_dict(saved)
