@@ -175,7 +175,7 @@ def update_step(loss: Any, batch: Batch) -> dict[str, torch.Tensor]:
 def _set_mode(loss: Any, training: bool) -> bool:
     """Put a module loss in train or eval mode; return the mode it had (True for a plain function)."""
     was = getattr(loss, "training", True)
-    if callable(getattr(loss, "train", None)) and isinstance(loss, nn.Module):
+    if isinstance(loss, nn.Module):
         loss.train(training)
     return was
 
