@@ -84,11 +84,11 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     balancer's averages) is in every checkpoint and restored before the first step; each training step calls
     the loss's update step before its forward, and an optimizer holding a loss parameter is refused
     (LossParameterError). The validation loss (best.pt, divergence) weighs stateful terms 0: their values
-    move with what they train. Under torch.distributed the loss's state comes from rank 0 and what it trains sees
-    the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a fused
-    Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the
-    finished epochs. ``checkpoint_dir`` is held with the run folder lock for the whole call (RunBusyError
-    names another writer).
+    move with what they train. Under torch.distributed the loss's state comes from rank 0 and what it trains
+    sees the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a
+    fused Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with
+    ``is_set()``) stops between steps, keeping the finished epochs. ``checkpoint_dir`` is held with the run
+    folder lock for the whole call (RunBusyError names another writer).
     """
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
