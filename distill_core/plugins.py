@@ -26,7 +26,8 @@ from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider
 from .terms import LossTerm
 
 __all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "BrokenPlugin", "Registry",
-           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins"]
+           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins",
+           "declared_entry_points"]
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
 NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
@@ -197,14 +198,10 @@ class Registry:
         wanted = [n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()]
         allow = {normalise(n) for n in wanted}
         seen: set[tuple[str, str]] = set()
-        for ep in metadata.entry_points(group=group):
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else IN_PROCESS
-            version = dist.version if dist is not None else ""
-            key = (dist_name, ep.name)
-            if key in seen:  # the same distribution seen twice on sys.path
+        for ep, dist_name, version in declared_entry_points(group):
+            if (dist_name, ep.name) in seen:  # one name declared twice by one distribution
                 continue
-            seen.add(key)
+            seen.add((dist_name, ep.name))
             self._available[normalise(ep.name)] = self._available[normalise(dist_name)] = (dist_name, version)
             if allow and normalise(ep.name) not in allow and normalise(dist_name) not in allow:
                 self._left_out.add(normalise(dist_name))
@@ -284,6 +281,29 @@ class Registry:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
         return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+
+
+def declared_entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, str]]:
+    """The entry points of ``group``, each with its distribution's name and version, in sys.path order.
+
+    One pass: only distributions whose entry_points.txt mentions ``group`` are parsed, and each one's
+    METADATA once (``metadata.entry_points`` parses every distribution's entry points, and each name or
+    version lookup parses METADATA again). As in importlib.metadata, a distribution found twice on sys.path
+    counts once, the first.
+    """
+    found: list[tuple[metadata.EntryPoint, str, str]] = []
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        text = dist.read_text("entry_points.txt")
+        if not text or group not in text:
+            continue
+        about = dist.metadata
+        name, version = about["Name"], about["Version"]
+        if name is None or normalise(name) in seen:  # no Name: not an installed distribution
+            continue
+        seen.add(normalise(name))
+        found += [(ep, name, version or "") for ep in dist.entry_points.select(group=group)]
+    return found
 
 
 def lookalike_group_hint(name: str) -> str:

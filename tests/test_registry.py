@@ -55,7 +55,7 @@ def test_import_scans_nothing(monkeypatch):
     import importlib.metadata as md
 
     calls = []
-    monkeypatch.setattr(md, "entry_points", lambda **kw: calls.append(kw) or [])
+    monkeypatch.setattr(md, "distributions", lambda **kw: calls.append(kw) or [])
     old = reset_registry(None)
     try:
         import importlib
@@ -64,7 +64,7 @@ def test_import_scans_nothing(monkeypatch):
         assert calls == []
         get_registry()
         get_registry()
-        assert calls == [{"group": "distill"}]  # once per process, then cached
+        assert calls == [{}]  # one pass over the installed distributions per process, then cached
     finally:
         reset_registry(old)
 
