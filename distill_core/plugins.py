@@ -21,13 +21,13 @@ import pluggy
 
 from . import hookspecs
 from .config import did_you_mean
+from .entrypoints import declared_entry_points
 from .gcpause import paused_gc
 from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
 
 __all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "BrokenPlugin", "Registry",
-           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins",
-           "declared_entry_points"]
+           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins"]
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
 NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
@@ -281,29 +281,6 @@ class Registry:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
         return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
-
-
-def declared_entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, str]]:
-    """The entry points of ``group``, each with its distribution's name and version, in sys.path order.
-
-    One pass: only distributions whose entry_points.txt mentions ``group`` are parsed, and each one's
-    METADATA once (``metadata.entry_points`` parses every distribution's entry points, and each name or
-    version lookup parses METADATA again). As in importlib.metadata, a distribution found twice on sys.path
-    counts once, the first.
-    """
-    found: list[tuple[metadata.EntryPoint, str, str]] = []
-    seen: set[str] = set()
-    for dist in metadata.distributions():
-        text = dist.read_text("entry_points.txt")
-        if not text or group not in text:
-            continue
-        about = dist.metadata
-        name, version = about["Name"], about["Version"]
-        if name is None or normalise(name) in seen:  # no Name: not an installed distribution
-            continue
-        seen.add(normalise(name))
-        found += [(ep, name, version or "") for ep in dist.entry_points.select(group=group)]
-    return found
 
 
 def lookalike_group_hint(name: str) -> str:
