@@ -1,16 +1,20 @@
 """The entry points of one group, from the installed distributions that declare it: discovery's and the recipes'.
 
 ``importlib.metadata.entry_points(group=...)`` parses every installed distribution's entry_points.txt, and each
-name or version lookup parses a METADATA file again. Here one pass reads the entry_points.txt files, parses
-only those that mention the group, and each declaring distribution's METADATA once.
+name or version lookup parses a METADATA file again. Here the entry_points.txt files are read once for both
+groups, only those that mention a group are parsed, and each declaring distribution's METADATA once.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from importlib import metadata
 
-__all__ = ["declared_entry_points", "normalise"]
+__all__ = ["declared_entry_points", "forget", "normalise"]
+
+_read: tuple[tuple[tuple[str, int, int], ...], list[tuple[metadata.Distribution, str]]] | None = None
 
 
 def normalise(name: str) -> str:
@@ -25,9 +29,8 @@ def declared_entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, st
     """
     found: list[tuple[metadata.EntryPoint, str, str]] = []
     seen: set[str] = set()
-    for dist in metadata.distributions():
-        text = dist.read_text("entry_points.txt")
-        if not text or group not in text:
+    for dist, text in _entry_point_texts():
+        if group not in text:
             continue
         declared = dist.entry_points.select(group=group)
         if not declared:
@@ -39,3 +42,32 @@ def declared_entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, st
         seen.add(normalise(name))
         found += [(ep, name, version or "") for ep in declared]
     return found
+
+
+def _folders() -> tuple[tuple[str, int, int], ...]:
+    """sys.path with each folder's mtime and link count: installing or removing a distribution changes both
+    (its .dist-info folder is a new entry, and a subfolder's link)."""
+    out = []
+    for entry in sys.path:
+        try:
+            found = os.stat(entry or ".")
+            out.append((entry, found.st_mtime_ns, found.st_nlink))
+        except OSError:  # a missing folder: listed without a time
+            out.append((entry, -1, -1))
+    return tuple(out)
+
+
+def _entry_point_texts() -> list[tuple[metadata.Distribution, str]]:
+    """Each installed distribution that has entry points, with its entry_points.txt, read once while sys.path
+    and its folders stay as they were (importlib.metadata caches a folder's listing by the same mtime)."""
+    global _read
+    folders = _folders()
+    if _read is None or _read[0] != folders:
+        _read = (folders, [(d, text) for d in metadata.distributions() if (text := d.read_text("entry_points.txt"))])
+    return _read[1]
+
+
+def forget() -> None:
+    """Read every entry_points.txt again next time (after a distribution changed in place)."""
+    global _read
+    _read = None

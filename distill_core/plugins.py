@@ -21,7 +21,7 @@ import pluggy
 
 from . import hookspecs
 from .config import did_you_mean
-from .entrypoints import declared_entry_points
+from .entrypoints import declared_entry_points, forget
 from .gcpause import paused_gc
 from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
@@ -280,7 +280,8 @@ class Registry:
         if found is not None:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
-        return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+        return (f"term {name!r} is not installed; it came from {origin} ({origin.source}): "
+                f"pip install {origin.requirement()}")
 
 
 def lookalike_group_hint(name: str) -> str:
@@ -366,6 +367,7 @@ def reset_registry(registry: Registry | None = None) -> Registry | None:
     global _default
     with _lock:
         old, _default = _default, registry
+        forget()  # the next discovery reads the installed distributions afresh
     return old
 
 

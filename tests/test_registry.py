@@ -249,3 +249,26 @@ def test_the_entry_point_reader_agrees_with_importlib_metadata(site, tmp_path_fa
         assert {"distill-stft", "distill-kl", "distill-mel"} <= {name for _, _, name, _ in ours}
     else:
         assert [(name, value) for name, value, _, _ in ours] == [("vae", "distill_core.seed.recipe:VAE")]
+
+
+def test_a_distribution_installed_after_a_scan_is_found_and_reset_reads_afresh(site):
+    """The entry points are read once for discovery and the recipes, until a sys.path folder changes or
+    reset_registry() is called."""
+    from distill_core import entrypoints
+
+    def names() -> set[str]:
+        return {ep.name for ep, _, _ in entrypoints.declared_entry_points("distill")}
+
+    make_dist(site, "distill-first", "1.0", "first")
+    assert "first" in names()
+    make_dist(site, "distill-later", "1.0", "later")  # the same folder, right after the scan
+    assert {"first", "later"} <= names()
+    elsewhere = write_distribution(site, "distill-moved", "0.1", {}, {"moved": "json"})
+    (elsewhere / "entry_points.txt").write_text("[console_scripts]\nmoved = json\n")
+    assert "moved" not in names()
+    (elsewhere / "entry_points.txt").write_text("[distill]\nmoved = json\n")  # changed in place, as no pip does
+    old = reset_registry(None)  # what a user calls after changing the installed plugins
+    try:
+        assert "moved" in names()
+    finally:
+        reset_registry(old)
