@@ -7,6 +7,7 @@ groups, only those that mention a group are parsed, and each declaring distribut
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import sys
@@ -35,13 +36,20 @@ def declared_entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, st
         declared = dist.entry_points.select(group=group)
         if not declared:
             continue
-        about = dist.metadata
-        name, version = about["Name"], about["Version"]
+        name, version = _name_and_version(dist)
         if name is None or normalise(name) in seen:  # no Name: not an installed distribution
             continue
         seen.add(normalise(name))
         found += [(ep, name, version or "") for ep in declared]
     return found
+
+
+def _name_and_version(dist: metadata.Distribution) -> tuple[str | None, str | None]:
+    """Name and Version from the header block of the core metadata (METADATA in a .dist-info, PKG-INFO in an
+    .egg-info), as ``dist.metadata`` reads them, without parsing the long description that follows."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    about = email.message_from_string(text.partition("\n\n")[0])
+    return about["Name"], about["Version"]
 
 
 def _folders() -> tuple[tuple[str, int, int], ...]:
