@@ -160,22 +160,23 @@ def plugins(as_json: bool, requirements: bool) -> None:
 @click.option("--lock", "lock", type=click.Path(path_type=Path),
               help="A run's lock.json (or checkpoint) naming where missing terms came from; default: the "
                    "lock.json beside CONFIG, if any.")
-def check(config: Path, lock: Path | None) -> None:
+@click.option("--model", default="vae", show_default=True, help="The demo model whose batch keys CONFIG may read.")
+def check(config: Path, lock: Path | None, model: str) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .config import ConfigError
     from .loss_config import batch_problems, dumps_config, load_config, validate
     from .provenance import term_origins
-    from .seed.adapter import VAEAdapter
-    from .training.spectrogram import WaveformViews
+    from .training.demo_models import demo_model
 
     beside = config.parent / "lock.json"
     try:
         with term_origins(lock=lock if lock is not None else beside if beside.is_file() else None):
             resolved = load_config(config)
         validate(resolved, source=str(config))  # what building the loss checks
-        demo = VAEAdapter(WaveformViews)  # what `distill-loss train` gives the loss (the class: only its keys)
-        problems = batch_problems(resolved, demo.provides(), demo.carries_gradient(), who="distill-loss train")
+        demo = demo_model(model).adapter()  # what `distill-loss train --model` gives the loss
+        who = "distill-loss train" + (f" --model {model}" if model != "vae" else "")
+        problems = batch_problems(resolved, demo.provides(), demo.carries_gradient(), who=who)
         if problems:
             raise ConfigError(problems, str(config))
     except ConfigError as exc:
@@ -210,12 +211,14 @@ def new_plugin(name: str, directory: Path) -> None:
 
 @main.command("train")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", default="vae", show_default=True,
+              help="vae: the spectrogram VAE; vocoder: the mel-to-waveform vocoder (docs/training.md).")
 @click.option("--data", type=click.Path(path_type=Path), help="Folder of WAV files (default: a synthetic corpus).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="demo", show_default=True, help="Run folder name under --out.")
 @click.option("--clips", type=click.IntRange(min=2), default=96, show_default=True,
-              help="Synthetic clips to generate when --data is not given.")
+              help="Synthetic clips to generate when --data is not given (vocoder: segments per epoch).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -228,14 +231,15 @@ def new_plugin(name: str, directory: Path) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--no-tensorboard", is_flag=True,
               help="Write no TensorBoard events (written when tensorboard is installed).")
-def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, name: str, clips: int,
+def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, out: Path, name: str, clips: int,
               batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
               overwrite: bool, force_config: bool, no_progress: bool, no_tensorboard: bool) -> None:
-    """Train the demo VAE on 2-channel (magnitude, IF) spectrograms with the combined loss."""
+    """Train a demo model with the combined loss: the VAE on (magnitude, IF) spectrograms, or the vocoder."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import signal
 
-    from .training.run import DemoSettings, run_demo
+    from .training.demo_models import demo_model, train_model
+    from .training.run import DemoSettings
     from .training.spectrogram import SpectrogramConfig
 
     def stop(signum: int, frame: object) -> None:
@@ -247,13 +251,14 @@ def train_cmd(config: Path | None, data: Path | None, epochs: int, out: Path, na
                             spectrogram=SpectrogramConfig(mel_bins=mel_bins), overwrite=overwrite,
                             force_config=force_config, tensorboard=not no_tensorboard)
     try:
-        run_dir = run_demo(settings, progress=not no_progress, notify=click.echo)
+        run_dir = train_model(model, settings, progress=not no_progress, notify=click.echo)
     except KeyboardInterrupt:
         last = out / name / "last.pt"
-        hint = f"; resume with: distill-loss train --name {name} --out {out} --resume {last}" if last.exists() else ""
+        again = f"distill-loss train{' --model ' + model if model != 'vae' else ''} --name {name} --out {out}"
+        hint = f"; resume with: {again} --resume {last}" if last.exists() else ""
         click.echo(f"interrupted{hint}", err=True)
         sys.exit(130)
-    click.echo(f"wrote {run_dir}/: history.json, config.toml, lock.json, losses.png, last.pt, best.pt, samples/")
+    click.echo(f"wrote {run_dir}/: {demo_model(model).holds}")
 
 
 @main.command("plot")
@@ -294,13 +299,16 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
               help="Folder for compare.md and compare.png.")
 @click.option("--force", is_flag=True, help="Replace compare.md and compare.png if --out has them.")
 @click.option("--device", default="cpu", show_default=True)
-def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str) -> None:
-    """Reconstruct held-out WAVs with each run's best.pt; tabulate LSD, MR-STFT, mel, SI-SDR and SC."""
+@click.option("--seconds", type=float, help="Clip length when only vocoder runs are compared (default 1.0; a VAE "
+                                            "run fixes its own, 0.504 s at the demo's settings).")
+def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str,
+                seconds: float | None) -> None:
+    """Reconstruct held-out WAVs with each run's best.pt (VAE or vocoder); tabulate LSD, MR-STFT, mel, SI-SDR, SC."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from .training.compare import compare_runs, markdown, output_paths, write_comparison
 
     output_paths(out, force)  # refuse before the work, not after
-    comparison = compare_runs(list(runs), data, max_clips=clips, device=device)
+    comparison = compare_runs(list(runs), data, max_clips=clips, device=device, seconds=seconds)
     md, png = write_comparison(comparison, out, force=force)
     click.echo(markdown(comparison))
     click.echo(f"wrote {md} and {png}")

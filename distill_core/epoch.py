@@ -4,6 +4,10 @@ Step values accumulate on the device; they become Python floats only when a wind
 (every ``log_interval`` steps and at the end) and at the end of the pass. Under torch.distributed the
 pass's sums and counts are all-reduced once, so every rank reports the global figure. Nothing here knows
 which terms a loss has: whatever the loss returns is averaged and reported.
+
+A loss with stateful terms (``loss.update(batch)``, e.g. a discriminator's step) gets that call once per
+training batch, before its forward, and is put in eval mode for validation (where nothing updates). What
+``update`` returns are metrics, kept apart from the loss's components (``Means.metrics`` names them).
 """
 
 from __future__ import annotations
@@ -48,38 +52,56 @@ class Window:
     means: dict[str, float]
     learning_rate: float
     step_time_s: float
+    metrics: frozenset[str] = frozenset()  # the keys of ``means`` that the loss's update step gave
+
+
+class Means(dict):
+    """A pass's averages by key (a plain ``dict[str, float]`` to every reader), and which of the keys are
+    metrics of the loss's update step rather than components of its forward."""
+
+    def __init__(self, values: Mapping[str, float] | None = None, metrics: Iterable[str] = ()) -> None:
+        super().__init__(values or {})
+        self.metrics = frozenset(k for k in metrics if k in self)
 
 
 class Accumulator:
-    """Running sums of 0-dim tensors on the device; ``means`` is the only host sync."""
+    """Running sums of 0-dim tensors on the device; ``means`` is the only host sync.
+
+    Each key counts the steps that gave it (host-side ints): a figure some steps leave out (a stateful
+    term's update on a schedule) averages over the steps that had it. ``count`` is the number of steps.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
         self.count = 0
 
     def add(self, values: Mapping[str, torch.Tensor]) -> None:
         for key, value in values.items():
             value = value.detach().float()
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
         self.count += 1
 
     def means(self, reduce: bool = False) -> dict[str, float]:
-        """Averages as floats; with ``reduce`` and an initialised process group, global averages."""
+        """Averages as floats; with ``reduce`` and an initialised process group, global averages (every rank
+        must hold the same keys: schedules drawn from a seeded generator keep the ranks in step)."""
         if not self.sums:
             return {}
         keys = sorted(self.sums)
-        packed = torch.stack([self.sums[k] for k in keys] + [self.sums[keys[0]].new_tensor(float(self.count))])
+        counts = self.sums[keys[0]].new_tensor([float(self.counts[k]) for k in keys])
+        packed = torch.cat([torch.stack([self.sums[k] for k in keys]), counts])
         if reduce and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(packed)
         values = packed.tolist()
-        count = values[-1]
-        out = {k: v / count for k, v in zip(keys, values[:-1])}
+        sums, totals = values[: len(keys)], values[len(keys):]
+        out = {k: v / n for k, v, n in zip(keys, sums, totals)}
         if "nonfinite" in out:
-            out["nonfinite"] = round(out["nonfinite"] * count)
+            out["nonfinite"] = round(sums[keys.index("nonfinite")])
         return out
 
     def reset(self) -> None:
-        self.sums, self.count = {}, 0
+        self.sums, self.counts, self.count = {}, {}, 0
 
 
 def inputs_on(item: Any, device: torch.device | None) -> Any:
@@ -123,6 +145,41 @@ def _reads(loss: Any) -> frozenset[str]:
     return frozenset(getattr(loss, "reads", ()))
 
 
+class LossParameterError(ValueError):
+    """The generator's optimizer holds a parameter the loss owns (a stateful term trains it itself)."""
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, loss: Any) -> None:
+    """Refuse an optimizer that holds a parameter of ``loss``: call it before a loop's first step.
+
+    A stateful term (a discriminator) owns its parameters and its own optimizer; the model's optimizer
+    stepping them too would train them on the generator's loss. Host-side only (parameter identities).
+    """
+    named = getattr(loss, "named_parameters", None)
+    if not callable(named):
+        return
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for name, param in named(prefix="loss"):
+        if id(param) in held:
+            raise LossParameterError(
+                f"the model's optimizer holds the loss's parameter {name!r}; give the optimizer "
+                "model.parameters() only (a stateful term trains its own parameters with its own optimizer)")
+
+
+def update_step(loss: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The loss's update step on this batch (its stateful terms' own steps), or nothing for a loss without one."""
+    update = getattr(loss, "update", None)
+    return dict(update(batch) or {}) if callable(update) else {}
+
+
+def _set_mode(loss: Any, training: bool) -> bool:
+    """Put a module loss in train or eval mode; return the mode it had (True for a plain function)."""
+    was = getattr(loss, "training", True)
+    if isinstance(loss, nn.Module):
+        loss.train(training)
+    return was
+
+
 def _backward(loss: Any, out: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
     """The loss's own backward (a gradient balancer's figures), else ``total_loss.backward()``."""
     backward = getattr(loss, "backward", None)
@@ -137,22 +194,27 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
                weights: Mapping[str, float] | None = None, device: torch.device | None = None,
                clip_norm: float | None = 1.0, log_interval: int = 10,
                report: Callable[[Window], None] | None = None, cancel_event: Any = None) -> dict[str, float]:
-    """Train one epoch: the mean of every loss output over it (``nonfinite``: how many steps were skipped).
+    """Train one epoch: the mean of every loss output over it (``nonfinite``: how many steps were skipped), and
+    of every figure of the loss's update step, which runs on each batch before the loss (``Means.metrics``).
 
     ``weights`` overrides some weights for every step (by term or group name); ``report`` gets a Window
     every ``log_interval`` steps and at the end; ``cancel_event`` (anything with ``is_set()``) is checked
-    between steps.
+    between steps. An optimizer holding a parameter of the loss is refused (LossParameterError).
     """
+    check_optimizer(optimizer, loss)
     reads = _reads(loss)
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
+    _set_mode(loss, True)
     epoch_acc, window = Accumulator(), Accumulator()
+    metrics: set[str] = set()
     total_steps = len(loader) if isinstance(loader, Sized) else 0
     tick = time.perf_counter()
     for step, item in enumerate(loader):
         if cancel_event is not None and cancel_event.is_set():
             break
         batch = adapter(model, inputs_on(item, device), reads)
+        figures = update_step(loss, batch)  # before the loss: the generator's pass sees the updated state
         out = loss(batch, epoch=epoch, total_epochs=total_epochs, weights=weights)
         optimizer.zero_grad(set_to_none=True)
         balance = _backward(loss, out)
@@ -165,30 +227,39 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
         if "nonfinite" in balance:
             flags.append(balance["nonfinite"].to(flags[0]))
         logged["nonfinite"] = torch.stack(flags).amax()
+        logged.update(figures)
+        metrics.update(figures)
         epoch_acc.add(logged)
         window.add(logged)
         if report is not None and ((step + 1) % log_interval == 0 or step + 1 == total_steps):
             now = time.perf_counter()
-            report(Window(epoch, step, total_steps, window.means(), optimizer.param_groups[0]["lr"],
-                          (now - tick) / window.count))
+            means = window.means()
+            report(Window(epoch, step, total_steps, means, optimizer.param_groups[0]["lr"],
+                          (now - tick) / window.count, frozenset(k for k in metrics if k in means)))
             window.reset()
             tick = now
-    return epoch_acc.means(reduce=True)
+    return Means(epoch_acc.means(reduce=True), metrics)
 
 
 @torch.no_grad()
 def evaluate_pass(model: nn.Module, loader: Iterable[Any], loss: Loss, adapter: Adapter, *, epoch: int = 0,
                   total_epochs: int = 1, weights: Mapping[str, float] | None = None,
                   device: torch.device | None = None) -> dict[str, float]:
-    """The mean of every loss output over a loader, and of the adapter's ``measure`` when it has one."""
+    """The mean of every loss output over a loader, and of the adapter's ``measure`` when it has one.
+
+    The loss is in eval mode meanwhile (a stateful term neither updates nor counts), then in its mode before."""
     reads = _reads(loss)
     measure = getattr(adapter, "measure", None)
     model.eval()
+    was_training = _set_mode(loss, False)
     acc = Accumulator()
-    for item in loader:
-        batch = adapter(model, inputs_on(item, device), reads)
-        out = loss(batch, epoch=epoch, total_epochs=total_epochs, weights=weights)
-        if callable(measure):
-            out = {**out, **measure(batch)}
-        acc.add(out)
+    try:
+        for item in loader:
+            batch = adapter(model, inputs_on(item, device), reads)
+            out = loss(batch, epoch=epoch, total_epochs=total_epochs, weights=weights)
+            if callable(measure):
+                out = {**out, **measure(batch)}
+            acc.add(out)
+    finally:
+        _set_mode(loss, was_training)
     return acc.means(reduce=True)

@@ -21,6 +21,7 @@ import pluggy
 
 from . import hookspecs
 from .config import did_you_mean
+from .entrypoints import declared_entry_points, forget
 from .gcpause import paused_gc
 from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
@@ -197,14 +198,10 @@ class Registry:
         wanted = [n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()]
         allow = {normalise(n) for n in wanted}
         seen: set[tuple[str, str]] = set()
-        for ep in metadata.entry_points(group=group):
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else IN_PROCESS
-            version = dist.version if dist is not None else ""
-            key = (dist_name, ep.name)
-            if key in seen:  # the same distribution seen twice on sys.path
+        for ep, dist_name, version in declared_entry_points(group):
+            if (dist_name, ep.name) in seen:  # one name declared twice by one distribution
                 continue
-            seen.add(key)
+            seen.add((dist_name, ep.name))
             self._available[normalise(ep.name)] = self._available[normalise(dist_name)] = (dist_name, version)
             if allow and normalise(ep.name) not in allow and normalise(dist_name) not in allow:
                 self._left_out.add(normalise(dist_name))
@@ -283,7 +280,8 @@ class Registry:
         if found is not None:
             return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
                     f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
-        return f"term {name!r} is not installed; it came from {origin} ({origin.source}): pip install {origin.requirement()}"
+        return (f"term {name!r} is not installed; it came from {origin} ({origin.source}): "
+                f"pip install {origin.requirement()}")
 
 
 def lookalike_group_hint(name: str) -> str:
@@ -375,6 +373,7 @@ def reset_registry(registry: Registry | None = None) -> Registry | None:
     global _default
     with _lock:
         old, _default = _default, registry
+        forget()  # the next discovery reads the installed distributions afresh
     return old
 
 

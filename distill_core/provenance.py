@@ -10,7 +10,6 @@ import contextlib
 import contextvars
 import json
 import os
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -19,13 +18,9 @@ import attrs
 
 from .checkpoint_io import CheckpointError, load_checkpoint
 from .config import Problem
+from .entrypoints import normalise
 
 IN_PROCESS = "<in-process>"
-
-
-def normalise(name: str) -> str:
-    """A distribution or entry-point name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def term_candidates(name: str) -> set[str]:

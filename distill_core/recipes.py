@@ -9,12 +9,12 @@ wrote. Recipes are read once per process, on first use.
 from __future__ import annotations
 
 import threading
-from importlib import metadata
 from typing import Any, Callable, Mapping
 
 import attrs
 
 from .config import Problem
+from .entrypoints import declared_entry_points
 from .gcpause import paused_gc
 
 GROUP = "distill.recipes"
@@ -60,7 +60,7 @@ _lock = threading.Lock()
 
 def _discover() -> dict[str, Recipe]:
     out: dict[str, Recipe] = {}
-    for ep in metadata.entry_points(group=GROUP):
+    for ep, _, _ in declared_entry_points(GROUP):
         try:
             recipe = ep.load()
         except Exception as exc:  # one broken recipe distribution never hides the others

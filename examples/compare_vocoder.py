@@ -2,10 +2,10 @@
 reconstruct held-out speech with every run and say which differences are real (paired tests over clips).
 
     python examples/make_speech_corpus.py --out data/speech
-    python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --steps 1500
+    python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --threads 1
 
 Recipes: (a) waveform L1, (b) multi-resolution STFT, (c) DAC's multi-scale mel, (d) mel + multi-resolution
-STFT; (e) mel + adversarial comes once the adversarial term lands (see RECIPES). Each run is a folder under
+STFT, (e) mel + adversarial (see RECIPES). Each run is a folder under
 ``--out`` (best.pt, last.pt, config.toml, lock.json, vocoder.json, history.json, losses.png); the evaluation
 writes ``--out/compare/``: compare.md (the metric table and the paired tests), compare.png, spectrograms.png
 (one held-out clip per recipe beside the original) and the reconstructed WAVs.
@@ -45,6 +45,8 @@ from distill_core.training.vocoder import Vocoder, VocoderConfig, load_vocoder, 
 WAVES = {"inputs": {"recon": "recon_wave", "target": "target_wave"}}  # every term reads the vocoder's waveforms
 MRSTFT = {"input": "waveform", **WAVES}  # distill-stft's defaults: FFT sizes 512/1024/2048, hops 128/256/512
 MEL = {"sample_rate": 16_000, **WAVES}  # distill-mel's defaults are DAC's: seven scales, windows 32 to 2048
+MPD = {"kind": "mpd", "options": {"periods": [2, 3, 5, 7, 11], "always_pad": True, "normalize_input": True}}
+ADVERSARIAL = {"preset": "dac", "discriminators": [MPD], "width": 0.0625, **WAVES}  # LSGAN, AdamW 1e-4 (0.8, 0.99)
 
 #: recipe name -> loss config (recipe = "none": only these terms). Weights 1.0: each term as its plugin defines it.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -52,10 +54,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "b_mrstft": {"recipe": "none", "terms": {"stft": MRSTFT}},
     "c_mel": {"recipe": "none", "terms": {"mel": MEL}},
     "d_mel_mrstft": {"recipe": "none", "terms": {"mel": MEL, "stft": MRSTFT}},
-    # (e) mel + adversarial, once the core calls stateful terms (issue #20's core side):
-    # "e_mel_adversarial": {"recipe": "none", "terms": {"mel": MEL, "adversarial": {"preset": ..., **WAVES}}}.
-    # Until then, train_recipe would have to call the adversarial term's update(batch) before each generator
-    # step and save its state_dict() in the checkpoints (plugins/distill-discriminators/README.md).
+    # (e) DAC's weights (mel 15, adversarial 1, feature matching 2) with a small MPD (DAC's and HiFi-GAN's periods,
+    # 1/16 of their channels: 163k parameters) so that a step costs about twice a step of (c) on CPU, not 10x.
+    "e_mel_adversarial": {"recipe": "none", "terms": {"mel": {**MEL, "weight": 15.0}, "adversarial": ADVERSARIAL}},
 }
 
 SAMPLE_RATE = 16_000
@@ -66,10 +67,14 @@ def _loss_config(recipe: dict[str, Any]) -> LossConfig:
 
 
 def _validate(model: Vocoder, loss: CombinedLoss, val: torch.Tensor) -> dict[str, float]:
+    """The loss on fixed segments; a stateful term (a discriminator) is logged but weighs 0 in the total, which
+    picks best.pt: its value moves with its own training, so it is no measure of the model."""
     model.eval()
+    loss.eval()
     with torch.no_grad():
-        out = loss(vocoder_batch(model, val))
+        out = loss(vocoder_batch(model, val), weights={name: 0.0 for name in loss.stateful})
     model.train()
+    loss.train()
     return {k: float(v) for k, v in out.items() if k.endswith("_loss")}
 
 
@@ -101,7 +106,9 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
     sums: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
     for step, wave in enumerate(DataLoader(data, batch_size=batch_size), start=1):
-        result = loss(vocoder_batch(model, wave))
+        batch = vocoder_batch(model, wave)
+        figures = loss.update(batch)  # a stateful term's own step (D's), before the generator's loss; else nothing
+        result = {**loss(batch), **figures}
         optimizer.zero_grad(set_to_none=True)
         loss.backward(result)
         optimizer.step()
@@ -124,7 +131,7 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
             elapsed_seconds=elapsed, components={k: v for k, v in train_terms.items() if k != "total_loss"},
             val_components={k: v for k, v in val_terms.items() if k != "total_loss"}))
         state = {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "history": history.to_dict()}
+                 "history": history.to_dict(), **({"loss": loss.state_dict()} if loss.stateful else {})}
         save_checkpoint(run / "last.pt", state)
         if val_terms["total_loss"] < best:
             best = val_terms["total_loss"]
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("data/speech"),
                         help="folder with train/ and held_out/ (examples/make_speech_corpus.py writes it)")
     parser.add_argument("--out", type=Path, default=Path("runs/vocoder"))
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per recipe")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment", type=int, default=8192, help="training segment length in samples")
@@ -186,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace runs and a comparison already in --out")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="train nothing: compare the runs of --recipes already in --out (e.g. trained apart)")
     args = parser.parse_args(argv)
     for folder in (args.corpus / "train", args.corpus / "held_out"):
         if not folder.is_dir():
@@ -201,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(bad)}: expected --steps, --batch-size, --rounds and --clips >= 1, --segment a "
               f"multiple of the hop ({hop}) and --clip-seconds > 0", file=sys.stderr)
         return 2
+    if args.evaluate_only:
+        missing = [str(p) for p in (args.out / name / "best.pt" for name in args.recipes) if not p.is_file()]
+        if missing:
+            print(f"error: --evaluate-only: no trained run at {', '.join(missing)}; train those recipes first",
+                  file=sys.stderr)
+            return 2
+        return _evaluate_and_print([args.out / name for name in args.recipes], args)
     existing = [str(p) for name in args.recipes for p in (args.out / name / f for f in RUN_FILES) if p.exists()]
     existing += [str(p) for p in [args.out / "compare" / "compare.md"] if p.exists()]
     if existing and not args.overwrite:
@@ -215,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     runs = [train_recipe(name, RECIPES[name], args.corpus, args.out, args.steps, args.seed, args.batch_size,
                          args.segment, args.lr, args.rounds) for name in args.recipes]
+    return _evaluate_and_print(runs, args)
+
+
+def _evaluate_and_print(runs: list[Path], args: argparse.Namespace) -> int:
     evaluate_runs(runs, args.corpus / "held_out", args.out / "compare", args.clip_seconds, args.clips)
     print((args.out / "compare" / "compare.md").read_text(encoding="utf-8"))
     return 0

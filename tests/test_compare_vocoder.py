@@ -46,7 +46,7 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
                         "--batch-size", "2", "--segment", "2048", "--rounds", "2", "--clips", "5",
                         "--clip-seconds", "0.5", "--threads", "1"])
     assert code == 0
-    names = ["a_wave_l1", "b_mrstft", "c_mel", "d_mel_mrstft"]
+    names = ["a_wave_l1", "b_mrstft", "c_mel", "d_mel_mrstft", "e_mel_adversarial"]
     for name in names:
         run = out / name
         assert {"best.pt", "last.pt", "config.toml", "lock.json", "vocoder.json", "history.json", "losses.png"} <= \
@@ -54,12 +54,16 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
         history = MetricsHistory.load(run / "history.json")
         assert len(history.epochs) == 2 and math.isfinite(history.epochs[-1].val_loss)
         load_vocoder(run)  # the folder rebuilds its model
+    adversarial = torch.load(out / "e_mel_adversarial" / "last.pt", weights_only=False)["loss"]
+    assert any(".discriminators." in key for key in adversarial)  # D's state is saved with the run
+    assert "adversarial_disc_loss" in MetricsHistory.load(out / "e_mel_adversarial" / "history.json").to_dict()[
+        "distill"]["epochs"][-1]["components"]  # D's own loss is logged beside the generator's terms
     config = (out / "d_mel_mrstft" / "config.toml").read_text()
     assert "[terms.mel]" in config and "[terms.stft]" in config and "sample_rate = 16000" in config
     md = (out / "compare" / "compare.md").read_text()
     assert "# Reconstruction of 5 held-out clips of 0.50 s" in md
     assert all(f"| {name} |" in md for name in names)
-    assert f"## Paired differences over clips ({6 * len(METRICS)} tests)" in md  # 6 pairs x every metric
+    assert f"## Paired differences over clips ({10 * len(METRICS)} tests)" in md  # 10 pairs x every metric
     assert md.strip() in capsys.readouterr().out
     files = {p.name for p in (out / "compare").rglob("*")}
     assert {"compare.png", "spectrograms.png", "clip00_original.wav", "clip00_c_mel.wav"} <= files
@@ -69,6 +73,14 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
     assert f"error: {out} already holds results ({out / 'c_mel' / 'history.json'}" in err
     assert err.strip().endswith("choose another --out or pass --overwrite to replace them")
     assert (out / "c_mel" / "best.pt").read_bytes() == before  # nothing was touched
+    assert script.main(["--corpus", str(tmp_path / "speech"), "--out", str(out), "--evaluate-only", "--clips", "5",
+                        "--clip-seconds", "0.5", "--recipes", "c_mel", "a_wave_l1"]) == 0  # runs trained apart
+    md = (out / "compare" / "compare.md").read_text()
+    assert f"## Paired differences over clips ({len(METRICS)} tests)" in md and "| b_mrstft |" not in md
+    assert (out / "c_mel" / "best.pt").read_bytes() == before
+    assert script.main(["--corpus", str(tmp_path / "speech"), "--out", str(tmp_path / "none"), "--evaluate-only",
+                        "--recipes", "c_mel"]) == 2
+    assert f"no trained run at {tmp_path / 'none' / 'c_mel' / 'best.pt'}" in capsys.readouterr().err
 
 
 def test_the_runs_differ_only_in_the_loss(tmp_path, one_thread):

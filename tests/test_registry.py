@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import attrs
 import pytest
@@ -55,7 +56,7 @@ def test_import_scans_nothing(monkeypatch):
     import importlib.metadata as md
 
     calls = []
-    monkeypatch.setattr(md, "entry_points", lambda **kw: calls.append(kw) or [])
+    monkeypatch.setattr(md, "distributions", lambda **kw: calls.append(kw) or [])
     old = reset_registry(None)
     try:
         import importlib
@@ -64,7 +65,7 @@ def test_import_scans_nothing(monkeypatch):
         assert calls == []
         get_registry()
         get_registry()
-        assert calls == [{"group": "distill"}]  # once per process, then cached
+        assert calls == [{}]  # one pass over the installed distributions per process, then cached
     finally:
         reset_registry(old)
 
@@ -219,3 +220,55 @@ def test_missing_recipe_plugin_names_its_distribution(distill_registry):
         LossConfig()
     assert "terms.stft: unknown term 'stft'; it is provided by the distribution 'distill-stft'" in str(err.value)
     assert "terms.kl: unknown term 'kl'; it is provided by the distribution 'distill-kl'" in str(err.value)
+
+
+def _importlib_view(group: str) -> list[tuple[str, str, str, str]]:
+    """importlib.metadata's own answer (the reference): entry points of ``group`` with distribution and version."""
+    from importlib import metadata
+
+    return [(ep.name, ep.value, ep.dist.metadata["Name"], ep.dist.version)
+            for ep in metadata.entry_points(group=group)]
+
+
+@pytest.mark.parametrize("group", ["distill", "distill.recipes"])
+def test_the_entry_point_reader_agrees_with_importlib_metadata(site, tmp_path_factory, monkeypatch, group):
+    """Real distributions: one declaring only another group, one found twice on sys.path (the first counts)."""
+    from distill_core.entrypoints import declared_entry_points
+
+    make_dist(site, "distill-echo", "1.2.3", "echo")
+    other = write_distribution(site, "distill-elsewhere", "0.1", {}, {"elsewhere": "json"})
+    (other / "entry_points.txt").write_text("[distill.elsewhere]\nelsewhere = json\n")
+    shadowed = tmp_path_factory.mktemp("shadowed")
+    make_dist(shadowed, "distill-echo", "0.9", "echo")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(shadowed)])  # after the copy in site
+    ours = [(ep.name, ep.value, name, version) for ep, name, version in declared_entry_points(group)]
+    assert ours == _importlib_view(group)
+    if group == "distill":
+        assert [(name, version) for ep, _, name, version in ours if ep == "echo"] == [("distill-echo", "1.2.3")]
+        assert "distill-elsewhere" not in {name for _, _, name, _ in ours}
+        assert {"distill-stft", "distill-kl", "distill-mel"} <= {name for _, _, name, _ in ours}
+    else:
+        assert [(name, value) for name, value, _, _ in ours] == [("vae", "distill_core.seed.recipe:VAE")]
+
+
+def test_a_distribution_installed_after_a_scan_is_found_and_reset_reads_afresh(site):
+    """The entry points are read once for discovery and the recipes, until a sys.path folder changes or
+    reset_registry() is called."""
+    from distill_core import entrypoints
+
+    def names() -> set[str]:
+        return {ep.name for ep, _, _ in entrypoints.declared_entry_points("distill")}
+
+    make_dist(site, "distill-first", "1.0", "first")
+    assert "first" in names()
+    make_dist(site, "distill-later", "1.0", "later")  # the same folder, right after the scan
+    assert {"first", "later"} <= names()
+    elsewhere = write_distribution(site, "distill-moved", "0.1", {}, {"moved": "json"})
+    (elsewhere / "entry_points.txt").write_text("[console_scripts]\nmoved = json\n")
+    assert "moved" not in names()
+    (elsewhere / "entry_points.txt").write_text("[distill]\nmoved = json\n")  # changed in place, as no pip does
+    old = reset_registry(None)  # what a user calls after changing the installed plugins
+    try:
+        assert "moved" in names()
+    finally:
+        reset_registry(old)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -52,6 +52,15 @@ def term_keys(loss: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(loss, "term_keys", ()))
 
 
+def component_keys(loss: nn.Module, means: Mapping[str, float], metrics: Iterable[str] = ()) -> tuple[str, ...]:
+    """The loss's components among a pass's averages: its terms' keys, then every other ``*_loss`` output (a
+    multi-output term's ``<term>_<output>_loss``) that is not the total, a group's sum or an update metric."""
+    known = term_keys(loss)
+    groups = getattr(getattr(loss, "config", None), "groups", None) or {}
+    skip = {"total_loss", *known, *metrics, *(g.key or f"{name}_loss" for name, g in groups.items())}
+    return known + tuple(sorted(k for k in means if k.endswith("_loss") and k not in skip))
+
+
 def check_seed_order(kl_weight: Any, where: str) -> None:
     """The seed's 4th positional argument is kl_weight: a loss there is a misplaced argument."""
     if isinstance(kl_weight, (LossConfig, CombinedLoss)) or dataclasses.is_dataclass(kl_weight):
@@ -81,17 +90,17 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
     loss = resolve_loss(loss_config, device, stft_loss_fn, free_bits=free_bits)
     override = kl_override(loss, kl_weight)
     weights = loss.weights(epoch, total_epochs, override)
-    keys = term_keys(loss)
     listeners = [*([callback] if callback is not None else []), *callbacks]
 
     def report(window: Window) -> None:
-        metrics = step_metrics(window, weights, keys)
+        metrics = step_metrics(window, weights, component_keys(loss, window.means, window.metrics))
         for listener in listeners:
             listener(metrics)
 
     means = train_pass(model, train_loader, optimizer, loss, adapter or VAEAdapter(views), epoch=epoch,
                        total_epochs=total_epochs, weights=override, device=device, clip_norm=gradient_clip_norm,
                        log_interval=log_interval, report=report if listeners else None, cancel_event=cancel_event)
+    means = dict(means)  # a plain dict, as the seed's (pickles under torch.load(weights_only=True))
     if "total_loss" in means:
         means["train_loss"] = means["total_loss"]
         for key in NAMED_TERMS:
@@ -116,7 +125,7 @@ def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float
     if not means:
         return {**{seed: math.nan for seed in VAL_KEYS}, "kl_divergence": 0.0}
     means.update({seed: means[ours] for seed, ours in VAL_KEYS.items() if ours in means})
-    means.update({f"val_{k}": means[k] for k in term_keys(loss) if k in means})
+    means.update({f"val_{k}": means[k] for k in component_keys(loss, means) if k in means})
     means.setdefault("kl_divergence", 0.0)
     for key in NAMED_TERMS:
         means.setdefault(f"val_{key}", 0.0)

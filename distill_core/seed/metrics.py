@@ -19,7 +19,8 @@ class StepMetrics:
     0-based index of the last step logged, as the seed counts.
 
     The first twelve fields are the seed's; ``components`` holds every configured term's value
-    (``<term>_loss``), the four recipe terms included.
+    (``<term>_loss``), the four recipe terms included; ``metrics`` the loss's update step's figures
+    (``<term>_<figure>``, e.g. a discriminator's loss and scores), averaged over the steps that had them.
     """
 
     epoch: int
@@ -36,6 +37,7 @@ class StepMetrics:
     if_recon_loss: float = 0.0
     components: dict[str, float] = attrs.Factory(dict)
     nonfinite_steps: int = 0
+    metrics: dict[str, float] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -44,7 +46,8 @@ class EpochMetrics:
 
     The first fourteen fields are the seed's. ``components`` / ``val_components`` hold every configured
     term's train / validation value, ``weights`` each term's and group's weight that epoch, ``balancer``
-    the gradient balancer's figures (``ratio_<term>``, ``ema_norm_<term>``) when one is enabled.
+    the gradient balancer's figures (``ratio_<term>``, ``ema_norm_<term>``) when one is enabled, ``metrics``
+    the loss's update step's figures over the epoch's training steps (nothing updates in validation).
     """
 
     epoch: int
@@ -66,6 +69,7 @@ class EpochMetrics:
     weights: dict[str, float] = attrs.Factory(dict)
     balancer: dict[str, float] = attrs.Factory(dict)
     nonfinite_steps: int = 0
+    metrics: dict[str, float] = attrs.Factory(dict)
 
 
 # The seed's per-term fields, by the loss output each stands for (files older than ``components`` name the
@@ -95,6 +99,11 @@ def step_fields(values: Mapping[str, float], term_keys: Sequence[str]) -> dict[s
     return {**{k: values[k] for k in NAMED_TERMS if k in values}, "components": term_values(values, term_keys)}
 
 
+def update_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """The update step's figures out of a pass's averages (``Means.metrics`` names them; none for a plain dict)."""
+    return {k: values[k] for k in sorted(getattr(values, "metrics", ()))}
+
+
 def step_metrics(window: Window, weights: Mapping[str, float], term_keys: Sequence[str]) -> StepMetrics:
     """A reported window of steps as the seed's StepMetrics; fields of terms the loss lacks are 0.0."""
     means = window.means
@@ -103,7 +112,8 @@ def step_metrics(window: Window, weights: Mapping[str, float], term_keys: Sequen
         train_loss=means.get("total_loss", math.nan), recon_loss=means.get("recon_loss", 0.0),
         kl_loss=means.get("kl_loss", 0.0), kl_weight=weights.get(KL_TERM, 0.0),
         learning_rate=window.learning_rate, step_time_s=window.step_time_s,
-        nonfinite_steps=int(means.get("nonfinite", 0)), **step_fields(means, term_keys))
+        nonfinite_steps=int(means.get("nonfinite", 0)), metrics={k: means[k] for k in sorted(window.metrics)},
+        **step_fields(means, term_keys))
 
 
 def epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float], lr: float,
@@ -118,4 +128,5 @@ def epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapp
         eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1), elapsed_seconds=elapsed, **named,
         components=term_values(train, term_keys), val_components=term_values(val, term_keys), weights=dict(weights),
         nonfinite_steps=int(train.get("nonfinite", 0)),
-        balancer={k: v for k, v in train.items() if k.startswith(("ratio_", "ema_norm_"))})
+        balancer={k: v for k, v in train.items() if k.startswith(("ratio_", "ema_norm_"))},
+        metrics=update_metrics(train))

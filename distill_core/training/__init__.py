@@ -13,6 +13,7 @@ _LAZY: dict[str, str] = {
     "SpectrogramConfig": ".spectrogram", "to_spectrogram": ".spectrogram", "from_spectrogram": ".spectrogram",
     "SpectrogramVAE": ".model",
     "Vocoder": ".vocoder", "VocoderConfig": ".vocoder", "vocoder_batch": ".vocoder", "WavSegments": ".segments",
+    "VocoderAdapter": ".vocoder", "VocoderTraining": ".vocoder_run", "run_vocoder": ".vocoder_run",
 }
 
 

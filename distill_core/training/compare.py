@@ -2,7 +2,8 @@
 objective metrics (audio_metrics) score every reconstruction against the original clip.
 
 Writes ``compare.md`` (a table, mean +- standard deviation over clips) and ``compare.png`` (one panel per
-metric). Runs are folders written by ``distill-loss train``.
+metric). Runs are folders written by ``distill-loss train``: the demo VAE's, or the vocoder's (a run folder
+with vocoder.json); VAE and vocoder runs can be compared with each other on the VAE's clip length.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import attrs
 import torch
+from torch import nn
 
 from ..atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
 from ..extras import require
@@ -24,8 +26,10 @@ from .metrics import MetricsHistory
 from .model import SpectrogramVAE
 from .paired import paired_markdown, paired_tests
 from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
+from .vocoder import VOCODER_FILE, Vocoder, load_vocoder, vocode
 
 REFERENCE = "spectrogram round trip (no model)"
+VOCODER_SECONDS = 1.0  # held-out clip length when only vocoder runs are compared (they take any length)
 
 
 class CompareError(ValueError):
@@ -34,12 +38,13 @@ class CompareError(ValueError):
 
 @attrs.define
 class TrainedRun:
-    """A run folder's best model and what it was trained with."""
+    """A run folder's best model and what it was trained with (``spectrogram``: the VAE's analysis; a vocoder
+    has its own front end in ``model.config``)."""
 
     path: Path
     label: str
-    spectrogram: SpectrogramConfig
-    model: SpectrogramVAE
+    spectrogram: SpectrogramConfig | None
+    model: nn.Module  # a SpectrogramVAE or a Vocoder
     epochs: int
     best_epoch: int | None
     best_val_loss: float
@@ -90,13 +95,29 @@ def _weight(weight: object) -> str:
     return str(weight)
 
 
+def _summary(run: Path, label: str, spectrogram: SpectrogramConfig | None, model: nn.Module) -> TrainedRun:
+    """A loaded model with its run's history summary and loss terms."""
+    saved = run / "history.json"  # a run without one predates it; a damaged one is an error (HistoryError)
+    history = MetricsHistory.load(saved) if saved.exists() else MetricsHistory()
+    best = history.best_epoch()
+    return TrainedRun(path=run, label=label, spectrogram=spectrogram, model=model.eval(),
+                      epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
+                      best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+
+
 def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
-    """The best checkpoint of a run folder in a SpectrogramVAE, in eval mode, with its history's summary."""
+    """The best checkpoint of a run folder in its model (a SpectrogramVAE, or the Vocoder when vocoder.json is
+    there), in eval mode, with its history's summary."""
     if not run.is_dir():
         raise CompareError(f"{run}: no such run folder (expected a folder written by distill-loss train)")
+    if (run / VOCODER_FILE).is_file():
+        return _summary(run, label, None, load_vocoder(run).to(device))
     checkpoint = run / "best.pt"
     state = load_checkpoint(checkpoint)
     weights = state.get("model")
+    if isinstance(weights, dict) and "pre.weight" in weights and "ups.0.weight" in weights:
+        raise CheckpointError(f"{checkpoint}: holds vocoder weights, but {run / VOCODER_FILE} (the vocoder's "
+                              "settings, written by distill-loss train --model vocoder) is missing")
     if not isinstance(weights, dict) or "to_stats.weight" not in weights:
         raise CheckpointError(f"{checkpoint}: holds no demo SpectrogramVAE weights")
     spec = _spectrogram_of(run, weights)
@@ -107,12 +128,7 @@ def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint}: weights do not fit the demo model: {str(exc).splitlines()[0]}") from None
-    saved = run / "history.json"  # a run without one predates it; a damaged one is an error (HistoryError)
-    history = MetricsHistory.load(saved) if saved.exists() else MetricsHistory()
-    best = history.best_epoch()
-    return TrainedRun(path=run, label=label, spectrogram=spec, model=model.to(device).eval(),
-                      epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
-                      best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+    return _summary(run, label, spec, model.to(device))
 
 
 def distinct_runs(runs: list[Path]) -> None:
@@ -131,9 +147,16 @@ def _labels(runs: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(r) for r in runs]
 
 
+def _sample_rate(run: TrainedRun) -> int:
+    return run.model.config.sample_rate if isinstance(run.model, Vocoder) else run.spectrogram.sample_rate
+
+
 @torch.no_grad()
 def reconstruct(run: TrainedRun, clips: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Waveform -> spectrogram -> the run's VAE (posterior mean) -> waveform, for [N, samples] clips."""
+    """Waveform -> the run's model -> waveform, for [N, samples] clips: the vocoder from the clips' log-mel,
+    the VAE through the spectrogram (posterior mean)."""
+    if isinstance(run.model, Vocoder):
+        return vocode(run.model, clips)  # vocode's own batches, as examples/compare_vocoder.py scores
     device = next(run.model.parameters()).device
     out = []
     for chunk in clips.split(batch_size):
@@ -142,33 +165,59 @@ def reconstruct(run: TrainedRun, clips: torch.Tensor, batch_size: int = 16) -> t
     return torch.cat(out)
 
 
-def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str = "cpu") -> Comparison:
-    """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all)."""
+def _clip_samples(loaded: list[TrainedRun], seconds: float | None) -> tuple[int, int]:
+    """(sample rate, clip length) every run reconstructs: a VAE's model fixes the length, a vocoder takes
+    ``seconds`` (default VOCODER_SECONDS); a CompareError names runs that cannot share clips."""
+    first = loaded[0]
+    rate = _sample_rate(first)
+    for run in loaded[1:]:
+        if _sample_rate(run) != rate:
+            raise CompareError(f"{run.path}: a model at {_sample_rate(run)} Hz, but {first.path} is at {rate} Hz; "
+                               "expected runs at one sample rate")
+    vaes = [run for run in loaded if not isinstance(run.model, Vocoder)]
+    if not vaes:
+        return rate, round((VOCODER_SECONDS if seconds is None else seconds) * rate)
+    fixed = vaes[0].spectrogram
+    for run in vaes[1:]:
+        if run.spectrogram.samples != fixed.samples:
+            raise CompareError(f"{run.path}: clips of {run.spectrogram.samples} samples at "
+                               f"{run.spectrogram.sample_rate} Hz, but {vaes[0].path} uses {fixed.samples} at "
+                               f"{fixed.sample_rate} Hz; expected runs with one clip length and rate")
+    if seconds is not None and round(seconds * rate) != fixed.samples:
+        raise CompareError(f"--seconds {seconds}: {vaes[0].path} is a VAE run, whose model takes clips of "
+                           f"{fixed.samples} samples ({fixed.samples / rate:.3f} s) only; --seconds sets the clip "
+                           "length of comparisons of vocoder runs alone")
+    return rate, fixed.samples
+
+
+def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str = "cpu",
+                 seconds: float | None = None) -> Comparison:
+    """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all).
+
+    The clips are as long as a VAE run's model takes; with vocoder runs alone, ``seconds`` long (default 1 s).
+    VAE runs add the model-free round trip of their spectrogram as a reference row.
+    """
     if not runs:
         raise CompareError("no runs given (expected one or more run folders)")
+    if seconds is not None and not seconds > 0:
+        raise CompareError(f"--seconds {seconds}: expected a clip length above 0 seconds")
     distinct_runs([Path(r) for r in runs])
     dev = torch.device(device)
     loaded = [load_run(Path(r), label, dev) for r, label in zip(runs, _labels([Path(r) for r in runs]))]
-    first = loaded[0].spectrogram
-    for run in loaded[1:]:
-        if (run.spectrogram.sample_rate, run.spectrogram.samples) != (first.sample_rate, first.samples):
-            raise CompareError(f"{run.path}: clips of {run.spectrogram.samples} samples at "
-                               f"{run.spectrogram.sample_rate} Hz, but {loaded[0].path} uses {first.samples} at "
-                               f"{first.sample_rate} Hz; expected runs with one clip length and rate")
-    clips = wav_corpus(Path(data), first.samples, first.sample_rate, max_clips=max_clips)
+    rate, samples = _clip_samples(loaded, seconds)
+    clips = wav_corpus(Path(data), samples, rate, max_clips=max_clips)
     loud = clips.abs().amax(dim=-1) > 1e-4  # silent clips have no spectrum to compare
     if not bool(loud.any()):
         raise AudioError(f"{data}: every clip is silent; expected audio to reconstruct")
     clips = clips[loud]
     scores: dict[str, dict[str, list[float]]] = {}
-    round_trips = {run.spectrogram for run in loaded}
+    round_trips = {run.spectrogram for run in loaded if not isinstance(run.model, Vocoder)}
     for spec in sorted(round_trips, key=lambda s: s.bins):
         label = REFERENCE if len(round_trips) == 1 else f"{REFERENCE}, {spec.bins} bins"
-        scores[label] = evaluate(clips, from_spectrogram(to_spectrogram(clips, spec), spec), first.sample_rate)
+        scores[label] = evaluate(clips, from_spectrogram(to_spectrogram(clips, spec), spec), rate)
     for run in loaded:
-        scores[run.label] = evaluate(clips, reconstruct(run, clips), first.sample_rate)
-    return Comparison(data=Path(data), clips=clips.shape[0], seconds=first.samples / first.sample_rate,
-                      runs=loaded, scores=scores)
+        scores[run.label] = evaluate(clips, reconstruct(run, clips), rate)
+    return Comparison(data=Path(data), clips=clips.shape[0], seconds=samples / rate, runs=loaded, scores=scores)
 
 
 def _cell(values: list[float]) -> str:

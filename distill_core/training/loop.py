@@ -19,12 +19,14 @@ from torch import nn
 
 from ..atomic import signals_deferred
 from ..config import converter
-from ..epoch import Accumulator, Adapter, Window, evaluate_pass, optimizer_step, train_pass
+from ..epoch import Accumulator, Adapter, Window, check_optimizer, evaluate_pass, optimizer_step, train_pass
 from ..lock import lock_differences, make_lock
 from ..seed.adapter import VAEAdapter, Views
-from ..seed.epochs import resolve_loss, term_keys, train_epoch, validate_epoch
+from ..seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
 from ..seed.metrics import EpochMetrics, epoch_metrics, step_metrics
 from .checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
+from .ddp import prepare_loss
+from .loss_state import loss_state, restore_loss_state, stateful_terms
 from .metrics import MetricsHistory
 from .resume import check_resume
 from .run_lock import RunFolderLock
@@ -42,6 +44,13 @@ def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
             break
         rises += 1
     return rises
+
+
+def validation_weights(loss: nn.Module) -> dict[str, float] | None:
+    """Validation's total leaves the stateful terms out (weight 0; each is still logged): their value moves with
+    what they train (a discriminator changes every step), so best.pt and the divergence check would follow it."""
+    stateful = stateful_terms(loss)
+    return {name: 0.0 for name in stateful} if stateful else None
 
 
 def default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -71,10 +80,15 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
     ``resume_from`` continues from a ``last.pt`` made with the same loss (config and plugin versions); a
     different loss is an error unless ``new_segment`` gives the reason to accept it, which starts a new
     best-tracking segment (recorded in the history; the old ``best.pt`` is kept as
-    ``best.before-epoch<N>.pt``). The default optimizer is a fused Adam, which skips a non-finite step
-    without a host sync; ``cancel_event`` (anything with ``is_set()``) stops between steps, keeping the
-    finished epochs. ``checkpoint_dir`` is held with the run folder lock for the whole call (RunBusyError
-    names another writer).
+    ``best.before-epoch<N>.pt``). The loss's own state (a stateful term's discriminator and optimizer, the
+    balancer's averages) is in every checkpoint and restored before the first step; each training step calls
+    the loss's update step before its forward, and an optimizer holding a loss parameter is refused
+    (LossParameterError). The validation loss (best.pt, divergence) weighs stateful terms 0: their values
+    move with what they train. Under torch.distributed the loss's state comes from rank 0 and what it trains
+    sees the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a
+    fused Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with
+    ``is_set()``) stops between steps, keeping the finished epochs. ``checkpoint_dir`` is held with the run
+    folder lock for the whole call (RunBusyError names another writer).
     """
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
@@ -85,10 +99,9 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             model.to(device)
         loss = resolve_loss(loss_config, device, stft_loss_fn, fresh=True, free_bits=free_bits)
         adapter = adapter or VAEAdapter(views)
-        keys = term_keys(loss)
         optimizer = optimizer or default_optimizer(model, lr)
+        check_optimizer(optimizer, loss)
         history, start, best = MetricsHistory(), 0, math.inf
-        balancer = getattr(loss, "balancer", None)
         config = getattr(loss, "config", None)
         if resume_from is not None:  # everything is checked before anything is restored
             resume = check_resume(resume_from, model, loss if config is not None else None,
@@ -98,6 +111,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             if drift:
                 warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
                               RuntimeWarning, stacklevel=2)
+            restore_loss_state(loss, state, changed=bool(changes), source=resume_from)  # first: it checks most
             try:
                 model.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
@@ -112,15 +126,14 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                 old_best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
                 if old_best is not None and old_best.is_file():
                     shutil.copy2(old_best, old_best.with_name(f"best.before-epoch{start}.pt"))
-            elif balancer is not None and "balancer" in state:
-                balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
+        prepare_loss(loss)  # under torch.distributed: rank 0's loss state, gradients averaged over the ranks
         out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         began = time.perf_counter()
         for epoch in range(start, epochs):
             weights = loss.weights(epoch, epochs)
 
             def report(window: Window, weights: dict[str, float] = weights) -> None:
-                metrics = step_metrics(window, weights, keys)
+                metrics = step_metrics(window, weights, component_keys(loss, window.means, window.metrics))
                 history.add_step(metrics)
                 for callback in callbacks:
                     callback(metrics)
@@ -131,7 +144,8 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
             if cancel_event is not None and cancel_event.is_set():
                 break  # the unfinished epoch is not recorded: the files keep the last finished one
             val_means = evaluate_pass(model, val_loader, loss, adapter, epoch=epoch, total_epochs=epochs,
-                                      device=device)
+                                      device=device, weights=validation_weights(loss))
+            keys = component_keys(loss, {**val_means, **train_means}, getattr(train_means, "metrics", ()))
             metrics = epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
                                     time.perf_counter() - began, epoch - start + 1, keys,
                                     weights if config is not None else {})
@@ -149,8 +163,7 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                 state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "config": converter.unstructure(config) if config is not None else None,
                          "history": history.to_dict(), "provenance": make_lock(loss) if config is not None else {},
-                         "rng": rng_state(),
-                         **({"balancer": balancer.state_dict()} if balancer is not None else {}),
+                         "rng": rng_state(), **(loss_state(loss) if config is not None else {}),
                          "best_val": best}
                 # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
                 # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.

@@ -1,5 +1,6 @@
 """losses.png: train and val of every configured term on one axis each, the weight schedules in their own
-panel, a log axis where a curve spans decades, and several runs overlaid (``distill-loss plot``)."""
+panel, the loss's update-step figures (a discriminator's loss and scores) in theirs, a log axis where a curve
+spans decades, and several runs overlaid (``distill-loss plot``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NAMED = ("stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss")
 DECADES_FOR_LOG = 2.0  # a panel whose positive values span 100x or more gets a log axis
+UPDATE_PANEL = "update step (train)"  # the stateful terms' own figures: nothing updates in validation
 
 
 def _mapping(epoch: EpochMetrics, name: str) -> Mapping[str, float]:
@@ -70,6 +72,15 @@ def schedule_curves(history: MetricsHistory) -> dict[str, list[float]]:
     return {}
 
 
+def metric_curves(history: MetricsHistory) -> dict[str, list[float]]:
+    """Each figure of the loss's update step (``metrics``: ``<term>_<figure>``) per epoch; NaN where an epoch
+    lacks it (histories written before it was logged have none)."""
+    keys: list[str] = []
+    for e in history.epochs:
+        keys += [k for k in _mapping(e, "metrics") if k not in keys]
+    return {k: [_mapping(e, "metrics").get(k, math.nan) for e in history.epochs] for k in keys}
+
+
 def _spans_decades(values: list[float]) -> bool:
     positive = [v for v in values if math.isfinite(v) and v > 0]
     return bool(positive) and min(positive) > 0 and math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
@@ -96,12 +107,14 @@ def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
             panels[term].append((label, i, "val", x, val))
         for name, values in schedule_curves(history).items():
             panels.setdefault("weights and schedules", []).append((label, i, name, x, values))
+        for name, values in metric_curves(history).items():
+            panels.setdefault(UPDATE_PANEL, []).append((label, i, name, x, values))
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     several = len(histories) > 1
     for ax, (title, curves) in zip(axes.flat, panels.items()):
-        schedules = title == "weights and schedules"
+        schedules = title in ("weights and schedules", UPDATE_PANEL)  # several named curves of one run
         kinds = list(dict.fromkeys(kind for _, _, kind, _, _ in curves))
         for n, (label, run, kind, x, y) in enumerate(curves):
             style = {"train": "-", "val": "--"}.get(kind, "-")

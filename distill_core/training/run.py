@@ -25,6 +25,7 @@ from .metrics import EpochMetrics, MetricsHistory, StepMetrics
 from .resume import check_resume
 from .model import SpectrogramVAE
 from .plots import plot_losses
+from .progress import console_values, epoch_line
 from .run_lock import RunFolderLock
 from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
                           to_spectrogram)
@@ -61,17 +62,14 @@ def _progress(total: int, enabled: bool):
 
     def callback(metrics: StepMetrics | EpochMetrics) -> None:
         if isinstance(metrics, StepMetrics):
-            shown = {"total": metrics.train_loss,
-                     **{k.removesuffix("_loss"): v for k, v in metrics.components.items()}}
+            shown = {"total": metrics.train_loss, **console_values(metrics)}
             bar.set_description(f"epoch {metrics.epoch + 1}")
             bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
             done = metrics.step + 1  # steps are counted from 0, as the seed counts them
             bar.update(done - last["step"])
             last["step"] = 0 if done >= metrics.total_steps else done
         else:
-            terms = ", ".join(f"{k.removesuffix('_loss')} {v:.3f}" for k, v in metrics.val_components.items())
-            bar.write(f"epoch {metrics.epoch + 1}/{metrics.total_epochs}: train {metrics.train_loss:.4f}  "
-                      f"val {metrics.val_loss:.4f}  ({terms})")
+            bar.write(epoch_line(metrics))
 
     return bar, callback
 
@@ -195,8 +193,8 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         say(f"config: {config_path} (the resumed run's own; give a CONFIG to use another)")
     with term_origins(lock=settings.resume):  # a resumed run's checkpoint knows where its terms came from
         config = load_config(config_path) if config_path is not None else LossConfig()
+    torch.manual_seed(settings.seed)  # first: --seed covers the loss's parameters (a discriminator's) too
     loss = CombinedLoss(config)
-    torch.manual_seed(settings.seed)
     spec = settings.spectrogram
     corpus = None
     if settings.data is not None:

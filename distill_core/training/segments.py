@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -30,6 +31,11 @@ def load_waves(folder: Path, sample_rate: int) -> list[torch.Tensor]:
     return waves
 
 
+def _check_sizes(samples: int, count: int) -> None:
+    if samples < 1 or count < 1:
+        raise ValueError(f"WavSegments: samples={samples} and count={count}; expected both >= 1")
+
+
 class WavSegments(Dataset):
     """``count`` segments of ``samples`` each, [1, samples], cut at random from a folder's WAVs.
 
@@ -39,10 +45,21 @@ class WavSegments(Dataset):
     """
 
     def __init__(self, folder: Path, samples: int, sample_rate: int, count: int, seed: int = 0) -> None:
-        if samples < 1 or count < 1:
-            raise ValueError(f"WavSegments: samples={samples} and count={count}; expected both >= 1")
-        self.folder, self.samples, self.count, self.seed = Path(folder), samples, count, seed
-        self.waves = load_waves(self.folder, sample_rate)
+        _check_sizes(samples, count)
+        self._cut(load_waves(Path(folder), sample_rate), samples, count, seed)
+        self.folder: Path | None = Path(folder)
+
+    @classmethod
+    def of_waves(cls, waves: Sequence[torch.Tensor], samples: int, count: int, seed: int = 0) -> WavSegments:
+        """The same segments of signals already in memory (1-D, one rate): the generated fallback corpus."""
+        _check_sizes(samples, count)
+        segments = cls.__new__(cls)
+        segments._cut(list(waves), samples, count, seed)
+        segments.folder = None
+        return segments
+
+    def _cut(self, waves: list[torch.Tensor], samples: int, count: int, seed: int) -> None:
+        self.samples, self.count, self.seed, self.waves = samples, count, seed, waves
         lengths = torch.tensor([float(w.shape[-1]) for w in self.waves])
         self.weights = lengths / lengths.sum()
 

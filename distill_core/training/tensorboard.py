@@ -30,9 +30,16 @@ def _scalars(prefix: str, values: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k.removesuffix('_loss')}": float(v) for k, v in values.items() if v is not None}
 
 
+def _figures(prefix: str, values: Mapping[str, float]) -> dict[str, float]:
+    """Update-step figures under their full key (``adversarial_disc_loss`` keeps its ``_loss``: no clash with a
+    component's tag)."""
+    return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None}
+
+
 def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
     """Every scalar of one epoch by tag: totals, each term's train and val value, weights, the balancer's
-    ratios and state, non-finite steps, the raw KL and the learning rate."""
+    ratios and state, the loss's update-step figures (``update/<term>_<figure>``), non-finite steps, the raw KL
+    and the learning rate."""
 
     out = {"total/train": metrics.train_loss, "total/val": metrics.val_loss,
            "nonfinite_steps": float(metrics.nonfinite_steps),
@@ -46,6 +53,7 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
         out[f"val/{name}"] = val[0]
     out.update(_scalars("weight", getattr(metrics, "weights", None) or {}))
     out.update(_scalars("balancer", getattr(metrics, "balancer", None) or {}))
+    out.update(_figures("update", getattr(metrics, "metrics", None) or {}))
     return out
 
 
@@ -57,6 +65,7 @@ def step_scalars(metrics: StepMetrics) -> dict[str, float]:
            "step/learning_rate": metrics.learning_rate, **_scalars("step", terms)}
     if "kl_loss" in terms:  # the seed's field: the KL term's weight that step
         out["step/kl_weight"] = metrics.kl_weight
+    out.update(_figures("step_update", getattr(metrics, "metrics", None) or {}))
     return out
 
 

@@ -49,6 +49,9 @@ class VocoderConfig:
                              f"{len(self.upsample_rates)} (halved at every upsampling stage)")
 
 
+VOCODER_FILE = "vocoder.json"  # in a run folder: the vocoder's settings, and the sign that the run is a vocoder's
+
+
 def save_vocoder_config(config: VocoderConfig, path: str | os.PathLike) -> Path:
     """JSON beside a run's checkpoints, so the run's model can be rebuilt for evaluation."""
     return atomic_write_text(path, json.dumps(attrs.asdict(config), indent=1) + "\n")
@@ -144,6 +147,24 @@ def vocoder_batch(model: Vocoder, inputs: torch.Tensor) -> dict[str, torch.Tenso
     return {"recon_wave": model(mel), "target_wave": target, "mel": mel}
 
 
+class VocoderAdapter:
+    """train()'s adapter for the vocoder: loader items are waveforms [B, 1, N], the batch is vocoder_batch's."""
+
+    outputs = ("recon_wave",)  # the model's, carrying its gradient
+    given = ("target_wave", "mel")  # the loader's waveform and the model's input, made from it
+
+    def provides(self) -> tuple[str, ...]:
+        """Every batch key this adapter gives a loss."""
+        return (*self.outputs, *self.given)
+
+    def carries_gradient(self) -> tuple[str, ...]:
+        """The keys the model's output carries a gradient to (the only ones a balancer may scale at)."""
+        return self.outputs
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, reads: frozenset[str]) -> dict[str, torch.Tensor]:
+        return vocoder_batch(model, inputs)  # type: ignore[arg-type]
+
+
 @torch.no_grad()
 def vocode(model: Vocoder, clips: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """[N, samples] clips -> the model's reconstructions [N, samples] (padded to the hop, then trimmed)."""
@@ -158,7 +179,7 @@ def vocode(model: Vocoder, clips: torch.Tensor, batch_size: int = 8) -> torch.Te
 def load_vocoder(run: str | os.PathLike, checkpoint: str = "best.pt") -> Vocoder:
     """A run folder's vocoder (its vocoder.json and the weights in ``checkpoint``), in eval mode on the CPU."""
     folder = Path(run)
-    config = load_vocoder_config(folder / "vocoder.json")
+    config = load_vocoder_config(folder / VOCODER_FILE)
     path = folder / checkpoint
     weights = load_checkpoint(path).get("model")
     if not isinstance(weights, dict):
@@ -167,6 +188,6 @@ def load_vocoder(run: str | os.PathLike, checkpoint: str = "best.pt") -> Vocoder
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the vocoder of {folder / 'vocoder.json'}: "
+        raise CheckpointError(f"{path}: weights do not fit the vocoder of {folder / VOCODER_FILE}: "
                               f"{str(exc).splitlines()[0]}") from None
     return model.eval()

@@ -11,7 +11,7 @@ RandomResolutionSTFTLoss gains ``seed``.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 from distill_core import InvalidConfig, Weight, converter
@@ -334,20 +334,26 @@ class RandomResolutionSTFTLossConfig:
 
 def require_in_files(cls: type, key: str, reason: str) -> None:
     """Make a config file give ``key`` although ``cls()`` constructs without it (discovery builds every config
-    class from its defaults): the core's converter refuses a table that leaves it out or sets it to null."""
-    structure = converter.get_structure_hook(cls)
+    class from its defaults): the core's converter refuses a table that leaves it out or sets it to null.
 
-    def structure_requiring(data: Any, target: type) -> Any:
-        missing = [(key, reason)] if isinstance(data, Mapping) and data.get(key) is None else []
-        try:
-            config = structure(data, target)
-        except InvalidConfig as exc:  # the class's own problems, reported together with the missing key
-            raise InvalidConfig(missing + list(exc.problems)) from None
-        if missing:
-            raise InvalidConfig(missing)
-        return config
+    A hook factory: cattrs generates the class's structure function on first use, not at import."""
 
-    converter.register_structure_hook(cls, structure_requiring)
+    def requiring(target: type) -> Callable[[Any, type], Any]:
+        structure = converter.gen_structure_attrs_fromdict(target)
+
+        def structure_requiring(data: Any, target: type) -> Any:
+            missing = [(key, reason)] if isinstance(data, Mapping) and data.get(key) is None else []
+            try:
+                config = structure(data, target)
+            except InvalidConfig as exc:  # the class's own problems, reported together with the missing key
+                raise InvalidConfig(missing + list(exc.problems)) from None
+            if missing:
+                raise InvalidConfig(missing)
+            return config
+
+        return structure_requiring
+
+    converter.register_structure_hook_factory(lambda target: target is cls, requiring)
 
 
 for _config, _loss in ((MelSTFTLossConfig, "MelSTFTLoss"), (ChromaSTFTLossConfig, "ChromaSTFTLoss")):

@@ -3,19 +3,33 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from distill_core import LossTerm, hookimpl
 from distill_core.terms import Batch, BatchError, check_pair, upcast
 
-from .audiocraft import AudiocraftMel
 from .config import AudiocraftConfig, MelConfig
-from .fast import ClosedFormLoss, MultiScaleMel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .audiocraft import AudiocraftMel
+    from .fast import ClosedFormLoss, MultiScaleMel
 
 __version__ = "0.1.0"
 __all__ = ["AudiocraftConfig", "AudiocraftMel", "AudiocraftMsspecLoss", "MelConfig", "MelLoss", "MultiScaleMel"]
+
+# The closed-form losses load when a term is built (or on first access here): discovery needs only the configs.
+_LAZY = {"AudiocraftMel": "audiocraft", "MultiScaleMel": "fast"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # PEP 562
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _WaveformSpectralTerm(LossTerm):
@@ -49,6 +63,8 @@ class MelLoss(_WaveformSpectralTerm):
 
     def __init__(self, config: MelConfig) -> None:
         super().__init__(config)
+        from .fast import MultiScaleMel  # lazy: discovery registers the term without the loss's module
+
         self.loss = MultiScaleMel(config)
         longest = max(range(len(config.window_lengths)), key=lambda i: config.window_lengths[i])
         window = config.window_lengths[longest]
@@ -64,6 +80,8 @@ class AudiocraftMsspecLoss(_WaveformSpectralTerm):
 
     def __init__(self, config: AudiocraftConfig) -> None:
         super().__init__(config)
+        from .audiocraft import AudiocraftMel  # lazy: discovery registers the term without the loss's module
+
         self.loss = AudiocraftMel(config)
         self.min_samples = self.loss.pad + 1
         self.padding = (f"the reflect padding of (w - w // 4) // 2 = {self.loss.pad} for the window "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import attrs
 from cattrs.errors import ClassValidationError
@@ -193,18 +193,24 @@ class AudiocraftConfig:
 def report_own_problems_alone(cls: type) -> None:
     """Let the core see a config class's own problems as such: cattrs wraps what ``__init__`` raises, and the
     core then re-checks the class with the offending fields at their defaults, which adds problems the user
-    never wrote (window_lengths = [2^30] with one n_mels reported "n_mels has 1, window_lengths has 7")."""
-    structure = converter.get_structure_hook(cls)
+    never wrote (window_lengths = [2^30] with one n_mels reported "n_mels has 1, window_lengths has 7").
 
-    def structure_unwrapped(data: Any, target: type) -> Any:
-        try:
-            return structure(data, target)
-        except ClassValidationError as exc:
-            if exc.exceptions and all(isinstance(e, InvalidConfig) for e in exc.exceptions):
-                raise InvalidConfig([p for e in exc.exceptions for p in e.problems]) from None
-            raise
+    A hook factory: cattrs generates the class's structure function on first use, not at import."""
 
-    converter.register_structure_hook(cls, structure_unwrapped)
+    def unwrapping(target: type) -> Callable[[Any, type], Any]:
+        structure = converter.gen_structure_attrs_fromdict(target)
+
+        def structure_unwrapped(data: Any, target: type) -> Any:
+            try:
+                return structure(data, target)
+            except ClassValidationError as exc:
+                if exc.exceptions and all(isinstance(e, InvalidConfig) for e in exc.exceptions):
+                    raise InvalidConfig([p for e in exc.exceptions for p in e.problems]) from None
+                raise
+
+        return structure_unwrapped
+
+    converter.register_structure_hook_factory(lambda target: target is cls, unwrapping)
 
 
 report_own_problems_alone(MelConfig)

@@ -265,3 +265,19 @@ def test_a_bound_is_the_only_problem_reported():
     with pytest.raises(ConfigError) as err:  # field type errors still come with the class's other problems
         mel_config(n_mels=["many"], clamp_eps=0)
     assert [p for p, _ in err.value.problems] == ["terms.mel.n_mels[0]", "terms.mel.clamp_eps"]
+
+
+def test_discovery_leaves_the_closed_form_losses_unloaded():
+    """A fresh process: registering the terms imports only the configs; building a term loads its loss."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys, distill_core\nregistry = distill_core.get_registry()\n"
+              "assert {'mel', 'audiocraft_msspec'} <= set(registry.terms)\n"
+              "print(sorted(m for m in ('distill_mel.fast', 'distill_mel.audiocraft') if m in sys.modules))\n"
+              "import distill_mel\nterm = distill_mel.MelLoss(distill_mel.MelConfig())\n"
+              "print(type(term.loss) is distill_mel.MultiScaleMel, distill_mel.AudiocraftMel.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DISTILL_PLUGINS": "distill-mel"}).stdout.split("\n")
+    assert out[:2] == ["[]", "True distill_mel.audiocraft"]
