@@ -137,9 +137,8 @@ def test_no_host_sync_over_update_forward_and_backward(sync_counter):
         batch = {"recon": generator(noise), "target": real}
         loss.update(batch)
         loss.backward(loss(batch))
-    assert loss.terms["adversarial"].adversarial.updates.item() > 0 and sync_counter["item"] == 1
-    sync_counter["item"] = 0
     assert sum(sync_counter.values()) == 0, sync_counter
+    assert loss.terms["adversarial"].adversarial.updates.item() > 0  # D's step ran (and this read synced once)
 
 
 def test_a_non_finite_d_loss_skips_d_on_the_device_through_the_loss():
