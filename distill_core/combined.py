@@ -225,6 +225,16 @@ class CombinedLoss(nn.Module):
                     self._check_figures(name, figures)
         return out
 
+    def end_epoch(self) -> None:
+        """Each stateful term's per-epoch step (e.g. a schedule it owns that steps once an epoch), after a
+        completed training epoch; nothing in eval mode."""
+        if not self.training:
+            return
+        for name in self.stateful:
+            step = getattr(self.terms[name], "end_epoch", None)
+            if callable(step):
+                step()
+
     def _check_figures(self, name: str, figures: Mapping[str, Any]) -> None:
         """On the first figures: 0-dim tensors whose keys no forward output takes (metadata only)."""
         taken = {f"{n}_loss" for n in self.terms} | {f"{c}_loss" for c in self.components} \

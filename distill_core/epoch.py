@@ -172,6 +172,13 @@ def update_step(loss: Any, batch: Batch) -> dict[str, torch.Tensor]:
     return dict(update(batch) or {}) if callable(update) else {}
 
 
+def end_epoch_step(loss: Any) -> None:
+    """The loss's per-epoch step (its stateful terms' own, e.g. a per-epoch learning-rate schedule), if any."""
+    end_epoch = getattr(loss, "end_epoch", None)
+    if callable(end_epoch):
+        end_epoch()
+
+
 def _set_mode(loss: Any, training: bool) -> bool:
     """Put a module loss in train or eval mode; return the mode it had (True for a plain function)."""
     was = getattr(loss, "training", True)
@@ -210,8 +217,10 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
     metrics: set[str] = set()
     total_steps = len(loader) if isinstance(loader, Sized) else 0
     tick = time.perf_counter()
+    cancelled = False
     for step, item in enumerate(loader):
         if cancel_event is not None and cancel_event.is_set():
+            cancelled = True
             break
         batch = adapter(model, inputs_on(item, device), reads)
         figures = update_step(loss, batch)  # before the loss: the generator's pass sees the updated state
@@ -238,6 +247,8 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
                           (now - tick) / window.count, frozenset(k for k in metrics if k in means)))
             window.reset()
             tick = now
+    if not cancelled:
+        end_epoch_step(loss)  # a completed epoch: per-epoch schedules of stateful terms step once
     return Means(epoch_acc.means(reduce=True), metrics)
 
 

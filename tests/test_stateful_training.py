@@ -260,3 +260,28 @@ def test_an_accepted_config_change_keeps_each_part_of_the_loss_that_still_fits(t
               checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", new_segment="another D")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert int(state["loss"]["terms.adversarial.adversarial.updates"]) == STEPS_PER_EPOCH
+
+
+def test_a_per_epoch_schedule_of_a_stateful_term_steps_once_per_completed_training_epoch():
+    """HiFi-GAN's D schedule steps once an epoch: train_pass calls the loss's end_epoch after a full pass only
+    (not after a cancelled one, not in validation), so D's lr after two epochs is lr * gamma ** 2."""
+    config = {"recipe": "none", "terms": {"wave_l1": {}, "adversarial": {
+        "preset": "dac", "width": 0.125, "discriminators": SMALL_D,
+        "scheduler": {"name": "exponential", "gamma": 0.5, "interval": "epoch"}}}}
+    loss = CombinedLoss(load_config(config))
+    d_optimizer = loss.terms["adversarial"].adversarial.optimizer
+    lr = d_optimizer.param_groups[0]["lr"]
+    model = generator()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    train_loader, val_loader = loaders()
+    for _ in range(2):
+        train_pass(model, train_loader, optimizer, loss, WaveAdapter())
+        evaluate_pass(model, val_loader, loss, WaveAdapter())
+    assert d_optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.25)
+
+    class Cancelled:
+        def is_set(self) -> bool:
+            return True
+
+    train_pass(model, train_loader, optimizer, loss, WaveAdapter(), cancel_event=Cancelled())
+    assert d_optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.25)  # an interrupted epoch steps nothing

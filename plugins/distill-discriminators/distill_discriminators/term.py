@@ -44,3 +44,7 @@ class AdversarialLoss(LossTerm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """D's step on ``batch['recon'].detach()`` against ``batch['target']``; never call it in validation."""
         return self.adversarial.update(batch["recon"], batch["target"])
+
+    def end_epoch(self) -> None:
+        """D's per-epoch schedule (HiFi-GAN's ExponentialLR), stepped by CombinedLoss.end_epoch."""
+        self.adversarial.end_epoch()
