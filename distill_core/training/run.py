@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import attrs
 import torch
@@ -129,6 +130,33 @@ def _check_run_folder(run_dir: Path, settings: DemoSettings) -> None:
                          f"{run_dir / 'last.pt'}, choose another --name, or pass --overwrite to replace it")
 
 
+
+@contextmanager
+def open_run_folder(run_dir: Path, settings: DemoSettings, *, changes: list[str], start: int, config: LossConfig,
+                    loss: CombinedLoss, say: Callable[[str], None], what: str = "") -> Iterator[None]:
+    """The run folder, locked while the run writes it: checked again under the lock, a killed save's temporaries
+    removed, an overwritten run's files cleared, a changed config's previous files kept beside the new ones, and
+    this run's resolved config (``what`` says whose) and lock written; every demo model's run goes through here."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunFolderLock(run_dir) as lock:
+        _check_run_folder(run_dir, settings)  # again: another process may have finished a run here meanwhile
+        removed = lock.remove_stale_temporaries()
+        if removed:
+            say(f"{run_dir}: removed {len(removed)} temporary file(s) of a save that was killed: {', '.join(removed)}")
+        resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
+        if settings.overwrite and not resuming_in_place:
+            for name in RUN_FILES:  # the folder never mixes two runs' files
+                (run_dir / name).unlink(missing_ok=True)
+        if changes:  # the previous segment's config and lock stay beside the new ones
+            for name in ("config.toml", "lock.json"):
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
+        versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
+        atomic_write_text(run_dir / "config.toml", f"# resolved loss config{what}, distill-core {__version__}; "
+                                                   f"plugins: {versions}\n" + dumps_config(config, ".toml"))
+        write_lock(run_dir / "lock.json", loss)
+        yield
+
 def _check_resume(settings: DemoSettings, model: torch.nn.Module, loss: CombinedLoss) -> tuple[list[str], int]:
     """Check the checkpoint to resume from against this model and loss: (accepted loss changes, next epoch)."""
     assert settings.resume is not None
@@ -225,24 +253,7 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunFolderLock(run_dir) as lock:
-        _check_run_folder(run_dir, settings)  # again: another process may have finished a run here meanwhile
-        removed = lock.remove_stale_temporaries()
-        if removed:
-            say(f"{run_dir}: removed {len(removed)} temporary file(s) of a save that was killed: {', '.join(removed)}")
-        resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
-        if settings.overwrite and not resuming_in_place:
-            for name in RUN_FILES:  # the folder never mixes two runs' files
-                (run_dir / name).unlink(missing_ok=True)
-        if changes:  # the previous segment's config and lock stay beside the new ones
-            for name in ("config.toml", "lock.json"):
-                if (run_dir / name).is_file():
-                    shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
-        versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-        atomic_write_text(run_dir / "config.toml", f"# resolved loss config, distill-core {__version__}; plugins: "
-                                                   f"{versions}\n" + dumps_config(config, ".toml"))
-        write_lock(run_dir / "lock.json", loss)
+    with open_run_folder(run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say):
         save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
         bar, callback = _progress(len(train_loader) * settings.epochs, progress)

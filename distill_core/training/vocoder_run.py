@@ -7,7 +7,6 @@ TensorBoard events and samples/*.wav (validation segments next to their reconstr
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,19 +14,17 @@ import attrs
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from .. import __version__
-from ..atomic import atomic_write_text, file_in_the_way
+from ..atomic import file_in_the_way
 from ..combined import CombinedLoss
 from ..config import ConfigError
-from ..lock import write_lock
-from ..loss_config import LossConfig, batch_problems, dumps_config, load_config
+from ..loss_config import LossConfig, batch_problems, load_config
 from ..provenance import term_origins
 from .audio import synthetic_corpus, write_wav
 from .loop import train
 from .plots import plot_losses
 from .resume import check_resume
-from .run import RUN_FILES, DemoSettings, SettingsError, _check_run_folder, _check_something_trained, _progress, \
-    resolve_device
+from .run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, _progress, \
+    open_run_folder, resolve_device
 from .run_lock import RunFolderLock
 from .segments import WavSegments, load_waves
 from .tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
@@ -173,24 +170,8 @@ def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunFolderLock(run_dir) as lock:
-        _check_run_folder(run_dir, settings)  # again: another process may have finished a run here meanwhile
-        removed = lock.remove_stale_temporaries()
-        if removed:
-            say(f"{run_dir}: removed {len(removed)} temporary file(s) of a save that was killed: {', '.join(removed)}")
-        resuming_in_place = settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve()
-        if settings.overwrite and not resuming_in_place:
-            for name in RUN_FILES:  # the folder never mixes two runs' files
-                (run_dir / name).unlink(missing_ok=True)
-        if changes:  # the previous segment's config and lock stay beside the new ones
-            for name in ("config.toml", "lock.json"):
-                if (run_dir / name).is_file():
-                    shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
-        versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-        header = f"# resolved loss config of a vocoder run, distill-core {__version__}; plugins: {versions}\n"
-        atomic_write_text(run_dir / "config.toml", header + dumps_config(config, ".toml"))
-        write_lock(run_dir / "lock.json", loss)
+    with open_run_folder(run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say,
+                         what=" of a vocoder run"):
         save_vocoder_config(vocoder_config, run_dir / VOCODER_FILE)
 
         originals = torch.stack([val_set[i] for i in range(min(settings.samples, len(val_set)))])
