@@ -12,15 +12,15 @@ forward over fake and real, the LSGAN loss inline, backward, clip, step, the sch
 from __future__ import annotations
 
 import copy
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from peak import cuda_peak_mib, fresh_process_peak_mib
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (4, 1, 44100)
@@ -135,7 +135,6 @@ def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=
     return {only: fns[only]} if only is not None else fns
 
 
-
 # One step's peak in a fresh process: the step runs once first, so that its optimizer state and D's gradients
 # exist as in training (both D steps free D's gradients and remake them; DAC's G step adds to them, ours makes
 # none), VmHWM is reset to the current RSS, and the step runs again.
@@ -148,39 +147,16 @@ import adversarial
 torch.set_num_threads({threads})
 fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r}, only={name!r})[{name!r}]
 fn()
-gc.collect()
-
-def status(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-
-Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
-before = status("VmRSS")
-fn()
-print(status("VmHWM") - before)
 """
 
 
 def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], shape: tuple[int, ...]) -> float:
-    """MiB of one step: CUDA's allocator peak, or on CPU the peak RSS growth of a fresh process (run.py's way:
-    Linux VmHWM after resetting it) whose large blocks are returned on free (MALLOC_MMAP_THRESHOLD_), so peak
-    RSS growth = peak live memory."""
+    """MiB of one step after a first one (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
     if device.type == "cuda":
-        fn = cases(device, periods, ffts, shape, only=name)[name]
-        fn()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        return cuda_peak_mib(cases(device, periods, ffts, shape, only=name)[name])
     code = CHILD.format(here=str(HERE), threads=torch.get_num_threads(), periods=periods, ffts=ffts,
                         shape=tuple(shape), name=name)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
-
+    return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
 
 def bench_adversarial(device: torch.device, reps: int = 5, shape: tuple[int, ...] = SHAPE,
                       periods: list[int] | None = None, fft_sizes: list[int] | None = None) -> dict:

@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from peak import cuda_peak_mib, fresh_process_peak_mib
+
 HERE = Path(__file__).resolve().parent
 SIZES = {"seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94), "waveform [8,1,65536]": (8, 1, 65536),
          "waveform [4,1,176400]": (4, 1, 176400)}
@@ -218,39 +220,16 @@ import run
 torch.set_num_threads({threads})
 x, y = run.signals({shape!r}, torch.device("cpu"))
 fn = getattr(run, {cases!r})(x, y, None)[{which!r}]
-gc.collect()
-
-def status(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-
-Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
-before = status("VmRSS")
-fn()
-print(status("VmHWM") - before)
 """
 
 
 def peak_memory(device: torch.device, threads: int, cases: str, shape: tuple[int, ...], which: str) -> float:
-    """MiB of one forward + backward: CUDA's allocator peak, or the peak RSS growth of a fresh process
-    (Linux: VmHWM after resetting it; ru_maxrss would inherit the parent's peak across fork and exec)."""
+    """MiB of one forward + backward (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
     if device.type == "cuda":
         x, y = signals(shape, device)
-        fn = globals()[cases](x, y, None)[which]
-        fn()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    code = MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, cases=cases, which=which)
-    # Large blocks get their own mappings, returned on free: peak RSS growth = peak live memory.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
-
+        return cuda_peak_mib(globals()[cases](x, y, None)[which])
+    return fresh_process_peak_mib(MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, cases=cases,
+                                                      which=which))
 
 def bench_memory(device: torch.device, threads: int, cases: str = "stft_cases", sizes: dict | None = None,
                  reference: str = "auraloss") -> list[dict]:

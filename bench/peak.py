@@ -1,0 +1,48 @@
+"""Peak memory of one step, measured the same way for every bench section: CUDA's allocator peak, or on CPU the
+peak RSS growth of a fresh process (Linux VmHWM after resetting it; ru_maxrss would inherit the parent's peak
+across fork and exec) whose large blocks get their own mappings, returned on free (MALLOC_MMAP_THRESHOLD_), so
+peak RSS growth = peak live memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Callable, Mapping
+
+import torch
+
+# Appended to a child's setup, which defines ``fn`` (the step) and leaves everything it needs allocated.
+MEASURE_CHILD = """
+gc.collect()
+
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
+before = status("VmRSS")
+fn()
+print(status("VmHWM") - before)
+"""
+
+
+def cuda_peak_mib(fn: Callable[[], object]) -> float:
+    """MiB the allocator's peak rises above what is allocated, over one call of ``fn`` after a warm-up call."""
+    fn()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def fresh_process_peak_mib(setup: str, env: Mapping[str, str] | None = None) -> float:
+    """MiB of peak RSS growth over one call of ``fn`` in a fresh Python process running ``setup`` (which must
+    import gc and Path and define ``fn``) and then the measurement."""
+    child_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", **(env or {})}
+    out = subprocess.run([sys.executable, "-c", setup + MEASURE_CHILD], capture_output=True, text=True, check=True,
+                         env=child_env)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
