@@ -10,7 +10,6 @@ filterbank's pseudo-inverse, and every linear bin takes the IF of the band that 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -19,10 +18,8 @@ from typing import Mapping
 import attrs
 import torch
 
-from ..atomic import atomic_write_text
-from ..config import converter, problems_from
 from ..mel import mel_filterbank
-from .checkpoint import CheckpointError
+from .settings_file import load_settings, save_settings
 
 
 @attrs.define(frozen=True)
@@ -48,22 +45,12 @@ class SpectrogramConfig:
 
 def save_spectrogram_config(cfg: SpectrogramConfig, path: str | os.PathLike) -> Path:
     """JSON beside a run's checkpoints, so the run's model can be fed (distill-loss compare) later."""
-
-    return atomic_write_text(path, json.dumps(attrs.asdict(cfg), indent=1) + "\n")
+    return save_settings(cfg, path)
 
 
 def load_spectrogram_config(path: str | os.PathLike) -> SpectrogramConfig:
     """The settings save_spectrogram_config wrote; a CheckpointError names the file and the key when invalid."""
-
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return converter.structure(data, SpectrogramConfig)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{p}: not JSON: {exc.msg} at line {exc.lineno}") from None
-    except Exception as exc:
-        where = "; ".join(f"{k}: {r}" if k else r for k, r in problems_from(exc, ""))
-        raise CheckpointError(f"{p}: invalid spectrogram settings: {where}") from None
+    return load_settings(path, SpectrogramConfig, "spectrogram")
 
 
 def _window(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:

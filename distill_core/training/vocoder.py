@@ -10,7 +10,6 @@ plain convolution: 564k parameters.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -19,10 +18,9 @@ import attrs
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
-from ..config import converter, problems_from
 from ..mel import mel_filterbank
 from .checkpoint import CheckpointError, load_checkpoint
+from .settings_file import load_settings, save_settings
 
 
 @attrs.define(frozen=True)
@@ -54,21 +52,12 @@ VOCODER_FILE = "vocoder.json"  # in a run folder: the vocoder's settings, and th
 
 def save_vocoder_config(config: VocoderConfig, path: str | os.PathLike) -> Path:
     """JSON beside a run's checkpoints, so the run's model can be rebuilt for evaluation."""
-    return atomic_write_text(path, json.dumps(attrs.asdict(config), indent=1) + "\n")
+    return save_settings(config, path)
 
 
 def load_vocoder_config(path: str | os.PathLike) -> VocoderConfig:
     """The settings save_vocoder_config wrote; a CheckpointError names the file and the problem when invalid."""
-    p = Path(path)
-    try:
-        return converter.structure(json.loads(p.read_text(encoding="utf-8")), VocoderConfig)
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read vocoder settings: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{p}: not JSON: {exc.msg} at line {exc.lineno}") from None
-    except Exception as exc:
-        where = "; ".join(f"{k}: {r}" if k else r for k, r in problems_from(exc, ""))
-        raise CheckpointError(f"{p}: invalid vocoder settings: {where}") from None
+    return load_settings(path, VocoderConfig, "vocoder")
 
 
 class LogMel(nn.Module):
