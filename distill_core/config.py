@@ -158,6 +158,32 @@ def _structure_literal(value: Any, t: Any) -> Any:
     return value
 
 
+def _attrs_hook(cls: type) -> Any:
+    """Structure a well-formed table without generating code; when anything is wrong, cattrs's generated
+    hook (made then, once per class) structures it again and says what, with every path.
+
+    Generating a class's hook compiles a function of all its fields (about 2 ms for a 20-field config);
+    building the default recipe would pay that for every config class on every start.
+    """
+    if any(isinstance(a.type, str) for a in attrs.fields(cls)):
+        attrs.resolve_types(cls)  # `from __future__ import annotations`: the hooks dispatch on types
+    known = frozenset(a.name for a in attrs.fields(cls) if a.init)
+    detailed: list[Any] = []
+
+    def hook(data: Any, _: type) -> Any:
+        if isinstance(data, Mapping) and known.issuperset(data):
+            try:
+                return converter.structure_attrs_fromdict(data, cls)
+            except Exception:  # noqa: BLE001 - any problem is said by the detailed hook below
+                pass
+        if not detailed:
+            detailed.append(converter.gen_structure_attrs_fromdict(cls))
+        return detailed[0](data, cls)
+
+    return hook
+
+
+converter.register_structure_hook_factory(attrs.has, _attrs_hook)
 converter.register_structure_hook_func(_is_literal, _structure_literal)
 converter.register_structure_hook_factory(_is_scalar_sequence, _scalar_sequence_hook)
 

@@ -16,8 +16,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def distill_loss_terms(register: Callable[[type], None]) -> None:
-    """Register loss-term classes by calling ``register(TermClass)`` once for each.
+def distill_loss_terms(register: Callable[..., None]) -> None:
+    """Register loss-term classes by calling ``register(TermClass)`` once for each, or, so that discovery need
+    not import them, ``register("term_name", "package.module:TermClass")``: the module is imported and the class
+    checked when the term is first used (a failure then names the term and the plugin, as a broken plugin).
 
     Called once per plugin when a registry is built, never per training step.
     """

@@ -237,7 +237,7 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
         except UnknownTermError as exc:
             problems.append((join(path, "term") if term != name else path, str(exc)))
             continue
-        if term != name and name in registry.terms:
+        if term != name and name in registry:
             problems.append(_instance_clash(registry, name, term))
         if not isinstance(cfg, info.config_class):
             problems.append((path, f"expected a {info.config_class.__name__}, got {type(cfg).__name__}"))
@@ -468,7 +468,7 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     registry_ = registry or get_registry()
     problems: list[Problem] = []
     for key in data:
-        if key not in TOP_LEVEL_KEYS and key in registry_.terms and "terms" in data:
+        if key not in TOP_LEVEL_KEYS and key in registry_ and "terms" in data:
             problems.append((str(key), f"unknown key; a term's settings go under terms (the table [terms.{key}]), "
                                        "not at the top level beside terms"))
         elif key not in TOP_LEVEL_KEYS:

@@ -1,12 +1,14 @@
 """Discovery: entry points in group ``distill``, allow/deny switches, failure isolation.
 
-The registry owns every term name. Plugins hand it classes through ``register``; collisions, broken
-plugins and the distribution behind each term are recorded here and nowhere else. What a run remembers
-about its terms (locks, pins) is ``provenance``'s.
+The registry owns every term name. Plugins hand it classes through ``register``, or a term's name and where
+its class lives (``register("name", "package.module:Class")``), imported when the term is first used;
+collisions, broken plugins and the distribution behind each term are recorded here and nowhere else. What a
+run remembers about its terms (locks, pins) is ``provenance``'s.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import keyword
 import os
@@ -26,7 +28,8 @@ from .gcpause import paused_gc
 from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
 from .terms import LossTerm
 
-__all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "BrokenPlugin", "Registry",
+__all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "TermReference",
+           "BrokenPlugin", "Registry",
            "get_registry", "reset_registry", "register", "validate_term_class", "term_origins"]
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
@@ -76,6 +79,30 @@ class TermInfo:
 
 
 @attrs.frozen
+class TermReference:
+    """A term registered by name and ``module:Class``: its module is imported, and the class checked, on first use."""
+
+    name: str
+    target: str
+    provenance: Provenance
+
+    def load(self) -> type:
+        """The class ``target`` names (importing its module)."""
+        module, _, qualname = self.target.partition(":")
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        return found
+
+
+def _identity(entry: "TermInfo | TermReference") -> str:
+    """``module:Class`` of a registered term, loaded or not: one class registered twice is no conflict."""
+    if isinstance(entry, TermReference):
+        return entry.target
+    return f"{entry.cls.__module__}:{entry.cls.__qualname__}"
+
+
+@attrs.frozen
 class BrokenPlugin:
     """A plugin that failed to import or register, with the message every later use repeats."""
 
@@ -114,16 +141,32 @@ def validate_term_class(cls: Any) -> None:
         raise PluginError(f"{what}.requires must be a tuple of str batch keys, got {requires!r}")
 
 
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def reference(name: Any, target: Any, provenance: Provenance) -> TermReference:
+    """``register(name, "module:Class")``'s entry, checked for form; PluginError says what is wrong."""
+    if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
+        raise PluginError(f"register({name!r}, {target!r}): a term's name must be a Python identifier string")
+    module, colon, qualname = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not (colon and _dotted(module) and _dotted(qualname)):
+        raise PluginError(f"register({name!r}, {target!r}): expected where the term's class lives as "
+                          f"'package.module:ClassName', as an entry point writes it")
+    return TermReference(name, target, provenance)
+
+
 class Registry:
     """Every known term by name, the plugins that failed, and the pluggy manager behind them."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self._terms: dict[str, TermInfo] = {}
+        self._terms: dict[str, TermInfo | TermReference] = {}  # a reference until its first use
         self._broken: list[BrokenPlugin] = []
-        self._conflicts: dict[str, list[TermInfo]] = {}
-        self._broken_terms: dict[str, BrokenPlugin] = {}
+        self._conflicts: dict[str, list[TermInfo | TermReference]] = {}
+        self._broken_terms: dict[str, BrokenPlugin] = {}  # references whose class failed to load or check
+        self._loading = threading.RLock()
         self._available: dict[str, tuple[str, str]] = {}  # normalised dist / entry-point name -> (dist, version)
         self._left_out: set[str] = set()  # normalised distributions DISTILL_PLUGINS left out
         self._notes: list[str] = []
@@ -148,32 +191,39 @@ class Registry:
                 self.pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
             except pluggy.PluginValidationError as exc:
                 raise PluginError(_hook_mismatch(self.pm, plugin, label, exc)) from exc
-            collected: list[type[LossTerm]] = []
+            collected: list[TermInfo | TermReference] = []
+
+            def register(term: Any, target: Any = None) -> None:
+                """``register(TermClass)``, or ``register("name", "package.module:Class")`` to import on first use."""
+                if target is None and not isinstance(term, str):
+                    validate_term_class(term)
+                    collected.append(TermInfo(term.name, term, provenance))
+                else:
+                    collected.append(reference(term, target, provenance))
+
             impls = [i for i in self.pm.hook.distill_loss_terms.get_hookimpls() if i.plugin is plugin]
             for impl in impls:  # pass only the arguments the impl declares, as pluggy would
-                impl.function(*[{"register": collected.append}[a] for a in impl.argnames])
+                impl.function(*[{"register": register}[a] for a in impl.argnames])
             if not collected and not _implements_another_hook(self.pm, plugin):
                 raise NoTermsError(f"registered no terms: {_no_terms_hint(plugin, impls)}")
-            for cls in collected:
-                validate_term_class(cls)
         except BaseException:
             self.pm.unregister(plugin)
             raise
-        for cls in collected:
-            self._add(TermInfo(cls.name, cls, provenance))
-        return [cls.name for cls in collected]
+        for entry in collected:
+            self._add(entry)
+        return [entry.name for entry in collected]
 
     def register_term(self, cls: type[LossTerm], provenance: Provenance | None = None) -> None:
         """Register one term class directly (notebooks and tests)."""
         validate_term_class(cls)
         self._add(TermInfo(cls.name, cls, provenance or Provenance()))
 
-    def _add(self, info: TermInfo) -> None:
+    def _add(self, info: TermInfo | TermReference) -> None:
         if info.name in self._conflicts:
             self._conflicts[info.name].append(info)
             return
         existing = self._terms.get(info.name)
-        if existing is not None and existing.cls is not info.cls:
+        if existing is not None and _identity(existing) != _identity(info):
             del self._terms[info.name]
             self._conflicts[info.name] = [existing, info]
             if self.strict:
@@ -183,7 +233,7 @@ class Registry:
 
     def _conflict_message(self, name: str) -> str:
         infos = _by_provenance(self._conflicts[name])
-        who = " and ".join(f"{i.provenance} ({i.cls.__module__}.{i.cls.__qualname__})" for i in infos)
+        who = " and ".join(f"{i.provenance} ({_identity(i).replace(':', '.')})" for i in infos)
         dists = [i.provenance.distribution for i in infos]
         others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
         allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
@@ -232,14 +282,50 @@ class Registry:
             warnings.warn(note, RuntimeWarning, stacklevel=3)
 
     # --- lookup -------------------------------------------------------------------------------------
+    def __contains__(self, name: object) -> bool:
+        """Whether a term ``name`` is registered (without loading a term registered by reference)."""
+        return name in self._terms
+
     @property
     def terms(self) -> dict[str, TermInfo]:
-        """Usable terms by name (conflicting names excluded)."""
-        return dict(self._terms)
+        """Usable terms by name (conflicting names excluded): loads and checks every term registered by
+        reference; those that fail join ``broken``."""
+        for name in list(self._terms):
+            self._loaded(name)
+        return {name: info for name, info in self._terms.items() if isinstance(info, TermInfo)}
 
     @property
     def broken(self) -> list[BrokenPlugin]:
+        """Plugins that failed to load or register, and terms registered by reference whose class did not."""
+        self.terms  # noqa: B018 - a reference's failure shows only once it is loaded
         return list(self._broken)
+
+    def _loaded(self, name: str) -> TermInfo | None:
+        """The term ``name`` with its class: a reference is imported and checked once, here; a failure is
+        recorded in ``broken`` (raised in strict mode). None when ``name`` is not usable."""
+        entry = self._terms.get(name)
+        if not isinstance(entry, TermReference):
+            return entry
+        with self._loading, paused_gc():
+            entry = self._terms.get(name)
+            if not isinstance(entry, TermReference):  # another thread loaded it
+                return entry
+            try:
+                cls = entry.load()
+                validate_term_class(cls)
+                if cls.name != name:
+                    raise PluginError(f"{entry.target} is registered as {name!r}, but its name is {cls.name!r}")
+            except Exception as exc:  # isolate: a broken term never stops the others
+                error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                broken = BrokenPlugin(name, entry.provenance, f"term {name!r} ({entry.target}): {error}")
+                del self._terms[name]
+                self._broken.append(broken)
+                self._broken_terms[name] = broken
+                if self.strict:
+                    raise PluginError(f"plugin {broken}") from exc
+                return None
+            info = self._terms[name] = TermInfo(name, cls, entry.provenance)
+            return info
 
     @property
     def notes(self) -> list[str]:
@@ -247,13 +333,18 @@ class Registry:
         return list(self._notes)
 
     @property
-    def conflicts(self) -> dict[str, list[TermInfo]]:
+    def conflicts(self) -> dict[str, list[TermInfo | TermReference]]:
+        """Names two plugins claim, with each claim (a class, or a reference not loaded)."""
         return {k: _by_provenance(v) for k, v in self._conflicts.items()}
 
     def get(self, name: str) -> TermInfo:
         """The term registered as ``name``, or an error that says why it is not usable."""
-        if name in self._terms:
-            return self._terms[name]
+        info = self._loaded(name) if name in self._terms else None
+        if info is not None:
+            return info
+        if name in self._broken_terms:
+            raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: "
+                                   f"{self._broken_terms[name]}")
         if name in self._conflicts:
             raise UnknownTermError(self._conflict_message(name))
         expected = provider(name)
@@ -346,7 +437,7 @@ def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: plugg
     return f"plugin {label!r}: {' '.join(str(exc).split())}; expected {expected}"
 
 
-def _by_provenance(infos: list[TermInfo]) -> list[TermInfo]:
+def _by_provenance(infos: list[Any]) -> list[Any]:
     """A stable order for messages and listings, whatever the order of sys.path."""
     return sorted(infos, key=lambda i: str(i.provenance))
 

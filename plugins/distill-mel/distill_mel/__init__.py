@@ -1,27 +1,28 @@
 """distill plugin: ``mel``, the multi-scale log-mel L1 loss as Descript's DAC trains with it, and
-``audiocraft_msspec``, audiocraft's multi-scale mel loss; both with closed-form gradients."""
+``audiocraft_msspec``, audiocraft's multi-scale mel loss; both with closed-form gradients.
+
+Discovery imports only this module: the terms are registered by name and module, and load (with their
+configs) when a config first uses one, or on first access to a name below (PEP 562).
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-from distill_core import LossTerm, hookimpl
-from distill_core.terms import Batch, BatchError, check_pair, upcast
-
-from .config import AudiocraftConfig, MelConfig
+from distill_core import hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover
     from .audiocraft import AudiocraftMel
-    from .fast import ClosedFormLoss, MultiScaleMel
+    from .config import AudiocraftConfig, MelConfig
+    from .fast import MultiScaleMel
+    from .terms import AudiocraftMsspecLoss, MelLoss
 
 __version__ = "0.1.0"
 __all__ = ["AudiocraftConfig", "AudiocraftMel", "AudiocraftMsspecLoss", "MelConfig", "MelLoss", "MultiScaleMel"]
 
-# The closed-form losses load when a term is built (or on first access here): discovery needs only the configs.
-_LAZY = {"AudiocraftMel": "audiocraft", "MultiScaleMel": "fast"}
+_LAZY = {"AudiocraftMel": "audiocraft", "MultiScaleMel": "fast", "MelConfig": "config",
+         "AudiocraftConfig": "config", "MelLoss": "terms", "AudiocraftMsspecLoss": "terms"}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,63 +33,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _WaveformSpectralTerm(LossTerm):
-    """A closed-form spectral loss of recon and target waveforms [B, C, N], the target a constant."""
-
-    requires = ("recon", "target")
-    layouts: ClassVar[dict[str, str]] = {"recon": "B, C, N", "target": "B, C, N"}
-    zero_at_identity = True
-    loss: ClosedFormLoss
-    min_samples: int
-    padding: str  # what needs min_samples, for the message
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"])
-        if x.shape[-1] < self.min_samples:
-            raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples; {self.padding} needs more "
-                             f"than {self.min_samples - 1}")
-        if y.requires_grad and torch.is_grad_enabled():
-            raise BatchError(f"{self.name}: batch['target'] requires grad, but the {self.name} term treats the "
-                             f"target as a constant; pass target.detach()")
-        x, y = upcast(x, y)
-        with torch.autocast(x.device.type, enabled=False):  # FFTs and logs in float32 or wider
-            return self.loss(x, y.to(x.dtype))
-
-
-class MelLoss(_WaveformSpectralTerm):
-    """Sum over scales of L1 between log10 mel magnitudes of recon and target waveforms [B, C, N]."""
-
-    name = "mel"
-    config_class = MelConfig
-
-    def __init__(self, config: MelConfig) -> None:
-        super().__init__(config)
-        from .fast import MultiScaleMel  # lazy: discovery registers the term without the loss's module
-
-        self.loss = MultiScaleMel(config)
-        longest = max(range(len(config.window_lengths)), key=lambda i: config.window_lengths[i])
-        window = config.window_lengths[longest]
-        self.min_samples = window // 2 + 1
-        self.padding = f"the reflect padding of window_lengths[{longest}]={window}"
-
-
-class AudiocraftMsspecLoss(_WaveformSpectralTerm):
-    """audiocraft's MultiScaleMelSpectrogramLoss: L1 of mel power plus MSE of its log10, over scales 2^i."""
-
-    name = "audiocraft_msspec"
-    config_class = AudiocraftConfig
-
-    def __init__(self, config: AudiocraftConfig) -> None:
-        super().__init__(config)
-        from .audiocraft import AudiocraftMel  # lazy: discovery registers the term without the loss's module
-
-        self.loss = AudiocraftMel(config)
-        self.min_samples = self.loss.pad + 1
-        self.padding = (f"the reflect padding of (w - w // 4) // 2 = {self.loss.pad} for the window "
-                        f"2^{config.range_end - 1}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
-    register(MelLoss)
-    register(AudiocraftMsspecLoss)
+def distill_loss_terms(register: Callable[..., None]) -> None:
+    """Register both terms by name; each class is imported on first use."""
+    register("mel", f"{__name__}.terms:MelLoss")
+    register("audiocraft_msspec", f"{__name__}.terms:AudiocraftMsspecLoss")

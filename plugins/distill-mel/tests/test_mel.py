@@ -268,16 +268,19 @@ def test_a_bound_is_the_only_problem_reported():
 
 
 def test_discovery_leaves_the_closed_form_losses_unloaded():
-    """A fresh process: registering the terms imports only the configs; building a term loads its loss."""
+    """A fresh process: discovery registers the terms by name and imports neither their classes nor their
+    configs; listing the terms loads those, and building a term loads its loss."""
     import os
     import subprocess
     import sys
 
     script = ("import sys, distill_core\nregistry = distill_core.get_registry()\n"
+              "assert 'mel' in registry and 'audiocraft_msspec' in registry\n"
+              "print(sorted(m for m in ('distill_mel.terms', 'distill_mel.config') if m in sys.modules))\n"
               "assert {'mel', 'audiocraft_msspec'} <= set(registry.terms)\n"
               "print(sorted(m for m in ('distill_mel.fast', 'distill_mel.audiocraft') if m in sys.modules))\n"
               "import distill_mel\nterm = distill_mel.MelLoss(distill_mel.MelConfig())\n"
               "print(type(term.loss) is distill_mel.MultiScaleMel, distill_mel.AudiocraftMel.__module__)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          env={**os.environ, "DISTILL_PLUGINS": "distill-mel"}).stdout.split("\n")
-    assert out[:2] == ["[]", "True distill_mel.audiocraft"]
+    assert out[:3] == ["[]", "[]", "True distill_mel.audiocraft"]
