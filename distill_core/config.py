@@ -158,9 +158,10 @@ def _structure_literal(value: Any, t: Any) -> Any:
     return value
 
 
-def _attrs_hook(cls: type) -> Any:
-    """Structure a well-formed table without generating code; when anything is wrong, cattrs's generated
-    hook (made then, once per class) structures it again and says what, with every path.
+def structure_hook(cls: type) -> Any:
+    """The converter's structure function for an attrs class (a plugin's hook factory may wrap it): a
+    well-formed table structures without generated code; when anything is wrong, cattrs's generated hook
+    (made then, once per class) structures it again and says what, with every path.
 
     Generating a class's hook compiles a function of all its fields (about 2 ms for a 20-field config);
     building the default recipe would pay that for every config class on every start.
@@ -183,7 +184,7 @@ def _attrs_hook(cls: type) -> Any:
     return hook
 
 
-converter.register_structure_hook_factory(attrs.has, _attrs_hook)
+converter.register_structure_hook_factory(attrs.has, structure_hook)
 converter.register_structure_hook_func(_is_literal, _structure_literal)
 converter.register_structure_hook_factory(_is_scalar_sequence, _scalar_sequence_hook)
 

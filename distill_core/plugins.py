@@ -147,6 +147,9 @@ def _dotted(text: str) -> bool:
 
 def reference(name: Any, target: Any, provenance: Provenance) -> TermReference:
     """``register(name, "module:Class")``'s entry, checked for form; PluginError says what is wrong."""
+    if target is None:
+        raise PluginError(f"register({name!r}): expected a LossTerm subclass, or a term's name and where its class "
+                          f"lives as 'package.module:ClassName'")
     if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
         raise PluginError(f"register({name!r}, {target!r}): a term's name must be a Python identifier string")
     module, colon, qualname = target.partition(":") if isinstance(target, str) else ("", "", "")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from distill_core import InvalidConfig, Weight, converter
+from distill_core.config import structure_hook
 
 from .checks import (MAX_SIZE, WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero,
                      mel_bins, positive, positive_int, rate_in_hz, reduction, resolution_lists, resolutions, spectral)
@@ -336,10 +337,10 @@ def require_in_files(cls: type, key: str, reason: str) -> None:
     """Make a config file give ``key`` although ``cls()`` constructs without it (discovery builds every config
     class from its defaults): the core's converter refuses a table that leaves it out or sets it to null.
 
-    A hook factory: cattrs generates the class's structure function on first use, not at import."""
+    A hook factory over the core's structure function (which generates code only for a table with a problem)."""
 
     def requiring(target: type) -> Callable[[Any, type], Any]:
-        structure = converter.gen_structure_attrs_fromdict(target)
+        structure = structure_hook(target)
 
         def structure_requiring(data: Any, target: type) -> Any:
             missing = [(key, reason)] if isinstance(data, Mapping) and data.get(key) is None else []

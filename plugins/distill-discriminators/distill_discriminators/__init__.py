@@ -1,30 +1,60 @@
 """distill plugin: discriminators (MPD, MSD, MRD, MS-STFTD), adversarial loss forms, the anchors' presets, and
-``Adversarial``, which owns and trains a discriminator; the ``adversarial`` loss term."""
+``Adversarial``, which owns and trains a discriminator; the ``adversarial`` loss term.
+
+Discovery imports this module and ``builtin`` (the discriminator hook) only: the term is registered by name and
+module, and the architectures load when a config first uses the term, or on first access to a name below
+(PEP 562).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
+
 from distill_core import hookimpl
 
-from .adversarial import Adversarial, StateMismatch
-from .base import CommonOptions, Discriminator, SubOutput
 from .builtin import distill_discriminators  # noqa: F401 - the hook, found where the entry point points
-from .config import AdversarialConfig, DiscriminatorSpec, FeatureMatchingConfig, OptimizerConfig, SchedulerConfig
-from .hookspecs import discriminators
-from .losses import FORMS, discriminator_loss, feature_matching, generator_loss
-from .mpd import MPD, MPDConfig
-from .mrd import MRD, MRDConfig
-from .msd import MSD, MSDConfig
-from .msstftd import MSSTFTD, MSSTFTDConfig
-from .presets import PRESETS
-from .term import AdversarialLoss
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .adversarial import Adversarial, StateMismatch
+    from .base import CommonOptions, Discriminator, SubOutput
+    from .config import AdversarialConfig, DiscriminatorSpec, FeatureMatchingConfig, OptimizerConfig, SchedulerConfig
+    from .hookspecs import discriminators
+    from .losses import FORMS, discriminator_loss, feature_matching, generator_loss
+    from .mpd import MPD, MPDConfig
+    from .mrd import MRD, MRDConfig
+    from .msd import MSD, MSDConfig
+    from .msstftd import MSSTFTD, MSSTFTDConfig
+    from .presets import PRESETS
+    from .term import AdversarialLoss
 
 __version__ = "0.1.0"
-__all__ = ["FORMS", "MPD", "MRD", "MSD", "MSSTFTD", "PRESETS", "Adversarial", "AdversarialConfig", "AdversarialLoss",
-           "CommonOptions", "Discriminator", "DiscriminatorSpec", "FeatureMatchingConfig", "MPDConfig", "MRDConfig",
-           "MSDConfig", "MSSTFTDConfig", "OptimizerConfig", "SchedulerConfig", "StateMismatch", "SubOutput",
-           "discriminator_loss", "discriminators", "feature_matching", "generator_loss"]
+_LAZY = {
+    "Adversarial": "adversarial", "StateMismatch": "adversarial",
+    "CommonOptions": "base", "Discriminator": "base", "SubOutput": "base",
+    "AdversarialConfig": "config", "DiscriminatorSpec": "config", "FeatureMatchingConfig": "config",
+    "OptimizerConfig": "config", "SchedulerConfig": "config",
+    "discriminators": "hookspecs",
+    "FORMS": "losses", "discriminator_loss": "losses", "feature_matching": "losses", "generator_loss": "losses",
+    "MPD": "mpd", "MPDConfig": "mpd", "MRD": "mrd", "MRDConfig": "mrd", "MSD": "msd", "MSDConfig": "msd",
+    "MSSTFTD": "msstftd", "MSSTFTDConfig": "msstftd", "PRESETS": "presets", "AdversarialLoss": "term",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # PEP 562
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
-    register(AdversarialLoss)
+def distill_loss_terms(register: Callable[..., None]) -> None:
+    """Register the ``adversarial`` term by name; its class (and the architectures) load on first use."""
+    register("adversarial", f"{__name__}.term:AdversarialLoss")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .hookspecs import hookimpl
-from .mpd import MPD
-from .mrd import MRD
-from .msd import MSD
-from .msstftd import MSSTFTD
+from distill_core import hookimpl
 
 
 @hookimpl
 def distill_discriminators(register: Callable[[type], None]) -> None:
     """MPD, MSD, MRD and MS-STFTD."""
+    # imported when the hook runs (a config builds the adversarial term), not when discovery finds the hook
+    from .mpd import MPD
+    from .mrd import MRD
+    from .msd import MSD
+    from .msstftd import MSSTFTD
+
     for cls in (MPD, MSD, MRD, MSSTFTD):
         register(cls)

@@ -8,6 +8,7 @@ from typing import Any, Callable, Literal
 import attrs
 from cattrs.errors import ClassValidationError
 from distill_core import InvalidConfig, Weight, converter
+from distill_core.config import structure_hook
 
 Problems = list[tuple[str, str]]
 
@@ -195,10 +196,10 @@ def report_own_problems_alone(cls: type) -> None:
     core then re-checks the class with the offending fields at their defaults, which adds problems the user
     never wrote (window_lengths = [2^30] with one n_mels reported "n_mels has 1, window_lengths has 7").
 
-    A hook factory: cattrs generates the class's structure function on first use, not at import."""
+    A hook factory over the core's structure function (which generates code only for a table with a problem)."""
 
     def unwrapping(target: type) -> Callable[[Any, type], Any]:
-        structure = converter.gen_structure_attrs_fromdict(target)
+        structure = structure_hook(target)
 
         def structure_unwrapped(data: Any, target: type) -> Any:
             try:
