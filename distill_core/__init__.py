@@ -5,10 +5,10 @@ Names load on first access (PEP 562), so ``import distill_core`` and plugin disc
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .hookspecs import hookimpl
+from .lazy import lazy_exports
 from .schedules import Constant, Cosine, Cyclical, LinearWarmup, Schedule, Weight, weight_at
 from .terms import BatchError, LossTerm
 
@@ -38,16 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loss_config import TermBinding
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # PEP 562: the public names load on first use, so `import distill_core` stays cheap
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# PEP 562: the public names load on first use, so `import distill_core` stays cheap
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

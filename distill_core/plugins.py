@@ -293,15 +293,18 @@ class Registry:
     def terms(self) -> dict[str, TermInfo]:
         """Usable terms by name (conflicting names excluded): loads and checks every term registered by
         reference; those that fail join ``broken``."""
-        for name in list(self._terms):
-            self._loaded(name)
+        self._load_all()
         return {name: info for name, info in self._terms.items() if isinstance(info, TermInfo)}
 
     @property
     def broken(self) -> list[BrokenPlugin]:
         """Plugins that failed to load or register, and terms registered by reference whose class did not."""
-        self.terms  # noqa: B018 - a reference's failure shows only once it is loaded
+        self._load_all()  # a reference's failure shows only once it is loaded
         return list(self._broken)
+
+    def _load_all(self) -> None:
+        for name in list(self._terms):
+            self._loaded(name)
 
     def _loaded(self, name: str) -> TermInfo | None:
         """The term ``name`` with its class: a reference is imported and checked once, here; a failure is
@@ -440,7 +443,7 @@ def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: plugg
     return f"plugin {label!r}: {' '.join(str(exc).split())}; expected {expected}"
 
 
-def _by_provenance(infos: list[Any]) -> list[Any]:
+def _by_provenance(infos: list[TermInfo | TermReference]) -> list[TermInfo | TermReference]:
     """A stable order for messages and listings, whatever the order of sys.path."""
     return sorted(infos, key=lambda i: str(i.provenance))
 

@@ -452,10 +452,11 @@ def test_no_retry_when_a_failing_field_has_no_default():
 # --- 8. the guide's code runs as written ----------------------------------------------------------------------
 
 def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
-    """docs/plugins.md's Python blocks, in order, in one namespace: the notebook, the hook, the test."""
+    """docs/plugins.md's Python blocks, in order, in one namespace: the notebook, the hook, the hook that
+    registers by reference, the test."""
     text = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for env in ("DISTILL_STRICT_PLUGINS", "DISTILL_DISABLE_PLUGIN_AUTOLOAD", "DISTILL_PLUGINS"):
         monkeypatch.delenv(env, raising=False)
     registry = Registry()
@@ -467,6 +468,9 @@ def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
             exec(compile(block, "docs/plugins.md", "exec", dont_inherit=True), namespace)  # noqa: S102 - our own documentation
         term = namespace["SpectralFluxLoss"]
         assert namespace["loss"].term_keys[-1] == "spectral_flux_loss"
+        registered: list = []
+        namespace["distill_loss_terms"](lambda *args: registered.append(args))  # the guide's second hook
+        assert registered == [("spectral_flux", "distill_spectral_flux.terms:SpectralFluxLoss")]
         torch.manual_seed(0)
         namespace["test_conformance"]()
         with pytest.raises(ConfigError, match=r"terms.spectral_flux.p: expected 1 or 2, got 3"):

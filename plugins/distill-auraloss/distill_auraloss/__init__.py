@@ -9,10 +9,10 @@ auraloss and the configs) load when a config first uses one, or on first access 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from distill_core import hookimpl
+from distill_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,18 +35,13 @@ _LAZY = {**{target.split(":")[1]: target.split(":")[0] for target in TERM_CLASSE
 __all__ = ["TERMS", "TERM_CLASSES", *_LAZY]
 
 
+_lazy_getattr, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562: discovery need not import auraloss
+
+
 def __getattr__(name: str) -> Any:
     if name == "TERMS":  # every term class, in TERM_CLASSES's order
-        return tuple(__getattr__(target.split(":")[1]) for target in TERM_CLASSES.values())
-    if name in _LAZY:  # PEP 562: discovery need not import auraloss or build twelve config classes
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+        return tuple(_lazy_getattr(target.split(":")[1]) for target in TERM_CLASSES.values())
+    return _lazy_getattr(name)
 
 
 @hookimpl

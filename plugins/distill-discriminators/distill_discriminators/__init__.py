@@ -8,10 +8,10 @@ module, and the architectures load when a config first uses the term, or on firs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from distill_core import hookimpl
+from distill_core.lazy import lazy_exports
 
 from .builtin import distill_discriminators  # noqa: F401 - the hook, found where the entry point points
 
@@ -42,16 +42,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # PEP 562
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562
 
 
 @hookimpl

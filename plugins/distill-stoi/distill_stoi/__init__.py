@@ -6,10 +6,10 @@ uses one, or on first access to a name below (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from distill_core import hookimpl
+from distill_core.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ESTOIConfig, STOIConfig
@@ -23,16 +23,7 @@ _LAZY = {"ESTOIConfig": "config", "STOIConfig": "config", "ESTOILoss": "terms", 
          "OctaveResample": "resample", "intelligibility": "intelligibility"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # PEP 562
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562
 
 
 @hookimpl
