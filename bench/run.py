@@ -338,6 +338,8 @@ t, cpu = time.perf_counter(), time.process_time()
 import distill_core
 registry = distill_core.get_registry()
 assert all(name in registry for name in ("stft", "mag_recon", "if_recon", "kl"))
+if LOAD_ALL:
+    registry.terms  # every term registered by reference imported and checked, as discovery did before #19
 if BUILD:
     distill_core.CombinedLoss()  # the default recipe, built: recipes, config structuring, terms' buffers
 print(time.perf_counter() - t, time.process_time() - cpu, spent[0])
@@ -350,23 +352,31 @@ def bench_import(reps: int, build: bool = False) -> dict:
 
     Reports wall time, the child's CPU time (time.process_time: less sensitive to other processes' load) and
     the cyclic-GC time (passes over torch's objects) inside the window. With ``build``, the window also holds
-    building the recipe's CombinedLoss.
+    building the recipe's CombinedLoss. Interleaved with it, the same child that also loads every term registered
+    by reference (``registry.terms``): the ratio is what loading terms on first use saves, measured in one run.
     """
-    child = f"BUILD = {build}\n" + IMPORT_CHILD
+    children = {load_all: f"BUILD = {build}\nLOAD_ALL = {load_all}\n" + IMPORT_CHILD for load_all in (False, True)}
     env = {k: v for k, v in os.environ.items() if k != BYTECODE_OFF}
 
-    def run() -> tuple[float, ...]:
+    def run(child: str) -> tuple[float, ...]:
         out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, env=env)
         return tuple(map(float, out.stdout.split()))
 
     for _ in range(2):  # warm-up: compile and cache every module's bytecode, warm the file cache
-        run()
+        for child in children.values():
+            run(child)
     load = [os.getloadavg()[0]]
-    runs = [run() for _ in range(reps)]
+    runs: dict[bool, list[tuple[float, ...]]] = {False: [], True: []}
+    for _ in range(reps):
+        for load_all, child in children.items():
+            runs[load_all].append(run(child))
     load.append(os.getloadavg()[0])
-    return {"median_ms": statistics.median(r[0] for r in runs) * 1e3, "min_ms": min(r[0] for r in runs) * 1e3,
-            "median_cpu_ms": statistics.median(r[1] for r in runs) * 1e3, "min_cpu_ms": min(r[1] for r in runs) * 1e3,
-            "median_gc_ms": statistics.median(r[2] for r in runs) * 1e3,
+    lazy, eager = runs[False], runs[True]
+    return {"median_ms": statistics.median(r[0] for r in lazy) * 1e3, "min_ms": min(r[0] for r in lazy) * 1e3,
+            "median_cpu_ms": statistics.median(r[1] for r in lazy) * 1e3, "min_cpu_ms": min(r[1] for r in lazy) * 1e3,
+            "median_gc_ms": statistics.median(r[2] for r in lazy) * 1e3,
+            "all_loaded_median_ms": statistics.median(r[0] for r in eager) * 1e3,
+            "ratio_to_all_loaded": statistics.median(r[0] for r in lazy) / statistics.median(r[0] for r in eager),
             "plugins": os.environ.get("DISTILL_PLUGINS", "all installed"), "load": load}
 
 
@@ -374,9 +384,11 @@ def report_import(results: dict, key: str, title: str, reps: int) -> None:
     """One row: wall and CPU time of fresh processes, which plugins, and the machine's load while measured."""
     results[key] = i = bench_import(reps, build=key == "build")
     print(table(f"{title} (torch already imported; bytecode cached, as pip leaves it; plugins: {i['plugins']})",
-                ["median ms", "min ms", "median CPU ms", "min CPU ms", "median ms in cyclic GC", "load (1 min)"],
+                ["median ms", "min ms", "median CPU ms", "min CPU ms", "median ms in cyclic GC",
+                 "every term loaded: median ms", "ratio", "load (1 min)"],
                 [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_cpu_ms']:.1f}", f"{i['min_cpu_ms']:.1f}",
-                  f"{i['median_gc_ms']:.1f}", " to ".join(f"{x:.1f}" for x in i["load"])]]))
+                  f"{i['median_gc_ms']:.1f}", f"{i['all_loaded_median_ms']:.1f}", f"{i['ratio_to_all_loaded']:.2f}x",
+                  " to ".join(f"{x:.1f}" for x in i["load"])]]))
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
