@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import attrs
 import torch
@@ -30,7 +30,7 @@ from .progress import console_values, epoch_line
 from .run_lock import RunFolderLock
 from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
                           to_spectrogram)
-from .tensorboard import demo_logger, loss_hparams
+from .tensorboard import TensorBoardLogger, demo_logger, loss_hparams
 
 
 @attrs.define
@@ -73,6 +73,27 @@ def _progress(total: int, enabled: bool):
             bar.write(epoch_line(metrics))
 
     return bar, callback
+
+
+def train_demo_run(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader, loss: CombinedLoss,
+                   settings: "DemoSettings", run_dir: Path, device: torch.device, progress: bool,
+                   make_board: Callable[[], TensorBoardLogger | None], **options: Any) -> MetricsHistory:
+    """``train`` as every demo model's run calls it: a progress bar, TensorBoard when ``make_board`` gives a logger,
+    checkpoints in the run folder, resuming as the settings say; the bar and the logger close however it ends.
+
+    ``options`` are the model's own (``lr`` or ``optimizer``, ``views`` or ``adapter``).
+    """
+    bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+    board = make_board()
+    try:
+        return train(model, train_loader, val_loader, loss, epochs=settings.epochs, device=device,
+                     callbacks=[callback, *([board] if board else [])], log_interval=2, checkpoint_dir=run_dir,
+                     resume_from=settings.resume, new_segment="--force-config" if settings.force_config else None,
+                     **options)
+    finally:
+        bar.close()
+        if board:
+            board.close()
 
 
 class SettingsError(ValueError):
@@ -256,18 +277,11 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
     with open_run_folder(run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say):
         save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
-        bar, callback = _progress(len(train_loader) * settings.epochs, progress)
-        board = demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
-                            loss_hparams(config), model, val_set.tensors[0][: settings.samples])
-        try:
-            history = train(model, train_loader, val_loader, loss, epochs=settings.epochs, lr=settings.lr,
-                            device=device, callbacks=[callback, *([board] if board else [])], log_interval=2,
-                            checkpoint_dir=run_dir, resume_from=settings.resume, views=views,
-                            new_segment="--force-config" if settings.force_config else None)
-        finally:
-            bar.close()
-            if board:
-                board.close()
+        history = train_demo_run(
+            model, train_loader, val_loader, loss, settings, run_dir, device, progress,
+            lambda: demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
+                                loss_hparams(config), model, val_set.tensors[0][: settings.samples]),
+            lr=settings.lr, views=views)
         plot_losses(history, run_dir / "losses.png")
 
         model.eval()

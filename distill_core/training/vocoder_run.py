@@ -20,11 +20,10 @@ from ..config import ConfigError
 from ..loss_config import LossConfig, batch_problems, load_config
 from ..provenance import term_origins
 from .audio import synthetic_corpus, write_wav
-from .loop import train
 from .plots import plot_losses
 from .resume import check_resume
-from .run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, _progress, \
-    open_run_folder, resolve_device
+from .run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, open_run_folder, \
+    resolve_device, train_demo_run
 from .run_lock import RunFolderLock
 from .segments import WavSegments, load_waves
 from .tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
@@ -175,18 +174,9 @@ def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[
         save_vocoder_config(vocoder_config, run_dir / VOCODER_FILE)
 
         originals = torch.stack([val_set[i] for i in range(min(settings.samples, len(val_set)))])
-        bar, callback = _progress(len(train_loader) * settings.epochs, progress)
-        board = _logger(run_dir, settings, config, model, originals)
-        try:
-            history = train(model, train_loader, val_loader, loss, epochs=settings.epochs,
-                            optimizer=_optimizer(model, settings.lr, training.betas), device=device,
-                            callbacks=[callback, *([board] if board else [])], log_interval=2,
-                            checkpoint_dir=run_dir, resume_from=settings.resume, adapter=adapter,
-                            new_segment="--force-config" if settings.force_config else None)
-        finally:
-            bar.close()
-            if board:
-                board.close()
+        history = train_demo_run(model, train_loader, val_loader, loss, settings, run_dir, device, progress,
+                                 lambda: _logger(run_dir, settings, config, model, originals),
+                                 optimizer=_optimizer(model, settings.lr, training.betas), adapter=adapter)
         plot_losses(history, run_dir / "losses.png")
         _write_samples(model, originals, run_dir / "samples")
         _check_something_trained(history, start, len(train_loader), run_dir)
