@@ -87,3 +87,13 @@ def throwaway_env(tmp_path):
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "dev_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     return python
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on a shared 2-core machine two threads contend badly (a 0.3 s vocoder test
+    took 22 s with two; a discriminator step 30x longer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

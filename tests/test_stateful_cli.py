@@ -32,12 +32,7 @@ discriminators = [
 FIGURES = {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train_cli(tmp_path: Path, *args: str) -> None:

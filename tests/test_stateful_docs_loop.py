@@ -12,7 +12,7 @@ import torch
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
 
-def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(tmp_path, monkeypatch):
+def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(tmp_path, monkeypatch, one_torch_thread):
     pytest.importorskip("distill_discriminators")
     text = DOC.read_text()
     section = text[text.index("## Training a stateful term: what a loop owes it"):text.index("## Errors")]
@@ -22,13 +22,8 @@ def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(tmp_path, monke
     assert "steps = 30\n" in code.group(1)
     (tmp_path / "small_gan.toml").write_text(toml.group(1))
     monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     scope: dict = {}
-    try:
-        exec(compile(code.group(1).replace("steps = 30\n", "steps = 4\n"), str(DOC), "exec"), scope)  # noqa: S102
-    finally:
-        torch.set_num_threads(threads)
+    exec(compile(code.group(1).replace("steps = 30\n", "steps = 4\n"), str(DOC), "exec"), scope)  # noqa: S102
     loss, resumed, log = scope["loss"], scope["resumed"], scope["log"]
     assert loss.stateful == ("adversarial",) and len(log) == 4
     assert {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score"} <= set(log[0])

@@ -30,13 +30,7 @@ FIGURES = {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_
 STEPS_PER_EPOCH = 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared by several builds: more threads than cores makes a D step 30x slower here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class WaveAdapter:

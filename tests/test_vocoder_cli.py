@@ -40,14 +40,7 @@ def _cli(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in every test: two threads contend badly on a shared 2-core machine (a 0.3 s test took
-    22 s with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cli_trains_the_vocoder_and_compare_scores_it(tmp_path):
