@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.distributed as dist
+
+import gloo_worker
 
 from distill_core.balancer import BalancerConfig, GradientBalancer
 
@@ -27,23 +28,15 @@ class TinyModel(torch.nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rank", type=int, default=0)
-    parser.add_argument("--world", type=int, default=1)
-    parser.add_argument("--store", default="")
     parser.add_argument("--per-item", choices=["true", "false"], required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    distributed = args.world > 1
-    if distributed:
-        dist.init_process_group("gloo", init_method=f"file://{args.store}", rank=args.rank, world_size=args.world)
+    args = gloo_worker.join(parser)
     torch.manual_seed(0)
     steps = [(torch.randn(GLOBAL_BATCH, 5), torch.randn(GLOBAL_BATCH, 2, 3), torch.randn(GLOBAL_BATCH, 2, 3))
              for _ in range(3)]
     model = TinyModel()
-    if distributed:
+    if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    shard = slice(args.rank * GLOBAL_BATCH // args.world, (args.rank + 1) * GLOBAL_BATCH // args.world)
+    shard = gloo_worker.shard(args, GLOBAL_BATCH)
     config = BalancerConfig(enabled=True, ema_decay=0.8, per_batch_item=args.per_item == "true")
     balancer = GradientBalancer(config, list(WEIGHTS))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -61,9 +54,7 @@ def main() -> None:
         grads.append({name.removeprefix("module."): p.grad.clone() for name, p in model.named_parameters()})
         opt.step()
     torch.save({"grads": grads, "logs": logs, "balancer": balancer.state_dict()}, args.out)
-    if distributed:
-        dist.barrier()  # both ranks done before teardown: a rank leaving mid-teardown can abort the other
-        dist.destroy_process_group()
+    gloo_worker.leave(args)
 
 
 if __name__ == "__main__":

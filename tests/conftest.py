@@ -1,7 +1,9 @@
-"""Fake loss terms for the core's unit tests: registered in-process, no plugin distribution needed."""
+"""Fake loss terms for the core's unit tests (registered in-process, no plugin distribution needed), and the
+shared fixtures: one torch thread, and the DDP tests' two-rank launcher."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -97,3 +99,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class GlooRuns:
+    """A DDP test worker (tests/*_worker.py, built on gloo_worker) run alone on the whole batch, or as two gloo
+    ranks with half of it each; each process saves its results to a .pt file, returned here loaded."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def alone(self, worker: str, *args: str) -> dict:
+        out = self.folder / "single.pt"
+        done = subprocess.run([sys.executable, str(Path(__file__).with_name(worker)), *args, "--out", str(out)],
+                              env=self.env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return torch.load(out, weights_only=True)
+
+    def two_ranks(self, worker: str, *args: str) -> list[dict]:
+        outs = [self.folder / f"rank{r}.pt" for r in range(2)]
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name(worker)), *args, "--rank", str(r),
+                                   "--world", "2", "--store", str(self.folder / "store"), "--out", str(out)],
+                                  env=self.env, stderr=subprocess.PIPE, text=True) for r, out in enumerate(outs)]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        return [torch.load(out, weights_only=True) for out in outs]
+
+
+@pytest.fixture
+def gloo_runs(tmp_path):
+    return GlooRuns(tmp_path)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-import torch.distributed as dist
+
+import gloo_worker
 
 from distill_core import load_config
 from distill_core.training.loop import train_epoch, validate_epoch
@@ -25,22 +24,13 @@ class TinyVAE(torch.nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rank", type=int, default=0)
-    parser.add_argument("--world", type=int, default=1)
-    parser.add_argument("--store", default="")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    distributed = args.world > 1
-    if distributed:
-        dist.init_process_group("gloo", init_method=f"file://{args.store}", rank=args.rank, world_size=args.world)
+    args = gloo_worker.join()
     torch.manual_seed(0)
     data = torch.rand(3, 8, 2, 8, 8)  # 3 steps of a global batch of 8
     model = TinyVAE()
-    if distributed:
+    if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    shard = slice(args.rank * 8 // args.world, (args.rank + 1) * 8 // args.world)
+    shard = gloo_worker.shard(args, 8)
     batches = [step[shard] for step in data]
     config = load_config(CONFIG)
 
@@ -57,9 +47,7 @@ def main() -> None:
     val = validate_epoch(model, batches, loss_config=loss)
     torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "train": train, "val": val},
                args.out)
-    if distributed:
-        dist.barrier()  # both ranks done before teardown: a rank leaving mid-teardown can abort the other
-        dist.destroy_process_group()
+    gloo_worker.leave(args)
 
 
 if __name__ == "__main__":

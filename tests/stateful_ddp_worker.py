@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.distributed as dist
+
+import gloo_worker
 
 from distill_core import CombinedLoss, load_config
 from distill_core.epoch import train_pass
@@ -27,38 +28,28 @@ class WaveAdapter:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rank", type=int, default=0)
-    parser.add_argument("--world", type=int, default=1)
-    parser.add_argument("--store", default="")
-    parser.add_argument("--out", required=True)
     parser.add_argument("--broadcast-only", action="store_true",
                         help="broadcast D but leave its gradients per rank (shows what averaging them does)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    distributed = args.world > 1
-    if distributed:
-        dist.init_process_group("gloo", init_method=f"file://{args.store}", rank=args.rank, world_size=args.world)
+    args = gloo_worker.join(parser)
     torch.manual_seed(args.rank)  # each rank builds another D: prepare_loss must hand every rank rank 0's
     loss = CombinedLoss(load_config(CONFIG))
     torch.manual_seed(0)
     waves = 0.3 * torch.randn(STEPS, GLOBAL_BATCH, 1, 2048)
     model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(),
                                 torch.nn.Conv1d(4, 1, 9, padding=4))
-    if distributed:
+    if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if args.broadcast_only:
         broadcast_loss_state(loss)
     else:
         prepare_loss(loss)
-    shard = slice(args.rank * GLOBAL_BATCH // args.world, (args.rank + 1) * GLOBAL_BATCH // args.world)
+    shard = gloo_worker.shard(args, GLOBAL_BATCH)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     means = train_pass(model, [step[shard] for step in waves], optimizer, loss, WaveAdapter(), clip_norm=None)
     d = {k: v for k, v in loss.state_dict().items() if isinstance(v, torch.Tensor)}
     g = {k.removeprefix("module."): v for k, v in model.state_dict().items()}
     torch.save({"d": d, "g": g, "means": dict(means)}, args.out)
-    if distributed:
-        dist.barrier()  # both ranks done before teardown: a rank leaving mid-teardown can abort the other
-        dist.destroy_process_group()
+    gloo_worker.leave(args)
 
 
 if __name__ == "__main__":

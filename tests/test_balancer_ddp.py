@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-WORKER = Path(__file__).with_name("balancer_ddp_worker.py")
-
 
 @pytest.mark.parametrize("per_item", ["true", "false"])
-def test_balanced_ddp_matches_single_process(tmp_path, per_item):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = [sys.executable, str(WORKER), "--per-item", per_item]
-    single = subprocess.run(common + ["--out", str(tmp_path / "single.pt")], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert single.returncode == 0, single.stderr
-    procs = [subprocess.Popen(common + ["--rank", str(r), "--world", "2", "--store", str(tmp_path / "store"),
-                                        "--out", str(tmp_path / f"rank{r}.pt")], env=env, stderr=subprocess.PIPE,
-                              text=True) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-    ref = torch.load(tmp_path / "single.pt", weights_only=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+def test_balanced_ddp_matches_single_process(gloo_runs, per_item):
+    ref = gloo_runs.alone("balancer_ddp_worker.py", "--per-item", per_item)
+    ranks = gloo_runs.two_ranks("balancer_ddp_worker.py", "--per-item", per_item)
     for result in ranks:
         for step, (ours, theirs) in enumerate(zip(result["grads"], ref["grads"], strict=True)):
             for name, grad in theirs.items():
