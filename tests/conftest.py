@@ -1,9 +1,11 @@
 """Fake loss terms for the core's unit tests (registered in-process, no plugin distribution needed), and the
-shared fixtures: one torch thread, and the DDP tests' two-rank launcher."""
+shared fixtures: one torch thread, docs/config.md's loops run as written, and the DDP tests' two-rank
+launcher."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -130,3 +132,28 @@ class GlooRuns:
 @pytest.fixture
 def gloo_runs(tmp_path):
     return GlooRuns(tmp_path)
+
+
+CONFIG_DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+
+
+@pytest.fixture
+def config_doc_loop(tmp_path, monkeypatch):
+    """Run a docs/config.md section's config file and Python loop as a reader would (in a fresh folder), with
+    ``steps = N`` cut to ``fewer``; return the loop's namespace."""
+
+    def run(heading: str, next_heading: str, toml_name: str, steps: int, fewer: int, what: str) -> dict:
+        text = CONFIG_DOC.read_text()
+        section = text[text.index(heading):text.index(next_heading)]
+        toml = re.search(rf"```toml\n(# {re.escape(toml_name)}.*?)```", section, re.S)
+        code = re.search(r"```python\n(.*?)```", section, re.S)
+        assert toml and code, f"docs/config.md lost its {what}"
+        assert f"steps = {steps}\n" in code.group(1)
+        (tmp_path / toml_name).write_text(toml.group(1))
+        monkeypatch.chdir(tmp_path)
+        scope: dict = {}
+        exec(compile(code.group(1).replace(f"steps = {steps}\n", f"steps = {fewer}\n"), str(CONFIG_DOC), "exec"),
+             scope)  # noqa: S102 - our own documentation
+        return scope
+
+    return run

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
-
-def test_the_docs_loop_separates_a_two_source_mixture(tmp_path, monkeypatch):
+def test_the_docs_loop_separates_a_two_source_mixture(config_doc_loop):
     pytest.importorskip("distill_stoi")
     pytest.importorskip("distill_auraloss")
-    text = DOC.read_text()
-    section = text[text.index("## Permutation-invariant training"):text.index("## Output of CombinedLoss")]
-    toml = re.search(r"```toml\n(# separation\.toml.*?)```", section, re.S)
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert toml and code, "docs/config.md lost its separation recipe"
-    assert "steps = 300\n" in code.group(1)
-    (tmp_path / "separation.toml").write_text(toml.group(1))
-    monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(code.group(1).replace("steps = 300\n", "steps = 20\n"), str(DOC), "exec"), scope)  # noqa: S102
+    scope = config_doc_loop("## Permutation-invariant training", "## Output of CombinedLoss", "separation.toml",
+                            300, 20, "separation recipe")
     history = scope["history"]
     assert len(history) == 20
     first, last = sum(history[:5]) / 5, sum(history[-5:]) / 5

@@ -3,27 +3,14 @@ once per batch and never in eval mode, the figures are logged, and the saved los
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import torch
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
-
-def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(tmp_path, monkeypatch, one_torch_thread):
+def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(config_doc_loop, one_torch_thread):
     pytest.importorskip("distill_discriminators")
-    text = DOC.read_text()
-    section = text[text.index("## Training a stateful term: what a loop owes it"):text.index("## Errors")]
-    toml = re.search(r"```toml\n(# small_gan\.toml.*?)```", section, re.S)
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert toml and code, "docs/config.md lost its stateful-term loop"
-    assert "steps = 30\n" in code.group(1)
-    (tmp_path / "small_gan.toml").write_text(toml.group(1))
-    monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(code.group(1).replace("steps = 30\n", "steps = 4\n"), str(DOC), "exec"), scope)  # noqa: S102
+    scope = config_doc_loop("## Training a stateful term: what a loop owes it", "## Errors", "small_gan.toml", 30, 4,
+                            "stateful-term loop")
     loss, resumed, log = scope["loss"], scope["resumed"], scope["log"]
     assert loss.stateful == ("adversarial",) and len(log) == 4
     assert {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score"} <= set(log[0])
