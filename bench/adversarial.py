@@ -80,7 +80,7 @@ def loss_update_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callable[
     """CombinedLoss.update around a copy of our Adversarial (D, optimizer, schedule): the D step as a training
     loop calls it, with the framework's batch mapping, detach, schedule and figure keys in between."""
     from distill_core import CombinedLoss, LossConfig
-    from distill_core.terms import LossTerm
+    from distill_core.terms.base import LossTerm
     from distill_discriminators import Adversarial, AdversarialLoss
 
     term = AdversarialLoss.__new__(AdversarialLoss)

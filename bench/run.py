@@ -286,7 +286,7 @@ def bench_balancer(device: torch.device, reps: int) -> dict:
     recipe's effective weights as shares, kl as the rest; unbalanced: CombinedLoss's total, backward.
     """
     from distill_core import CombinedLoss, LossConfig
-    from distill_core.balancer import BalancerConfig, GradientBalancer
+    from distill_core.loss.balancer import BalancerConfig, GradientBalancer
     from distill_core.training.model import SpectrogramVAE
 
     config = LossConfig()

@@ -1,45 +1,50 @@
 """distill: a plugin-based loss framework for PyTorch. Loss terms come from pip-installed plugins.
 
-Names load on first access (PEP 562), so ``import distill_core`` and plugin discovery stay cheap.
+Names load on first access (PEP 562), so ``import distill_core`` and plugin discovery stay cheap: importing the
+package imports neither torch nor any term.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookimpl
-from .lazy import lazy_exports
-from .schedules import Constant, Cosine, Cyclical, LinearWarmup, Schedule, Weight, weight_at
-from .terms import BatchError, LossTerm
+from distill_core.registry.hookspecs import hookimpl
+from distill_core.util.lazy import lazy_exports
+from distill_core._moved import install_moved_modules
+from distill_core.config.schedules import Constant, Cosine, Cyclical, LinearWarmup, Schedule, Weight, weight_at
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "CombinedLoss": "combined", "TermBuildError": "combined",
-    "ConfigError": "config", "InvalidConfig": "config", "converter": "config",
-    "LossConfig": "loss_config", "dump_config": "loss_config", "dumps_config": "loss_config",
-    "load_config": "loss_config",
-    "BrokenPlugin": "plugins", "PluginError": "plugins", "Provenance": "plugins", "Registry": "plugins",
-    "TermInfo": "plugins", "UnknownTermError": "plugins", "get_registry": "plugins", "register": "plugins",
-    "reset_registry": "plugins",
-    "GroupConfig": "groups", "Recipe": "recipes",
-    "BalancerConfig": "balancer", "GradientBalancer": "balancer", "TermBinding": "loss_config",
+    "BatchError": "terms.base", "LossTerm": "terms.base",
+    "CombinedLoss": "loss.combined", "TermBuildError": "loss.combined",
+    "ConfigError": "config.converter", "InvalidConfig": "config.converter", "converter": "config.converter",
+    "LossConfig": "loss.config", "dump_config": "loss.config", "dumps_config": "loss.config",
+    "load_config": "loss.config", "TermBinding": "loss.config",
+    "BrokenPlugin": "registry.discovery", "PluginError": "registry.discovery", "Provenance": "registry.discovery",
+    "Registry": "registry.discovery", "TermInfo": "registry.discovery", "UnknownTermError": "registry.discovery",
+    "get_registry": "registry.discovery", "register": "registry.discovery", "reset_registry": "registry.discovery",
+    "GroupConfig": "config.groups", "Recipe": "registry.recipes",
+    "BalancerConfig": "loss.balancer", "GradientBalancer": "loss.balancer",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .combined import CombinedLoss, TermBuildError
-    from .config import ConfigError, InvalidConfig, converter
-    from .loss_config import LossConfig, dump_config, dumps_config, load_config
-    from .plugins import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
+    from distill_core.terms.base import BatchError, LossTerm
+    from distill_core.loss.combined import CombinedLoss, TermBuildError
+    from distill_core.config.converter import ConfigError, InvalidConfig, converter
+    from distill_core.loss.config import LossConfig, dump_config, dumps_config, load_config
+    from distill_core.registry.discovery import (BrokenPlugin, PluginError, Provenance, Registry, TermInfo, UnknownTermError,
                           get_registry, register, reset_registry)
-    from .groups import GroupConfig
-    from .recipes import Recipe
-    from .balancer import BalancerConfig, GradientBalancer
-    from .loss_config import TermBinding
+    from distill_core.config.groups import GroupConfig
+    from distill_core.registry.recipes import Recipe
+    from distill_core.loss.balancer import BalancerConfig, GradientBalancer
+    from distill_core.loss.config import TermBinding
 
 
 # PEP 562: the public names load on first use, so `import distill_core` stays cheap
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+install_moved_modules()
 
 
 __all__ = [

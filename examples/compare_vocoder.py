@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from distill_core import CombinedLoss, LossConfig, load_config
-from distill_core.atomic import atomic_write_text
-from distill_core.loss_config import dumps_config
-from distill_core.lock import write_lock
+from distill_core.files.atomic import atomic_write_text
+from distill_core.loss.config import dumps_config
+from distill_core.loss.lockfile import write_lock
 from distill_core.training.audio import wav_corpus, write_wav
 from distill_core.training.audio_metrics import evaluate
 from distill_core.training.checkpoint import save_checkpoint

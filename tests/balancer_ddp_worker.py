@@ -8,7 +8,7 @@ import torch
 
 import gloo_worker
 
-from distill_core.balancer import BalancerConfig, GradientBalancer
+from distill_core.loss.balancer import BalancerConfig, GradientBalancer
 
 GLOBAL_BATCH = 8
 WEIGHTS = {"l1": 1.0, "mse": 2.0, "loud": 1.0, "off": 0.0}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from distill_core import LossTerm, Weight
-from distill_core.terms import check_pair
+from distill_core.terms.base import check_pair
 
 
 @attrs.define

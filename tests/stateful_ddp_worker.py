@@ -10,7 +10,7 @@ import torch
 import gloo_worker
 
 from distill_core import CombinedLoss, load_config
-from distill_core.epoch import train_pass
+from distill_core.engine.passes import train_pass
 from distill_core.training.ddp import broadcast_loss_state, prepare_loss
 
 SMALL_D = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},

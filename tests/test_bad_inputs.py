@@ -194,7 +194,7 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_names_the_line(tmp_path):
 def test_a_yaml_alias_bomb_is_one_line_from_check(tmp_path):
     config = tmp_path / "bomb.yaml"
     config.write_bytes(billion_laughs())
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(config)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(config)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"error: invalid loss config in {config}: f[0]: line 6: alias *e expands the config beyond" in r.stderr
@@ -212,7 +212,7 @@ def test_aliases_within_the_limit_still_load(tmp_path):
 
 
 def test_describing_a_huge_value_is_bounded():
-    from distill_core.config import _describe
+    from distill_core.config.converter import _describe
 
     nested: list = [1] * 9
     for _ in range(8):
@@ -369,7 +369,7 @@ def test_a_checkpoint_of_a_newer_format_says_upgrade(tmp_path):
 
 def test_a_null_hydra_loss_names_the_key():
     omegaconf = pytest.importorskip("omegaconf")
-    from distill_core.omegaconf_config import load_omegaconf
+    from distill_core.loss.omegaconf_config import load_omegaconf
 
     cfg = omegaconf.OmegaConf.create({"loss": None, "train": {"loss": None}})
     with pytest.raises(ConfigError) as err:
@@ -393,8 +393,8 @@ def test_a_null_hydra_loss_names_the_key():
 
 
 def test_balancer_total_norm_is_bounded_below_float32_overflow():
-    from distill_core.balancer import MAX_TOTAL_NORM, BalancerConfig
-    from distill_core.config import InvalidConfig
+    from distill_core.loss.balancer import MAX_TOTAL_NORM, BalancerConfig
+    from distill_core.config.converter import InvalidConfig
 
     assert BalancerConfig(total_norm=MAX_TOTAL_NORM).total_norm == 1e6
     with pytest.raises(InvalidConfig, match=r"total_norm: expected at most 1e\+06 .* got 1e\+39"):
@@ -404,7 +404,7 @@ def test_balancer_total_norm_is_bounded_below_float32_overflow():
 
 
 def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path):
-    from distill_core.atomic import WriteError, atomic_write_text, file_in_the_way
+    from distill_core.files.atomic import WriteError, atomic_write_text, file_in_the_way
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(WriteError) as err:
@@ -468,7 +468,7 @@ def pair(dtype, device):
 
 
 def test_check_term_fails_where_discovery_would_mark_the_term_broken():
-    from distill_core.plugins import PluginError, Registry
+    from distill_core.registry.discovery import PluginError, Registry
     from distill_core.testing import check_term
 
     with pytest.raises(PluginError) as discovery:
@@ -488,7 +488,7 @@ def test_check_term_does_not_warn_for_a_term_with_parameters():
 
 
 def test_the_new_plugin_template_has_layouts_a_true_docstring_and_a_discovery_test(tmp_path):
-    from distill_core.scaffold import scaffold
+    from distill_core.cli.scaffold import scaffold
 
     root = scaffold("flux", tmp_path)
     module = (root / "distill_flux" / "__init__.py").read_text()
@@ -500,7 +500,7 @@ def test_the_new_plugin_template_has_layouts_a_true_docstring_and_a_discovery_te
 
 
 def test_a_template_plugin_in_the_wrong_entry_point_group_fails_its_own_test(throwaway_env, tmp_path):
-    from distill_core.scaffold import scaffold
+    from distill_core.cli.scaffold import scaffold
 
     root = scaffold("flux", tmp_path)
     pyproject = root / "pyproject.toml"
@@ -518,7 +518,7 @@ def test_a_template_plugin_in_the_wrong_entry_point_group_fails_its_own_test(thr
 
 def test_a_signal_during_a_group_of_saves_waits_for_the_group(tmp_path):
     """SIGTERM (default action) sent while checkpoint and history are saved lands after both are written."""
-    script = (f"import os, signal, pathlib\nfrom distill_core.atomic import atomic_write_text, signals_deferred\n"
+    script = (f"import os, signal, pathlib\nfrom distill_core.files.atomic import atomic_write_text, signals_deferred\n"
               f"with signals_deferred():\n"
               f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'last.pt', 'epoch 3')\n"
               f"    os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -556,7 +556,7 @@ MEL_BOUND_CASES = [
 def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path, name, toml, message):
     from click.testing import CliRunner
 
-    from distill_core.cli import main
+    from distill_core.cli.main import main
 
     config = tmp_path / "loss.toml"
     config.write_text('recipe = "none"\n' + toml)
@@ -573,7 +573,7 @@ def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path,
 # --- issue #21, round three: the balancer's edges, terms' outputs, the lock --------------------------------
 
 def test_a_term_that_allows_shared_inputs_may_map_two_to_one_key():
-    from distill_core.loss_config import shared_input_problems
+    from distill_core.loss.config import shared_input_problems
 
     assert shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=True) == []
     assert len(shared_input_problems("t", "t", {"recon": "x", "target": "x"}, allowed=False)) == 1
@@ -592,7 +592,7 @@ def test_a_term_returning_a_batch_of_values_is_named_in_one_line():
         def forward(self, batch):
             return batch["recon"].flatten(1).mean(1)
 
-    from distill_core.plugins import Registry
+    from distill_core.registry.discovery import Registry
 
     registry = Registry()
     registry.register_term(PerItem)
@@ -633,7 +633,7 @@ def test_a_balancer_input_without_a_gradient_is_refused_before_backward():
 
 
 def test_the_lock_records_each_terms_binding_and_inputs():
-    from distill_core.lock import make_lock
+    from distill_core.loss.lockfile import make_lock
 
     config = load_config({"terms": {"stft_wave": {"term": "stft", "input": "waveform",
                                                   "inputs": {"recon": "recon_wave", "target": "target_wave"}}}})
@@ -701,7 +701,7 @@ def test_a_conflicting_plugin_is_named_with_both_ways_out_and_spares_the_recipe_
     write_distribution(tmp_path, "my-twin", "2.0", {"my_twin": TWIN.format(name=twin)}, {twin: "my_twin"})
     (tmp_path / "loss.toml").write_text("")
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(tmp_path / "loss.toml")],
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(tmp_path / "loss.toml")],
                        capture_output=True, text=True, env=env)
     if twin == "wave_l1":  # the recipe does not use it: still valid
         assert r.returncode == 0 and "valid" in r.stdout, r.stderr

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from distill_core import InvalidConfig
-from distill_core.balancer import BalancerConfig, GradientBalancer
-from distill_core.config import structure_checked
+from distill_core.loss.balancer import BalancerConfig, GradientBalancer
+from distill_core.config.converter import structure_checked
 from distill_core.testing import SYNC_METHODS  # sync_counter, the fixture, is the test kit's
 
 

@@ -38,7 +38,7 @@ def test_config_section_check_and_schema(tmp_path):
     assert "did you mean 'total_norm'" in problems["balancer.total_nrm"]
     with pytest.raises(ConfigError, match=r"balancer\.input: no configured term reads batch key 'y'"):
         load_config({"balancer": {"enabled": True, "input": "y"}})
-    from distill_core.schema import config_schema
+    from distill_core.loss.schema import config_schema
 
     schema = config_schema()["properties"]["balancer"]
     assert set(schema["properties"]) == {"enabled", "input", "total_norm", "ema_decay", "per_batch_item", "epsilon"}
@@ -153,7 +153,7 @@ def test_resume_restores_the_averages_and_reproduces_the_run(tmp_path):
 
 
 def test_cli_trains_a_balanced_config_and_records_the_ratios(tmp_path):
-    from distill_core.cli import main
+    from distill_core.cli.main import main
 
     config = tmp_path / "balanced.toml"
     config.write_text(docs_example())

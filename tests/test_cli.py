@@ -11,12 +11,12 @@ import jsonschema
 import pytest
 
 from distill_core import LossConfig, dump_config
-from distill_core.config import converter
-from distill_core.lock import check_lock
+from distill_core.config.converter import converter
+from distill_core.loss.lockfile import check_lock
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 
@@ -145,14 +145,14 @@ def test_plugins_lists_broken_and_conflicting_plugins(tmp_path):
             "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
     write_distribution(tmp_path, "my-stft", "2.0", {"my_stft": twin}, {"stft": "my_stft"})
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "plugins"], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "plugins"], capture_output=True, text=True, env=env)
     assert r.returncode == 0
     assert ("BROKEN brittle (distill-brittle==0.2): ModuleNotFoundError: No module named 'not_a_real_module'"
             in r.stdout)
     assert "CONFLICT stft: registered by distill-stft==0.1.0 and my-stft==2.0" in r.stdout
     check = tmp_path / "loss.toml"
     check.write_text("")
-    c = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(check)], capture_output=True,
+    c = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(check)], capture_output=True,
                        text=True, env=env)
     assert c.returncode == 2
     assert "terms.stft: term name 'stft' is registered by more than one plugin" in c.stderr

@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from distill_core.cli import main
+from distill_core.cli.main import main
 from distill_core.training.checkpoint import load_checkpoint, save_checkpoint
 from distill_core.training.run_lock import OWNER_NAME
 
@@ -241,14 +241,14 @@ def test_config_errors_are_one_line(tmp_path, text, message, command):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli", "--debug", "train", "--device", "bogus",
+    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "--debug", "train", "--device", "bogus",
                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" in r.stderr and "SettingsError: --device" in r.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_a_truncated_lock_names_the_file(tmp_path):
-    from distill_core.lock import LockError, check_lock
+    from distill_core.loss.lockfile import LockError, check_lock
 
     lock = tmp_path / "lock.json"
     lock.write_text('{"stft": {"distribution": "distill-stft", "vers')
@@ -328,7 +328,7 @@ def test_train_refuses_other_plugin_versions_and_a_model_that_does_not_fit(tmp_p
 
 # --- issue 21: concurrent writers, killed and failed saves, paths in the way, damaged histories ---------------
 
-CLI = [sys.executable, "-m", "distill_core.cli"]
+CLI = [sys.executable, "-m", "distill_core.cli.main"]
 
 
 def content(folder: pathlib.Path, *names: str) -> dict[str, str]:
@@ -385,7 +385,7 @@ def limited(max_bytes: int):
 
 # The CLI with SIGXFSZ's default action restored: the kernel kills the process in the write that passes the limit.
 DIES_AT_THE_LIMIT = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
-                     "sys.argv[0] = 'distill-loss'; from distill_core.cli import main; main()"]
+                     "sys.argv[0] = 'distill-loss'; from distill_core.cli.main import main; main()"]
 
 
 def test_a_save_killed_midway_leaves_a_temporary_the_next_start_removes(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distill_core import BatchError, CombinedLoss, ConfigError, GroupConfig, LinearWarmup, LossConfig
-from distill_core.terms import LossTerm
+from distill_core.terms.base import LossTerm
 from distill_core.testing import SYNC_METHODS  # sync_counter, the fixture, is the test kit's
 
 

@@ -111,7 +111,7 @@ def held_out(tmp_path):
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
 
 

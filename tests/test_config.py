@@ -7,7 +7,7 @@ import json
 import pytest
 
 from distill_core import ConfigError, LinearWarmup, LossConfig, dump_config, load_config
-from distill_core.config import converter
+from distill_core.config.converter import converter
 
 
 def test_seed_defaults():
@@ -184,7 +184,7 @@ def test_a_well_formed_table_structures_without_generated_code_and_as_the_genera
     assert converter.structure({"steps": [2, 3]}, Fresh) == Fresh((2, 3))
     with pytest.raises(Exception) as err:
         converter.structure({"steps": [2, "x"], "extra": 1}, Fresh)
-    from distill_core.config import problems_from
+    from distill_core.config.converter import problems_from
 
     assert problems_from(err.value, "fresh") == [("fresh.steps[1]", "expected int, got 'x'"),
                                                  ("fresh.extra", "unknown key (valid keys: steps)")]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from distill_core import CombinedLoss, load_config
-from distill_core.combined import TermBuildError
-from distill_core.plugins import Registry
+from distill_core.loss.combined import TermBuildError
+from distill_core.registry.discovery import Registry
 from distill_core.testing import write_distribution
 from distill_core.training.checkpoint import load_checkpoint
 from distill_core.training.metrics import MetricsHistory
@@ -62,7 +62,7 @@ def test_signal_mid_epoch_then_resume(tmp_path, uninterrupted, sig):
 
 
 def test_cli_sigterm_exits_cleanly_with_a_resume_hint(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "distill_core.cli", "train", "--epochs", "50", "--clips", "16",
+    proc = subprocess.Popen([sys.executable, "-m", "distill_core.cli.main", "train", "--epochs", "50", "--clips", "16",
                              "--batch-size", "4", "--out", str(tmp_path), "--no-progress"], stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 120

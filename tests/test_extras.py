@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from distill_core.extras import MissingExtra, available, require
+from distill_core.util.extras import MissingExtra, available, require
 
 
 def test_a_missing_module_names_the_extra_that_installs_it():

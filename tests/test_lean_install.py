@@ -170,11 +170,11 @@ def test_the_console_script_names_the_train_extra_in_one_line(lean):
 
 def test_the_test_kit_names_the_test_extra_without_pytest(lean):
     python, _ = lean
-    r = subprocess.run([str(python), "-c", "import distill_core.testing"], capture_output=True, text=True,
+    r = subprocess.run([str(python), "-c", "import distill_core.testing.plugin"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == (
-        "distill_core.extras.MissingExtra: the test kit distill_core.testing needs pytest, which is not installed; "
+        "distill_core.util.extras.MissingExtra: the test kit distill_core.testing needs pytest, which is not installed; "
         "install the 'test' extra: pip install 'distill-core[test]'")
 
 

@@ -1,4 +1,4 @@
-"""distill_core.mel.mel_filterbank against librosa.filters.mel (the oracle) for every FFT size and option."""
+"""distill_core.dsp.mel.mel_filterbank against librosa.filters.mel (the oracle) for every FFT size and option."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.mel import mel_filterbank
 
 librosa = pytest.importorskip("librosa", reason="librosa is the oracle for the mel filterbank")
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import converter, load_config
-from distill_core.lock import lock_differences
+from distill_core.loss.lockfile import lock_differences
 from distill_core.training.checkpoint import load_checkpoint
 from distill_core.training.metrics import MetricsHistory
 

@@ -11,7 +11,7 @@ omegaconf = pytest.importorskip("omegaconf", reason="omegaconf is not installed 
 from omegaconf import OmegaConf  # noqa: E402
 
 from distill_core import ConfigError, LossConfig, load_config  # noqa: E402
-from distill_core.omegaconf_config import load_omegaconf  # noqa: E402
+from distill_core.loss.omegaconf_config import load_omegaconf  # noqa: E402
 
 HYDRA = Path(__file__).parent / "data" / "hydra"
 

@@ -15,8 +15,8 @@ import torch
 import distill_core
 from distill_core import (BatchError, CombinedLoss, ConfigError, InvalidConfig, LossConfig, LossTerm, PluginError,
                           Registry, hookimpl, load_config)
-from distill_core.plugins import reset_registry, term_origins
-from distill_core.terms import check_pair
+from distill_core.registry.discovery import reset_registry, term_origins
+from distill_core.terms.base import check_pair
 from distill_core.testing import check_term, write_distribution
 
 _counter = itertools.count()
@@ -84,7 +84,7 @@ def cli(monkeypatch):
     """Run distill-loss in this process (a fresh registry from the current sys.path and environment)."""
     from click.testing import CliRunner
 
-    from distill_core.cli import main
+    from distill_core.cli.main import main
 
     def run(*args: str, **env: str):
         for key, value in env.items():
@@ -435,7 +435,7 @@ def test_own_check_about_a_mistyped_field_is_not_repeated(register_term):
 
 
 def test_no_retry_when_a_failing_field_has_no_default():
-    from distill_core.config import structure_checked
+    from distill_core.config.converter import structure_checked
 
     @attrs.define
     class Strict:

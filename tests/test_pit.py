@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from distill_core import CombinedLoss
-from distill_core.config import ConfigError
-from distill_core.loss_config import dumps_config, load_config
-from distill_core.pit import MAX_BRUTE_SOURCES, PITConfig, permuted, refusal
-from distill_core.terms import BatchError
+from distill_core.config.converter import ConfigError
+from distill_core.loss.config import dumps_config, load_config
+from distill_core.terms.pit import MAX_BRUTE_SOURCES, PITConfig, permuted, refusal
+from distill_core.terms.base import BatchError
 from distill_core.testing import SYNC_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_equals_asteroid_pit_loss_wrapper(method, sources):
 
 def test_the_config_schema_describes_pit():
     jsonschema = pytest.importorskip("jsonschema")
-    from distill_core.schema import config_schema
+    from distill_core.loss.schema import config_schema
 
     schema = config_schema()
     good = {"recipe": "none", "terms": {"auraloss_sisdr": {"pit": {"axis": 1, "method": "hungarian"}}}}
@@ -206,7 +206,7 @@ def test_cli_check_prints_the_pit_error_in_one_line_and_exits_2(tmp_path):
 
     path = tmp_path / "sep.toml"
     path.write_text('recipe = "none"\n[terms.auraloss_sisdr]\npit = { axis = 1, method = "greedy" }\n')
-    done = subprocess.run([sys.executable, "-m", "distill_core.cli", "check", str(path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(path)], capture_output=True,
                           text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: invalid loss config in {path}: terms.auraloss_sisdr.pit."

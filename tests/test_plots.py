@@ -89,7 +89,7 @@ def test_several_runs_overlay_one_colour_each():
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 

@@ -47,7 +47,7 @@ def configs(draw):
     stft_cfg.weight = stft["weight"]
     config.terms["stft"] = stft_cfg
     if stft["input"] == "waveform":  # the recipe's batch holds spectrograms: read its waveform views
-        from distill_core.loss_config import TermBinding
+        from distill_core.loss.config import TermBinding
 
         config.bindings["stft"] = TermBinding(inputs={"recon": "recon_wave", "target": "target_wave"})
     config.terms["kl"].free_bits = draw(finite)

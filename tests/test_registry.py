@@ -10,7 +10,7 @@ import pytest
 
 import distill_core
 from distill_core import LossConfig, PluginError, Registry, UnknownTermError, hookimpl, load_config
-from distill_core.plugins import get_registry, reset_registry
+from distill_core.registry.discovery import get_registry, reset_registry
 from distill_core.testing import write_distribution
 
 _counter = itertools.count()
@@ -233,7 +233,7 @@ def _importlib_view(group: str) -> list[tuple[str, str, str, str]]:
 @pytest.mark.parametrize("group", ["distill", "distill.recipes"])
 def test_the_entry_point_reader_agrees_with_importlib_metadata(site, tmp_path_factory, monkeypatch, group):
     """Real distributions: one declaring only another group, one found twice on sys.path (the first counts)."""
-    from distill_core.entrypoints import declared_entry_points
+    from distill_core.registry.entrypoints import declared_entry_points
 
     make_dist(site, "distill-echo", "1.2.3", "echo")
     other = write_distribution(site, "distill-elsewhere", "0.1", {}, {"elsewhere": "json"})
@@ -254,7 +254,7 @@ def test_the_entry_point_reader_agrees_with_importlib_metadata(site, tmp_path_fa
 def test_a_distribution_installed_after_a_scan_is_found_and_reset_reads_afresh(site):
     """The entry points are read once for discovery and the recipes, until a sys.path folder changes or
     reset_registry() is called."""
-    from distill_core import entrypoints
+    from distill_core.registry import entrypoints
 
     def names() -> set[str]:
         return {ep.name for ep, _, _ in entrypoints.declared_entry_points("distill")}

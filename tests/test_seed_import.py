@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import CombinedLoss, load_config
-from distill_core.cli import main
+from distill_core.cli.main import main
 from distill_core.training.checkpoint import CheckpointError, load_checkpoint, load_training_state
 from distill_core.training.metrics import SEED_EPOCH_FIELDS, SEED_STEP_FIELDS, MetricsHistory
 from distill_core.training.seed_import import import_seed

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from distill_core.cli import main
+from distill_core.cli.main import main
 from distill_core.training.metrics import MetricsHistory
 
 # The recipe with a constant KL weight (its default warm-up depends on --epochs, which the cut run changes),

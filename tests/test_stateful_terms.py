@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from distill_core import CombinedLoss, ConfigError, LossTerm, dump_config, dumps_config, load_config
-from distill_core.combined import TermBuildError, TermOutputError
-from distill_core.config import converter
-from distill_core.schedules import UpdateSchedule, Weight
+from distill_core.loss.combined import TermBuildError, TermOutputError
+from distill_core.config.converter import converter
+from distill_core.config.schedules import UpdateSchedule, Weight
 from distill_core.testing import check_term
 
 

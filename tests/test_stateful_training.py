@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import CombinedLoss, load_config
-from distill_core.epoch import Accumulator, LossParameterError, check_optimizer, evaluate_pass, train_pass
+from distill_core.engine.passes import Accumulator, LossParameterError, check_optimizer, evaluate_pass, train_pass
 from distill_core.training.loop import train
 from distill_core.training.metrics import EpochMetrics, MetricsHistory
 from distill_core.training.plots import UPDATE_PANEL, draw

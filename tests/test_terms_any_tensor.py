@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import BatchError, CombinedLoss, ConfigError, load_config
-from distill_core.lock import make_lock
+from distill_core.loss.lockfile import make_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_first_batch_layout_check_lists_every_term():
 def test_check_cli_reports_a_layout_conflict(tmp_path):
     path = tmp_path / "loss.toml"
     path.write_text('[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\n')
-    r = subprocess.run([sys.executable, "-c", "from distill_core.cli import main; main()", "check", str(path)],
+    r = subprocess.run([sys.executable, "-c", "from distill_core.cli.main import main; main()", "check", str(path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "batch.recon: the batch holds [B, 2, F, T], but stft_wave reads it as [B, C, N]" in r.stderr
@@ -150,7 +150,7 @@ def docs_example() -> str:
 
 def cli_train(python: Path, config: Path, out: Path, name: str, *args: str) -> dict:
     """``distill-loss train`` in a subprocess; the run's history.json, read back from disk."""
-    r = subprocess.run([str(python), "-c", "from distill_core.cli import main; main()", "train", str(config),
+    r = subprocess.run([str(python), "-c", "from distill_core.cli.main import main; main()", "train", str(config),
                         "--epochs", "2", "--out", str(out), "--name", name, "--no-progress", "--no-tensorboard",
                         *args], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -240,7 +240,7 @@ def test_a_config_error_comes_before_any_file_is_written(tmp_path):
     config = tmp_path / "loss.toml"
     config.write_text('[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\n'
                       'inputs = { recon = "recon_wav", target = "target_wave" }\n')
-    r = subprocess.run([sys.executable, "-c", "from distill_core.cli import main; main()", "train",
+    r = subprocess.run([sys.executable, "-c", "from distill_core.cli.main import main; main()", "train",
                         str(config), "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2

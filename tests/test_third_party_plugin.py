@@ -52,7 +52,7 @@ def test_install_use_uninstall(throwaway_env, tmp_path):
     config = tmp_path / "loss.toml"
     config.write_text('recipe = "none"\n[terms.sisdr]\nweight = 0.5\n')
 
-    before = run(throwaway_env, "-m", "distill_core.cli", "check", str(config))
+    before = run(throwaway_env, "-m", "distill_core.cli.main", "check", str(config))
     assert before.returncode == 2
     assert "terms.sisdr: unknown term 'sisdr'" in before.stderr
     from distill_core import get_registry
@@ -60,27 +60,27 @@ def test_install_use_uninstall(throwaway_env, tmp_path):
     assert f"installed terms: {', '.join(sorted(get_registry().terms))}" in before.stderr
 
     pip(throwaway_env, "install", "-q", "--no-deps", "--no-build-isolation", str(ROOT / "examples" / "distill-sisdr"))
-    listed = json.loads(run(throwaway_env, "-m", "distill_core.cli", "plugins", "--json").stdout)
+    listed = json.loads(run(throwaway_env, "-m", "distill_core.cli.main", "plugins", "--json").stdout)
     sisdr = next(t for t in listed["terms"] if t["name"] == "sisdr")
     assert (sisdr["distribution"], sisdr["version"], sisdr["module"]) == ("distill-sisdr", "0.1.0", "distill_sisdr")
-    assert run(throwaway_env, "-m", "distill_core.cli", "check", str(config)).returncode == 0
+    assert run(throwaway_env, "-m", "distill_core.cli.main", "check", str(config)).returncode == 0
     used = run(throwaway_env, "-c", USE_IT)
     assert used.returncode == 0, used.stderr
     assert "'sisdr_loss'" in used.stdout.splitlines()[0]
     assert used.stdout.splitlines()[1] == "components ['kl_loss', 'sisdr_loss']"  # every configured term
 
     pip(throwaway_env, "uninstall", "-y", "-q", "distill-sisdr")
-    after = run(throwaway_env, "-m", "distill_core.cli", "plugins", "--json")
+    after = run(throwaway_env, "-m", "distill_core.cli.main", "plugins", "--json")
     assert "sisdr" not in [t["name"] for t in json.loads(after.stdout)["terms"]]
-    assert run(throwaway_env, "-m", "distill_core.cli", "check", str(config)).returncode == 2
+    assert run(throwaway_env, "-m", "distill_core.cli.main", "check", str(config)).returncode == 2
 
 
 def test_scaffolded_plugin_installs_lists_and_passes_its_test(throwaway_env, tmp_path):
-    made = run(throwaway_env, "-m", "distill_core.cli", "new-plugin", "spectral_flux", "--dir", str(tmp_path))
+    made = run(throwaway_env, "-m", "distill_core.cli.main", "new-plugin", "spectral_flux", "--dir", str(tmp_path))
     assert made.returncode == 0, made.stderr
     root = tmp_path / "distill-spectral-flux"
     pip(throwaway_env, "install", "-q", "--no-deps", "--no-build-isolation", str(root))
-    listed = run(throwaway_env, "-m", "distill_core.cli", "plugins")
+    listed = run(throwaway_env, "-m", "distill_core.cli.main", "plugins")
     assert "spectral_flux  (distill-spectral-flux==0.1.0, module distill_spectral_flux)" in listed.stdout
     tested = run(throwaway_env, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests"), cwd=root)
     assert tested.returncode == 0, tested.stdout + tested.stderr

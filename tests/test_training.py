@@ -119,7 +119,7 @@ def test_mel_spectrogram_round_trip():
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distill_core import CombinedLoss, load_config
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.mel import mel_filterbank
 from distill_core.training.audio import AudioError, write_wav
 from distill_core.training.checkpoint import CheckpointError, save_checkpoint
 from distill_core.training.segments import WavSegments

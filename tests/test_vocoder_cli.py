@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from distill_core import CombinedLoss, load_config
-from distill_core.cli import main
-from distill_core.epoch import train_pass
+from distill_core.cli.main import main
+from distill_core.engine.passes import train_pass
 from distill_core.training.audio import synthetic_corpus, wav_corpus, write_wav
 from distill_core.training.audio_metrics import evaluate
 from distill_core.training.compare import REFERENCE, compare_runs

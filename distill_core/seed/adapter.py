@@ -7,8 +7,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..terms import Batch
-from .losses import raw_kl
+from distill_core.terms.base import Batch
+from distill_core.seed.losses import raw_kl
 
 Views = Callable[[Mapping[str, torch.Tensor], frozenset], Mapping[str, torch.Tensor]]
 

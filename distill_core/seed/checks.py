@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..terms import Batch, check_pair
+from distill_core.terms.base import Batch, check_pair
 
 
 def check_spectrograms(term: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

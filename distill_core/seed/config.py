@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..loss_config import LossConfig as GenericLossConfig
-from ..loss_config import load_config
+from distill_core.loss.config import LossConfig as GenericLossConfig
+from distill_core.loss.config import load_config
 
 
 @dataclasses.dataclass

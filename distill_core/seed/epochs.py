@@ -13,12 +13,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..combined import CombinedLoss
-from ..epoch import Adapter, Window, evaluate_pass, train_pass
-from ..loss_config import LossConfig
-from .adapter import VAEAdapter, Views
-from .losses import LegacyVAELoss, combined_for, kl_override, seed_prebuilt
-from .metrics import NAMED_TERMS, step_metrics
+from distill_core.loss.combined import CombinedLoss
+from distill_core.engine.passes import Adapter, Window, evaluate_pass, train_pass
+from distill_core.loss.config import LossConfig
+from distill_core.seed.adapter import VAEAdapter, Views
+from distill_core.seed.losses import LegacyVAELoss, combined_for, kl_override, seed_prebuilt
+from distill_core.seed.metrics import NAMED_TERMS, step_metrics
 
 Callback = Callable[[Any], None]
 # validate_epoch's seed keys, by the loss output each shows.

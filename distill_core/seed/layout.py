@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..config import Problem, did_you_mean, join
-from ..recipes import Upgrade
+from distill_core.config.converter import Problem, did_you_mean, join
+from distill_core.registry.recipes import Upgrade
 
 SECTIONS = ("stft", "reconstruction", "kl")
 KL_KEYS = ("weight_max", "warmup_fraction", "free_bits")

@@ -16,12 +16,12 @@ import attrs
 import torch
 from torch import nn
 
-from ..combined import CombinedLoss
-from ..loss_config import as_loss_config
-from ..plugins import get_registry
-from ..schedules import LinearWarmup
-from ..terms import Batch, LossTerm
-from .checks import check_spectrograms
+from distill_core.loss.combined import CombinedLoss
+from distill_core.loss.config import as_loss_config
+from distill_core.registry.discovery import get_registry
+from distill_core.config.schedules import LinearWarmup
+from distill_core.terms.base import Batch, LossTerm
+from distill_core.seed.checks import check_spectrograms
 
 SEED_KEYS = ("total_loss", "stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss")
 _CACHE: dict[tuple[int, int, str], tuple[Any, CombinedLoss]] = {}

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import attrs
 
-from ..epoch import Window
+from distill_core.engine.passes import Window
 
 
 @attrs.define

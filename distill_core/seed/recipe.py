@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..recipes import Recipe
-from .layout import GROUP_KIND, upgrade
+from distill_core.registry.recipes import Recipe
+from distill_core.seed.layout import GROUP_KIND, upgrade
 
 # The reconstruction group: weight * (magnitude_weight * mag_recon + if_weight * if_recon), as the seed sums it.
 RECONSTRUCTION = {"weight": 0.1, "members": {"mag_recon": 1.0, "if_recon": 0.5}, "key": "recon_loss"}

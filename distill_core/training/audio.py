@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import torch
 
-from ..atomic import WriteError
+from distill_core.files.atomic import WriteError
 
 
 class AudioError(ValueError):

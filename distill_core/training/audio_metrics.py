@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from ..mel import mel_filterbank
-from .speech_metrics import installed as installed_speech_metrics
+from distill_core.dsp.mel import mel_filterbank
+from distill_core.training.speech_metrics import installed as installed_speech_metrics
 
 
 def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..checkpoint_io import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from distill_core.files.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["FORMAT", "CheckpointError", "LossChangedError", "load_checkpoint", "save_checkpoint",
            "load_training_state", "check_model_fits", "rng_state", "restore_rng"]

@@ -17,16 +17,16 @@ import attrs
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
-from ..extras import require
-from .audio import AudioError, wav_corpus
-from .audio_metrics import METRICS, evaluate
-from .checkpoint import CheckpointError, load_checkpoint
-from .metrics import MetricsHistory
-from .model import SpectrogramVAE
-from .paired import paired_markdown, paired_tests
-from .spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
-from .vocoder import VOCODER_FILE, Vocoder, load_vocoder, vocode
+from distill_core.files.atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
+from distill_core.util.extras import require
+from distill_core.training.audio import AudioError, wav_corpus
+from distill_core.training.audio_metrics import METRICS, evaluate
+from distill_core.training.checkpoint import CheckpointError, load_checkpoint
+from distill_core.training.metrics import MetricsHistory
+from distill_core.training.model import SpectrogramVAE
+from distill_core.training.paired import paired_markdown, paired_tests
+from distill_core.training.spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
+from distill_core.training.vocoder import VOCODER_FILE, Vocoder, load_vocoder, vocode
 
 REFERENCE = "spectrogram round trip (no model)"
 VOCODER_SECONDS = 1.0  # held-out clip length when only vocoder runs are compared (they take any length)

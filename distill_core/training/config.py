@@ -3,6 +3,6 @@ wing's dataclasses, each converting to the generic LossConfig."""
 
 from __future__ import annotations
 
-from ..seed.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig, to_loss_config
+from distill_core.seed.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig, to_loss_config
 
 __all__ = ["LossConfig", "ReconLossConfig", "STFTLossConfig", "KLLossConfig", "to_loss_config"]

@@ -7,11 +7,11 @@ from typing import Any, Callable
 
 import attrs
 
-from ..seed.adapter import VAEAdapter
-from .run import DemoSettings, RunExistsError, SettingsError, run_demo
-from .spectrogram import WaveformViews
-from .vocoder import VOCODER_FILE, VocoderAdapter
-from .vocoder_run import run_vocoder
+from distill_core.seed.adapter import VAEAdapter
+from distill_core.training.run import DemoSettings, RunExistsError, SettingsError, run_demo
+from distill_core.training.spectrogram import WaveformViews
+from distill_core.training.vocoder import VOCODER_FILE, VocoderAdapter
+from distill_core.training.vocoder_run import run_vocoder
 
 RunFunction = Callable[..., Path]  # (settings, progress=, notify=) -> the run folder
 

@@ -1,6 +1,6 @@
 """train: any model through an adapter, the combined loss, checkpoints, resume and the run's history.
 
-The epochs themselves are ``distill_core.epoch``'s (no per-step host syncs); ``train_epoch`` and
+The epochs themselves are ``distill_core.engine.passes``'s (no per-step host syncs); ``train_epoch`` and
 ``validate_epoch`` (the seed's calls) are the seed wing's, re-exported here under the seed's module path.
 """
 
@@ -17,19 +17,19 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..atomic import signals_deferred
-from ..config import converter
-from ..epoch import Accumulator, Adapter, Window, check_optimizer, evaluate_pass, optimizer_step, train_pass
-from ..lock import lock_differences, make_lock
-from ..seed.adapter import VAEAdapter, Views
-from ..seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
-from ..seed.metrics import EpochMetrics, epoch_metrics, step_metrics
-from .checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
-from .ddp import prepare_loss
-from .loss_state import loss_state, restore_loss_state, stateful_terms
-from .metrics import MetricsHistory
-from .resume import check_resume
-from .run_lock import RunFolderLock
+from distill_core.files.atomic import signals_deferred
+from distill_core.config.converter import converter
+from distill_core.engine.passes import Accumulator, Adapter, Window, check_optimizer, evaluate_pass, optimizer_step, train_pass
+from distill_core.loss.lockfile import lock_differences, make_lock
+from distill_core.seed.adapter import VAEAdapter, Views
+from distill_core.seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
+from distill_core.seed.metrics import EpochMetrics, epoch_metrics, step_metrics
+from distill_core.training.checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
+from distill_core.training.ddp import prepare_loss
+from distill_core.training.loss_state import loss_state, restore_loss_state, stateful_terms
+from distill_core.training.metrics import MetricsHistory
+from distill_core.training.resume import check_resume
+from distill_core.training.run_lock import RunFolderLock
 
 __all__ = ["train", "train_epoch", "validate_epoch", "default_optimizer", "Accumulator", "optimizer_step"]
 

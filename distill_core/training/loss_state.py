@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from .checkpoint import CheckpointError
+from distill_core.training.checkpoint import CheckpointError
 
 __all__ = ["loss_state", "restore_loss_state", "stateful_terms"]
 

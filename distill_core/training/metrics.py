@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import attrs
 
-from ..atomic import atomic_write_text
-from ..config import converter, problems_from
-from ..seed.metrics import (NAMED_FIELDS, NAMED_TERMS, EpochMetrics, StepMetrics, overfitting_gap, step_fields,
+from distill_core.files.atomic import atomic_write_text
+from distill_core.config.converter import converter, problems_from
+from distill_core.seed.metrics import (NAMED_FIELDS, NAMED_TERMS, EpochMetrics, StepMetrics, overfitting_gap, step_fields,
                             term_values)
 
 __all__ = ["FORMAT", "HistoryError", "StepMetrics", "EpochMetrics", "Segment", "MetricsHistory", "overfitting_gap",

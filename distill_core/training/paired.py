@@ -19,8 +19,8 @@ import attrs
 import numpy as np
 import torch
 
-from ..atomic import atomic_write_bytes
-from ..extras import require
+from distill_core.files.atomic import atomic_write_bytes
+from distill_core.util.extras import require
 
 
 @attrs.define(frozen=True)

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from ..atomic import atomic_write_bytes
-from ..extras import require
-from .metrics import EpochMetrics, MetricsHistory
+from distill_core.files.atomic import atomic_write_bytes
+from distill_core.util.extras import require
+from distill_core.training.metrics import EpochMetrics, MetricsHistory
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

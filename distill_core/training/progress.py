@@ -3,7 +3,7 @@ term's value next to the loss's update-step figures (a discriminator's loss and 
 
 from __future__ import annotations
 
-from .metrics import EpochMetrics, StepMetrics
+from distill_core.training.metrics import EpochMetrics, StepMetrics
 
 __all__ = ["console_values", "epoch_line"]
 

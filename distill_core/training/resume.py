@@ -12,12 +12,12 @@ from typing import Any, Mapping
 import attrs
 import torch
 
-from ..combined import CombinedLoss
-from ..config import ConfigError, _describe, converter, join
-from ..lock import make_lock
-from ..loss_config import load_config
-from .checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
-from .metrics import MetricsHistory
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import ConfigError, _describe, converter, join
+from distill_core.loss.lockfile import make_lock
+from distill_core.loss.config import load_config
+from distill_core.training.checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
+from distill_core.training.metrics import MetricsHistory
 
 
 @attrs.frozen

@@ -11,26 +11,26 @@ import attrs
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from .. import __version__
-from ..atomic import atomic_write_text, file_in_the_way
-from ..combined import CombinedLoss
-from ..config import ConfigError
-from ..extras import require
-from ..lock import write_lock
-from ..loss_config import LossConfig, batch_problems, dumps_config, load_config
-from ..provenance import term_origins
-from ..seed.adapter import VAEAdapter
-from .audio import AudioError, WavCorpus, read_wav_corpus, synthetic_corpus, write_wav
-from .loop import train
-from .metrics import EpochMetrics, MetricsHistory, StepMetrics
-from .resume import check_resume
-from .model import SpectrogramVAE
-from .plots import plot_losses
-from .progress import console_values, epoch_line
-from .run_lock import RunFolderLock
-from .spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
+from distill_core import __version__
+from distill_core.files.atomic import atomic_write_text, file_in_the_way
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import ConfigError
+from distill_core.util.extras import require
+from distill_core.loss.lockfile import write_lock
+from distill_core.loss.config import LossConfig, batch_problems, dumps_config, load_config
+from distill_core.registry.provenance import term_origins
+from distill_core.seed.adapter import VAEAdapter
+from distill_core.training.audio import AudioError, WavCorpus, read_wav_corpus, synthetic_corpus, write_wav
+from distill_core.training.loop import train
+from distill_core.training.metrics import EpochMetrics, MetricsHistory, StepMetrics
+from distill_core.training.resume import check_resume
+from distill_core.training.model import SpectrogramVAE
+from distill_core.training.plots import plot_losses
+from distill_core.training.progress import console_values, epoch_line
+from distill_core.training.run_lock import RunFolderLock
+from distill_core.training.spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
                           to_spectrogram)
-from .tensorboard import TensorBoardLogger, demo_logger, loss_hparams
+from distill_core.training.tensorboard import TensorBoardLogger, demo_logger, loss_hparams
 
 
 @attrs.define

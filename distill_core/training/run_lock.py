@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..atomic import atomic_write_text
-from ..extras import require
+from distill_core.files.atomic import atomic_write_text
+from distill_core.util.extras import require
 
 LOCK_NAME = ".distill-run.lock"
 OWNER_NAME = ".distill-run.owner.json"

@@ -19,16 +19,16 @@ from typing import Any, Mapping
 import attrs
 import torch
 
-from .. import __version__
-from ..atomic import atomic_write_text
-from ..combined import CombinedLoss
-from ..config import ConfigError, converter, join
-from ..lock import make_lock, write_lock
-from ..loss_config import LossConfig, dumps_config, load_config
-from .checkpoint import load_training_state, save_checkpoint
-from .metrics import MetricsHistory
-from .run import RUN_FILES, RunExistsError
-from .seed_pickle import SeedImportError, read_seed_checkpoint
+from distill_core import __version__
+from distill_core.files.atomic import atomic_write_text
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import ConfigError, converter, join
+from distill_core.loss.lockfile import make_lock, write_lock
+from distill_core.loss.config import LossConfig, dumps_config, load_config
+from distill_core.training.checkpoint import load_training_state, save_checkpoint
+from distill_core.training.metrics import MetricsHistory
+from distill_core.training.run import RUN_FILES, RunExistsError
+from distill_core.training.seed_pickle import SeedImportError, read_seed_checkpoint
 
 # What a seed checkpoint must hold to become a run of ours, and the type each entry must have.
 SEED_ENTRIES: dict[str, tuple[type | tuple[type, ...], str]] = {

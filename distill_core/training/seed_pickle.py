@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from packaging.version import Version
 
-from .checkpoint import CheckpointError
+from distill_core.training.checkpoint import CheckpointError
 
 MIN_TORCH = Version("2.6")  # torch.serialization.safe_globals with (class, "module.Name") pairs
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .audio import AudioError, read_wav, resample
+from distill_core.training.audio import AudioError, read_wav, resample
 
 
 def wav_files(folder: Path) -> list[Path]:

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ..atomic import atomic_write_text
-from ..config import converter, problems_from
-from .checkpoint import CheckpointError
+from distill_core.files.atomic import atomic_write_text
+from distill_core.config.converter import converter, problems_from
+from distill_core.training.checkpoint import CheckpointError
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from typing import Mapping
 import attrs
 import torch
 
-from ..mel import mel_filterbank
-from .settings_file import load_settings, save_settings
+from distill_core.dsp.mel import mel_filterbank
+from distill_core.training.settings_file import load_settings, save_settings
 
 
 @attrs.define(frozen=True)

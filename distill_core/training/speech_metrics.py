@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .audio import resample
+from distill_core.training.audio import resample
 
 Metric = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 PESQ_RATES = {"wb": 16_000, "nb": 8_000}  # P.862.2 is defined at 16 kHz, P.862 at 8 kHz

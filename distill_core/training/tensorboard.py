@@ -11,11 +11,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..config import converter
-from ..extras import available
-from .metrics import NAMED_TERMS, EpochMetrics, MetricsHistory, StepMetrics
-from .plots import term_curves
-from .spectrogram import from_spectrogram
+from distill_core.config.converter import converter
+from distill_core.util.extras import available
+from distill_core.training.metrics import NAMED_TERMS, EpochMetrics, MetricsHistory, StepMetrics
+from distill_core.training.plots import term_curves
+from distill_core.training.spectrogram import from_spectrogram
 
 #: () -> (original waveforms [S, N], reconstructions [S, N], original spectrograms, reconstructed ones [S, 2, F, T])
 Samples = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]

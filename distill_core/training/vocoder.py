@@ -18,9 +18,9 @@ import attrs
 import torch
 from torch import nn
 
-from ..mel import mel_filterbank
-from .checkpoint import CheckpointError, load_checkpoint
-from .settings_file import load_settings, save_settings
+from distill_core.dsp.mel import mel_filterbank
+from distill_core.training.checkpoint import CheckpointError, load_checkpoint
+from distill_core.training.settings_file import load_settings, save_settings
 
 
 @attrs.define(frozen=True)

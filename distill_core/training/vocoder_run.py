@@ -14,20 +14,20 @@ import attrs
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from ..atomic import file_in_the_way
-from ..combined import CombinedLoss
-from ..config import ConfigError
-from ..loss_config import LossConfig, batch_problems, load_config
-from ..provenance import term_origins
-from .audio import synthetic_corpus, write_wav
-from .plots import plot_losses
-from .resume import check_resume
-from .run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, open_run_folder, \
+from distill_core.files.atomic import file_in_the_way
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import ConfigError
+from distill_core.loss.config import LossConfig, batch_problems, load_config
+from distill_core.registry.provenance import term_origins
+from distill_core.training.audio import synthetic_corpus, write_wav
+from distill_core.training.plots import plot_losses
+from distill_core.training.resume import check_resume
+from distill_core.training.run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, open_run_folder, \
     resolve_device, train_demo_run
-from .run_lock import RunFolderLock
-from .segments import WavSegments, load_waves
-from .tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
-from .vocoder import VOCODER_FILE, Vocoder, VocoderAdapter, VocoderConfig, load_vocoder_config, \
+from distill_core.training.run_lock import RunFolderLock
+from distill_core.training.segments import WavSegments, load_waves
+from distill_core.training.tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
+from distill_core.training.vocoder import VOCODER_FILE, Vocoder, VocoderAdapter, VocoderConfig, load_vocoder_config, \
     save_vocoder_config
 
 WHO = "distill-loss train --model vocoder"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from distill_core import CombinedLoss, LossConfig, load_config
-from distill_core.epoch import check_optimizer
+from distill_core.engine.passes import check_optimizer
 from distill_core.training.ddp import prepare_loss
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from distill_core import hookimpl
-from distill_core.lazy import lazy_exports
+from distill_core.util.lazy import lazy_exports
 
 __version__ = "0.1.0"
 

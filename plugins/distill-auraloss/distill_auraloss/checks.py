@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Literal
 
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.mel import mel_filterbank
 
 Problem = tuple[str, str]
 
@@ -58,7 +58,7 @@ def rate_in_hz(path: str, value: Any) -> list[Problem]:
 
 
 def empty_mel_bands(sample_rate: float, fft_size: int, n_mels: int) -> int:
-    """How many of librosa's Slaney mel filters (auraloss's) hold no FFT bin: distill_core.mel builds the same
+    """How many of librosa's Slaney mel filters (auraloss's) hold no FFT bin: distill_core.dsp.mel builds the same
     filterbank without librosa, so a config is checked where librosa is not installed."""
     return int((mel_filterbank(sample_rate, fft_size, n_mels).max(axis=1) == 0).sum())
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from distill_core import InvalidConfig, Weight, converter
-from distill_core.config import structure_hook
+from distill_core.config.converter import structure_hook
 
 from .checks import (MAX_SIZE, WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero,
                      mel_bins, positive, positive_int, rate_in_hz, reduction, resolution_lists, resolutions, spectral)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from distill_core import LossTerm
-from distill_core.terms import Batch, BatchError, check_pair, upcast
+from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 
 WAVEFORMS = {"recon": "B, C, N", "target": "B, C, N"}
 

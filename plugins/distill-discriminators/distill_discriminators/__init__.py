@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from distill_core import hookimpl
-from distill_core.lazy import lazy_exports
+from distill_core.util.lazy import lazy_exports
 
 from .builtin import distill_discriminators  # noqa: F401 - the hook, found where the entry point points
 

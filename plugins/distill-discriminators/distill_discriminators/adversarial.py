@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from distill_core.config import converter
+from distill_core.config.converter import converter
 
 from .base import SubOutput
 from .config import AdversarialConfig

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from distill_core import InvalidConfig, Weight
-from distill_core.config import converter, problems_from, structure_checked
+from distill_core.config.converter import converter, problems_from, structure_checked
 
 from .base import Discriminator
 from .losses import LossForm, Reduce

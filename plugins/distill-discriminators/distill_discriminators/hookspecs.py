@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Callable
 
 from distill_core import hookimpl
-from distill_core.config import did_you_mean
-from distill_core.plugins import Registry, get_registry
+from distill_core.config.converter import did_you_mean
+from distill_core.registry.discovery import Registry, get_registry
 
 from .base import Discriminator
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from distill_core import LossTerm
-from distill_core.terms import Batch
+from distill_core.terms.base import Batch
 
 from .adversarial import Adversarial
 from .config import AdversarialConfig

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill_core import InvalidConfig, load_config
-from distill_core.config import structure_checked
+from distill_core.config.converter import structure_checked
 from distill_core.testing import check_discovery
 from distill_discriminators import (PRESETS, AdversarialConfig, AdversarialLoss, MPDConfig, MRDConfig, MSDConfig,
                                     SubOutput, discriminator_loss, discriminators, feature_matching,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from distill_core.plugins import Registry, reset_registry
+from distill_core.registry.discovery import Registry, reset_registry
 from distill_core.testing import write_distribution
 from distill_discriminators import Adversarial, AdversarialConfig, hookspecs
 

@@ -7,7 +7,7 @@ import torch
 
 from distill_core import LossTerm, Weight, hookimpl
 from distill_core.seed.checks import check_spectrograms
-from distill_core.terms import Batch, upcast
+from distill_core.terms.base import Batch, upcast
 
 __version__ = "0.1.0"
 

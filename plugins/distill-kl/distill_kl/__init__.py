@@ -9,7 +9,7 @@ import torch
 
 from distill_core import LinearWarmup, LossTerm, Weight, hookimpl, weight_at
 from distill_core.seed.checks import check_latents
-from distill_core.terms import Batch, upcast
+from distill_core.terms.base import Batch, upcast
 
 __version__ = "0.1.0"
 

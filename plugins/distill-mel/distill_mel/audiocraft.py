@@ -15,7 +15,7 @@ The gradient, computed in forward:
     dL/dX = 2 (fb^T dL/dM) X / ||window||^2                 (|X|^2's gradient, with the normalisation)
 
 then the window, inverse real FFT and overlap-add of the mel term (MelScale.adjoint_into), the zero tail
-dropped and the reflect padding folded back (distill_core.frames).
+dropped and the reflect padding folded back (distill_core.dsp.frames).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from distill_core.frames import reflect_pad_adjoint
+from distill_core.dsp.frames import reflect_pad_adjoint
 
 from .config import AudiocraftConfig
 from .fast import LN10, ClosedFormLoss, MelScale

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 import attrs
 from cattrs.errors import ClassValidationError
 from distill_core import InvalidConfig, Weight, converter
-from distill_core.config import structure_hook
+from distill_core.config.converter import structure_hook
 
 Problems = list[tuple[str, str]]
 

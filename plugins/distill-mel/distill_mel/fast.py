@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from distill_core.frames import overlap_add_into, reflect_pad_adjoint
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.frames import overlap_add_into, reflect_pad_adjoint
+from distill_core.dsp.mel import mel_filterbank
 
 from .banded import BandedMatmul
 from .config import MelConfig

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from distill_core import LossTerm
-from distill_core.terms import Batch, BatchError, check_pair, upcast
+from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 
 from .config import AudiocraftConfig, MelConfig
 

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 import distill_core
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.mel import mel_filterbank
 from distill_core.testing import check_discovery, check_term
 from distill_mel import MelConfig, MelLoss
 from distill_mel.banded import BandedMatmul

@@ -7,7 +7,7 @@ from torch import nn
 
 from distill_core import LossTerm, hookimpl
 from distill_core.seed.checks import check_spectrograms
-from distill_core.terms import Batch, BatchError, check_pair, upcast
+from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 
 from .config import STFTConfig, empty_mel_filters
 from .fast import COMPONENTS, FastMultiResolutionSTFT

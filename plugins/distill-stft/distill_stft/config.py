@@ -7,7 +7,7 @@ from typing import Literal
 import attrs
 import numpy as np
 from distill_core import InvalidConfig, Weight
-from distill_core.mel import hz_to_mel, mel_to_hz
+from distill_core.dsp.mel import hz_to_mel, mel_to_hz
 
 WINDOWS = ("hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window")
 MAX_SIZE = 2 ** 20

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from .config import STFTConfig
-from distill_core.frames import overlap_add_into, reflect_pad_adjoint
-from distill_core.mel import mel_filterbank
+from distill_core.dsp.frames import overlap_add_into, reflect_pad_adjoint
+from distill_core.dsp.mel import mel_filterbank
 
 
 class _Resolution(nn.Module):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from distill_core import ConfigError, InvalidConfig, load_config
-from distill_core.schema import term_schema
+from distill_core.loss.schema import term_schema
 from distill_stft import STFTConfig, empty_mel_filters
 from distill_stft.config import MAX_SIZE
 

@@ -54,7 +54,7 @@ def test_half_the_fft_is_refused_naming_key_length_and_bound():
 
 def test_compute_combined_loss_on_the_seed_spectrogram_shape():
     """[2, 2, 32, 40] spectrograms flatten to 1280 samples, fewer than the default largest FFT (2048)."""
-    from distill_core.loss_config import LossConfig
+    from distill_core.loss.config import LossConfig
     from distill_core.models import compute_combined_loss
 
     g = torch.Generator().manual_seed(1)

@@ -131,7 +131,7 @@ def test_auraloss_backend_is_auraloss():
 
 def test_mel_filterbank_equals_librosa():
     librosa = pytest.importorskip("librosa")
-    from distill_core.mel import mel_filterbank
+    from distill_core.dsp.mel import mel_filterbank
 
     for sr, n_fft, n_mels in [(16000, 512, 40), (22050, 1024, 80), (44100, 2048, 128)]:
         ours = mel_filterbank(sr, n_fft, n_mels)

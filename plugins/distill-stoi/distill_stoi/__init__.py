@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from distill_core import hookimpl
-from distill_core.lazy import lazy_exports
+from distill_core.util.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ESTOIConfig, STOIConfig

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from distill_core import LossTerm
-from distill_core.terms import Batch, BatchError, check_pair, upcast
+from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 
 from .config import ESTOIConfig, STOIConfig
 from .intelligibility import FRAME, HOP, MIN_FRAMES, RATE, frame_window, intelligibility, third_octave_matrix

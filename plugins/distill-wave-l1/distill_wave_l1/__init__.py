@@ -6,7 +6,7 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_pair, upcast
+from distill_core.terms.base import Batch, check_pair, upcast
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ import attrs
 import torch
 from torch import nn
 
-from .terms import Batch
+from distill_core.terms.base import Batch
 
 
 class Adapter(Protocol):

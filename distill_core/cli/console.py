@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .extras import MissingExtra, require
+from distill_core.util.extras import MissingExtra, require
 
 
 def main() -> None:
@@ -14,7 +14,7 @@ def main() -> None:
     except MissingExtra as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    from .cli import main as cli  # only once click is known to be installed: cli imports it at the top
+    from distill_core.cli.main import main as cli  # only once click is known to be installed: cli imports it at the top
 
     cli()
 

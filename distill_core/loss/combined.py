@@ -7,15 +7,16 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .balancer import GradientBalancer
-from .config import check_weight, problems_from
-from .gate import FlagSlot, gate
-from .layouts import mismatches as layout_mismatches
-from .loss_config import LossConfig, as_loss_config, plan_inputs, validate
-from . import pit
-from .plugins import Provenance, Registry, get_registry
-from .schedules import UpdateClock, weight_at
-from .terms import Batch, BatchError, check_batch_agrees, check_missing_keys
+from distill_core.loss.balancer import GradientBalancer
+from distill_core.config.converter import check_weight, problems_from
+from distill_core.loss.gate import FlagSlot, gate
+from distill_core.terms.layouts import mismatches as layout_mismatches
+from distill_core.loss.config import LossConfig, as_loss_config, plan_inputs, validate
+from distill_core.terms import pit
+from distill_core.registry.discovery import Provenance, Registry, get_registry
+from distill_core.config.schedules import weight_at
+from distill_core.loss.update_clock import UpdateClock
+from distill_core.terms.base import Batch, BatchError, check_batch_agrees, check_missing_keys
 
 
 def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:

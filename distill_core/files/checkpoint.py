@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write_bytes
+from distill_core.files.atomic import atomic_write_bytes
 
 FORMAT = 1
 

@@ -50,7 +50,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import InvalidConfig
+from distill_core.config.converter import InvalidConfig
 
 
 MAX_TOTAL_NORM = 1e6  # EnCodec trains with 1; float32 overflows near 3.4e38 once the model's Jacobians multiply it

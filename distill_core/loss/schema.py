@@ -8,13 +8,13 @@ from typing import Any
 
 import attrs
 
-from . import recipes
-from .balancer import BalancerConfig
-from .config import converter
-from .groups import GroupConfig
-from .pit import PITConfig
-from .plugins import get_registry
-from .schedules import SCHEDULES, UpdateSchedule, Weight
+from distill_core.registry import recipes
+from distill_core.loss.balancer import BalancerConfig
+from distill_core.config.converter import converter
+from distill_core.config.groups import GroupConfig
+from distill_core.terms.pit import PITConfig
+from distill_core.registry.discovery import get_registry
+from distill_core.config.schedules import SCHEDULES, UpdateSchedule, Weight
 
 _SIMPLE = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
            type(None): {"type": "null"}}

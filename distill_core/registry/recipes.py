@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
-from .config import Problem
-from .entrypoints import declared_entry_points
-from .gcpause import paused_gc
+from distill_core.config.converter import Problem
+from distill_core.registry.entrypoints import declared_entry_points
+from distill_core.util.gcpause import paused_gc
 
 GROUP = "distill.recipes"
 NONE = "none"
@@ -67,7 +67,7 @@ def _discover() -> dict[str, Recipe]:
             recipe = RecipeError(f"recipe {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
         if not isinstance(recipe, (Recipe, RecipeError)):
             recipe = RecipeError(f"recipe {ep.name!r} ({ep.value}) is a {type(recipe).__name__}, expected a "
-                                 "distill_core.recipes.Recipe")
+                                 "distill_core.registry.recipes.Recipe")
         out.setdefault(ep.name, recipe)  # type: ignore[arg-type]
     out.setdefault(NONE, Recipe())
     return out

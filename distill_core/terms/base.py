@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from .layouts import misfit
+from distill_core.terms.layouts import misfit
 
 Batch = Mapping[str, Any]
 

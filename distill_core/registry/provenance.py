@@ -16,9 +16,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import attrs
 
-from .checkpoint_io import CheckpointError, load_checkpoint
-from .config import Problem
-from .entrypoints import normalise
+from distill_core.files.checkpoint import CheckpointError, load_checkpoint
+from distill_core.config.converter import Problem
+from distill_core.registry.entrypoints import normalise
 
 IN_PROCESS = "<in-process>"
 

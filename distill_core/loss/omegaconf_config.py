@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ConfigError
-from .loss_config import LossConfig, load_config
+from distill_core.config.converter import ConfigError
+from distill_core.loss.config import LossConfig, load_config
 
 SOURCE = "the OmegaConf config"
 

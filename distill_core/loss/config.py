@@ -14,18 +14,18 @@ from typing import Any, Collection, Mapping
 
 import attrs
 
-from . import recipes
-from .balancer import BalancerConfig
-from .config import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
+from distill_core.registry import recipes
+from distill_core.loss.balancer import BalancerConfig
+from distill_core.config.converter import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
                      problems_from, read_mapping, structure_checked, unstructure, write_mapping)
-from .gcpause import paused_gc
-from .groups import GroupConfig, group_section
-from .layouts import Reader
-from .layouts import conflicts as layout_conflicts
-from .pit import PITConfig, refusal
-from .plugins import Registry, UnknownTermError, get_registry
-from .provenance import parse_pins, term_origins, unmet_pins
-from .schedules import UpdateSchedule, Weight
+from distill_core.util.gcpause import paused_gc
+from distill_core.config.groups import GroupConfig, group_section
+from distill_core.terms.layouts import Reader
+from distill_core.terms.layouts import conflicts as layout_conflicts
+from distill_core.terms.pit import PITConfig, refusal
+from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
+from distill_core.registry.provenance import parse_pins, term_origins, unmet_pins
+from distill_core.config.schedules import UpdateSchedule, Weight
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 # keys of a term's section that the core reads, not the term's config
@@ -76,7 +76,7 @@ class TermBinding:
     ``[terms.fine] term = "spectral"`` makes a second ``spectral`` under its own name (output ``fine_loss``);
     ``inputs = {recon = "recon_wave"}`` feeds the term's logical input ``recon`` from the batch key
     ``recon_wave``. Unmapped inputs read the batch key of the same name. ``pit = {axis = 1}`` evaluates the
-    term over the permutations of that source axis of its first input (``distill_core.pit``).
+    term over the permutations of that source axis of its first input (``distill_core.terms.pit``).
     ``outputs = {main = 1.0, aux = 0.5}`` weighs a multi-output term's components (numbers or schedules),
     over the term's defaults; ``update = {every = 2}`` schedules a stateful term's update step.
     """

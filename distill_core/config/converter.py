@@ -16,8 +16,8 @@ import cattrs
 from cattrs.errors import (ClassValidationError, ForbiddenExtraKeysError, IterableValidationError,
                            StructureHandlerNotFoundError)
 
-from .atomic import atomic_write_text
-from .schedules import SCHEDULES, Weight
+from distill_core.files.atomic import atomic_write_text
+from distill_core.config.schedules import SCHEDULES, Weight
 
 Problem = tuple[str, str]  # (dotted path, reason)
 MAX_CONFIG_BYTES = 1_000_000

@@ -6,8 +6,8 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from .config import Problem, _describe, join
-from .schedules import Weight
+from distill_core.config.converter import Problem, _describe, join
+from distill_core.config.schedules import Weight
 
 
 def _members(value: Mapping[str, float] | Iterable[str]) -> dict[str, float]:

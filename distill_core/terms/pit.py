@@ -13,7 +13,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from .terms import Batch, BatchError
+from distill_core.terms.base import Batch, BatchError
 
 # S! permutations are evaluated at once, each a full term call on the batch: 5 sources are 120 calls' worth of
 # memory and compute; past that the Hungarian assignment (S*S pairs) is the way.

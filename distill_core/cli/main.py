@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from distill_core import __version__
 
 EXIT_USAGE = 2
 
@@ -25,19 +25,19 @@ class UserError(click.ClickException):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .atomic import WriteError
-    from .combined import TermBuildError
-    from .config import ConfigError
-    from .extras import MissingExtra
-    from .lock import LockError
-    from .plugins import PluginError, UnknownTermError
-    from .terms import BatchError
-    from .training.audio import AudioError
-    from .training.checkpoint import CheckpointError
-    from .training.compare import CompareError
-    from .training.metrics import HistoryError
-    from .training.run import NothingTrainedError, RunExistsError, SettingsError
-    from .training.run_lock import RunBusyError
+    from distill_core.files.atomic import WriteError
+    from distill_core.loss.combined import TermBuildError
+    from distill_core.config.converter import ConfigError
+    from distill_core.util.extras import MissingExtra
+    from distill_core.loss.lockfile import LockError
+    from distill_core.registry.discovery import PluginError, UnknownTermError
+    from distill_core.terms.base import BatchError
+    from distill_core.training.audio import AudioError
+    from distill_core.training.checkpoint import CheckpointError
+    from distill_core.training.compare import CompareError
+    from distill_core.training.metrics import HistoryError
+    from distill_core.training.run import NothingTrainedError, RunExistsError, SettingsError
+    from distill_core.training.run_lock import RunBusyError
 
     return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
             HistoryError, LockError, MissingExtra, CompareError, RunExistsError, SettingsError, RunBusyError,
@@ -47,7 +47,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _one_line(exc: BaseException) -> str:
     """A user error's message on one line (a config's several problems joined with '; ')."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .config import ConfigError
+    from distill_core.config.converter import ConfigError
 
     if isinstance(exc, ConfigError):
         return exc.one_line()
@@ -68,7 +68,7 @@ class Group(click.Group):
 
 def _versions() -> str:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .plugins import get_registry
+    from distill_core.registry.discovery import get_registry
 
     registry = get_registry()
     lines = [f"distill-core {__version__}"]
@@ -99,7 +99,7 @@ def _fields(config_class: type) -> list[dict[str, Any]]:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import attrs
 
-    from .config import converter
+    from distill_core.config.converter import converter
 
     defaults = converter.unstructure(config_class())
     return [{"name": a.name, "type": _type_name(a.type), "default": defaults.get(a.name)}
@@ -108,7 +108,7 @@ def _fields(config_class: type) -> list[dict[str, Any]]:
 
 def _type_name(t: Any) -> str:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .config import _is_weight
+    from distill_core.config.converter import _is_weight
 
     if _is_weight(t):
         return "float | schedule"
@@ -123,7 +123,7 @@ def _type_name(t: Any) -> str:
 def plugins(as_json: bool, requirements: bool) -> None:
     """List every discovered loss term, its distribution, version, module and config fields."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .plugins import get_registry
+    from distill_core.registry.discovery import get_registry
 
     registry = get_registry()
     terms = sorted(registry.terms.values(), key=lambda i: i.name)
@@ -164,10 +164,10 @@ def plugins(as_json: bool, requirements: bool) -> None:
 def check(config: Path, lock: Path | None, model: str) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .config import ConfigError
-    from .loss_config import batch_problems, dumps_config, load_config, validate
-    from .provenance import term_origins
-    from .training.demo_models import demo_model
+    from distill_core.config.converter import ConfigError
+    from distill_core.loss.config import batch_problems, dumps_config, load_config, validate
+    from distill_core.registry.provenance import term_origins
+    from distill_core.training.demo_models import demo_model
 
     beside = config.parent / "lock.json"
     try:
@@ -191,7 +191,7 @@ def check(config: Path, lock: Path | None, model: str) -> None:
 def schema(term: str | None) -> None:
     """Print the JSON Schema of the loss config (or of one TERM's section) for editors."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .schema import config_schema, term_schema
+    from distill_core.loss.schema import config_schema, term_schema
 
     click.echo(json.dumps(term_schema(term) if term else config_schema(), indent=2))
 
@@ -203,7 +203,7 @@ def schema(term: str | None) -> None:
 def new_plugin(name: str, directory: Path) -> None:
     """Scaffold a plugin distribution distill-NAME with a term, its config, a README and a test."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .scaffold import scaffold
+    from distill_core.cli.scaffold import scaffold
 
     path = scaffold(name, directory)
     click.echo(f"created {path}\nnext: pip install -e {path} && distill-loss plugins")
@@ -238,9 +238,9 @@ def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, o
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import signal
 
-    from .training.demo_models import demo_model, train_model
-    from .training.run import DemoSettings
-    from .training.spectrogram import SpectrogramConfig
+    from distill_core.training.demo_models import demo_model, train_model
+    from distill_core.training.run import DemoSettings
+    from distill_core.training.spectrogram import SpectrogramConfig
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -269,10 +269,10 @@ def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, o
 def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
     """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .atomic import file_in_the_way
-    from .training.compare import CompareError, distinct_runs
-    from .training.metrics import MetricsHistory
-    from .training.plots import plot_runs
+    from distill_core.files.atomic import file_in_the_way
+    from distill_core.training.compare import CompareError, distinct_runs
+    from distill_core.training.metrics import MetricsHistory
+    from distill_core.training.plots import plot_runs
 
     if out is None and len(runs) > 1:
         raise CompareError("several runs need --out FILE.png (each run's own losses.png stays as it is)")
@@ -305,7 +305,7 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
                 seconds: float | None) -> None:
     """Reconstruct held-out WAVs with each run's best.pt (VAE or vocoder); tabulate LSD, MR-STFT, mel, SI-SDR, SC."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .training.compare import compare_runs, markdown, output_paths, write_comparison
+    from distill_core.training.compare import compare_runs, markdown, output_paths, write_comparison
 
     output_paths(out, force)  # refuse before the work, not after
     comparison = compare_runs(list(runs), data, max_clips=clips, device=device, seconds=seconds)
@@ -324,7 +324,7 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
 def import_seed_cmd(run_dir: Path, out: Path | None, lr: float | None, overwrite: bool) -> None:
     """Bring a run of the seed's train() over: read its checkpoints running no pickled code, write our run folder."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
-    from .training.seed_import import import_seed
+    from distill_core.training.seed_import import import_seed
 
     click.echo(import_seed(run_dir, out, lr=lr, overwrite=overwrite).summary())
 

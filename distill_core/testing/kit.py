@@ -1,4 +1,4 @@
-"""The plugin test kit: pytest fixtures (via the ``pytest11`` entry point) and ``check_term``.
+"""The plugin test kit's checks: ``check_term``, ``check_stateful`` and ``check_discovery``.
 
 ``check_term`` is the conformance check every loss term should pass; a plugin's own test calls it with a
 factory that makes a small batch for the term.
@@ -13,62 +13,21 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from .combined import CombinedLoss
-from .config import converter
-from .extras import require
-from .hookspecs import PROJECT
-from .loss_config import LossConfig
-from .plugins import (PluginError, Registry, TermInfo, UnknownTermError, get_registry, reset_registry,
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import converter
+from distill_core.util.extras import require
+from distill_core.registry.hookspecs import PROJECT
+from distill_core.loss.config import LossConfig
+from distill_core.registry.discovery import (PluginError, Registry, TermInfo, UnknownTermError, get_registry, reset_registry,
                       validate_term_class)
-from .schedules import weight_at
-from .terms import LossTerm
+from distill_core.config.schedules import weight_at
+from distill_core.terms.base import LossTerm
 
-pytest = require("pytest", "the test kit distill_core.testing")
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 
 
-@pytest.fixture
-def distill_registry() -> Iterator[Registry]:
-    """An empty registry with entry-point autoload off, installed as the process default for one test."""
-    registry = Registry()
-    old = reset_registry(registry)
-    try:
-        yield registry
-    finally:
-        reset_registry(old)
-
-
-@pytest.fixture
-def register_term(distill_registry: Registry) -> Callable[..., type[LossTerm]]:
-    """Register in-memory LossTerm classes in the isolated registry: ``register_term(MyTerm)``."""
-
-    def register(*classes: type[LossTerm]) -> type[LossTerm]:
-        for cls in classes:
-            distill_registry.register_term(cls)
-        return classes[-1]
-
-    return register
-
-
 SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
-
-
-@pytest.fixture
-def sync_counter(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Counts the tensor methods that make the host wait for the device (``item``, ``__bool__``, ``tolist``,
-    ...) while the test runs: a per-step loss path should leave every count at 0."""
-    counts = {m: 0 for m in SYNC_METHODS}
-    for method in SYNC_METHODS:
-        original = getattr(torch.Tensor, method)
-
-        def counted(self: torch.Tensor, *args: Any, _name: str = method, _original: Any = original,
-                    **kwargs: Any) -> Any:
-            counts[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, method, counted)
-    return counts
 
 
 def _grad_keys(term: Any, batch: Mapping[str, Any]) -> list[str]:

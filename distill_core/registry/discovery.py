@@ -21,12 +21,12 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import hookspecs
-from .config import did_you_mean
-from .entrypoints import declared_entry_points, forget
-from .gcpause import paused_gc
-from .provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
-from .terms import LossTerm
+from distill_core.registry import hookspecs
+from distill_core.config.converter import did_you_mean
+from distill_core.registry.entrypoints import declared_entry_points, forget
+from distill_core.util.gcpause import paused_gc
+from distill_core.registry.provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
+from distill_core.terms.base import LossTerm
 
 __all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "TermReference",
            "BrokenPlugin", "Registry",

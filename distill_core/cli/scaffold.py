@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 from pathlib import Path
 
-from .config import ConfigError
+from distill_core.config.converter import ConfigError
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=64"]
@@ -37,7 +37,7 @@ import attrs
 import torch
 
 from distill_core import LossTerm, Weight, hookimpl
-from distill_core.terms import Batch, check_pair
+from distill_core.terms.base import Batch, check_pair
 
 __version__ = "0.1.0"
 

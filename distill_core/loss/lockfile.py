@@ -11,11 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from .atomic import atomic_write_text
-from .combined import CombinedLoss
-from .config import converter
-from .plugins import UnknownTermError, get_registry
-from .provenance import LockError, read_lock
+from distill_core.files.atomic import atomic_write_text
+from distill_core.loss.combined import CombinedLoss
+from distill_core.config.converter import converter
+from distill_core.registry.discovery import UnknownTermError, get_registry
+from distill_core.registry.provenance import LockError, read_lock
 
 __all__ = ["LockError", "make_lock", "lock_differences", "write_lock", "read_lock", "check_lock"]
 

@@ -1,0 +1,1 @@
+"""Signal helpers that plugins may use: mel filterbanks and frame/overlap-add adjoints."""

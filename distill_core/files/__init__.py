@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes that honour the umask, and checkpoints loaded as data only."""

@@ -1,0 +1,1 @@
+"""Small helpers below every layer: lazy exports, optional extras, a GC pause."""
