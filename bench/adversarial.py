@@ -15,11 +15,10 @@ import copy
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-
 from peak import cuda_peak_mib, fresh_process_peak_mib
 
 HERE = Path(__file__).resolve().parent
@@ -42,13 +41,18 @@ def pair(periods: list[int], fft_sizes: list[int]):
     sys.path.insert(0, str(TESTS))
     from disc_anchors import anchor
     from disc_weights import dac_unwrap, load_anchor
-
     from distill_discriminators import Adversarial, AdversarialConfig
 
     theirs = anchor("dac.model.discriminator").Discriminator(periods=periods, fft_sizes=fft_sizes)
-    ours = Adversarial(AdversarialConfig(preset="dac", discriminators=[
-        {"kind": "mpd", "options": {"periods": periods, "always_pad": True, "normalize_input": True}},
-        {"kind": "mrd", "options": {"fft_sizes": fft_sizes, "padding": "dac", "normalize_input": True}}]))
+    ours = Adversarial(
+        AdversarialConfig(
+            preset="dac",
+            discriminators=[
+                {"kind": "mpd", "options": {"periods": periods, "always_pad": True, "normalize_input": True}},
+                {"kind": "mrd", "options": {"fft_sizes": fft_sizes, "padding": "dac", "normalize_input": True}},
+            ],
+        )
+    )
     flat = torch.nn.ModuleList([*ours.discriminators[0].discriminators, *ours.discriminators[1].discriminators])
     load_anchor(flat, theirs.discriminators, dac_unwrap)
     return theirs, ours
@@ -79,9 +83,10 @@ def hand_written_d_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callab
 def loss_update_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callable[[], None]:
     """CombinedLoss.update around a copy of our Adversarial (D, optimizer, schedule): the D step as a training
     loop calls it, with the framework's batch mapping, detach, schedule and figure keys in between."""
+    from distill_discriminators import Adversarial, AdversarialLoss
+
     from distill_core import CombinedLoss, LossConfig
     from distill_core.terms.base import LossTerm
-    from distill_discriminators import Adversarial, AdversarialLoss
 
     term = AdversarialLoss.__new__(AdversarialLoss)
     LossTerm.__init__(term, ours.config)
@@ -95,8 +100,9 @@ def loss_update_step(ours, real: torch.Tensor, fake0: torch.Tensor) -> Callable[
     return step
 
 
-def cases(device: torch.device, periods: list[int], fft_sizes: list[int], shape=SHAPE, only: str | None = None
-          ) -> dict[str, Callable[[], None]]:
+def cases(
+    device: torch.device, periods: list[int], fft_sizes: list[int], shape=SHAPE, only: str | None = None
+) -> dict[str, Callable[[], None]]:
     """The step functions: ours and DAC's D step and G step, and the hand-written D step (``only``: just one)."""
     theirs, ours = pair(periods, fft_sizes)
     theirs, ours = theirs.to(device), ours.to(device)
@@ -154,12 +160,19 @@ def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], s
     """MiB of one step after a first one (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
     if device.type == "cuda":
         return cuda_peak_mib(cases(device, periods, ffts, shape, only=name)[name])
-    code = CHILD.format(here=str(HERE), threads=torch.get_num_threads(), periods=periods, ffts=ffts,
-                        shape=tuple(shape), name=name)
+    code = CHILD.format(
+        here=str(HERE), threads=torch.get_num_threads(), periods=periods, ffts=ffts, shape=tuple(shape), name=name
+    )
     return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
 
-def bench_adversarial(device: torch.device, reps: int = 5, shape: tuple[int, ...] = SHAPE,
-                      periods: list[int] | None = None, fft_sizes: list[int] | None = None) -> dict:
+
+def bench_adversarial(
+    device: torch.device,
+    reps: int = 5,
+    shape: tuple[int, ...] = SHAPE,
+    periods: list[int] | None = None,
+    fft_sizes: list[int] | None = None,
+) -> dict:
     """Each step's time, interleaved, after one warm-up round; then each step's peak memory, one fresh process
     per measurement (CPU) or from the allocator (CUDA). Defaults: DAC's whole discriminator (periods 2 3 5 7 11,
     FFT sizes 2048 1024 512).
@@ -188,21 +201,30 @@ def bench_adversarial(device: torch.device, reps: int = 5, shape: tuple[int, ...
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     mem = {k: peak(k, device, periods, fft_sizes, shape) for k in CASES}
     ratio = lambda a, b, d: d[a] / max(d[b], 1e-12)  # noqa: E731
-    return {"shape": list(shape), "periods": periods, "fft_sizes": fft_sizes, "reps": reps,
-            "ms": {k: v * 1e3 for k, v in best.items()}, "median_ms": {k: v * 1e3 for k, v in med.items()},
-            "cpu_median_ms": {k: v * 1e3 for k, v in cpu_med.items()},
-            "ms_all": {k: [t * 1e3 for t in v] for k, v in wall.items()}, "peak_mib": mem,
-            "d_step_time_ratio": ratio("ours_d", "dac_d", best), "g_step_time_ratio": ratio("ours_g", "dac_g", best),
-            "d_step_median_time_ratio": ratio("ours_d", "dac_d", med),
-            "g_step_median_time_ratio": ratio("ours_g", "dac_g", med),
-            "d_step_cpu_time_ratio": ratio("ours_d", "dac_d", cpu_med),
-            "g_step_cpu_time_ratio": ratio("ours_g", "dac_g", cpu_med),
-            "d_step_memory_ratio": ratio("ours_d", "dac_d", mem), "g_step_memory_ratio": ratio("ours_g", "dac_g", mem),
-            "d_step_overhead_ratio": ratio("ours_d", "hand_d", best),
-            "d_step_overhead_median_ratio": ratio("ours_d", "hand_d", med),
-            "d_step_overhead_cpu_ratio": ratio("ours_d", "hand_d", cpu_med),
-            "d_step_overhead_memory_ratio": ratio("ours_d", "hand_d", mem),
-            "loss_update_overhead_ratio": ratio("loss_d", "hand_d", best),
-            "loss_update_overhead_median_ratio": ratio("loss_d", "hand_d", med),
-            "loss_update_overhead_cpu_ratio": ratio("loss_d", "hand_d", cpu_med),
-            "loss_update_overhead_memory_ratio": ratio("loss_d", "hand_d", mem)}
+    return {
+        "shape": list(shape),
+        "periods": periods,
+        "fft_sizes": fft_sizes,
+        "reps": reps,
+        "ms": {k: v * 1e3 for k, v in best.items()},
+        "median_ms": {k: v * 1e3 for k, v in med.items()},
+        "cpu_median_ms": {k: v * 1e3 for k, v in cpu_med.items()},
+        "ms_all": {k: [t * 1e3 for t in v] for k, v in wall.items()},
+        "peak_mib": mem,
+        "d_step_time_ratio": ratio("ours_d", "dac_d", best),
+        "g_step_time_ratio": ratio("ours_g", "dac_g", best),
+        "d_step_median_time_ratio": ratio("ours_d", "dac_d", med),
+        "g_step_median_time_ratio": ratio("ours_g", "dac_g", med),
+        "d_step_cpu_time_ratio": ratio("ours_d", "dac_d", cpu_med),
+        "g_step_cpu_time_ratio": ratio("ours_g", "dac_g", cpu_med),
+        "d_step_memory_ratio": ratio("ours_d", "dac_d", mem),
+        "g_step_memory_ratio": ratio("ours_g", "dac_g", mem),
+        "d_step_overhead_ratio": ratio("ours_d", "hand_d", best),
+        "d_step_overhead_median_ratio": ratio("ours_d", "hand_d", med),
+        "d_step_overhead_cpu_ratio": ratio("ours_d", "hand_d", cpu_med),
+        "d_step_overhead_memory_ratio": ratio("ours_d", "hand_d", mem),
+        "loss_update_overhead_ratio": ratio("loss_d", "hand_d", best),
+        "loss_update_overhead_median_ratio": ratio("loss_d", "hand_d", med),
+        "loss_update_overhead_cpu_ratio": ratio("loss_d", "hand_d", cpu_med),
+        "loss_update_overhead_memory_ratio": ratio("loss_d", "hand_d", mem),
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -43,6 +43,7 @@ def fresh_process_peak_mib(setup: str, env: Mapping[str, str] | None = None) -> 
     """MiB of peak RSS growth over one call of ``fn`` in a fresh Python process running ``setup`` (which must
     import gc and Path and define ``fn``) and then the measurement."""
     child_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", **(env or {})}
-    out = subprocess.run([sys.executable, "-c", setup + MEASURE_CHILD], capture_output=True, text=True, check=True,
-                         env=child_env)
+    out = subprocess.run(
+        [sys.executable, "-c", setup + MEASURE_CHILD], capture_output=True, text=True, check=True, env=child_env
+    )
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB

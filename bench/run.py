@@ -16,16 +16,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-
 from peak import cuda_peak_mib, fresh_process_peak_mib
 
 HERE = Path(__file__).resolve().parent
-SIZES = {"seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94), "waveform [8,1,65536]": (8, 1, 65536),
-         "waveform [4,1,176400]": (4, 1, 176400)}
+SIZES = {
+    "seed [16,2,128,94] (flattened magnitude)": (16, 2, 128, 94),
+    "waveform [8,1,65536]": (8, 1, 65536),
+    "waveform [4,1,176400]": (4, 1, 176400),
+}
 MEL_SIZES = {"waveform [8,1,44100]": (8, 1, 44100), "waveform [4,1,132300]": (4, 1, 132300)}
 ADVERSARIAL_SHAPE = [4, 1, 44100]  # 4 one-second signals at 44.1 kHz
 
@@ -45,8 +47,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, reps: int, warmup: int = 3
-                ) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, Callable[[], None]], device: torch.device, reps: int, warmup: int = 3
+) -> dict[str, float]:
     """Median seconds of each function, run in turn A B C A B C ... after ``warmup`` rounds."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(warmup + reps):
@@ -78,8 +81,9 @@ def stft_cases(x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None):
     windows = [torch.hann_window(w, device=x.device) for w in cfg.win_lengths]
 
     def ctx():
-        return torch.autocast(x.device.type, dtype=autocast) if autocast else torch.autocast(x.device.type,
-                                                                                             enabled=False)
+        return (
+            torch.autocast(x.device.type, dtype=autocast) if autocast else torch.autocast(x.device.type, enabled=False)
+        )
 
     def run_ours() -> None:
         xx = x.detach().requires_grad_(True)
@@ -111,14 +115,22 @@ def bench_stft(device: torch.device, reps: int, autocast: torch.dtype | None = N
     for label, shape in SIZES.items():
         x, y = signals(shape, device)
         t = interleaved(stft_cases(x, y, autocast), device, reps)
-        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "auraloss_ms": t["auraloss"] * 1e3,
-                     "floor_ms": t["floor"] * 1e3, "speedup_vs_auraloss": t["auraloss"] / t["distill"],
-                     "ratio_to_floor": t["distill"] / t["floor"]})
+        rows.append(
+            {
+                "size": label,
+                "distill_ms": t["distill"] * 1e3,
+                "auraloss_ms": t["auraloss"] * 1e3,
+                "floor_ms": t["floor"] * 1e3,
+                "speedup_vs_auraloss": t["auraloss"] / t["distill"],
+                "ratio_to_floor": t["distill"] / t["floor"],
+            }
+        )
     return rows
 
 
-def mel_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor],
-                  filters: list[torch.Tensor]) -> torch.Tensor:
+def mel_reference(
+    x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor], filters: list[torch.Tensor]
+) -> torch.Tensor:
     """DAC's multi-scale mel loss written with plain autograd: torch.stft, abs, filterbank, clamp/pow/log10, L1."""
     flat, flat_y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
     total = x.new_zeros(())
@@ -161,8 +173,14 @@ def bench_against_autograd(sizes: dict, cases, device: torch.device, reps: int) 
     for label, shape in sizes.items():
         x, y = signals(shape, device)
         t = interleaved(cases(x, y), device, reps)
-        rows.append({"size": label, "distill_ms": t["distill"] * 1e3, "autograd_ms": t["autograd"] * 1e3,
-                     "speedup_vs_autograd": t["autograd"] / t["distill"]})
+        rows.append(
+            {
+                "size": label,
+                "distill_ms": t["distill"] * 1e3,
+                "autograd_ms": t["autograd"] * 1e3,
+                "speedup_vs_autograd": t["autograd"] / t["distill"],
+            }
+        )
     return rows
 
 
@@ -173,8 +191,9 @@ def bench_mel(device: torch.device, reps: int) -> list[dict]:
 AUDIOCRAFT_SIZES = {"waveform [8,1,48000]": (8, 1, 48000), "waveform [4,1,144000]": (4, 1, 144000)}
 
 
-def audiocraft_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor],
-                         filters: list[torch.Tensor]) -> torch.Tensor:
+def audiocraft_reference(
+    x: torch.Tensor, y: torch.Tensor, config, windows: list[torch.Tensor], filters: list[torch.Tensor]
+) -> torch.Tensor:
     """audiocraft's msspec written with plain autograd: reflect and zero padding, torch.stft, |X|^2, filterbank,
     L1 plus alpha * MSE of log10(floor + mel)."""
     import math
@@ -195,8 +214,11 @@ def audiocraft_reference(x: torch.Tensor, y: torch.Tensor, config, windows: list
 
         alpha = math.sqrt(w - 1) if config.alphas else 1.0
         mx, my = mel(flat), mel(flat_y)
-        total = total + F.l1_loss(mx, my) + alpha * F.mse_loss(torch.log10(config.floor_level + mx),
-                                                               torch.log10(config.floor_level + my))
+        total = (
+            total
+            + F.l1_loss(mx, my)
+            + alpha * F.mse_loss(torch.log10(config.floor_level + mx), torch.log10(config.floor_level + my))
+        )
         count += alpha + 1
     return total / count if config.normalized else total
 
@@ -228,24 +250,38 @@ def peak_memory(device: torch.device, threads: int, cases: str, shape: tuple[int
     if device.type == "cuda":
         x, y = signals(shape, device)
         return cuda_peak_mib(globals()[cases](x, y, None)[which])
-    return fresh_process_peak_mib(MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, cases=cases,
-                                                      which=which))
+    return fresh_process_peak_mib(
+        MEMORY_CHILD.format(here=str(HERE), threads=threads, shape=shape, cases=cases, which=which)
+    )
 
-def bench_memory(device: torch.device, threads: int, cases: str = "stft_cases", sizes: dict | None = None,
-                 reference: str = "auraloss") -> list[dict]:
+
+def bench_memory(
+    device: torch.device,
+    threads: int,
+    cases: str = "stft_cases",
+    sizes: dict | None = None,
+    reference: str = "auraloss",
+) -> list[dict]:
     """Peak memory of one forward + backward, the term against ``reference``, per size."""
     rows = []
     for label, shape in (sizes or SIZES).items():
         peaks = {which: peak_memory(device, threads, cases, shape, which) for which in ("distill", reference)}
-        rows.append({"size": label, "distill_mib": peaks["distill"], f"{reference}_mib": peaks[reference],
-                     "ratio": peaks["distill"] / max(peaks[reference], 1e-9)})
+        rows.append(
+            {
+                "size": label,
+                "distill_mib": peaks["distill"],
+                f"{reference}_mib": peaks[reference],
+                "ratio": peaks["distill"] / max(peaks[reference], 1e-9),
+            }
+        )
     return rows
 
 
 def bench_overhead(device: torch.device, reps: int) -> dict:
     """CombinedLoss with the recipe against one hand-written function of the same four terms."""
-    from distill_core import CombinedLoss, LossConfig
     from distill_stft.fast import FastMultiResolutionSTFT
+
+    from distill_core import CombinedLoss, LossConfig
 
     config = LossConfig()
     combined = CombinedLoss(config).to(device)
@@ -275,8 +311,11 @@ def bench_overhead(device: torch.device, reps: int) -> dict:
         out["total_loss"].backward()
 
     t = interleaved({"combined": framework, "hand_written": hand_written}, device, reps)
-    return {"combined_ms": t["combined"] * 1e3, "hand_written_ms": t["hand_written"] * 1e3,
-            "ratio": t["combined"] / t["hand_written"]}
+    return {
+        "combined_ms": t["combined"] * 1e3,
+        "hand_written_ms": t["hand_written"] * 1e3,
+        "ratio": t["combined"] / t["hand_written"],
+    }
 
 
 def bench_balancer(device: torch.device, reps: int) -> dict:
@@ -307,8 +346,9 @@ def bench_balancer(device: torch.device, reps: int) -> dict:
         model, opt = models["unbalanced"], optimizers["unbalanced"]
         opt.zero_grad(set_to_none=True)
         recon, mu, logvar = model(x)
-        combined({"recon": recon, "target": x, "mu": mu, "logvar": logvar}, epoch=3, total_epochs=10
-                 )["total_loss"].backward()
+        combined({"recon": recon, "target": x, "mu": mu, "logvar": logvar}, epoch=3, total_epochs=10)[
+            "total_loss"
+        ].backward()
         opt.step()
 
     def balanced() -> None:
@@ -321,8 +361,11 @@ def bench_balancer(device: torch.device, reps: int) -> dict:
         opt.step()
 
     t = interleaved({"balanced": balanced, "unbalanced": unbalanced}, device, reps)
-    return {"balanced_ms": t["balanced"] * 1e3, "unbalanced_ms": t["unbalanced"] * 1e3,
-            "ratio": t["balanced"] / t["unbalanced"]}
+    return {
+        "balanced_ms": t["balanced"] * 1e3,
+        "unbalanced_ms": t["unbalanced"] * 1e3,
+        "ratio": t["balanced"] / t["unbalanced"],
+    }
 
 
 IMPORT_CHILD = """
@@ -372,73 +415,168 @@ def bench_import(reps: int, build: bool = False) -> dict:
             runs[load_all].append(run(child))
     load.append(os.getloadavg()[0])
     lazy, eager = runs[False], runs[True]
-    return {"median_ms": statistics.median(r[0] for r in lazy) * 1e3, "min_ms": min(r[0] for r in lazy) * 1e3,
-            "median_cpu_ms": statistics.median(r[1] for r in lazy) * 1e3, "min_cpu_ms": min(r[1] for r in lazy) * 1e3,
-            "median_gc_ms": statistics.median(r[2] for r in lazy) * 1e3,
-            "all_loaded_median_ms": statistics.median(r[0] for r in eager) * 1e3,
-            "ratio_to_all_loaded": statistics.median(r[0] for r in lazy) / statistics.median(r[0] for r in eager),
-            "plugins": os.environ.get("DISTILL_PLUGINS", "all installed"), "load": load}
+    return {
+        "median_ms": statistics.median(r[0] for r in lazy) * 1e3,
+        "min_ms": min(r[0] for r in lazy) * 1e3,
+        "median_cpu_ms": statistics.median(r[1] for r in lazy) * 1e3,
+        "min_cpu_ms": min(r[1] for r in lazy) * 1e3,
+        "median_gc_ms": statistics.median(r[2] for r in lazy) * 1e3,
+        "all_loaded_median_ms": statistics.median(r[0] for r in eager) * 1e3,
+        "ratio_to_all_loaded": statistics.median(r[0] for r in lazy) / statistics.median(r[0] for r in eager),
+        "plugins": os.environ.get("DISTILL_PLUGINS", "all installed"),
+        "load": load,
+    }
 
 
 def report_import(results: dict, key: str, title: str, reps: int) -> None:
     """One row: wall and CPU time of fresh processes, which plugins, and the machine's load while measured."""
     results[key] = i = bench_import(reps, build=key == "build")
-    print(table(f"{title} (torch already imported; bytecode cached, as pip leaves it; plugins: {i['plugins']})",
-                ["median ms", "min ms", "median CPU ms", "min CPU ms", "median ms in cyclic GC",
-                 "every term loaded: median ms", "ratio", "load (1 min)"],
-                [[f"{i['median_ms']:.1f}", f"{i['min_ms']:.1f}", f"{i['median_cpu_ms']:.1f}", f"{i['min_cpu_ms']:.1f}",
-                  f"{i['median_gc_ms']:.1f}", f"{i['all_loaded_median_ms']:.1f}", f"{i['ratio_to_all_loaded']:.2f}x",
-                  " to ".join(f"{x:.1f}" for x in i["load"])]]))
+    print(
+        table(
+            f"{title} (torch already imported; bytecode cached, as pip leaves it; plugins: {i['plugins']})",
+            [
+                "median ms",
+                "min ms",
+                "median CPU ms",
+                "min CPU ms",
+                "median ms in cyclic GC",
+                "every term loaded: median ms",
+                "ratio",
+                "load (1 min)",
+            ],
+            [
+                [
+                    f"{i['median_ms']:.1f}",
+                    f"{i['min_ms']:.1f}",
+                    f"{i['median_cpu_ms']:.1f}",
+                    f"{i['min_cpu_ms']:.1f}",
+                    f"{i['median_gc_ms']:.1f}",
+                    f"{i['all_loaded_median_ms']:.1f}",
+                    f"{i['ratio_to_all_loaded']:.2f}x",
+                    " to ".join(f"{x:.1f}" for x in i["load"]),
+                ]
+            ],
+        )
+    )
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([f"\n{title}", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *map(line, rows)])
+    return "\n".join(
+        [f"\n{title}", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+    )
 
 
 def report_stft(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     results["stft"] = bench_stft(device, args.reps)
-    print(table("1-2. stft term, forward + backward (default 3 resolutions)",
-                ["size", "speedup vs auraloss", "distill / floor", "distill ms", "auraloss ms", "floor ms"],
-                [[r["size"], f"{r['speedup_vs_auraloss']:.2f}x", f"{r['ratio_to_floor']:.2f}x",
-                  f"{r['distill_ms']:.1f}", f"{r['auraloss_ms']:.1f}", f"{r['floor_ms']:.1f}"]
-                 for r in results["stft"]]))
+    print(
+        table(
+            "1-2. stft term, forward + backward (default 3 resolutions)",
+            ["size", "speedup vs auraloss", "distill / floor", "distill ms", "auraloss ms", "floor ms"],
+            [
+                [
+                    r["size"],
+                    f"{r['speedup_vs_auraloss']:.2f}x",
+                    f"{r['ratio_to_floor']:.2f}x",
+                    f"{r['distill_ms']:.1f}",
+                    f"{r['auraloss_ms']:.1f}",
+                    f"{r['floor_ms']:.1f}",
+                ]
+                for r in results["stft"]
+            ],
+        )
+    )
     if device.type == "cuda":
         results["stft_bf16_autocast"] = bench_stft(device, args.reps, torch.bfloat16)
-        print(table("1-2b. stft term under bf16 autocast", ["size", "speedup vs auraloss", "distill / floor"],
-                    [[r["size"], f"{r['speedup_vs_auraloss']:.2f}x", f"{r['ratio_to_floor']:.2f}x"]
-                     for r in results["stft_bf16_autocast"]]))
+        print(
+            table(
+                "1-2b. stft term under bf16 autocast",
+                ["size", "speedup vs auraloss", "distill / floor"],
+                [
+                    [r["size"], f"{r['speedup_vs_auraloss']:.2f}x", f"{r['ratio_to_floor']:.2f}x"]
+                    for r in results["stft_bf16_autocast"]
+                ],
+            )
+        )
     results["memory"] = bench_memory(device, args.threads)
-    print(table("3. peak memory of forward + backward", ["size", "distill / auraloss", "distill MiB", "auraloss MiB"],
-                [[r["size"], f"{r['ratio']:.2f}x", f"{r['distill_mib']:.1f}", f"{r['auraloss_mib']:.1f}"]
-                 for r in results["memory"]]))
+    print(
+        table(
+            "3. peak memory of forward + backward",
+            ["size", "distill / auraloss", "distill MiB", "auraloss MiB"],
+            [
+                [r["size"], f"{r['ratio']:.2f}x", f"{r['distill_mib']:.1f}", f"{r['auraloss_mib']:.1f}"]
+                for r in results["memory"]
+            ],
+        )
+    )
 
 
 def report_mel(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     results["mel"] = bench_mel(device, args.reps)
     results["mel_memory"] = bench_memory(device, args.threads, "mel_cases", MEL_SIZES, "autograd")
     memory = {r["size"]: r for r in results["mel_memory"]}
-    print(table("3b. mel term at DAC's defaults (7 scales, windows 32-2048), forward + backward, vs plain autograd",
-                ["size", "speedup vs autograd", "peak memory vs autograd", "distill ms", "autograd ms",
-                 "distill MiB", "autograd MiB"],
-                [[r["size"], f"{r['speedup_vs_autograd']:.2f}x", f"{memory[r['size']]['ratio']:.2f}x",
-                  f"{r['distill_ms']:.1f}", f"{r['autograd_ms']:.1f}", f"{memory[r['size']]['distill_mib']:.1f}",
-                  f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["mel"]]))
+    print(
+        table(
+            "3b. mel term at DAC's defaults (7 scales, windows 32-2048), forward + backward, vs plain autograd",
+            [
+                "size",
+                "speedup vs autograd",
+                "peak memory vs autograd",
+                "distill ms",
+                "autograd ms",
+                "distill MiB",
+                "autograd MiB",
+            ],
+            [
+                [
+                    r["size"],
+                    f"{r['speedup_vs_autograd']:.2f}x",
+                    f"{memory[r['size']]['ratio']:.2f}x",
+                    f"{r['distill_ms']:.1f}",
+                    f"{r['autograd_ms']:.1f}",
+                    f"{memory[r['size']]['distill_mib']:.1f}",
+                    f"{memory[r['size']]['autograd_mib']:.1f}",
+                ]
+                for r in results["mel"]
+            ],
+        )
+    )
 
 
 def report_audiocraft(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     results["audiocraft_msspec"] = bench_audiocraft(device, args.reps)
-    results["audiocraft_msspec_memory"] = bench_memory(device, args.threads, "audiocraft_cases", AUDIOCRAFT_SIZES,
-                                                       "autograd")
+    results["audiocraft_msspec_memory"] = bench_memory(
+        device, args.threads, "audiocraft_cases", AUDIOCRAFT_SIZES, "autograd"
+    )
     memory = {r["size"]: r for r in results["audiocraft_msspec_memory"]}
-    print(table("3c. audiocraft_msspec at its defaults (24 kHz, 5 scales, windows 64-1024), forward + backward, "
-                "vs plain autograd", ["size", "speedup vs autograd", "peak memory vs autograd", "distill ms",
-                                      "autograd ms", "distill MiB", "autograd MiB"],
-                [[r["size"], f"{r['speedup_vs_autograd']:.2f}x", f"{memory[r['size']]['ratio']:.2f}x",
-                  f"{r['distill_ms']:.1f}", f"{r['autograd_ms']:.1f}", f"{memory[r['size']]['distill_mib']:.1f}",
-                  f"{memory[r['size']]['autograd_mib']:.1f}"] for r in results["audiocraft_msspec"]]))
+    print(
+        table(
+            "3c. audiocraft_msspec at its defaults (24 kHz, 5 scales, windows 64-1024), forward + backward, "
+            "vs plain autograd",
+            [
+                "size",
+                "speedup vs autograd",
+                "peak memory vs autograd",
+                "distill ms",
+                "autograd ms",
+                "distill MiB",
+                "autograd MiB",
+            ],
+            [
+                [
+                    r["size"],
+                    f"{r['speedup_vs_autograd']:.2f}x",
+                    f"{memory[r['size']]['ratio']:.2f}x",
+                    f"{r['distill_ms']:.1f}",
+                    f"{r['autograd_ms']:.1f}",
+                    f"{memory[r['size']]['distill_mib']:.1f}",
+                    f"{memory[r['size']]['autograd_mib']:.1f}",
+                ]
+                for r in results["audiocraft_msspec"]
+            ],
+        )
+    )
 
 
 STOI_SHAPE = (8, 1, 64000)  # eight 4 s clips at 16 kHz
@@ -447,14 +585,14 @@ STOI_SHAPE = (8, 1, 64000)  # eight 4 s clips at 16 kHz
 def bench_stoi(device: torch.device, reps: int) -> list[dict]:
     """The stoi and estoi terms at 16 kHz: forward + backward, forward alone, and pystoi scoring the same eight
     clips one by one (value only, numpy, on the CPU)."""
-    from pystoi import stoi as pystoi_score
-
     from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
+    from pystoi import stoi as pystoi_score
 
     x, y = signals(STOI_SHAPE, device)
     rows_x, rows_y = (t.double().cpu().numpy()[:, 0] for t in (x, y))
     rows = []
     for term in (STOILoss(STOIConfig()).to(device), ESTOILoss(ESTOIConfig()).to(device)):
+
         def backward(term=term) -> None:
             term({"recon": x.detach().requires_grad_(True), "target": y}).backward()
 
@@ -467,18 +605,38 @@ def bench_stoi(device: torch.device, reps: int) -> list[dict]:
                 pystoi_score(clean, processed, 16_000, extended=extended)
 
         t = interleaved({"backward": backward, "forward": forward, "pystoi": reference}, device, reps)
-        rows.append({"term": term.name, "size": "waveform [8,1,64000] at 16 kHz", "fwd_bwd_ms": t["backward"] * 1e3,
-                     "fwd_ms": t["forward"] * 1e3, "pystoi_ms": t["pystoi"] * 1e3,
-                     "pystoi_over_fwd": t["pystoi"] / t["forward"]})
+        rows.append(
+            {
+                "term": term.name,
+                "size": "waveform [8,1,64000] at 16 kHz",
+                "fwd_bwd_ms": t["backward"] * 1e3,
+                "fwd_ms": t["forward"] * 1e3,
+                "pystoi_ms": t["pystoi"] * 1e3,
+                "pystoi_over_fwd": t["pystoi"] / t["forward"],
+            }
+        )
     return rows
 
 
 def report_stoi(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     results["stoi"] = bench_stoi(device, args.reps)
-    print(table("7. stoi / estoi terms, time per call (pystoi: the same 8 clips, value only, numpy)",
-                ["term", "size", "fwd + bwd ms", "fwd ms", "pystoi ms", "pystoi / fwd"],
-                [[r["term"], r["size"], f"{r['fwd_bwd_ms']:.1f}", f"{r['fwd_ms']:.1f}", f"{r['pystoi_ms']:.1f}",
-                  f"{r['pystoi_over_fwd']:.2f}x"] for r in results["stoi"]]))
+    print(
+        table(
+            "7. stoi / estoi terms, time per call (pystoi: the same 8 clips, value only, numpy)",
+            ["term", "size", "fwd + bwd ms", "fwd ms", "pystoi ms", "pystoi / fwd"],
+            [
+                [
+                    r["term"],
+                    r["size"],
+                    f"{r['fwd_bwd_ms']:.1f}",
+                    f"{r['fwd_ms']:.1f}",
+                    f"{r['pystoi_ms']:.1f}",
+                    f"{r['pystoi_over_fwd']:.2f}x",
+                ]
+                for r in results["stoi"]
+            ],
+        )
+    )
 
 
 def report_adversarial(results: dict, device: torch.device, args: argparse.Namespace) -> None:
@@ -492,21 +650,58 @@ def report_adversarial(results: dict, device: torch.device, args: argparse.Names
     shape = tuple(args.adversarial_shape)
     a = results["adversarial"] = adversarial.bench_adversarial(device, args.adversarial_reps, shape)
     ms, mib = a["ms"], a["peak_mib"]
-    print(table(f"8. the dac preset (MPD 2 3 5 7 11 + MRD 2048 1024 512) on {list(shape)}, vs DAC's own GANLoss "
-                f"(fastest of {args.adversarial_reps}; median and CPU-time ratios beside)",
-                ["step", "time ours / DAC", "median", "CPU time", "peak memory ours / DAC", "ours ms", "DAC ms",
-                 "ours MiB", "DAC MiB"],
-                [[step, f"{a[f'{key}_step_time_ratio']:.2f}x", f"{a[f'{key}_step_median_time_ratio']:.2f}x",
-                  f"{a[f'{key}_step_cpu_time_ratio']:.2f}x", f"{a[f'{key}_step_memory_ratio']:.2f}x",
-                  f"{ms[f'ours_{key}']:.0f}", f"{ms[f'dac_{key}']:.0f}", f"{mib[f'ours_{key}']:.1f}",
-                  f"{mib[f'dac_{key}']:.1f}"] for step, key in (("D step", "d"), ("G step", "g"))]))
-    print(table("8b. framework overhead around the D step vs a hand-written step, same modules",
-                ["D step", "time ratio", "median", "CPU time", "peak memory ratio", "ms", "hand-written ms"],
-                [[label, f"{a[f'{key}_ratio']:.3f}x", f"{a[f'{key}_median_ratio']:.3f}x",
-                  f"{a[f'{key}_cpu_ratio']:.3f}x", f"{a[f'{key}_memory_ratio']:.2f}x", f"{ms[case]:.0f}",
-                  f"{ms['hand_d']:.0f}"]
-                 for label, key, case in (("Adversarial.update", "d_step_overhead", "ours_d"),
-                                          ("CombinedLoss.update", "loss_update_overhead", "loss_d"))]))
+    print(
+        table(
+            f"8. the dac preset (MPD 2 3 5 7 11 + MRD 2048 1024 512) on {list(shape)}, vs DAC's own GANLoss "
+            f"(fastest of {args.adversarial_reps}; median and CPU-time ratios beside)",
+            [
+                "step",
+                "time ours / DAC",
+                "median",
+                "CPU time",
+                "peak memory ours / DAC",
+                "ours ms",
+                "DAC ms",
+                "ours MiB",
+                "DAC MiB",
+            ],
+            [
+                [
+                    step,
+                    f"{a[f'{key}_step_time_ratio']:.2f}x",
+                    f"{a[f'{key}_step_median_time_ratio']:.2f}x",
+                    f"{a[f'{key}_step_cpu_time_ratio']:.2f}x",
+                    f"{a[f'{key}_step_memory_ratio']:.2f}x",
+                    f"{ms[f'ours_{key}']:.0f}",
+                    f"{ms[f'dac_{key}']:.0f}",
+                    f"{mib[f'ours_{key}']:.1f}",
+                    f"{mib[f'dac_{key}']:.1f}",
+                ]
+                for step, key in (("D step", "d"), ("G step", "g"))
+            ],
+        )
+    )
+    print(
+        table(
+            "8b. framework overhead around the D step vs a hand-written step, same modules",
+            ["D step", "time ratio", "median", "CPU time", "peak memory ratio", "ms", "hand-written ms"],
+            [
+                [
+                    label,
+                    f"{a[f'{key}_ratio']:.3f}x",
+                    f"{a[f'{key}_median_ratio']:.3f}x",
+                    f"{a[f'{key}_cpu_ratio']:.3f}x",
+                    f"{a[f'{key}_memory_ratio']:.2f}x",
+                    f"{ms[case]:.0f}",
+                    f"{ms['hand_d']:.0f}",
+                ]
+                for label, key, case in (
+                    ("Adversarial.update", "d_step_overhead", "ours_d"),
+                    ("CombinedLoss.update", "loss_update_overhead", "loss_d"),
+                )
+            ],
+        )
+    )
 
 
 SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi", "adversarial")
@@ -518,19 +713,33 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--only", choices=SECTIONS, action="append",
-                        help="run only these sections (repeatable); default: all")
-    parser.add_argument("--adversarial-shape", type=int, nargs=3, default=ADVERSARIAL_SHAPE, metavar=("B", "C", "N"),
-                        help="waveform shape of the adversarial section (default %(default)s)")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable); default: all"
+    )
+    parser.add_argument(
+        "--adversarial-shape",
+        type=int,
+        nargs=3,
+        default=ADVERSARIAL_SHAPE,
+        metavar=("B", "C", "N"),
+        help="waveform shape of the adversarial section (default %(default)s)",
+    )
     parser.add_argument("--adversarial-reps", type=int, default=5, help="repetitions of each adversarial step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "python": platform.python_version(), "reps": args.reps}
-    print(f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}, device: {env['device']}, "
-          f"median of {args.reps} interleaved repetitions after 3 warm-up rounds")
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "python": platform.python_version(),
+        "reps": args.reps,
+    }
+    print(
+        f"torch {env['torch']}, {env['threads']} threads, CPU: {env['cpu']}, device: {env['device']}, "
+        f"median of {args.reps} interleaved repetitions after 3 warm-up rounds"
+    )
     results: dict = {"environment": env}
     only = set(args.only or SECTIONS)
     if "stft" in only:
@@ -542,20 +751,33 @@ def main() -> None:
     if "overhead" in only:
         results["overhead"] = bench_overhead(device, args.reps)
         o = results["overhead"]
-        print(table("4. CombinedLoss (recipe) vs a hand-written function, seed size", ["ratio", "combined ms",
-                                                                                       "hand-written ms"],
-                    [[f"{o['ratio']:.3f}x", f"{o['combined_ms']:.2f}", f"{o['hand_written_ms']:.2f}"]]))
+        print(
+            table(
+                "4. CombinedLoss (recipe) vs a hand-written function, seed size",
+                ["ratio", "combined ms", "hand-written ms"],
+                [[f"{o['ratio']:.3f}x", f"{o['combined_ms']:.2f}", f"{o['hand_written_ms']:.2f}"]],
+            )
+        )
     if "import" in only:
         report_import(results, "import", "5. import distill_core + discovery of the installed plugins", args.reps)
     if "build" in only:
-        report_import(results, "build", "5b. import + discovery + building the recipe's CombinedLoss (#19 asks "
-                      "<= 60 ms median with the six plugins stft, mag-recon, if-recon, kl, auraloss, mel)", args.reps)
+        report_import(
+            results,
+            "build",
+            "5b. import + discovery + building the recipe's CombinedLoss (#19 asks "
+            "<= 60 ms median with the six plugins stft, mag-recon, if-recon, kl, auraloss, mel)",
+            args.reps,
+        )
     if "balancer" in only:
         results["balancer"] = bench_balancer(device, args.reps)
         b = results["balancer"]
-        print(table("6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
-                    ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
-                    [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]]))
+        print(
+            table(
+                "6. demo training step [16,2,256,64] with the recipe: gradient balancer on vs off",
+                ["balanced / unbalanced", "balanced ms", "unbalanced ms"],
+                [[f"{b['ratio']:.3f}x", f"{b['balanced_ms']:.1f}", f"{b['unbalanced_ms']:.1f}"]],
+            )
+        )
     if "stoi" in only:
         report_stoi(results, device, args)
     if "adversarial" in only:

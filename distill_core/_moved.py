@@ -11,21 +11,39 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 #: old module path -> the module that holds its contents now
 MOVED: dict[str, str] = {
     f"distill_core.{old}": f"distill_core.{new}"
     for old, new in {
-        "atomic": "files.atomic", "checkpoint_io": "files.checkpoint", "gcpause": "util.gcpause",
-        "lazy": "util.lazy", "extras": "util.extras", "schedules": "config.schedules", "groups": "config.groups",
-        "layouts": "terms.layouts", "pit": "terms.pit", "frames": "dsp.frames", "mel": "dsp.mel",
-        "hookspecs": "registry.hookspecs", "entrypoints": "registry.entrypoints", "plugins": "registry.discovery",
-        "provenance": "registry.provenance", "recipes": "registry.recipes", "loss_config": "loss.config",
-        "balancer": "loss.balancer", "gate": "loss.gate", "combined": "loss.combined", "schema": "loss.schema",
-        "lock": "loss.lockfile", "omegaconf_config": "loss.omegaconf_config", "epoch": "engine.passes",
-        "console": "cli.console", "scaffold": "cli.scaffold",
+        "atomic": "files.atomic",
+        "checkpoint_io": "files.checkpoint",
+        "gcpause": "util.gcpause",
+        "lazy": "util.lazy",
+        "extras": "util.extras",
+        "schedules": "config.schedules",
+        "groups": "config.groups",
+        "layouts": "terms.layouts",
+        "pit": "terms.pit",
+        "frames": "dsp.frames",
+        "mel": "dsp.mel",
+        "hookspecs": "registry.hookspecs",
+        "entrypoints": "registry.entrypoints",
+        "plugins": "registry.discovery",
+        "provenance": "registry.provenance",
+        "recipes": "registry.recipes",
+        "loss_config": "loss.config",
+        "balancer": "loss.balancer",
+        "gate": "loss.gate",
+        "combined": "loss.combined",
+        "schema": "loss.schema",
+        "lock": "loss.lockfile",
+        "omegaconf_config": "loss.omegaconf_config",
+        "epoch": "engine.passes",
+        "console": "cli.console",
+        "scaffold": "cli.scaffold",
     }.items()
 }
 
@@ -47,8 +65,9 @@ class _AliasLoader(importlib.abc.Loader):
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
     """Finds the moved paths of ``MOVED`` and nothing else."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         new = MOVED.get(fullname)
         if new is None:
             return None

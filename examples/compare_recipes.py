@@ -36,8 +36,16 @@ def legacy_run(settings: DemoSettings) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text("# legacy vae_loss: MSE + free-bits KL (weight 1.0), no CombinedLoss\n")
     save_spectrogram_config(spec, run_dir / "spectrogram.json")
-    train(SpectrogramVAE(spec.bins, spec.frames), train_loader, val_loader, None, epochs=settings.epochs,
-          lr=settings.lr, device=settings.device, checkpoint_dir=run_dir)
+    train(
+        SpectrogramVAE(spec.bins, spec.frames),
+        train_loader,
+        val_loader,
+        None,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        device=settings.device,
+        checkpoint_dir=run_dir,
+    )
     return run_dir
 
 

@@ -18,10 +18,10 @@ import copy
 import math
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 from torch.utils.data import DataLoader
 
@@ -39,8 +39,14 @@ from distill_core.training.plots import plot_losses
 from distill_core.training.run import RUN_FILES
 from distill_core.training.segments import WavSegments
 from distill_core.training.spectrogram import SpectrogramConfig
-from distill_core.training.vocoder import Vocoder, VocoderConfig, load_vocoder, save_vocoder_config, vocode, \
-    vocoder_batch
+from distill_core.training.vocoder import (
+    Vocoder,
+    VocoderConfig,
+    load_vocoder,
+    save_vocoder_config,
+    vocode,
+    vocoder_batch,
+)
 
 WAVES = {"inputs": {"recon": "recon_wave", "target": "target_wave"}}  # every term reads the vocoder's waveforms
 MRSTFT = {"input": "waveform", **WAVES}  # distill-stft's defaults: FFT sizes 512/1024/2048, hops 128/256/512
@@ -78,8 +84,18 @@ def _validate(model: Vocoder, loss: CombinedLoss, val: torch.Tensor) -> dict[str
     return {k: float(v) for k, v in out.items() if k.endswith("_loss")}
 
 
-def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, steps: int, seed: int,
-                 batch_size: int, segment: int, lr: float, rounds: int) -> Path:
+def train_recipe(
+    name: str,
+    recipe: dict[str, Any],
+    corpus: Path,
+    out: Path,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    segment: int,
+    lr: float,
+    rounds: int,
+) -> Path:
     """One run folder: the vocoder trained ``steps`` Adam steps on random training segments with this recipe.
 
     Every ``steps // rounds`` steps the loss on fixed segments of the training voices (another seed) is
@@ -96,8 +112,10 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
     run = out / name
     run.mkdir(parents=True, exist_ok=True)
     versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-    atomic_write_text(run / "config.toml", f"# resolved loss config of recipe {name}; plugins: {versions}\n"
-                      + dumps_config(config, ".toml"))
+    atomic_write_text(
+        run / "config.toml",
+        f"# resolved loss config of recipe {name}; plugins: {versions}\n" + dumps_config(config, ".toml"),
+    )
     write_lock(run / "lock.json", loss)
     save_vocoder_config(model.config, run / "vocoder.json")
 
@@ -123,22 +141,41 @@ def train_recipe(name: str, recipe: dict[str, Any], corpus: Path, out: Path, ste
         sums = {}
         epoch = len(history.epochs)
         elapsed = time.perf_counter() - started
-        history.add_epoch(EpochMetrics(
-            epoch=epoch, total_epochs=math.ceil(steps / per_round), train_loss=train_terms["total_loss"],
-            val_loss=val_terms["total_loss"], val_recon_loss=val_terms["total_loss"], val_kl_loss=0.0,
-            kl_divergence=0.0, overfitting_gap=overfitting_gap(train_terms["total_loss"], val_terms["total_loss"]),
-            learning_rate=lr, eta_seconds=elapsed / step * (steps - step),
-            elapsed_seconds=elapsed, components={k: v for k, v in train_terms.items() if k != "total_loss"},
-            val_components={k: v for k, v in val_terms.items() if k != "total_loss"}))
-        state = {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "history": history.to_dict(), **({"loss": loss.state_dict()} if loss.stateful else {})}
+        history.add_epoch(
+            EpochMetrics(
+                epoch=epoch,
+                total_epochs=math.ceil(steps / per_round),
+                train_loss=train_terms["total_loss"],
+                val_loss=val_terms["total_loss"],
+                val_recon_loss=val_terms["total_loss"],
+                val_kl_loss=0.0,
+                kl_divergence=0.0,
+                overfitting_gap=overfitting_gap(train_terms["total_loss"], val_terms["total_loss"]),
+                learning_rate=lr,
+                eta_seconds=elapsed / step * (steps - step),
+                elapsed_seconds=elapsed,
+                components={k: v for k, v in train_terms.items() if k != "total_loss"},
+                val_components={k: v for k, v in val_terms.items() if k != "total_loss"},
+            )
+        )
+        state = {
+            "epoch": epoch,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history.to_dict(),
+            **({"loss": loss.state_dict()} if loss.stateful else {}),
+        }
         save_checkpoint(run / "last.pt", state)
         if val_terms["total_loss"] < best:
             best = val_terms["total_loss"]
             save_checkpoint(run / "best.pt", state)
         history.save(run / "history.json")
-        print(f"{name}: step {step}/{steps}  train {train_terms['total_loss']:.4f}  val {best:.4f} (best)  "
-              f"{elapsed:.0f} s", flush=True)
+        print(
+            f"{name}: step {step}/{steps}  train {train_terms['total_loss']:.4f}  val {best:.4f} (best)  "
+            f"{elapsed:.0f} s",
+            flush=True,
+        )
     plot_losses(history, run / "losses.png")
     return run
 
@@ -148,14 +185,21 @@ def _trained_run(run: Path, model: Vocoder) -> TrainedRun:
     history = MetricsHistory.load(run / "history.json")
     best = history.best_epoch()
     terms = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))["terms"]
-    return TrainedRun(path=run, label=run.name, spectrogram=SpectrogramConfig(sample_rate=SAMPLE_RATE), model=model,
-                      epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
-                      best_val_loss=math.nan if best is None else best.val_loss,
-                      loss_terms=", ".join(f"{name} ({section['weight']})" for name, section in terms.items()))
+    return TrainedRun(
+        path=run,
+        label=run.name,
+        spectrogram=SpectrogramConfig(sample_rate=SAMPLE_RATE),
+        model=model,
+        epochs=len(history.epochs),
+        best_epoch=None if best is None else best.epoch + 1,
+        best_val_loss=math.nan if best is None else best.val_loss,
+        loss_terms=", ".join(f"{name} ({section['weight']})" for name, section in terms.items()),
+    )
 
 
-def evaluate_runs(runs: list[Path], held_out: Path, out: Path, clip_seconds: float, max_clips: int,
-                  figure_clip: int = 0) -> Comparison:
+def evaluate_runs(
+    runs: list[Path], held_out: Path, out: Path, clip_seconds: float, max_clips: int, figure_clip: int = 0
+) -> Comparison:
     """compare's metrics on the held-out clips for every run, the paired tests (in compare.md), the
     spectrogram figure of one clip and every run's reconstructions of the first clips as WAVs."""
     samples = round(clip_seconds * SAMPLE_RATE)
@@ -164,12 +208,22 @@ def evaluate_runs(runs: list[Path], held_out: Path, out: Path, clip_seconds: flo
     models = {run: load_vocoder(run) for run in runs}
     recons = {run.name: vocode(model, clips) for run, model in models.items()}
     scores = {name: evaluate(clips, recon, SAMPLE_RATE) for name, recon in recons.items()}
-    comparison = Comparison(data=held_out, clips=clips.shape[0], seconds=samples / SAMPLE_RATE,
-                            runs=[_trained_run(run, model) for run, model in models.items()], scores=scores)
+    comparison = Comparison(
+        data=held_out,
+        clips=clips.shape[0],
+        seconds=samples / SAMPLE_RATE,
+        runs=[_trained_run(run, model) for run, model in models.items()],
+        scores=scores,
+    )
     write_comparison(comparison, out, force=True)
     figure_clip = min(figure_clip, clips.shape[0] - 1)
-    spectrogram_figure(clips[figure_clip], {name: r[figure_clip] for name, r in recons.items()}, SAMPLE_RATE,
-                       out / "spectrograms.png", title=f"held-out clip {figure_clip} of {held_out}")
+    spectrogram_figure(
+        clips[figure_clip],
+        {name: r[figure_clip] for name, r in recons.items()},
+        SAMPLE_RATE,
+        out / "spectrograms.png",
+        title=f"held-out clip {figure_clip} of {held_out}",
+    )
     for i in range(min(4, clips.shape[0])):
         write_wav(out / "wavs" / f"clip{i:02d}_original.wav", clips[i], SAMPLE_RATE)
         for name, recon in recons.items():
@@ -179,8 +233,12 @@ def evaluate_runs(runs: list[Path], held_out: Path, out: Path, clip_seconds: flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=Path("data/speech"),
-                        help="folder with train/ and held_out/ (examples/make_speech_corpus.py writes it)")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=Path("data/speech"),
+        help="folder with train/ and held_out/ (examples/make_speech_corpus.py writes it)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/vocoder"))
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per recipe")
     parser.add_argument("--seed", type=int, default=0)
@@ -193,44 +251,78 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace runs and a comparison already in --out")
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="train nothing: compare the runs of --recipes already in --out (e.g. trained apart)")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="train nothing: compare the runs of --recipes already in --out (e.g. trained apart)",
+    )
     args = parser.parse_args(argv)
     for folder in (args.corpus / "train", args.corpus / "held_out"):
         if not folder.is_dir():
-            print(f"error: {folder}: no such folder; make the corpus first: python examples/make_speech_corpus.py "
-                  f"--out {args.corpus}", file=sys.stderr)
+            print(
+                f"error: {folder}: no such folder; make the corpus first: python examples/make_speech_corpus.py "
+                f"--out {args.corpus}",
+                file=sys.stderr,
+            )
             return 2
     hop = VocoderConfig().hop
-    bad = [f"--{flag} {value}" for flag, value in (("steps", args.steps), ("batch-size", args.batch_size),
-                                                   ("rounds", args.rounds), ("clips", args.clips)) if value < 1]
+    bad = [
+        f"--{flag} {value}"
+        for flag, value in (
+            ("steps", args.steps),
+            ("batch-size", args.batch_size),
+            ("rounds", args.rounds),
+            ("clips", args.clips),
+        )
+        if value < 1
+    ]
     bad += [f"--segment {args.segment}"] if args.segment < hop or args.segment % hop else []
     bad += [f"--clip-seconds {args.clip_seconds}"] if not args.clip_seconds > 0 else []
     if bad:
-        print(f"error: {', '.join(bad)}: expected --steps, --batch-size, --rounds and --clips >= 1, --segment a "
-              f"multiple of the hop ({hop}) and --clip-seconds > 0", file=sys.stderr)
+        print(
+            f"error: {', '.join(bad)}: expected --steps, --batch-size, --rounds and --clips >= 1, --segment a "
+            f"multiple of the hop ({hop}) and --clip-seconds > 0",
+            file=sys.stderr,
+        )
         return 2
     if args.evaluate_only:
         missing = [str(p) for p in (args.out / name / "best.pt" for name in args.recipes) if not p.is_file()]
         if missing:
-            print(f"error: --evaluate-only: no trained run at {', '.join(missing)}; train those recipes first",
-                  file=sys.stderr)
+            print(
+                f"error: --evaluate-only: no trained run at {', '.join(missing)}; train those recipes first",
+                file=sys.stderr,
+            )
             return 2
         return _evaluate_and_print([args.out / name for name in args.recipes], args)
     existing = [str(p) for name in args.recipes for p in (args.out / name / f for f in RUN_FILES) if p.exists()]
     existing += [str(p) for p in [args.out / "compare" / "compare.md"] if p.exists()]
     if existing and not args.overwrite:
-        print(f"error: {args.out} already holds results ({', '.join(existing[:3])}"
-              f"{', ...' if len(existing) > 3 else ''}); choose another --out or pass --overwrite to replace them",
-              file=sys.stderr)
+        print(
+            f"error: {args.out} already holds results ({', '.join(existing[:3])}"
+            f"{', ...' if len(existing) > 3 else ''}); choose another --out or pass --overwrite to replace them",
+            file=sys.stderr,
+        )
         return 2
     for name in args.recipes if args.overwrite else []:  # a run folder never mixes two runs' files
         for f in RUN_FILES:
             (args.out / name / f).unlink(missing_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    runs = [train_recipe(name, RECIPES[name], args.corpus, args.out, args.steps, args.seed, args.batch_size,
-                         args.segment, args.lr, args.rounds) for name in args.recipes]
+    runs = [
+        train_recipe(
+            name,
+            RECIPES[name],
+            args.corpus,
+            args.out,
+            args.steps,
+            args.seed,
+            args.batch_size,
+            args.segment,
+            args.lr,
+            args.rounds,
+        )
+        for name in args.recipes
+    ]
     return _evaluate_and_print(runs, args)
 
 

@@ -62,8 +62,12 @@ SENTENCES = (
 # (espeak-ng voice, pitch 0-99, words per minute): the training voices, each read at its pitch and rate
 # +-10 and +-15 by turns (make_corpus). Variants are espeak-ng's +m / +f.
 TRAIN_VOICES = (
-    ("en-us+m1", 45, 160), ("en-us+f2", 60, 150), ("en-gb+m3", 35, 175), ("en-gb+f4", 70, 140),
-    ("en-029+m5", 50, 185), ("en-gb-x-rp+f1", 55, 165),
+    ("en-us+m1", 45, 160),
+    ("en-us+f2", 60, 150),
+    ("en-gb+m3", 35, 175),
+    ("en-gb+f4", 70, 140),
+    ("en-029+m5", 50, 185),
+    ("en-gb-x-rp+f1", 55, 165),
 )
 # Voices (language and variant) that the training set never uses, for the held-out set.
 HELD_OUT_VOICES = (("en-gb-scotland+m7", 40, 155), ("en-us+f5", 65, 170))
@@ -96,8 +100,12 @@ def render(text: str, voice: str, pitch: int, rate: int, path: Path, binary: str
     return path
 
 
-def make_corpus(out: Path, sentences: tuple[str, ...] = SENTENCES, held_out_sentences: int = HELD_OUT_SENTENCES,
-                alsa: Path = ALSA_SOUNDS) -> tuple[list[Path], list[Path]]:
+def make_corpus(
+    out: Path,
+    sentences: tuple[str, ...] = SENTENCES,
+    held_out_sentences: int = HELD_OUT_SENTENCES,
+    alsa: Path = ALSA_SOUNDS,
+) -> tuple[list[Path], list[Path]]:
     """The training and held-out WAVs under ``out/train`` and ``out/held_out``: (train files, held-out files).
 
     The last ``held_out_sentences`` sentences are held out: the held-out voices read them, no training voice
@@ -117,8 +125,7 @@ def make_corpus(out: Path, sentences: tuple[str, ...] = SENTENCES, held_out_sent
     held_out: list[Path] = []
     for v, (voice, pitch, rate) in enumerate(HELD_OUT_VOICES):
         for i, text in enumerate(sentences[split:]):
-            held_out.append(render(text, voice, pitch, rate, out / "held_out" / f"espeak_h{v}_s{i:02d}.wav",
-                                   binary))
+            held_out.append(render(text, voice, pitch, rate, out / "held_out" / f"espeak_h{v}_s{i:02d}.wav", binary))
     for path in sorted(alsa.glob("*.wav")) if alsa.is_dir() else []:
         if path.name == "Noise.wav":  # not speech
             continue
@@ -132,26 +139,39 @@ def make_corpus(out: Path, sentences: tuple[str, ...] = SENTENCES, held_out_sent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/speech"), help="corpus folder (train/, held_out/)")
-    parser.add_argument("--sentences", type=int, default=len(SENTENCES),
-                        help=f"use only the first N sentences (default all {len(SENTENCES)})")
-    parser.add_argument("--held-out-sentences", type=int, default=HELD_OUT_SENTENCES,
-                        help="the last N sentences: read only by the held-out espeak-ng voices")
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        default=len(SENTENCES),
+        help=f"use only the first N sentences (default all {len(SENTENCES)})",
+    )
+    parser.add_argument(
+        "--held-out-sentences",
+        type=int,
+        default=HELD_OUT_SENTENCES,
+        help="the last N sentences: read only by the held-out espeak-ng voices",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.sentences <= len(SENTENCES):
         parser.error(f"--sentences: expected 1 to {len(SENTENCES)}, got {args.sentences}")
     if not 0 <= args.held_out_sentences < args.sentences:
-        parser.error(f"--held-out-sentences: expected 0 to --sentences - 1 ({args.sentences - 1}), got "
-                     f"{args.held_out_sentences}")
+        parser.error(
+            f"--held-out-sentences: expected 0 to --sentences - 1 ({args.sentences - 1}), got {args.held_out_sentences}"
+        )
     try:
         train, held_out = make_corpus(args.out, SENTENCES[: args.sentences], args.held_out_sentences)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not ALSA_SOUNDS.is_dir():
-        print(f"note: {ALSA_SOUNDS} not found (apt-get install alsa-utils); held-out set is espeak-ng only",
-              file=sys.stderr)
-    print(f"wrote {len(train)} training files to {args.out / 'train'} and {len(held_out)} held-out files to "
-          f"{args.out / 'held_out'}")
+        print(
+            f"note: {ALSA_SOUNDS} not found (apt-get install alsa-utils); held-out set is espeak-ng only",
+            file=sys.stderr,
+        )
+    print(
+        f"wrote {len(train)} training files to {args.out / 'train'} and {len(held_out)} held-out files to "
+        f"{args.out / 'held_out'}"
+    )
     return 0
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import gloo_worker
+import torch
 
 from distill_core.loss.balancer import BalancerConfig, GradientBalancer
 
@@ -31,8 +30,10 @@ def main() -> None:
     parser.add_argument("--per-item", choices=["true", "false"], required=True)
     args = gloo_worker.join(parser)
     torch.manual_seed(0)
-    steps = [(torch.randn(GLOBAL_BATCH, 5), torch.randn(GLOBAL_BATCH, 2, 3), torch.randn(GLOBAL_BATCH, 2, 3))
-             for _ in range(3)]
+    steps = [
+        (torch.randn(GLOBAL_BATCH, 5), torch.randn(GLOBAL_BATCH, 2, 3), torch.randn(GLOBAL_BATCH, 2, 3))
+        for _ in range(3)
+    ]
     model = TinyModel()
     if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -47,8 +48,12 @@ def main() -> None:
         x, target, other, bad = x[shard], target[shard], other[shard], bad[shard]
         opt.zero_grad()
         y, mu = model(x)
-        values = {"l1": (y - target).abs().mean(), "mse": (y - target).pow(2).mean() + bad.mean(),
-                  "loud": 100 * (y - other).abs().mean(), "off": y.sum()}
+        values = {
+            "l1": (y - target).abs().mean(),
+            "mse": (y - target).pow(2).mean() + bad.mean(),
+            "loud": 100 * (y - other).abs().mean(),
+            "off": y.sum(),
+        }
         kl = 0.5 * mu.pow(2).sum(1).mean()
         logs.append(balancer.backward(values, WEIGHTS, y, 0.3 * kl))
         grads.append({name.removeprefix("module."): p.grad.clone() for name, p in model.named_parameters()})

@@ -77,8 +77,7 @@ def fakes(register_term):
 @pytest.fixture
 def small_batch():
     torch.manual_seed(0)
-    return {"recon": torch.randn(3, 1, 16, requires_grad=True), "target": torch.randn(3, 1, 16),
-            "z": torch.randn(3, 4)}
+    return {"recon": torch.randn(3, 1, 16, requires_grad=True), "target": torch.randn(3, 1, 16), "z": torch.randn(3, 4)}
 
 
 @pytest.fixture
@@ -87,8 +86,12 @@ def throwaway_env(tmp_path):
     env = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     python = env / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "dev_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     return python
 
@@ -113,16 +116,39 @@ class GlooRuns:
 
     def alone(self, worker: str, *args: str) -> dict:
         out = self.folder / "single.pt"
-        done = subprocess.run([sys.executable, str(Path(__file__).with_name(worker)), *args, "--out", str(out)],
-                              env=self.env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name(worker)), *args, "--out", str(out)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return torch.load(out, weights_only=True)
 
     def two_ranks(self, worker: str, *args: str) -> list[dict]:
         outs = [self.folder / f"rank{r}.pt" for r in range(2)]
-        procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name(worker)), *args, "--rank", str(r),
-                                   "--world", "2", "--store", str(self.folder / "store"), "--out", str(out)],
-                                  env=self.env, stderr=subprocess.PIPE, text=True) for r, out in enumerate(outs)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name(worker)),
+                    *args,
+                    "--rank",
+                    str(r),
+                    "--world",
+                    "2",
+                    "--store",
+                    str(self.folder / "store"),
+                    "--out",
+                    str(out),
+                ],
+                env=self.env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r, out in enumerate(outs)
+        ]
         for p in procs:
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
@@ -144,7 +170,7 @@ def config_doc_loop(tmp_path, monkeypatch):
 
     def run(heading: str, next_heading: str, toml_name: str, steps: int, fewer: int, what: str) -> dict:
         text = CONFIG_DOC.read_text()
-        section = text[text.index(heading):text.index(next_heading)]
+        section = text[text.index(heading) : text.index(next_heading)]
         toml = re.search(rf"```toml\n(# {re.escape(toml_name)}.*?)```", section, re.S)
         code = re.search(r"```python\n(.*?)```", section, re.S)
         assert toml and code, f"docs/config.md lost its {what}"
@@ -152,8 +178,7 @@ def config_doc_loop(tmp_path, monkeypatch):
         (tmp_path / toml_name).write_text(toml.group(1))
         monkeypatch.chdir(tmp_path)
         scope: dict = {}
-        exec(compile(code.group(1).replace(f"steps = {steps}\n", f"steps = {fewer}\n"), str(CONFIG_DOC), "exec"),
-             scope)  # noqa: S102 - our own documentation
+        exec(compile(code.group(1).replace(f"steps = {steps}\n", f"steps = {fewer}\n"), str(CONFIG_DOC), "exec"), scope)  # noqa: S102 - our own documentation
         return scope
 
     return run

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 import gloo_worker
+import torch
 
 from distill_core import load_config
 from distill_core.training.loop import train_epoch, validate_epoch
@@ -45,8 +44,9 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     train = train_epoch(model, batches, opt, loss_config=loss, epoch=0, total_epochs=1)
     val = validate_epoch(model, batches, loss_config=loss)
-    torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "train": train, "val": val},
-               args.out)
+    torch.save(
+        {"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "train": train, "val": val}, args.out
+    )
     gloo_worker.leave(args)
 
 

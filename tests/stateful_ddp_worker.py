@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import gloo_worker
+import torch
 
 from distill_core import CombinedLoss, load_config
 from distill_core.engine.passes import train_pass
 from distill_core.training.ddp import broadcast_loss_state, prepare_loss
 
-SMALL_D = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-           {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}}]
+SMALL_D = [
+    {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+    {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}},
+]
 # AdamW's lr raised from DAC's 1e-4 so that three steps move D measurably
-CONFIG = {"recipe": "none", "terms": {"wave_l1": {}, "adversarial": {
-    "preset": "dac", "width": 0.125, "discriminators": SMALL_D, "optimizer": {"name": "adamw", "lr": 1e-3}}}}
+CONFIG = {
+    "recipe": "none",
+    "terms": {
+        "wave_l1": {},
+        "adversarial": {
+            "preset": "dac",
+            "width": 0.125,
+            "discriminators": SMALL_D,
+            "optimizer": {"name": "adamw", "lr": 1e-3},
+        },
+    },
+}
 GLOBAL_BATCH, STEPS = 4, 3
 
 
@@ -28,15 +39,19 @@ class WaveAdapter:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--broadcast-only", action="store_true",
-                        help="broadcast D but leave its gradients per rank (shows what averaging them does)")
+    parser.add_argument(
+        "--broadcast-only",
+        action="store_true",
+        help="broadcast D but leave its gradients per rank (shows what averaging them does)",
+    )
     args = gloo_worker.join(parser)
     torch.manual_seed(args.rank)  # each rank builds another D: prepare_loss must hand every rank rank 0's
     loss = CombinedLoss(load_config(CONFIG))
     torch.manual_seed(0)
     waves = 0.3 * torch.randn(STEPS, GLOBAL_BATCH, 1, 2048)
-    model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(),
-                                torch.nn.Conv1d(4, 1, 9, padding=4))
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(), torch.nn.Conv1d(4, 1, 9, padding=4)
+    )
     if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if args.broadcast_only:

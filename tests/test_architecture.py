@@ -7,16 +7,15 @@ import ast
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "distill_core"
 # The seed's terms and batch keys (the seed wing owns them; ``recon`` and ``target`` are the shared inputs).
-CONSUMER_NAMES = ("stft", "mag_recon", "if_recon", "kl", "kl_weight", "kl_divergence", "reconstruction", "mu",
-                  "logvar")
+CONSUMER_NAMES = ("stft", "mag_recon", "if_recon", "kl", "kl_weight", "kl_divergence", "reconstruction", "mu", "logvar")
 
 
 def layers() -> list[list[str]]:
@@ -34,8 +33,9 @@ def core_modules() -> list[Path]:
     """The files of the generic core: every module of its packages, and the package's own top-level modules."""
     listed = {m.rsplit(".", 1)[1] for layer in layers() for m in layer}
     assert set(CORE_LAYERS) <= listed
-    return sorted([p for name in CORE_LAYERS for p in (PACKAGE / name).rglob("*.py")]
-                  + [p for p in PACKAGE.glob("*.py")])
+    return sorted(
+        [p for name in CORE_LAYERS for p in (PACKAGE / name).rglob("*.py")] + [p for p in PACKAGE.glob("*.py")]
+    )
 
 
 def test_every_package_is_placed_in_a_layer():
@@ -48,8 +48,12 @@ def test_every_package_is_placed_in_a_layer():
 
 def test_the_core_names_no_consumer():
     pattern = re.compile(r"\b(" + "|".join(CONSUMER_NAMES) + r")\b", re.IGNORECASE)
-    found = [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}" for path in core_modules()
-             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in core_modules()
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert found == []
 
 
@@ -74,7 +78,9 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     graph.add_import(importer="distill_core.loss.combined", imported="distill_core.seed.losses")
     chains = graph.find_illegal_dependencies_for_layers(
         layers=[grimp.Layer(*layer) for layer in [[m] for m in ("distill_core.training", "distill_core.seed")]]
-        + [grimp.Layer(*(f"distill_core.{name}" for name in CORE_LAYERS), independent=False)], containers=set())
+        + [grimp.Layer(*(f"distill_core.{name}" for name in CORE_LAYERS), independent=False)],
+        containers=set(),
+    )
     assert any("distill_core.loss.combined" in route.heads for d in chains for route in d.routes)
 
 
@@ -86,8 +92,9 @@ def hidden_imports(path: Path) -> list[str]:
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for node in ast.walk(fn):
-            if not (isinstance(node, ast.ImportFrom)
-                    and (node.level > 0 or (node.module or "").startswith("distill_core"))):
+            if not (
+                isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("distill_core"))
+            ):
                 continue
             i = node.lineno - 1
             while "#" not in src[i]:

@@ -29,8 +29,12 @@ def recipe():
 
 def batch(**override):
     g = torch.Generator().manual_seed(0)
-    b = {"recon": torch.rand(2, 2, 32, 80, generator=g), "target": torch.rand(2, 2, 32, 80, generator=g),
-         "mu": torch.randn(2, 8, generator=g), "logvar": torch.randn(2, 8, generator=g)}
+    b = {
+        "recon": torch.rand(2, 2, 32, 80, generator=g),
+        "target": torch.rand(2, 2, 32, 80, generator=g),
+        "mu": torch.randn(2, 8, generator=g),
+        "logvar": torch.randn(2, 8, generator=g),
+    }
     b.update(override)
     return {k: v for k, v in b.items() if v is not None}
 
@@ -38,30 +42,90 @@ def batch(**override):
 R = torch.rand
 TENSOR_CASES = [
     ("recon rank 3", dict(recon=R(2, 32, 80)), "batch['recon'] expected shape [B, 2, F, T] (4-D), got [2, 32, 80]"),
-    ("recon rank 5", dict(recon=R(2, 2, 32, 80, 1)), "batch['recon'] expected shape [B, 2, F, T] (4-D), got [2, 2, 32, 80, 1]"),
+    (
+        "recon rank 5",
+        dict(recon=R(2, 2, 32, 80, 1)),
+        "batch['recon'] expected shape [B, 2, F, T] (4-D), got [2, 2, 32, 80, 1]",
+    ),
     ("target rank 2", dict(target=R(2, 2560)), "batch['target'] expected shape [B, 2, F, T] (4-D), got [2, 2560]"),
     ("recon 1 channel", dict(recon=R(2, 1, 32, 80)), "with 2 channels in dim 1, got [2, 1, 32, 80]"),
     ("recon 3 channels", dict(recon=R(2, 3, 32, 80)), "with 2 channels in dim 1, got [2, 3, 32, 80]"),
     ("target 4 channels", dict(target=R(2, 4, 32, 80)), "batch['target'] expected shape [B, 2, F, T] with 2 channels"),
-    ("batch size mismatch", dict(target=R(3, 2, 32, 80)), "batch size (dim 0) differs across batch keys: 2 in 'recon', 'mu', 'logvar'; 3 in 'target'; expected one batch size"),
+    (
+        "batch size mismatch",
+        dict(target=R(3, 2, 32, 80)),
+        "batch size (dim 0) differs across batch keys: 2 in 'recon', 'mu', 'logvar'; 3 in 'target'; expected one batch size",
+    ),
     ("frequency mismatch", dict(target=R(2, 2, 31, 80)), "but batch['target'] has [2, 2, 31, 80]"),
     ("mu/logvar dim mismatch", dict(logvar=R(2, 7)), "batch['mu'] has shape [2, 8] but batch['logvar'] has [2, 7]"),
-    ("mu/logvar batch mismatch", dict(logvar=R(3, 8)), "batch size (dim 0) differs across batch keys: 2 in 'recon', 'target', 'mu'; 3 in 'logvar'"),
-    ("latents vs spectrograms batch mismatch", dict(mu=R(3, 8), logvar=R(3, 8)), "2 in 'recon', 'target'; 3 in 'mu', 'logvar'; expected one batch size"),
+    (
+        "mu/logvar batch mismatch",
+        dict(logvar=R(3, 8)),
+        "batch size (dim 0) differs across batch keys: 2 in 'recon', 'target', 'mu'; 3 in 'logvar'",
+    ),
+    (
+        "latents vs spectrograms batch mismatch",
+        dict(mu=R(3, 8), logvar=R(3, 8)),
+        "2 in 'recon', 'target'; 3 in 'mu', 'logvar'; expected one batch size",
+    ),
     ("mu rank 1", dict(mu=R(2)), "kl: batch['mu'] expected shape [B, D] (2-D), got [2] (1-D)"),
     ("logvar rank 3", dict(logvar=R(2, 8, 1)), "kl: batch['logvar'] expected shape [B, D] (2-D), got [2, 8, 1]"),
-    ("integer recon", dict(recon=torch.ones(2, 2, 32, 80, dtype=torch.int64)), "batch['recon'] expected a floating dtype, got torch.int64"),
-    ("bool target", dict(target=torch.ones(2, 2, 32, 80, dtype=torch.bool)), "batch['target'] expected a floating dtype, got torch.bool"),
-    ("integer mu", dict(mu=torch.ones(2, 8, dtype=torch.int32)), "kl: batch['mu'] expected a floating dtype, got torch.int32"),
-    ("mixed devices recon/target", dict(recon=torch.empty(2, 2, 32, 80, device="meta")), "batch keys are on different devices: 'recon' on meta; 'target', 'mu', 'logvar' on cpu; expected one device"),
-    ("mixed devices mu/logvar", dict(logvar=torch.empty(2, 8, device="meta")), "batch keys are on different devices: 'recon', 'target', 'mu' on cpu; 'logvar' on meta"),
-    ("latents on another device", dict(mu=torch.empty(2, 8, device="meta"), logvar=torch.empty(2, 8, device="meta")), "'recon', 'target' on cpu; 'mu', 'logvar' on meta; expected one device"),
-    ("complex recon", dict(recon=torch.rand(2, 2, 32, 80, dtype=torch.complex64)), "stft: batch['recon'] expected a real floating dtype, got torch.complex64"),
-    ("complex target", dict(target=torch.rand(2, 2, 32, 80, dtype=torch.complex128)), "batch['target'] expected a real floating dtype, got torch.complex128"),
-    ("complex mu", dict(mu=torch.rand(2, 8, dtype=torch.complex64)), "kl: batch['mu'] expected a real floating dtype, got torch.complex64"),
-    ("empty batch", dict(recon=R(0, 2, 32, 80), target=R(0, 2, 32, 80), mu=R(0, 8), logvar=R(0, 8)), "batch['recon'] is empty: shape [0, 2, 32, 80]"),
+    (
+        "integer recon",
+        dict(recon=torch.ones(2, 2, 32, 80, dtype=torch.int64)),
+        "batch['recon'] expected a floating dtype, got torch.int64",
+    ),
+    (
+        "bool target",
+        dict(target=torch.ones(2, 2, 32, 80, dtype=torch.bool)),
+        "batch['target'] expected a floating dtype, got torch.bool",
+    ),
+    (
+        "integer mu",
+        dict(mu=torch.ones(2, 8, dtype=torch.int32)),
+        "kl: batch['mu'] expected a floating dtype, got torch.int32",
+    ),
+    (
+        "mixed devices recon/target",
+        dict(recon=torch.empty(2, 2, 32, 80, device="meta")),
+        "batch keys are on different devices: 'recon' on meta; 'target', 'mu', 'logvar' on cpu; expected one device",
+    ),
+    (
+        "mixed devices mu/logvar",
+        dict(logvar=torch.empty(2, 8, device="meta")),
+        "batch keys are on different devices: 'recon', 'target', 'mu' on cpu; 'logvar' on meta",
+    ),
+    (
+        "latents on another device",
+        dict(mu=torch.empty(2, 8, device="meta"), logvar=torch.empty(2, 8, device="meta")),
+        "'recon', 'target' on cpu; 'mu', 'logvar' on meta; expected one device",
+    ),
+    (
+        "complex recon",
+        dict(recon=torch.rand(2, 2, 32, 80, dtype=torch.complex64)),
+        "stft: batch['recon'] expected a real floating dtype, got torch.complex64",
+    ),
+    (
+        "complex target",
+        dict(target=torch.rand(2, 2, 32, 80, dtype=torch.complex128)),
+        "batch['target'] expected a real floating dtype, got torch.complex128",
+    ),
+    (
+        "complex mu",
+        dict(mu=torch.rand(2, 8, dtype=torch.complex64)),
+        "kl: batch['mu'] expected a real floating dtype, got torch.complex64",
+    ),
+    (
+        "empty batch",
+        dict(recon=R(0, 2, 32, 80), target=R(0, 2, 32, 80), mu=R(0, 8), logvar=R(0, 8)),
+        "batch['recon'] is empty: shape [0, 2, 32, 80]",
+    ),
     ("empty frequency axis", dict(recon=R(2, 2, 0, 80), target=R(2, 2, 0, 80)), "is empty: shape [2, 2, 0, 80]"),
-    ("shorter than largest FFT", dict(recon=R(2, 2, 8, 8), target=R(2, 2, 8, 8)), "has 64 samples, shorter than the largest FFT size 2048"),
+    (
+        "shorter than largest FFT",
+        dict(recon=R(2, 2, 8, 8), target=R(2, 2, 8, 8)),
+        "has 64 samples, shorter than the largest FFT size 2048",
+    ),
     ("missing target", dict(target=None), "requires batch key 'target'"),
     ("missing mu", dict(mu=None), "term 'kl' requires batch key 'mu'"),
     ("recon is a list", dict(recon=[[0.0]]), "batch['recon'] expected a tensor [B, 2, F, T], got list"),
@@ -83,44 +147,168 @@ def test_waveform_shorter_than_largest_fft():
 
 
 CONFIG_CASES = [
-    ("fft_sizes a string", {"terms": {"stft": {"fft_sizes": "512"}}}, "terms.stft.fft_sizes: expected a list of int, got '512'"),
-    ("fft_sizes a number", {"terms": {"stft": {"fft_sizes": 512}}}, "terms.stft.fft_sizes: expected a list of int, got 512"),
+    (
+        "fft_sizes a string",
+        {"terms": {"stft": {"fft_sizes": "512"}}},
+        "terms.stft.fft_sizes: expected a list of int, got '512'",
+    ),
+    (
+        "fft_sizes a number",
+        {"terms": {"stft": {"fft_sizes": 512}}},
+        "terms.stft.fft_sizes: expected a list of int, got 512",
+    ),
     ("members a string", {"groups": {"g": {"members": "kl"}}}, "groups.g.members: expected a list of str, got 'kl'"),
     ("recipe a list", {"recipe": ["vae"]}, "recipe: expected one of 'vae', 'none', got ['vae']"),
-    ("group kind a list", {"groups": {"g": {"kind": ["sum"]}}}, "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
-    ("group key nonfinite", {"groups": {"g": {"key": "nonfinite"}}}, "groups.g.key: output key 'nonfinite' is reserved"),
-    ("group key total_loss", {"groups": {"g": {"key": "total_loss"}}}, "groups.g.key: output key 'total_loss' is reserved"),
+    (
+        "group kind a list",
+        {"groups": {"g": {"kind": ["sum"]}}},
+        "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']",
+    ),
+    (
+        "group key nonfinite",
+        {"groups": {"g": {"key": "nonfinite"}}},
+        "groups.g.key: output key 'nonfinite' is reserved",
+    ),
+    (
+        "group key total_loss",
+        {"groups": {"g": {"key": "total_loss"}}},
+        "groups.g.key: output key 'total_loss' is reserved",
+    ),
     ("group named total", {"groups": {"total": {}}}, "groups.total: output key 'total_loss' is reserved"),
-    ("group key a term's", {"groups": {"g": {"key": "kl_loss"}}}, "groups.g.key: output key 'kl_loss' is produced twice (also by term 'kl')"),
-    ("two groups one key", {"groups": {"a": {"key": "x"}, "b": {"key": "x"}}}, "groups.b.key: output key 'x' is produced twice (also by group 'a')"),
-    ("huge value in a message", {"recipe": [[1] * 10_000] * 10_000}, "recipe: expected one of 'vae', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,..."),
-    ("weight a string", {"terms": {"stft": {"weight": "1"}}}, "terms.stft.weight: expected a number or a schedule table"),
+    (
+        "group key a term's",
+        {"groups": {"g": {"key": "kl_loss"}}},
+        "groups.g.key: output key 'kl_loss' is produced twice (also by term 'kl')",
+    ),
+    (
+        "two groups one key",
+        {"groups": {"a": {"key": "x"}, "b": {"key": "x"}}},
+        "groups.b.key: output key 'x' is produced twice (also by group 'a')",
+    ),
+    (
+        "huge value in a message",
+        {"recipe": [[1] * 10_000] * 10_000},
+        "recipe: expected one of 'vae', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,...",
+    ),
+    (
+        "weight a string",
+        {"terms": {"stft": {"weight": "1"}}},
+        "terms.stft.weight: expected a number or a schedule table",
+    ),
     ("free_bits a list", {"terms": {"kl": {"free_bits": [0.1]}}}, "terms.kl.free_bits: expected a number, got [0.1]"),
-    ("unknown term key", {"terms": {"mag_recon": {"wieght": 1.0}}}, "terms.mag_recon.wieght: unknown key; did you mean 'weight'?"),
+    (
+        "unknown term key",
+        {"terms": {"mag_recon": {"wieght": 1.0}}},
+        "terms.mag_recon.wieght: unknown key; did you mean 'weight'?",
+    ),
     ("unknown top-level key", {"group": {}}, "group: unknown key; did you mean 'groups'?"),
-    ("negative weight", {"terms": {"if_recon": {"weight": -0.5}}}, "terms.if_recon.weight: expected a finite weight >= 0, got -0.5"),
-    ("NaN weight", {"terms": {"stft": {"weight": math.nan}}}, "terms.stft.weight: expected a finite weight >= 0, got nan"),
-    ("inf weight", {"terms": {"stft": {"weight": math.inf}}}, "terms.stft.weight: expected a finite weight >= 0, got inf"),
-    ("negative group weight", {"groups": {"reconstruction": {"weight": -1}}}, "groups.reconstruction.weight: expected a finite weight >= 0"),
-    ("list lengths differ", {"terms": {"stft": {"win_lengths": [512]}}}, "must have equal lengths, got fft_sizes=3, hop_sizes=3, win_lengths=1"),
-    ("hop > win", {"terms": {"stft": {"hop_sizes": [1024, 256, 512]}}}, "terms.stft.hop_sizes[0]: hop 1024 exceeds win_lengths[0]=512"),
-    ("win > fft", {"terms": {"stft": {"win_lengths": [512, 1024, 4096], "hop_sizes": [128, 256, 512]}}}, "terms.stft.win_lengths[2]: window 4096 exceeds fft_sizes[2]=2048"),
-    ("zero fft size", {"terms": {"stft": {"fft_sizes": [512, 0, 2048]}}}, "terms.stft.fft_sizes[1]: expected a positive size, got 0"),
-    ("zero hop size", {"terms": {"stft": {"hop_sizes": [128, 0, 512]}}}, "terms.stft.hop_sizes[1]: expected a positive size, got 0"),
-    ("unknown term", {"terms": {"multires": {}}}, "terms.multires: unknown term 'multires'; installed terms: adversarial, audiocraft_msspec, auraloss_chromastft, "),
-    ("warm-up fraction > 1", {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 2}}}}, "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1"),
-    ("unknown schedule", {"terms": {"kl": {"weight": {"schedule": "exponential"}}}}, "terms.kl.weight: unknown schedule 'exponential'"),
-    ("mel without sample rate", {"terms": {"stft": {"scale": "mel", "n_bins": 64}}}, "terms.stft.sample_rate: a positive sample_rate is required"),
+    (
+        "negative weight",
+        {"terms": {"if_recon": {"weight": -0.5}}},
+        "terms.if_recon.weight: expected a finite weight >= 0, got -0.5",
+    ),
+    (
+        "NaN weight",
+        {"terms": {"stft": {"weight": math.nan}}},
+        "terms.stft.weight: expected a finite weight >= 0, got nan",
+    ),
+    (
+        "inf weight",
+        {"terms": {"stft": {"weight": math.inf}}},
+        "terms.stft.weight: expected a finite weight >= 0, got inf",
+    ),
+    (
+        "negative group weight",
+        {"groups": {"reconstruction": {"weight": -1}}},
+        "groups.reconstruction.weight: expected a finite weight >= 0",
+    ),
+    (
+        "list lengths differ",
+        {"terms": {"stft": {"win_lengths": [512]}}},
+        "must have equal lengths, got fft_sizes=3, hop_sizes=3, win_lengths=1",
+    ),
+    (
+        "hop > win",
+        {"terms": {"stft": {"hop_sizes": [1024, 256, 512]}}},
+        "terms.stft.hop_sizes[0]: hop 1024 exceeds win_lengths[0]=512",
+    ),
+    (
+        "win > fft",
+        {"terms": {"stft": {"win_lengths": [512, 1024, 4096], "hop_sizes": [128, 256, 512]}}},
+        "terms.stft.win_lengths[2]: window 4096 exceeds fft_sizes[2]=2048",
+    ),
+    (
+        "zero fft size",
+        {"terms": {"stft": {"fft_sizes": [512, 0, 2048]}}},
+        "terms.stft.fft_sizes[1]: expected a positive size, got 0",
+    ),
+    (
+        "zero hop size",
+        {"terms": {"stft": {"hop_sizes": [128, 0, 512]}}},
+        "terms.stft.hop_sizes[1]: expected a positive size, got 0",
+    ),
+    (
+        "unknown term",
+        {"terms": {"multires": {}}},
+        "terms.multires: unknown term 'multires'; installed terms: adversarial, audiocraft_msspec, auraloss_chromastft, ",
+    ),
+    (
+        "warm-up fraction > 1",
+        {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 2}}}},
+        "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1",
+    ),
+    (
+        "unknown schedule",
+        {"terms": {"kl": {"weight": {"schedule": "exponential"}}}},
+        "terms.kl.weight: unknown schedule 'exponential'",
+    ),
+    (
+        "mel without sample rate",
+        {"terms": {"stft": {"scale": "mel", "n_bins": 64}}},
+        "terms.stft.sample_rate: a positive sample_rate is required",
+    ),
     ("unknown recipe", {"recipe": "gan"}, "recipe: expected one of 'vae', 'none', got 'gan'"),
-    ("negative free bits", {"terms": {"kl": {"free_bits": -0.1}}}, "terms.kl.free_bits: expected a finite number >= 0, got -0.1"),
+    (
+        "negative free bits",
+        {"terms": {"kl": {"free_bits": -0.1}}},
+        "terms.kl.free_bits: expected a finite number >= 0, got -0.1",
+    ),
     ("terms not a table", {"terms": ["stft"]}, "terms: expected a table of terms by name, got list"),
-    ("bad mag_distance", {"terms": {"stft": {"mag_distance": "l1"}}}, "terms.stft.mag_distance: expected one of 'L1', 'L2', got 'l1'"),
-    ("two inputs one key", {"terms": {"mag_recon": {"inputs": {"target": "recon"}}}}, "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'; map each to its own key"),
-    ("term named total", {"terms": {"total": {"term": "mag_recon"}}}, "terms.total: term name 'total' would write output key 'total_loss', which is reserved"),
-    ("empty term name", {"terms": {"": {"term": "stft"}}}, "terms.: bad term name '': a term's name is a Python identifier"),
-    ("inputs swapped", {"terms": {"stft": {"inputs": {"recon": "target", "target": "recon"}}}}, "terms.stft.inputs: inputs 'recon' and 'target' of 'stft' are swapped: its 'target' reads batch key 'recon' and its 'recon' reads batch key 'target'"),
-    ("seed layout beside terms", {"stft": {"fft_sizes": [512]}, "terms": {}}, "stft: unknown key; a term's settings go under terms (the table [terms.stft]), not at the top level beside terms"),
-    ("dotted term name", {"terms": {"stft.wave": {"term": "stft"}}}, "bad term name 'stft.wave': a term's name is a Python identifier (letters, digits, '_'; not empty, no '.'"),
+    (
+        "bad mag_distance",
+        {"terms": {"stft": {"mag_distance": "l1"}}},
+        "terms.stft.mag_distance: expected one of 'L1', 'L2', got 'l1'",
+    ),
+    (
+        "two inputs one key",
+        {"terms": {"mag_recon": {"inputs": {"target": "recon"}}}},
+        "terms.mag_recon.inputs: inputs 'recon' and 'target' of 'mag_recon' both read batch key 'recon'; map each to its own key",
+    ),
+    (
+        "term named total",
+        {"terms": {"total": {"term": "mag_recon"}}},
+        "terms.total: term name 'total' would write output key 'total_loss', which is reserved",
+    ),
+    (
+        "empty term name",
+        {"terms": {"": {"term": "stft"}}},
+        "terms.: bad term name '': a term's name is a Python identifier",
+    ),
+    (
+        "inputs swapped",
+        {"terms": {"stft": {"inputs": {"recon": "target", "target": "recon"}}}},
+        "terms.stft.inputs: inputs 'recon' and 'target' of 'stft' are swapped: its 'target' reads batch key 'recon' and its 'recon' reads batch key 'target'",
+    ),
+    (
+        "seed layout beside terms",
+        {"stft": {"fft_sizes": [512]}, "terms": {}},
+        "stft: unknown key; a term's settings go under terms (the table [terms.stft]), not at the top level beside terms",
+    ),
+    (
+        "dotted term name",
+        {"terms": {"stft.wave": {"term": "stft"}}},
+        "bad term name 'stft.wave': a term's name is a Python identifier (letters, digits, '_'; not empty, no '.'",
+    ),
 ]
 
 
@@ -132,24 +320,58 @@ def test_bad_configs(name, data, message):
 
 
 FILE_CASES = [
-    ("duplicate term in TOML", "loss.toml", b"[terms.kl]\nfree_bits = 0.1\n[terms.kl]\nfree_bits = 0.2\n", "cannot parse as TOML"),
-    ("duplicate term in YAML", "loss.yaml", b"terms:\n  kl: {free_bits: 0.1}\n  kl: {free_bits: 0.2}\n", "duplicate key 'kl'"),
+    (
+        "duplicate term in TOML",
+        "loss.toml",
+        b"[terms.kl]\nfree_bits = 0.1\n[terms.kl]\nfree_bits = 0.2\n",
+        "cannot parse as TOML",
+    ),
+    (
+        "duplicate term in YAML",
+        "loss.yaml",
+        b"terms:\n  kl: {free_bits: 0.1}\n  kl: {free_bits: 0.2}\n",
+        "duplicate key 'kl'",
+    ),
     ("YAML python tag", "loss.yaml", b"terms: !!python/object/new:os.system [echo hacked]\n", "cannot parse as YAML"),
     ("non-UTF-8", "loss.json", b'{"terms": {"kl": {"free_bits": 0.1}}, "x": "\xe9"}', "not UTF-8 text (line 1, byte"),
     ("top level a list", "loss.json", b"[1, 2]", "expected a table at the top level, got list"),
-    ("YAML 1e-3 weight", "loss.yaml", b"terms:\n  kl:\n    weight: 1e-3\n",
-     "terms.kl.weight: expected a number: YAML reads 1e-3 as a string; write 1.0e-3"),
-    ("YAML 5E2 free_bits", "loss.yaml", b"terms:\n  kl:\n    free_bits: 5E2\n",
-     "terms.kl.free_bits: expected a number: YAML reads 5E2 as a string; write 5.0e+2"),
-    ("YAML schedule max 1e-2", "loss.yaml", b"terms:\n  kl:\n    weight: {schedule: linear_warmup, max: 1e-2}\n",
-     "terms.kl.weight.max: expected a number: YAML reads 1e-2 as a string; write 1.0e-2"),
-    ("YAML recursive alias", "loss.yaml", b"terms:\n  stft:\n    fft_sizes: &a [512, *a]\n",
-     "terms.stft.fft_sizes[1]: line 3: alias *a is used inside its own anchor (a recursive alias)"),
+    (
+        "YAML 1e-3 weight",
+        "loss.yaml",
+        b"terms:\n  kl:\n    weight: 1e-3\n",
+        "terms.kl.weight: expected a number: YAML reads 1e-3 as a string; write 1.0e-3",
+    ),
+    (
+        "YAML 5E2 free_bits",
+        "loss.yaml",
+        b"terms:\n  kl:\n    free_bits: 5E2\n",
+        "terms.kl.free_bits: expected a number: YAML reads 5E2 as a string; write 5.0e+2",
+    ),
+    (
+        "YAML schedule max 1e-2",
+        "loss.yaml",
+        b"terms:\n  kl:\n    weight: {schedule: linear_warmup, max: 1e-2}\n",
+        "terms.kl.weight.max: expected a number: YAML reads 1e-2 as a string; write 1.0e-2",
+    ),
+    (
+        "YAML recursive alias",
+        "loss.yaml",
+        b"terms:\n  stft:\n    fft_sizes: &a [512, *a]\n",
+        "terms.stft.fft_sizes[1]: line 3: alias *a is used inside its own anchor (a recursive alias)",
+    ),
     ("recipe a list in TOML", "loss.toml", b'recipe = ["vae"]\n', "recipe: expected one of 'vae', 'none', got ['vae']"),
-    ("group kind a list in TOML", "loss.toml", b'[groups.g]\nkind = ["sum"]\n',
-     "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
-    ("fft_sizes a string in TOML", "loss.toml", b'[terms.stft]\nfft_sizes = "512"\n',
-     "terms.stft.fft_sizes: expected a list of int, got '512'"),
+    (
+        "group kind a list in TOML",
+        "loss.toml",
+        b'[groups.g]\nkind = ["sum"]\n',
+        "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']",
+    ),
+    (
+        "fft_sizes a string in TOML",
+        "loss.toml",
+        b'[terms.stft]\nfft_sizes = "512"\n',
+        "terms.stft.fft_sizes: expected a list of int, got '512'",
+    ),
 ]
 
 
@@ -183,8 +405,10 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_names_the_line(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_bytes(billion_laughs())
     assert len(path.read_bytes()) < 1500
-    code = ("import sys\nfrom distill_core import ConfigError, load_config\ntry:\n    load_config(sys.argv[1])\n"
-            "except ConfigError as exc:\n    print(exc)\n")
+    code = (
+        "import sys\nfrom distill_core import ConfigError, load_config\ntry:\n    load_config(sys.argv[1])\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert f"invalid loss config in {path} (1 problem)" in r.stdout
@@ -194,20 +418,28 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_names_the_line(tmp_path):
 def test_a_yaml_alias_bomb_is_one_line_from_check(tmp_path):
     config = tmp_path / "bomb.yaml"
     config.write_bytes(billion_laughs())
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(config)], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"error: invalid loss config in {config}: f[0]: line 6: alias *e expands the config beyond" in r.stderr
 
 
 def test_aliases_within_the_limit_still_load(tmp_path):
     path = tmp_path / "shared.yaml"
-    path.write_text("sizes: &sizes [256, 512, 1024]\nterms:\n  stft:\n    fft_sizes: *sizes\n"
-                    "    win_lengths: *sizes\n    hop_sizes: [64, 128, 256]\n".replace("sizes: &", "x: &", 1))
+    path.write_text(
+        "sizes: &sizes [256, 512, 1024]\nterms:\n  stft:\n    fft_sizes: *sizes\n"
+        "    win_lengths: *sizes\n    hop_sizes: [64, 128, 256]\n".replace("sizes: &", "x: &", 1)
+    )
     with pytest.raises(ConfigError, match="x: unknown key"):  # the anchor's own key is still checked
         load_config(path)
-    path.write_text("terms:\n  stft:\n    fft_sizes: &sizes [256, 512, 1024]\n    win_lengths: *sizes\n"
-                    "    hop_sizes: [64, 128, 256]\n")
+    path.write_text(
+        "terms:\n  stft:\n    fft_sizes: &sizes [256, 512, 1024]\n    win_lengths: *sizes\n"
+        "    hop_sizes: [64, 128, 256]\n"
+    )
     assert load_config(path).terms["stft"].win_lengths == (256, 512, 1024)
 
 
@@ -221,7 +453,7 @@ def test_describing_a_huge_value_is_bounded():
     text = _describe(nested)
     assert time.perf_counter() - start < 0.5
     assert text.startswith("[[[[...], [...],") and len(text) <= 60
-    assert _describe(10 ** 5000) == "<an integer of 16610 bits>"
+    assert _describe(10**5000) == "<an integer of 16610 bits>"
     assert "..." in _describe("x" * 10_000_000) and len(_describe("x" * 10_000_000)) <= 60
 
 
@@ -233,14 +465,17 @@ def test_a_missing_history_field_says_missing():
     assert "h.json: epochs[0].train_loss: missing (expected a number;" in str(err.value)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(weights={"kl": -1.0}), "weight override for 'kl': expected a finite weight >= 0, got -1.0"),
-    (dict(weights={"kl": math.nan}), "weight override for 'kl': expected a finite weight >= 0, got nan"),
-    (dict(weights={"kl": math.inf}), "weight override for 'kl': expected a finite weight >= 0, got inf"),
-    (dict(weights={"stft": -0.5}), "weight override for 'stft': expected a finite weight >= 0, got -0.5"),
-    (dict(weights={"reconstruction": math.nan}), "weight override for 'reconstruction': expected a finite weight"),
-    (dict(weights={"if_recon": "1"}), "weight override for 'if_recon': expected a number or a schedule, got '1'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(weights={"kl": -1.0}), "weight override for 'kl': expected a finite weight >= 0, got -1.0"),
+        (dict(weights={"kl": math.nan}), "weight override for 'kl': expected a finite weight >= 0, got nan"),
+        (dict(weights={"kl": math.inf}), "weight override for 'kl': expected a finite weight >= 0, got inf"),
+        (dict(weights={"stft": -0.5}), "weight override for 'stft': expected a finite weight >= 0, got -0.5"),
+        (dict(weights={"reconstruction": math.nan}), "weight override for 'reconstruction': expected a finite weight"),
+        (dict(weights={"if_recon": "1"}), "weight override for 'if_recon': expected a number or a schedule, got '1'"),
+    ],
+)
 def test_bad_weight_overrides(kwargs, message):
     with pytest.raises(ValueError) as err:
         recipe()(batch(), **kwargs)
@@ -252,6 +487,7 @@ def test_catalogue_size():
 
 
 # --- WAV files -----------------------------------------------------------------------------------------
+
 
 def write_pcm(path, samples: np.ndarray, rate: int, frames_claimed: int | None = None) -> None:
     """A 16-bit mono WAV written byte by byte, so that the header may claim any rate or length."""
@@ -272,8 +508,9 @@ def test_absurd_sample_rates_are_refused(tmp_path, rate):
     start = time.perf_counter()
     with pytest.raises(AudioError) as err:
         wav_corpus(tmp_path, 16384, 16000)
-    assert str(err.value) == (f"{tmp_path / 'odd.wav'}: sample rate {rate} Hz is out of range; "
-                              "expected 1000 to 1000000 Hz")
+    assert str(err.value) == (
+        f"{tmp_path / 'odd.wav'}: sample rate {rate} Hz is out of range; expected 1000 to 1000000 Hz"
+    )
     assert time.perf_counter() - start < 1.0
 
 
@@ -301,8 +538,9 @@ def test_a_header_claiming_more_frames_than_the_file_holds(tmp_path):
     clips = wav_corpus(tmp_path, 16_000, 16_000)
     assert time.perf_counter() - start < 2.0
     assert clips.shape == (3, 16_000)
-    expected = torch.from_numpy((np.clip(0.5 * np.sin(2 * np.pi * 220 * t), -1, 1) * 32767).astype("<i2")
-                                .astype(np.float32) / 32768)
+    expected = torch.from_numpy(
+        (np.clip(0.5 * np.sin(2 * np.pi * 220 * t), -1, 1) * 32767).astype("<i2").astype(np.float32) / 32768
+    )
     torch.testing.assert_close(clips.flatten(), expected)  # same rate: the file's samples, exactly
 
 
@@ -322,27 +560,55 @@ def test_resampled_clips_hold_the_signal(tmp_path):
 
 # --- issue 21: histories, checkpoints, Hydra, the balancer's bound, the plugin kit and its template -----------
 
+
 def recorded_history(tmp_path):
     """A real two-epoch history file, written by MetricsHistory itself."""
     from distill_core.training.metrics import EpochMetrics, MetricsHistory
 
     history = MetricsHistory()
     for epoch in range(2):
-        history.add_epoch(EpochMetrics(epoch, 2, 1.0, 1.5, 0.5, 0.1, 2.0, 0.5, 1e-3, 0.0, 1.0,
-                                       components={"stft_loss": 0.4}, val_components={"stft_loss": 0.5}))
+        history.add_epoch(
+            EpochMetrics(
+                epoch,
+                2,
+                1.0,
+                1.5,
+                0.5,
+                0.1,
+                2.0,
+                0.5,
+                1e-3,
+                0.0,
+                1.0,
+                components={"stft_loss": 0.4},
+                val_components={"stft_loss": 0.5},
+            )
+        )
     return history.save(tmp_path / "history.json")
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda d: d["epoch_metrics"][1].update(epoch=0),
-     "epoch_metrics[1].epoch: epoch 0 is already epoch_metrics[0]; expected each epoch once"),
-    (lambda d: d["epoch_metrics"].reverse() or d["distill"]["epochs"].reverse(),
-     "epoch_metrics[1].epoch: epoch 0 comes after epoch 1; expected epochs in increasing order"),
-    (lambda d: d["distill"]["epochs"][0].update(val_components=[0.5]),
-     'distill.epochs[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
-    (lambda d: d.pop("distill") and d["epoch_metrics"][0].update(val_components=[0.5]),
-     'epoch_metrics[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list'),
-], ids=["duplicate epoch", "epochs out of order", "val_components a list", "a seed file's val_components a list"])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (
+            lambda d: d["epoch_metrics"][1].update(epoch=0),
+            "epoch_metrics[1].epoch: epoch 0 is already epoch_metrics[0]; expected each epoch once",
+        ),
+        (
+            lambda d: d["epoch_metrics"].reverse() or d["distill"]["epochs"].reverse(),
+            "epoch_metrics[1].epoch: epoch 0 comes after epoch 1; expected epochs in increasing order",
+        ),
+        (
+            lambda d: d["distill"]["epochs"][0].update(val_components=[0.5]),
+            'distill.epochs[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list',
+        ),
+        (
+            lambda d: d.pop("distill") and d["epoch_metrics"][0].update(val_components=[0.5]),
+            'epoch_metrics[0].val_components: expected an object of names to numbers (e.g. {"stft_loss": 0.5}), got list',
+        ),
+    ],
+    ids=["duplicate epoch", "epochs out of order", "val_components a list", "a seed file's val_components a list"],
+)
 def test_a_history_with_bad_epochs_names_the_file_and_epoch(tmp_path, damage, message):
     from distill_core.training.metrics import HistoryError, MetricsHistory
 
@@ -363,8 +629,10 @@ def test_a_checkpoint_of_a_newer_format_says_upgrade(tmp_path):
     torch.save({"format": 2, "epoch": 0}, path)
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
-    assert str(err.value) == (f"{path}: written by a newer distill (checkpoint format 2; distill-core 0.1.0 reads "
-                              "format 1); upgrade distill-core to load it")
+    assert str(err.value) == (
+        f"{path}: written by a newer distill (checkpoint format 2; distill-core 0.1.0 reads "
+        "format 1); upgrade distill-core to load it"
+    )
 
 
 def test_a_null_hydra_loss_names_the_key():
@@ -374,8 +642,9 @@ def test_a_null_hydra_loss_names_the_key():
     cfg = omegaconf.OmegaConf.create({"loss": None, "train": {"loss": None}})
     with pytest.raises(ConfigError) as err:
         load_omegaconf(cfg, key="loss")
-    assert err.value.problems == [("loss", "is null (loss: null); expected a mapping of loss settings (e.g. a config "
-                                           "group option: loss: vae)")]
+    assert err.value.problems == [
+        ("loss", "is null (loss: null); expected a mapping of loss settings (e.g. a config group option: loss: vae)")
+    ]
     with pytest.raises(ConfigError, match=r"train\.loss: is null \(loss: null\)"):
         load_omegaconf(cfg, key="train.loss")
     with pytest.raises(ConfigError, match=r"lose: not in the config; expected a mapping of loss settings"):
@@ -385,16 +654,18 @@ def test_a_null_hydra_loss_names_the_key():
     assert err.value.one_line() == (
         "invalid loss config in the OmegaConf config: got None instead of a config node: the key passed is null "
         "(e.g. loss: null); expected a mapping of loss settings (e.g. a config group option: loss: vae); "
-        "load_omegaconf(cfg, key='loss') names the key")
+        "load_omegaconf(cfg, key='loss') names the key"
+    )
     with pytest.raises(ConfigError, match=r"got dict instead of an OmegaConf config node"):
         load_omegaconf({"recipe": "vae"})
-    assert load_omegaconf(omegaconf.OmegaConf.create({"loss": {"recipe": "none", "terms": {"kl": {}}}}),
-                          key="loss").terms.keys() == {"kl"}
+    assert load_omegaconf(
+        omegaconf.OmegaConf.create({"loss": {"recipe": "none", "terms": {"kl": {}}}}), key="loss"
+    ).terms.keys() == {"kl"}
 
 
 def test_balancer_total_norm_is_bounded_below_float32_overflow():
-    from distill_core.loss.balancer import MAX_TOTAL_NORM, BalancerConfig
     from distill_core.config.converter import InvalidConfig
+    from distill_core.loss.balancer import MAX_TOTAL_NORM, BalancerConfig
 
     assert BalancerConfig(total_norm=MAX_TOTAL_NORM).total_norm == 1e6
     with pytest.raises(InvalidConfig, match=r"total_norm: expected at most 1e\+06 .* got 1e\+39"):
@@ -409,8 +680,10 @@ def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(WriteError) as err:
         atomic_write_text(tmp_path / "afile" / "history.json", "{}")
-    assert str(err.value) == (f"{tmp_path / 'afile' / 'history.json'}: cannot write: {tmp_path / 'afile'} is a "
-                              "file, not a folder (errno 20); its previous version, if any, is unchanged")
+    assert str(err.value) == (
+        f"{tmp_path / 'afile' / 'history.json'}: cannot write: {tmp_path / 'afile'} is a "
+        "file, not a folder (errno 20); its previous version, if any, is unchanged"
+    )
     assert isinstance(err.value, OSError) and err.value.filename == str(tmp_path / "afile" / "history.json")
     assert file_in_the_way(tmp_path / "afile" / "a" / "b") == tmp_path / "afile"
     assert file_in_the_way(tmp_path / "new" / "folder") is None
@@ -426,6 +699,7 @@ def test_read_wav_corpus_counts_the_files_it_used(tmp_path):
 
 
 # The plugin test kit applies discovery's checks, and is quiet for terms with parameters.
+
 
 @dataclasses.dataclass
 class DataclassConfig:
@@ -463,8 +737,10 @@ class WithParameters(LossTerm):
 
 
 def pair(dtype, device):
-    return {"recon": torch.rand(2, 2, 16, dtype=dtype, device=device),
-            "target": torch.rand(2, 2, 16, dtype=dtype, device=device)}
+    return {
+        "recon": torch.rand(2, 2, 16, dtype=dtype, device=device),
+        "target": torch.rand(2, 2, 16, dtype=dtype, device=device),
+    }
 
 
 def test_check_term_fails_where_discovery_would_mark_the_term_broken():
@@ -504,51 +780,99 @@ def test_a_template_plugin_in_the_wrong_entry_point_group_fails_its_own_test(thr
 
     root = scaffold("flux", tmp_path)
     pyproject = root / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("[project.entry-points.distill]",
-                                                       "[project.entry-points.\"distill.terms\"]"))
-    pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(throwaway_env), "install", "-q", "--no-deps",
-                          "--no-build-isolation", str(root)], capture_output=True, text=True, timeout=300)
+    pyproject.write_text(
+        pyproject.read_text().replace("[project.entry-points.distill]", '[project.entry-points."distill.terms"]')
+    )
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(throwaway_env),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
-    tested = subprocess.run([str(throwaway_env), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                            capture_output=True, text=True, timeout=300, cwd=root)
+    tested = subprocess.run(
+        [str(throwaway_env), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
     assert tested.returncode == 1 and "1 failed, 1 passed" in tested.stdout, tested.stdout + tested.stderr
-    assert "'flux' is not discovered from the installed distill-flux: its entry point must be in the 'distill' " \
-           "group ([project.entry-points.distill] in pyproject.toml)" in tested.stdout
+    assert (
+        "'flux' is not discovered from the installed distill-flux: its entry point must be in the 'distill' "
+        "group ([project.entry-points.distill] in pyproject.toml)" in tested.stdout
+    )
 
 
 def test_a_signal_during_a_group_of_saves_waits_for_the_group(tmp_path):
     """SIGTERM (default action) sent while checkpoint and history are saved lands after both are written."""
-    script = (f"import os, signal, pathlib\nfrom distill_core.files.atomic import atomic_write_text, signals_deferred\n"
-              f"with signals_deferred():\n"
-              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'last.pt', 'epoch 3')\n"
-              f"    os.kill(os.getpid(), signal.SIGTERM)\n"
-              f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'history.json', 'epoch 3')\n"
-              f"print('not reached')\n")
+    script = (
+        f"import os, signal, pathlib\nfrom distill_core.files.atomic import atomic_write_text, signals_deferred\n"
+        f"with signals_deferred():\n"
+        f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'last.pt', 'epoch 3')\n"
+        f"    os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"    atomic_write_text(pathlib.Path({str(tmp_path)!r}) / 'history.json', 'epoch 3')\n"
+        f"print('not reached')\n"
+    )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == -15 and "not reached" not in r.stdout, (r.returncode, r.stdout, r.stderr)
     assert (tmp_path / "last.pt").read_text() == (tmp_path / "history.json").read_text() == "epoch 3"
+
+
 # --- mel and auraloss config bounds (#21): `check` refuses what the build would refuse ------------------------
 
 MEL_BOUND_CASES = [
-    ("mel sample rate 10^20", "[terms.mel]\nsample_rate = 100000000000000000000\n",
-     "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000"),
+    (
+        "mel sample rate 10^20",
+        "[terms.mel]\nsample_rate = 100000000000000000000\n",
+        "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000",
+    ),
     ("mel sample rate 1e20", "[terms.mel]\nsample_rate = 1e20\n", "terms.mel.sample_rate: expected int, got 1e+20"),
-    ("mel a million bands", "[terms.mel]\nn_mels = [1000000]\nwindow_lengths = [2048]\n",
-     "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000"),
-    ("mel window 2^30", "[terms.mel]\nn_mels = [80]\nwindow_lengths = [1073741824]\n",
-     "terms.mel.window_lengths[0]: expected a window of at most 1048576 samples (2^20), got 1073741824"),
-    ("auraloss_melstft without sample_rate", "[terms.auraloss_melstft]\nn_mels = 64\n",
-     "terms.auraloss_melstft.sample_rate: missing: auraloss.freq.MelSTFTLoss has no default sample rate; expected "
-     "the audio's sample rate in Hz (e.g. sample_rate = 44100)"),
-    ("auraloss_melstft 600 bands at fft 1024", "[terms.auraloss_melstft]\nsample_rate = 16000\nn_mels = 600\n",
-     "terms.auraloss_melstft.n_mels: n_mels = 600 at sample_rate = 16000 leaves 86 of 600 mel bands without any FFT "
-     "bin at fft size 1024 (auraloss would take log(0) there and return NaN); expected a smaller n_mels or a larger "
-     "fft size"),
-    ("auraloss_melstft sample rate 1e12", "[terms.auraloss_melstft]\nsample_rate = 1e12\n",
-     "terms.auraloss_melstft.sample_rate: expected a sample rate in Hz above 0 and at most 1048576 (2^20), got "
-     "1000000000000.0"),
-    ("audiocraft_msspec sample rate 10^12", "[terms.audiocraft_msspec]\nsample_rate = 1000000000000\n",
-     "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 1000000000000"),
+    (
+        "mel a million bands",
+        "[terms.mel]\nn_mels = [1000000]\nwindow_lengths = [2048]\n",
+        "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000",
+    ),
+    (
+        "mel window 2^30",
+        "[terms.mel]\nn_mels = [80]\nwindow_lengths = [1073741824]\n",
+        "terms.mel.window_lengths[0]: expected a window of at most 1048576 samples (2^20), got 1073741824",
+    ),
+    (
+        "auraloss_melstft without sample_rate",
+        "[terms.auraloss_melstft]\nn_mels = 64\n",
+        "terms.auraloss_melstft.sample_rate: missing: auraloss.freq.MelSTFTLoss has no default sample rate; expected "
+        "the audio's sample rate in Hz (e.g. sample_rate = 44100)",
+    ),
+    (
+        "auraloss_melstft 600 bands at fft 1024",
+        "[terms.auraloss_melstft]\nsample_rate = 16000\nn_mels = 600\n",
+        "terms.auraloss_melstft.n_mels: n_mels = 600 at sample_rate = 16000 leaves 86 of 600 mel bands without any FFT "
+        "bin at fft size 1024 (auraloss would take log(0) there and return NaN); expected a smaller n_mels or a larger "
+        "fft size",
+    ),
+    (
+        "auraloss_melstft sample rate 1e12",
+        "[terms.auraloss_melstft]\nsample_rate = 1e12\n",
+        "terms.auraloss_melstft.sample_rate: expected a sample rate in Hz above 0 and at most 1048576 (2^20), got "
+        "1000000000000.0",
+    ),
+    (
+        "audiocraft_msspec sample rate 10^12",
+        "[terms.audiocraft_msspec]\nsample_rate = 1000000000000\n",
+        "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 1000000000000",
+    ),
 ]
 
 
@@ -571,6 +895,7 @@ def test_check_refuses_mel_and_auraloss_configs_the_build_would_refuse(tmp_path,
 
 
 # --- issue #21, round three: the balancer's edges, terms' outputs, the lock --------------------------------
+
 
 def test_a_term_that_allows_shared_inputs_may_map_two_to_one_key():
     from distill_core.loss.config import shared_input_problems
@@ -599,8 +924,9 @@ def test_a_term_returning_a_batch_of_values_is_named_in_one_line():
     loss = CombinedLoss(LossConfig.of({"per_item": PerItemConfig()}), registry)
     with pytest.raises(BatchError) as err:
         loss({"recon": torch.rand(3, 4)})
-    assert str(err.value) == ("term 'per_item' returned a tensor of shape [3]; a term returns a 0-dim tensor "
-                              "(reduce it, e.g. with .mean())")
+    assert str(err.value) == (
+        "term 'per_item' returned a tensor of shape [3]; a term returns a 0-dim tensor (reduce it, e.g. with .mean())"
+    )
 
 
 def balanced(input_key):
@@ -608,14 +934,18 @@ def balanced(input_key):
 
 
 def test_a_balanced_term_reading_another_grad_input_is_refused_with_the_reason():
-    b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True), mu=torch.randn(2, 8, requires_grad=True),
-              logvar=torch.randn(2, 8, requires_grad=True))
+    b = batch(
+        recon=torch.rand(2, 2, 32, 80, requires_grad=True),
+        mu=torch.randn(2, 8, requires_grad=True),
+        logvar=torch.randn(2, 8, requires_grad=True),
+    )
     with pytest.raises(BatchError) as err:
         balanced("mu")(b)
     assert str(err.value) == (
         "balanced term 'kl' also reads 'logvar', which carries the model's gradient, but the balancer scales the "
         "gradient at 'mu' only (the rest would be dropped); set [balancer] input to a key 'kl' does not read, or "
-        "one that is its only input with a gradient")
+        "one that is its only input with a gradient"
+    )
     loss = balanced("recon")  # kl reads no 'recon': it is not balanced, and both latents get their gradient
     out = loss(b)
     loss.backward(out)
@@ -626,8 +956,10 @@ def test_a_balancer_input_without_a_gradient_is_refused_before_backward():
     b = batch(recon=torch.rand(2, 2, 32, 80, requires_grad=True))
     with pytest.raises(BatchError) as err:
         balanced("target")(b)
-    assert str(err.value) == ("balancer input 'target' carries no gradient from the model (requires_grad is False); "
-                              "set [balancer] input to a model output the balanced terms read")
+    assert str(err.value) == (
+        "balancer input 'target' carries no gradient from the model (requires_grad is False); "
+        "set [balancer] input to a model output the balanced terms read"
+    )
     with torch.no_grad():  # evaluation passes carry no gradient at all: not refused
         assert "total_loss" in balanced("target")(batch())
 
@@ -635,8 +967,17 @@ def test_a_balancer_input_without_a_gradient_is_refused_before_backward():
 def test_the_lock_records_each_terms_binding_and_inputs():
     from distill_core.loss.lockfile import make_lock
 
-    config = load_config({"terms": {"stft_wave": {"term": "stft", "input": "waveform",
-                                                  "inputs": {"recon": "recon_wave", "target": "target_wave"}}}})
+    config = load_config(
+        {
+            "terms": {
+                "stft_wave": {
+                    "term": "stft",
+                    "input": "waveform",
+                    "inputs": {"recon": "recon_wave", "target": "target_wave"},
+                }
+            }
+        }
+    )
     lock = make_lock(CombinedLoss(config))
     assert lock["stft_wave"]["term"] == "stft"
     assert lock["stft_wave"]["inputs"] == {"recon": "recon_wave", "target": "target_wave"}
@@ -665,32 +1006,45 @@ def test_three_channels_say_it_once_per_key_naming_every_term():
     assert str(err.value) == (
         "batch layouts do not fit the terms: stft, mag_recon, if_recon: batch['recon'] expected shape [B, 2, F, T] "
         "with 2 channels in dim 1, got [2, 3, 32, 80]; stft, mag_recon, if_recon: batch['target'] expected shape "
-        "[B, 2, F, T] with 2 channels in dim 1, got [2, 3, 32, 80]")
+        "[B, 2, F, T] with 2 channels in dim 1, got [2, 3, 32, 80]"
+    )
 
 
 def test_an_entry_point_in_a_group_named_like_ours_is_named(tmp_path):
     """A real distribution on sys.path (a dist-info, as pip writes it) declaring its term in ``distill.terms``."""
     from distill_core.testing import write_distribution
 
-    source = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n"
-              "    weight: float = 1.0\nclass M1(LossTerm):\n    name = 'm1'\n    config_class = C\n"
-              "    requires = ('recon',)\n@hookimpl\ndef distill_loss_terms(register):\n    register(M1)\n")
+    source = (
+        "import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n"
+        "    weight: float = 1.0\nclass M1(LossTerm):\n    name = 'm1'\n    config_class = C\n"
+        "    requires = ('recon',)\n@hookimpl\ndef distill_loss_terms(register):\n    register(M1)\n"
+    )
     info = write_distribution(tmp_path, "distill-m1", "0.1", {"m1_plugin": source}, {"m1": "m1_plugin"})
     text = (info / "entry_points.txt").read_text()
     (info / "entry_points.txt").write_text(text.replace("[distill]", "[distill.terms]"))
-    script = ("from distill_core import load_config\ntry:\n    load_config({'recipe': 'none', 'terms': {'m1': {}}})\n"
-              "except Exception as exc:\n    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}).stdout
+    script = (
+        "from distill_core import load_config\ntry:\n    load_config({'recipe': 'none', 'terms': {'m1': {}}})\n"
+        "except Exception as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    ).stdout
     assert "terms.m1: unknown term 'm1'" in out
-    assert ("the installed distribution distill-m1 declares 'm1' in the entry-point group 'distill.terms', named like "
-            "ours: terms are found only in the group 'distill' ([project.entry-points.distill] in its "
-            "pyproject.toml)") in out
+    assert (
+        "the installed distribution distill-m1 declares 'm1' in the entry-point group 'distill.terms', named like "
+        "ours: terms are found only in the group 'distill' ([project.entry-points.distill] in its "
+        "pyproject.toml)"
+    ) in out
 
 
-TWIN = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
-        "class T(LossTerm):\n    name = '{name}'\n    config_class = C\n    requires = ('recon',)\n"
-        "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
+TWIN = (
+    "import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
+    "class T(LossTerm):\n    name = '{name}'\n    config_class = C\n    requires = ('recon',)\n"
+    "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n"
+)
 
 
 @pytest.mark.parametrize("twin", ["stft", "wave_l1"])
@@ -701,13 +1055,19 @@ def test_a_conflicting_plugin_is_named_with_both_ways_out_and_spares_the_recipe_
     write_distribution(tmp_path, "my-twin", "2.0", {"my_twin": TWIN.format(name=twin)}, {twin: "my_twin"})
     (tmp_path / "loss.toml").write_text("")
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(tmp_path / "loss.toml")],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "check", str(tmp_path / "loss.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if twin == "wave_l1":  # the recipe does not use it: still valid
         assert r.returncode == 0 and "valid" in r.stdout, r.stderr
         return
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert ("terms.stft: term name 'stft' is registered by more than one plugin: distill-stft==0.1.0 "
-            "(distill_stft.STFTLoss) and my-twin==2.0 (my_twin.T); either uninstall one (pip uninstall my-twin), or "
-            "load every plugin but it: DISTILL_PLUGINS=distill-auraloss,") in r.stderr
+    assert (
+        "terms.stft: term name 'stft' is registered by more than one plugin: distill-stft==0.1.0 "
+        "(distill_stft.STFTLoss) and my-twin==2.0 (my_twin.T); either uninstall one (pip uninstall my-twin), or "
+        "load every plugin but it: DISTILL_PLUGINS=distill-auraloss,"
+    ) in r.stderr
     assert ",my-twin" not in r.stderr and "distill-stft," in r.stderr

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from distill_core import InvalidConfig
-from distill_core.loss.balancer import BalancerConfig, GradientBalancer
 from distill_core.config.converter import structure_checked
+from distill_core.loss.balancer import BalancerConfig, GradientBalancer
 from distill_core.testing import SYNC_METHODS  # sync_counter, the fixture, is the test kit's
 
 
@@ -30,8 +30,11 @@ class TinyModel(torch.nn.Module):
 
 def terms(y, mu, target, other):
     """Balanced terms: an L1, an MSE and an L1 with a 100x gradient; the KL-like term does not read y."""
-    values = {"l1": (y - target).abs().mean(), "mse": (y - target).pow(2).mean(),
-              "loud": 100 * (y - other).abs().mean()}
+    values = {
+        "l1": (y - target).abs().mean(),
+        "mse": (y - target).pow(2).mean(),
+        "loud": 100 * (y - other).abs().mean(),
+    }
     return values, 0.5 * mu.pow(2).sum(1).mean()
 
 
@@ -58,8 +61,14 @@ class PaperBalancer:
 
 def data(steps, batch=6, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(batch, 5, generator=g), torch.randn(batch, 2, 3, generator=g),
-             torch.randn(batch, 2, 3, generator=g)) for _ in range(steps)]
+    return [
+        (
+            torch.randn(batch, 5, generator=g),
+            torch.randn(batch, 2, 3, generator=g),
+            torch.randn(batch, 2, 3, generator=g),
+        )
+        for _ in range(steps)
+    ]
 
 
 def grads(model):
@@ -95,8 +104,9 @@ def run_paper(model, reference, batches, lr=0.1):
 
 
 @pytest.mark.parametrize("per_item", [True, False])
-@pytest.mark.parametrize("weights", [{"l1": 1.0, "mse": 2.0, "loud": 1.0}, {"l1": 3.0, "mse": 0.0, "loud": 1.0}],
-                         ids=["all", "zero-weight"])
+@pytest.mark.parametrize(
+    "weights", [{"l1": 1.0, "mse": 2.0, "loud": 1.0}, {"l1": 3.0, "mse": 0.0, "loud": 1.0}], ids=["all", "zero-weight"]
+)
 def test_parameter_gradients_match_the_paper_over_steps(per_item, weights):
     torch.manual_seed(0)
     model = TinyModel()
@@ -166,6 +176,7 @@ def bad_terms(kind):
         else:  # a finite value whose gradient is not: d sqrt(u)/du at u = 0
             values["mse"] = torch.sqrt((y * 0).sum())
         return values, kl
+
     return make
 
 
@@ -216,8 +227,9 @@ def test_state_dict_round_trip_resumes_exactly(tmp_path):
     opt = torch.optim.SGD(checkpoint_model.parameters(), lr=0.1)
     run_ours_with(checkpoint_model, first, opt, weights, batches[:3])
     path = tmp_path / "last.pt"
-    torch.save({"model": checkpoint_model.state_dict(), "optimizer": opt.state_dict(),
-                "balancer": first.state_dict()}, path)
+    torch.save(
+        {"model": checkpoint_model.state_dict(), "optimizer": opt.state_dict(), "balancer": first.state_dict()}, path
+    )
 
     state = torch.load(path, weights_only=True)
     assert set(state["balancer"]) == {"ema_sum", "ema_count"}
@@ -246,13 +258,15 @@ def run_ours_with(model, balancer, opt, weights, batches):
 
 
 def test_config_validation_names_each_field():
-    _, problems = structure_checked({"ema_decay": 1.5, "total_norm": 0, "epsilon": -1.0, "input": ""},
-                                    BalancerConfig, "balancer")
+    _, problems = structure_checked(
+        {"ema_decay": 1.5, "total_norm": 0, "epsilon": -1.0, "input": ""}, BalancerConfig, "balancer"
+    )
     fields = dict(problems)
     assert set(fields) == {"balancer.ema_decay", "balancer.total_norm", "balancer.epsilon", "balancer.input"}
     assert "got 1.5" in fields["balancer.ema_decay"] and "> 0, got 0.0" in fields["balancer.total_norm"]
-    config, problems = structure_checked({"enabled": True, "ema_decay": 1, "per_batch_item": False},
-                                         BalancerConfig, "balancer")
+    config, problems = structure_checked(
+        {"enabled": True, "ema_decay": 1, "per_batch_item": False}, BalancerConfig, "balancer"
+    )
     assert problems == [] and config == BalancerConfig(enabled=True, ema_decay=1.0, per_batch_item=False)
     _, problems = structure_checked({"enabled": "yes"}, BalancerConfig, "balancer")
     assert problems[0][0] == "balancer.enabled"
@@ -269,8 +283,9 @@ def test_misuse_names_the_term():
     with pytest.raises(ValueError, match="weight of term 'mse'.*got -1.0"):
         balancer.backward(values, {"l1": 1.0, "mse": -1.0}, y)
     with pytest.raises(ValueError, match="term 'mse' does not depend on the balancer input 'recon'"):
-        balancer.backward({"l1": values["l1"], "mse": torch.randn(2, requires_grad=True).sum()},
-                          {"l1": 1.0, "mse": 1.0}, y)
+        balancer.backward(
+            {"l1": values["l1"], "mse": torch.randn(2, requires_grad=True).sum()}, {"l1": 1.0, "mse": 1.0}, y
+        )
     with pytest.raises(ValueError, match="'recon' does not require grad"):
         balancer.backward(values, {"l1": 1.0, "mse": 1.0}, y.detach())
     with pytest.raises(ValueError, match="distinct"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,10 +19,12 @@ BALANCED = {"balancer": {"enabled": True, "ema_decay": 0.9}}
 
 def batch(b=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.rand(b, 2, 32, 80, generator=g).requires_grad_(True),
-            "target": torch.rand(b, 2, 32, 80, generator=g),
-            "mu": torch.randn(b, 8, generator=g).requires_grad_(True),
-            "logvar": torch.randn(b, 8, generator=g).requires_grad_(True)}
+    return {
+        "recon": torch.rand(b, 2, 32, 80, generator=g).requires_grad_(True),
+        "target": torch.rand(b, 2, 32, 80, generator=g),
+        "mu": torch.randn(b, 8, generator=g).requires_grad_(True),
+        "logvar": torch.randn(b, 8, generator=g).requires_grad_(True),
+    }
 
 
 def test_config_section_check_and_schema(tmp_path):
@@ -71,8 +72,13 @@ def test_first_step_gradient_is_the_published_formula():
 
 
 def test_schedules_apply_to_shares_and_zero_weight_excludes():
-    config = load_config({**BALANCED, "terms": {"stft": {"weight": {"schedule": "cosine", "start": 1.0, "end": 0.0}}},
-                          "groups": {"reconstruction": {"if_weight": 0.0}}})
+    config = load_config(
+        {
+            **BALANCED,
+            "terms": {"stft": {"weight": {"schedule": "cosine", "start": 1.0, "end": 0.0}}},
+            "groups": {"reconstruction": {"if_weight": 0.0}},
+        }
+    )
     loss = CombinedLoss(config)
     for epoch in (0, 2):
         w_stft = 0.5 * (1 + math.cos(math.pi * epoch / 4))
@@ -128,12 +134,12 @@ def test_resume_restores_the_averages_and_reproduces_the_run(tmp_path):
     from distill_core.training.loop import train
 
     (train_loader, val_loader), model = tiny_run()
-    config = load_config({**BALANCED, "terms": {"stft": {"fft_sizes": [256], "hop_sizes": [64],
-                                                         "win_lengths": [256]}}})
+    config = load_config({**BALANCED, "terms": {"stft": {"fft_sizes": [256], "hop_sizes": [64], "win_lengths": [256]}}})
     torch.manual_seed(1)
     full = train(model(), train_loader, val_loader, config, epochs=3, checkpoint_dir=tmp_path / "full")
-    assert set(full.epochs[0].balancer) == {f"{k}_{t}" for k in ("ratio", "ema_norm")
-                                            for t in ("stft", "mag_recon", "if_recon")}
+    assert set(full.epochs[0].balancer) == {
+        f"{k}_{t}" for k in ("ratio", "ema_norm") for t in ("stft", "mag_recon", "if_recon")
+    }
 
     class Stop(Exception):
         pass
@@ -144,10 +150,24 @@ def test_resume_restores_the_averages_and_reproduces_the_run(tmp_path):
 
     torch.manual_seed(1)
     with pytest.raises(Stop):
-        train(model(), train_loader, val_loader, config, epochs=3, checkpoint_dir=tmp_path / "cut",
-              callbacks=[stop_after_second])
-    resumed = train(model(seed=99), train_loader, val_loader, config, epochs=3, checkpoint_dir=tmp_path / "cut",
-                    resume_from=tmp_path / "cut" / "last.pt")
+        train(
+            model(),
+            train_loader,
+            val_loader,
+            config,
+            epochs=3,
+            checkpoint_dir=tmp_path / "cut",
+            callbacks=[stop_after_second],
+        )
+    resumed = train(
+        model(seed=99),
+        train_loader,
+        val_loader,
+        config,
+        epochs=3,
+        checkpoint_dir=tmp_path / "cut",
+        resume_from=tmp_path / "cut" / "last.pt",
+    )
     assert resumed.epochs[2].train_loss == pytest.approx(full.epochs[2].train_loss, rel=1e-6)
     assert resumed.epochs[2].balancer == pytest.approx(full.epochs[2].balancer, rel=1e-6)
 
@@ -157,8 +177,24 @@ def test_cli_trains_a_balanced_config_and_records_the_ratios(tmp_path):
 
     config = tmp_path / "balanced.toml"
     config.write_text(docs_example())
-    result = CliRunner().invoke(main, ["train", str(config), "--epochs", "1", "--clips", "8", "--batch-size", "4",
-                                       "--out", str(tmp_path), "--name", "bal", "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(config),
+            "--epochs",
+            "1",
+            "--clips",
+            "8",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "bal",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     history = MetricsHistory.load(tmp_path / "bal" / "history.json")
     ratios = {k: v for k, v in history.epochs[0].balancer.items() if k.startswith("ratio_")}

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 
 import jsonschema
 import pytest
 
-from distill_core import LossConfig, dump_config
+from distill_core import LossConfig
 from distill_core.config.converter import converter
 from distill_core.loss.lockfile import check_lock
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 def test_plugins_lists_terms_with_provenance_and_fields():
@@ -36,8 +36,14 @@ def test_plugins_requirements():
     from distill_core import get_registry
 
     installed = sorted({str(info.provenance) for info in get_registry().terms.values()})
-    assert {"distill-if-recon==0.1.0", "distill-kl==0.1.0", "distill-mag-recon==0.1.0", "distill-stft==0.1.0",
-            "distill-auraloss==0.1.0", "distill-mel==0.1.0"} <= set(installed)
+    assert {
+        "distill-if-recon==0.1.0",
+        "distill-kl==0.1.0",
+        "distill-mag-recon==0.1.0",
+        "distill-stft==0.1.0",
+        "distill-auraloss==0.1.0",
+        "distill-mel==0.1.0",
+    } <= set(installed)
     assert r.stdout.split() == installed
 
 
@@ -94,8 +100,10 @@ def test_errors_are_one_line_unless_debug(tmp_path):
     assert d.returncode != 0 and "Traceback" in d.stderr
 
 
-@pytest.mark.parametrize("name,message", [("Bad-Name", "expected a lowercase Python identifier"),
-                                          ("class", "expected a lowercase Python identifier")])
+@pytest.mark.parametrize(
+    "name,message",
+    [("Bad-Name", "expected a lowercase Python identifier"), ("class", "expected a lowercase Python identifier")],
+)
 def test_new_plugin_refuses_bad_names(tmp_path, name, message):
     r = cli("new-plugin", name, "--dir", str(tmp_path))
     assert r.returncode == 2 and message in r.stderr
@@ -115,12 +123,20 @@ def test_every_command_has_help():
 
 def test_lock_drift_warns_with_the_difference(tmp_path):
     lock = tmp_path / "lock.json"
-    lock.write_text(json.dumps({"stft": {"distribution": "distill-stft", "version": "0.0.1"},
-                                "gone": {"distribution": "distill-gone", "version": "1.0"}}))
+    lock.write_text(
+        json.dumps(
+            {
+                "stft": {"distribution": "distill-stft", "version": "0.0.1"},
+                "gone": {"distribution": "distill-gone", "version": "1.0"},
+            }
+        )
+    )
     with pytest.warns(UserWarning) as record:
         diffs = check_lock(lock)
-    assert diffs == ["term 'stft': saved with distill-stft==0.0.1, installed now distill-stft==0.1.0",
-                     "term 'gone': saved with distill-gone==1.0, not installed now"]
+    assert diffs == [
+        "term 'stft': saved with distill-stft==0.0.1, installed now distill-stft==0.1.0",
+        "term 'gone': saved with distill-gone==1.0, not installed now",
+    ]
     assert len(record) == 1
 
 
@@ -138,21 +154,26 @@ def test_plugins_lists_broken_and_conflicting_plugins(tmp_path):
 
     from distill_core.testing import write_distribution
 
-    write_distribution(tmp_path, "distill-brittle", "0.2", {"brittle_mod": "import not_a_real_module\n"},
-                       {"brittle": "brittle_mod"})
-    twin = ("import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
-            "class T(LossTerm):\n    name = 'stft'\n    config_class = C\n    requires = ('recon',)\n"
-            "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n")
+    write_distribution(
+        tmp_path, "distill-brittle", "0.2", {"brittle_mod": "import not_a_real_module\n"}, {"brittle": "brittle_mod"}
+    )
+    twin = (
+        "import attrs\nfrom distill_core import LossTerm, hookimpl\n@attrs.define\nclass C:\n    weight: float = 1.0\n"
+        "class T(LossTerm):\n    name = 'stft'\n    config_class = C\n    requires = ('recon',)\n"
+        "@hookimpl\ndef distill_loss_terms(register):\n    register(T)\n"
+    )
     write_distribution(tmp_path, "my-stft", "2.0", {"my_stft": twin}, {"stft": "my_stft"})
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "plugins"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "plugins"], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0
-    assert ("BROKEN brittle (distill-brittle==0.2): ModuleNotFoundError: No module named 'not_a_real_module'"
-            in r.stdout)
+    assert "BROKEN brittle (distill-brittle==0.2): ModuleNotFoundError: No module named 'not_a_real_module'" in r.stdout
     assert "CONFLICT stft: registered by distill-stft==0.1.0 and my-stft==2.0" in r.stdout
     check = tmp_path / "loss.toml"
     check.write_text("")
-    c = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(check)], capture_output=True,
-                       text=True, env=env)
+    c = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "check", str(check)], capture_output=True, text=True, env=env
+    )
     assert c.returncode == 2
     assert "terms.stft: term name 'stft' is registered by more than one plugin" in c.stderr

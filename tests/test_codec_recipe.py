@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import auraloss
 import pytest
+import tomllib
 import torch
 
 from distill_core import CombinedLoss, load_config

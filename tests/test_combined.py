@@ -107,7 +107,9 @@ def test_term_constructor_failure_names_the_term(fakes, register_term, monkeypat
         raise RuntimeError("no filterbank for you")
 
     monkeypatch.setattr(fakes["fake_sq"], "__init__", broken_init)
-    with pytest.raises(Exception, match=r"term 'fake_sq' from <in-process> failed to build: RuntimeError: no filterbank"):
+    with pytest.raises(
+        Exception, match=r"term 'fake_sq' from <in-process> failed to build: RuntimeError: no filterbank"
+    ):
         CombinedLoss(LossConfig.of(cfg(fakes, fake_sq=1.0)))
     CombinedLoss(LossConfig.of(cfg(fakes, fake_l1=1.0)))  # configs that do not use it still build
 

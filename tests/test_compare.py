@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core.training.audio_metrics import (METRICS, log_spectral_distance, mel_distance,
-                                                 multi_resolution_stft_distance, si_sdr, spectral_convergence)
+from distill_core.training.audio_metrics import (
+    METRICS,
+    log_spectral_distance,
+    mel_distance,
+    multi_resolution_stft_distance,
+    si_sdr,
+    spectral_convergence,
+)
 from distill_core.training.compare import REFERENCE, _spectrogram_of
 from distill_core.training.model import SpectrogramVAE
 from distill_core.training.run import DemoSettings, run_demo
@@ -38,8 +44,9 @@ def signals():
 def test_si_sdr_is_the_negative_of_auraloss_sisdr(signals):
     reference, estimate = signals
     ours = si_sdr(reference, estimate)
-    oracle = torch.stack([-auraloss.time.SISDRLoss()(e[None, None], r[None, None])
-                          for r, e in zip(reference, estimate)])
+    oracle = torch.stack(
+        [-auraloss.time.SISDRLoss()(e[None, None], r[None, None]) for r, e in zip(reference, estimate)]
+    )
     torch.testing.assert_close(ours, oracle, rtol=1e-4, atol=1e-4)
     assert si_sdr(reference, 0.5 * reference).min() > 60  # scale-invariant: a gain is no distortion
 
@@ -56,10 +63,15 @@ def test_spectral_convergence_matches_auraloss(signals):
 def test_a_gain_moves_lsd_and_mel_distance_by_its_log(signals, gain):
     reference, _ = signals
     # the power spectrum scales by gain^2 in every bin: LSD = |20 log10 gain| dB, log-mel L1 = |ln gain|
-    torch.testing.assert_close(log_spectral_distance(reference, gain * reference),
-                               torch.full((3,), abs(20 * math.log10(gain))), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(mel_distance(reference, gain * reference, 16000),
-                               torch.full((3,), abs(math.log(gain))), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        log_spectral_distance(reference, gain * reference),
+        torch.full((3,), abs(20 * math.log10(gain))),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    torch.testing.assert_close(
+        mel_distance(reference, gain * reference, 16000), torch.full((3,), abs(math.log(gain))), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_identical_signals_score_perfectly(signals):
@@ -68,8 +80,10 @@ def test_identical_signals_score_perfectly(signals):
         assert fn(reference, reference).abs().max() < 1e-5
         assert fn(reference, estimate).min() > 1e-3
     assert mel_distance(reference, reference, 16000).abs().max() < 1e-6
-    torch.testing.assert_close(multi_resolution_stft_distance(reference[:1], estimate[:1]),
-                               auraloss.freq.MultiResolutionSTFTLoss()(estimate[:1, None], reference[:1, None])[None])
+    torch.testing.assert_close(
+        multi_resolution_stft_distance(reference[:1], estimate[:1]),
+        auraloss.freq.MultiResolutionSTFTLoss()(estimate[:1, None], reference[:1, None])[None],
+    )
 
 
 def test_runs_without_spectrogram_json_infer_the_mel_bins(tmp_path):
@@ -111,8 +125,9 @@ def held_out(tmp_path):
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def table(md: str) -> dict[str, list[float]]:
@@ -130,8 +145,14 @@ def check_report(out: Path, runs: list[Path]) -> dict[str, list[float]]:
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = next(line for line in md.splitlines() if line.startswith("| run | LSD"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "run", "LSD (dB) ↓", "MR-STFT ↓", "mel L1 ↓", "SI-SDR (dB) ↑", "spectral convergence ↓",
-        *(f"{name} ↑" for name in SPEECH_METRICS)]
+        "run",
+        "LSD (dB) ↓",
+        "MR-STFT ↓",
+        "mel L1 ↓",
+        "SI-SDR (dB) ↑",
+        "spectral convergence ↓",
+        *(f"{name} ↑" for name in SPEECH_METRICS),
+    ]
     rows = table(md)
     assert list(rows) == [REFERENCE, *(r.name for r in runs)]
     lsd, mr, mel, sdr, sc = rows[REFERENCE][:5]
@@ -140,8 +161,10 @@ def check_report(out: Path, runs: list[Path]) -> dict[str, list[float]]:
     for name in (r.name for r in runs):
         assert rows[name][0] > lsd and rows[name][4] > sc and rows[name][3] < sdr
         assert all(math.isfinite(v) for v in rows[name][:5])
-    summary = (r"\| recipe \| `.*recipe` \| 1 \| 1 \| [0-9.]+ \| "
-               r"stft \(1\.0\), mag_recon .*kl \(linear_warmup max=0\.01 ")
+    summary = (
+        r"\| recipe \| `.*recipe` \| 1 \| 1 \| [0-9.]+ \| "
+        r"stft \(1\.0\), mag_recon .*kl \(linear_warmup max=0\.01 "
+    )
     assert re.search(summary, md)
     return rows
 
@@ -158,13 +181,16 @@ def test_compare_two_runs_on_synthetic_wavs(two_runs, held_out, tmp_path):
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
         f"error: {out / 'compare.md'} and {out / 'compare.png'} already exist; choose another --out or pass "
-        "--force to replace"]
+        "--force to replace"
+    ]
     forced = cli("compare", *map(str, two_runs), "--data", str(held_out), "--out", str(out), "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
 
 
-@pytest.mark.skipif(not ALSA_VOICES, reason="alsa-utils is not installed (apt-get install alsa-utils puts voice "
-                                            "recordings in /usr/share/sounds/alsa)")
+@pytest.mark.skipif(
+    not ALSA_VOICES,
+    reason="alsa-utils is not installed (apt-get install alsa-utils puts voice recordings in /usr/share/sounds/alsa)",
+)
 def test_compare_on_the_alsa_utils_voice_recordings(two_runs, tmp_path):
     out = tmp_path / "alsa"
     r = cli("compare", *map(str, two_runs), "--data", str(ALSA), "--clips", "12", "--out", str(out), cwd=tmp_path)
@@ -179,12 +205,12 @@ def test_compare_on_the_alsa_utils_voice_recordings(two_runs, tmp_path):
 
 
 def test_compare_refuses_bad_runs_in_one_line(two_runs, held_out, tmp_path):
-    r = cli("compare", str(tmp_path / "nowhere"), "--data", str(held_out), "--out", str(tmp_path / "o"),
-            cwd=tmp_path)
+    r = cli("compare", str(tmp_path / "nowhere"), "--data", str(held_out), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode == 2 and "nowhere: no such run folder" in r.stderr
     empty = tmp_path / "empty_run"
     empty.mkdir()
     r = cli("compare", str(empty), "--data", str(held_out), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        f"error: {empty / 'best.pt'}: no such checkpoint file"]
+        f"error: {empty / 'best.pt'}: no such checkpoint file"
+    ]
     assert not (tmp_path / "o").exists()

@@ -9,8 +9,12 @@ from distill_core import CombinedLoss, LossConfig
 
 def batch():
     g = torch.Generator().manual_seed(0)
-    return {"recon": torch.rand(2, 2, 32, 80, generator=g), "target": torch.rand(2, 2, 32, 80, generator=g),
-            "mu": torch.randn(2, 8, generator=g), "logvar": torch.randn(2, 8, generator=g)}
+    return {
+        "recon": torch.rand(2, 2, 32, 80, generator=g),
+        "target": torch.rand(2, 2, 32, 80, generator=g),
+        "mu": torch.randn(2, 8, generator=g),
+        "logvar": torch.randn(2, 8, generator=g),
+    }
 
 
 def test_recipe_has_no_graph_breaks():

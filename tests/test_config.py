@@ -38,9 +38,11 @@ def test_round_trip_every_format(tmp_path, suffix):
 
 def test_file_adds_to_and_changes_the_recipe(tmp_path):
     path = tmp_path / "loss.toml"
-    path.write_text('[terms.stft]\nfft_sizes = [1024, 2048, 4096]\nhop_sizes = [256, 512, 1024]\n'
-                    'win_lengths = [1024, 2048, 4096]\n[terms.kl]\nweight = 0.5\n'
-                    '[groups.reconstruction]\nif_weight = 0.25\n')
+    path.write_text(
+        "[terms.stft]\nfft_sizes = [1024, 2048, 4096]\nhop_sizes = [256, 512, 1024]\n"
+        "win_lengths = [1024, 2048, 4096]\n[terms.kl]\nweight = 0.5\n"
+        "[groups.reconstruction]\nif_weight = 0.25\n"
+    )
     c = load_config(path)
     assert c.terms["stft"].fft_sizes == (1024, 2048, 4096) and c.terms["stft"].weight == 1.0
     assert c.terms["kl"].weight == 0.5 and c.terms["kl"].free_bits == 0.1
@@ -56,8 +58,11 @@ def test_mapping_source_like_omegaconf_container():
 def test_schedule_round_trip():
     c = load_config({"terms": {"kl": {"weight": {"schedule": "linear_warmup", "max": 0.2, "warmup_fraction": 0.5}}}})
     assert c.terms["kl"].weight == LinearWarmup(0.2, 0.5)
-    assert converter.unstructure(c)["terms"]["kl"]["weight"] == {"schedule": "linear_warmup", "max": 0.2,
-                                                                "warmup_fraction": 0.5}
+    assert converter.unstructure(c)["terms"]["kl"]["weight"] == {
+        "schedule": "linear_warmup",
+        "max": 0.2,
+        "warmup_fraction": 0.5,
+    }
 
 
 MALFORMED = [
@@ -66,21 +71,31 @@ MALFORMED = [
     ({"terms": {"stft": {"fft_size": [512]}}}, "terms.stft.fft_size: unknown key; did you mean 'fft_sizes'?"),
     ({"term": {}}, "term: unknown key; did you mean 'terms'?"),
     ({"terms": {"stfft": {}}}, "terms.stfft: unknown term 'stfft'; did you mean 'stft'?"),
-    ({"terms": {"stft": {"hop_sizes": [128, 256]}}},
-     "terms.stft.hop_sizes: fft_sizes, hop_sizes and win_lengths must have equal lengths"),
-    ({"terms": {"stft": {"fft_sizes": [], "hop_sizes": [], "win_lengths": []}}},
-     "terms.stft.fft_sizes: expected at least one resolution"),
+    (
+        {"terms": {"stft": {"hop_sizes": [128, 256]}}},
+        "terms.stft.hop_sizes: fft_sizes, hop_sizes and win_lengths must have equal lengths",
+    ),
+    (
+        {"terms": {"stft": {"fft_sizes": [], "hop_sizes": [], "win_lengths": []}}},
+        "terms.stft.fft_sizes: expected at least one resolution",
+    ),
     ({"terms": {"stft": {"hop_sizes": [128, 2048, 512]}}}, "terms.stft.hop_sizes[1]: hop 2048 exceeds win_lengths[1]"),
-    ({"terms": {"stft": {"win_lengths": [1024, 1024, 2048]}}},
-     "terms.stft.win_lengths[0]: window 1024 exceeds fft_sizes[0]=512"),
+    (
+        {"terms": {"stft": {"win_lengths": [1024, 1024, 2048]}}},
+        "terms.stft.win_lengths[0]: window 1024 exceeds fft_sizes[0]=512",
+    ),
     ({"terms": {"stft": {"fft_sizes": [0, 1024, 2048]}}}, "terms.stft.fft_sizes[0]: expected a positive size, got 0"),
     ({"terms": {"mag_recon": {"weight": -1.0}}}, "terms.mag_recon.weight: expected a finite weight >= 0, got -1.0"),
     ({"terms": {"mag_recon": {"weight": float("nan")}}}, "terms.mag_recon.weight: expected a finite weight >= 0"),
     ({"terms": {"mag_recon": {"weight": float("inf")}}}, "terms.mag_recon.weight: expected a finite weight >= 0"),
-    ({"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 1.5}}}},
-     "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1, got 1.5"),
-    ({"terms": {"kl": {"weight": {"schedule": "linear_warmpu"}}}},
-     "terms.kl.weight: unknown schedule 'linear_warmpu'; expected one of"),
+    (
+        {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "warmup_fraction": 1.5}}}},
+        "terms.kl.weight.warmup_fraction: expected 0 <= warmup_fraction <= 1, got 1.5",
+    ),
+    (
+        {"terms": {"kl": {"weight": {"schedule": "linear_warmpu"}}}},
+        "terms.kl.weight: unknown schedule 'linear_warmpu'; expected one of",
+    ),
     ({"terms": {"kl": {"free_bits": True}}}, "terms.kl.free_bits: expected a number, got True"),
     ({"terms": {"stft": {"mag_distance": "L3"}}}, "terms.stft.mag_distance: expected one of 'L1', 'L2', got 'L3'"),
     ({"groups": {"reconstruction": {"weight": -0.1}}}, "groups.reconstruction.weight: expected a finite weight >= 0"),
@@ -102,8 +117,12 @@ def test_malformed_configs_name_the_path(data, expected):
 
 def test_every_problem_is_listed_at_once():
     with pytest.raises(ConfigError) as err:
-        load_config({"terms": {"stft": {"fft_sizes": [512, "x", 2048], "windw": "hann_window"},
-                               "kl": {"free_bits": "lots"}}, "fallbak": None})
+        load_config(
+            {
+                "terms": {"stft": {"fft_sizes": [512, "x", 2048], "windw": "hann_window"}, "kl": {"free_bits": "lots"}},
+                "fallbak": None,
+            }
+        )
     paths = [p for p, _ in err.value.problems]
     assert paths == ["fallbak", "terms.stft.fft_sizes[1]", "terms.stft.windw", "terms.kl.free_bits"]
 
@@ -139,8 +158,10 @@ def test_non_utf8_file(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("suffix,text", [(".json", '{"terms": {"kl": {}}, "terms": {}}'),
-                                         (".yaml", "terms:\n  kl: {}\n  kl: {free_bits: 0.2}\n")])
+@pytest.mark.parametrize(
+    "suffix,text",
+    [(".json", '{"terms": {"kl": {}}, "terms": {}}'), (".yaml", "terms:\n  kl: {}\n  kl: {free_bits: 0.2}\n")],
+)
 def test_duplicate_keys_are_errors(tmp_path, suffix, text):
     p = tmp_path / f"loss{suffix}"
     p.write_text(text)
@@ -186,5 +207,7 @@ def test_a_well_formed_table_structures_without_generated_code_and_as_the_genera
         converter.structure({"steps": [2, "x"], "extra": 1}, Fresh)
     from distill_core.config.converter import problems_from
 
-    assert problems_from(err.value, "fresh") == [("fresh.steps[1]", "expected int, got 'x'"),
-                                                 ("fresh.extra", "unknown key (valid keys: steps)")]
+    assert problems_from(err.value, "fresh") == [
+        ("fresh.steps[1]", "expected int, got 'x'"),
+        ("fresh.extra", "unknown key (valid keys: steps)"),
+    ]

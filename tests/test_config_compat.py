@@ -25,24 +25,44 @@ SOURCES = {
     "run_v1/last.pt config": lambda: load_checkpoint(ROOT / "tests/data/run_v1/last.pt")["config"],
     "docs/examples/vae_wave_core.toml": lambda: ROOT / "docs/examples/vae_wave_core.toml",
     "recipe (empty file)": lambda: {},
-    "README loss.toml": lambda: {"terms": {"kl": {"weight": {"schedule": "cyclical", "max": 0.01, "cycles": 4}},
-                                            "stft": {"fft_sizes": [256, 512, 1024], "hop_sizes": [64, 128, 256],
-                                                     "win_lengths": [256, 512, 1024]}}},
+    "README loss.toml": lambda: {
+        "terms": {
+            "kl": {"weight": {"schedule": "cyclical", "max": 0.01, "cycles": 4}},
+            "stft": {"fft_sizes": [256, 512, 1024], "hop_sizes": [64, 128, 256], "win_lengths": [256, 512, 1024]},
+        }
+    },
     "README codec.toml (no sisdr)": lambda: {"recipe": "none", "terms": {"stft": {"input": "waveform"}}},
-    "README vae_wave.toml": lambda: {"terms": {"stft_wave": {"term": "stft", "input": "waveform",
-                                    "inputs": {"recon": "recon_wave", "target": "target_wave"}, "weight": 0.5}}},
+    "README vae_wave.toml": lambda: {
+        "terms": {
+            "stft_wave": {
+                "term": "stft",
+                "input": "waveform",
+                "inputs": {"recon": "recon_wave", "target": "target_wave"},
+                "weight": 0.5,
+            }
+        }
+    },
     "groups.reconstruction if_weight": lambda: {"groups": {"reconstruction": {"if_weight": 0.25}}},
-    "kind reconstruction group": lambda: {"groups": {"reconstruction": {"kind": "reconstruction", "weight": 0.3,
-                                                                        "magnitude_weight": 0.7}}},
-    "kind sum group": lambda: {"recipe": "none", "terms": {"mag_recon": {}, "if_recon": {"weight": 2.0}},
-                               "groups": {"rec": {"kind": "sum", "weight": 0.5, "members": ["mag_recon", "if_recon"]}},
-                               "fallback": "rec"},
+    "kind reconstruction group": lambda: {
+        "groups": {"reconstruction": {"kind": "reconstruction", "weight": 0.3, "magnitude_weight": 0.7}}
+    },
+    "kind sum group": lambda: {
+        "recipe": "none",
+        "terms": {"mag_recon": {}, "if_recon": {"weight": 2.0}},
+        "groups": {"rec": {"kind": "sum", "weight": 0.5, "members": ["mag_recon", "if_recon"]}},
+        "fallback": "rec",
+    },
     "seed layout partial": lambda: {"kl": {"weight_max": 0.05}, "reconstruction": {"if_weight": 0.1}},
 }
 g = torch.Generator().manual_seed(0)
-spec = {"recon": torch.rand(2, 2, 32, 40, generator=g), "target": torch.rand(2, 2, 32, 40, generator=g),
-        "mu": torch.randn(2, 8, generator=g), "logvar": torch.randn(2, 8, generator=g) * 0.5,
-        "recon_wave": torch.randn(2, 1, 1280, generator=g), "target_wave": torch.randn(2, 1, 1280, generator=g)}
+spec = {
+    "recon": torch.rand(2, 2, 32, 40, generator=g),
+    "target": torch.rand(2, 2, 32, 40, generator=g),
+    "mu": torch.randn(2, 8, generator=g),
+    "logvar": torch.randn(2, 8, generator=g) * 0.5,
+    "recon_wave": torch.randn(2, 1, 1280, generator=g),
+    "target_wave": torch.randn(2, 1, 1280, generator=g),
+}
 wave = {"recon": torch.randn(2, 1, 1280, generator=g), "target": torch.randn(2, 1, 1280, generator=g)}
 
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from distill_core import CombinedLoss, load_config
 from distill_core.loss.combined import TermBuildError
@@ -62,9 +61,25 @@ def test_signal_mid_epoch_then_resume(tmp_path, uninterrupted, sig):
 
 
 def test_cli_sigterm_exits_cleanly_with_a_resume_hint(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "distill_core.cli.main", "train", "--epochs", "50", "--clips", "16",
-                             "--batch-size", "4", "--out", str(tmp_path), "--no-progress"], stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distill_core.cli.main",
+            "train",
+            "--epochs",
+            "50",
+            "--clips",
+            "16",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (tmp_path / "demo" / "last.pt").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
@@ -78,7 +93,7 @@ def test_cli_sigterm_exits_cleanly_with_a_resume_hint(tmp_path):
     assert load_checkpoint(tmp_path / "demo" / "last.pt")["epoch"] >= 0
 
 
-INIT_FAILS = '''
+INIT_FAILS = """
 import attrs
 from distill_core import LossTerm, hookimpl
 
@@ -96,17 +111,22 @@ class Fragile(LossTerm):
 @hookimpl
 def distill_loss_terms(register):
     register(Fragile)
-'''
+"""
 
 
 def test_term_init_failure_fails_only_configs_that_use_it(tmp_path, monkeypatch):
-    write_distribution(tmp_path, "distill-fragile", "0.3", {"fragile_plugin": INIT_FAILS}, {"fragile": "fragile_plugin"})
+    write_distribution(
+        tmp_path, "distill-fragile", "0.3", {"fragile_plugin": INIT_FAILS}, {"fragile": "fragile_plugin"}
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
     registry.load_entrypoints()
     assert registry.broken == [] and "fragile" in registry.terms  # discovery carries on
-    with pytest.raises(TermBuildError, match=r"term 'fragile' from distill-fragile==0.3 failed to build: "
-                                             r"RuntimeError: needs a GPU filterbank"):
+    with pytest.raises(
+        TermBuildError,
+        match=r"term 'fragile' from distill-fragile==0.3 failed to build: "
+        r"RuntimeError: needs a GPU filterbank",
+    ):
         CombinedLoss(load_config({"recipe": "none", "terms": {"fragile": {}}}, registry), registry)
     ok = CombinedLoss(load_config({"recipe": "none", "terms": {"mag_recon": {}}}, registry), registry)
     assert "mag_recon" in ok.terms

@@ -12,8 +12,10 @@ from distill_core.util.extras import MissingExtra, available, require
 def test_a_missing_module_names_the_extra_that_installs_it():
     with pytest.raises(MissingExtra) as info:
         require("matplotlib_that_is_not_there", "distill-loss plot", "train")
-    assert str(info.value) == ("distill-loss plot needs matplotlib_that_is_not_there, which is not installed; "
-                               "install the 'train' extra: pip install 'distill-core[train]'")
+    assert str(info.value) == (
+        "distill-loss plot needs matplotlib_that_is_not_there, which is not installed; "
+        "install the 'train' extra: pip install 'distill-core[train]'"
+    )
     assert isinstance(info.value, ImportError) and not available("matplotlib_that_is_not_there")
 
 

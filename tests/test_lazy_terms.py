@@ -16,15 +16,15 @@ from distill_core.testing import write_distribution
 
 _counter = itertools.count()
 
-PLUGIN = '''
+PLUGIN = """
 from distill_core import hookimpl
 
 @hookimpl
 def distill_loss_terms(register):
     {body}
-'''
+"""
 
-TERM = '''
+TERM = """
 import attrs
 from distill_core import LossTerm
 
@@ -42,7 +42,7 @@ class Echo(LossTerm):
 class NoConfig(LossTerm):
     name = "{term}"
     requires = ("recon",)
-'''
+"""
 
 
 @pytest.fixture
@@ -59,8 +59,9 @@ def lazy_dist(root, dist: str, term: str, target: str = "{terms}:Echo", body: st
     n = next(_counter)
     plugin, terms = f"lazy_plugin_{n}", f"lazy_terms_{n}"
     body = body or f"register({term!r}, {target.format(terms=terms)!r})"
-    write_distribution(root, dist, "0.1", {plugin: PLUGIN.format(body=body), terms: TERM.format(term=term)},
-                       {term: plugin})
+    write_distribution(
+        root, dist, "0.1", {plugin: PLUGIN.format(body=body), terms: TERM.format(term=term)}, {term: plugin}
+    )
     return terms
 
 
@@ -73,19 +74,23 @@ def test_discovery_imports_no_term_module_and_first_use_loads_it(site):
     assert terms in sys.modules and info.cls is sys.modules[terms].Echo
     assert str(info.provenance) == "distill-lazy-echo==0.1"
     assert reg.get("lazy_echo") is info  # loaded once
-    loss = distill_core.CombinedLoss(load_config({"recipe": "none", "terms": {"lazy_echo": {"weight": 2.0}}},
-                                                 registry=reg), registry=reg)
+    loss = distill_core.CombinedLoss(
+        load_config({"recipe": "none", "terms": {"lazy_echo": {"weight": 2.0}}}, registry=reg), registry=reg
+    )
     import torch
 
     out = loss({"recon": torch.ones(2, 3)})
     assert float(out["lazy_echo_loss"]) == 1.0 and float(out["total_loss"]) == 2.0
 
 
-@pytest.mark.parametrize("target, error", [
-    ("{terms}:Missing", "AttributeError: module '{terms}' has no attribute 'Missing'"),
-    ("lazy_no_such_module:Echo", "ModuleNotFoundError: No module named 'lazy_no_such_module'"),
-    ("{terms}:NoConfig", "NoConfig.config_class must be an attrs class, got None"),
-])
+@pytest.mark.parametrize(
+    "target, error",
+    [
+        ("{terms}:Missing", "AttributeError: module '{terms}' has no attribute 'Missing'"),
+        ("lazy_no_such_module:Echo", "ModuleNotFoundError: No module named 'lazy_no_such_module'"),
+        ("{terms}:NoConfig", "NoConfig.config_class must be an attrs class, got None"),
+    ],
+)
 def test_a_reference_that_fails_is_broken_at_first_use_and_names_the_term(site, target, error):
     terms = lazy_dist(site, "distill-lazy-bad", "lazy_bad", target)
     reg = Registry()
@@ -111,12 +116,17 @@ def test_listing_the_terms_loads_every_reference_and_reports_the_broken(site):
 
 
 def test_a_class_named_otherwise_than_registered_is_refused(site):
-    terms = lazy_dist(site, "distill-lazy-renamed", "lazy_renamed",
-                      body="register('lazy_other', '{terms}:Echo'.format(terms=__name__.replace('plugin', 'terms')))")
+    terms = lazy_dist(
+        site,
+        "distill-lazy-renamed",
+        "lazy_renamed",
+        body="register('lazy_other', '{terms}:Echo'.format(terms=__name__.replace('plugin', 'terms')))",
+    )
     reg = Registry()
     reg.load_entrypoints()
-    with pytest.raises(UnknownTermError, match=f"{terms}:Echo is registered as 'lazy_other', but its name is "
-                                               f"'lazy_renamed'"):
+    with pytest.raises(
+        UnknownTermError, match=f"{terms}:Echo is registered as 'lazy_other', but its name is 'lazy_renamed'"
+    ):
         reg.get("lazy_other")
 
 
@@ -125,18 +135,30 @@ def test_strict_mode_raises_at_first_use(site, monkeypatch):
     monkeypatch.setenv("DISTILL_STRICT_PLUGINS", "1")
     reg = Registry()
     reg.load_entrypoints()  # the reference is well formed: nothing fails yet
-    with pytest.raises(PluginError, match=r"lazy_bad \(distill-lazy-bad==0.1\): term 'lazy_bad' "
-                                          r"\(lazy_no_such_module:Echo\): ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError,
+        match=r"lazy_bad \(distill-lazy-bad==0.1\): term 'lazy_bad' "
+        r"\(lazy_no_such_module:Echo\): ModuleNotFoundError",
+    ):
         reg.get("lazy_bad")
 
 
-@pytest.mark.parametrize("body, message", [
-    ("register('lazy_x')", "register('lazy_x'): expected a LossTerm subclass, or a term's name and where its class "
-                           "lives as 'package.module:ClassName'"),
-    ("register('lazy_x', 'no_colon')", "register('lazy_x', 'no_colon'): expected where the term's class lives as "
-                                       "'package.module:ClassName', as an entry point writes it"),
-    ("register('1x', 'mod:Cls')", "register('1x', 'mod:Cls'): a term's name must be a Python identifier string"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "register('lazy_x')",
+            "register('lazy_x'): expected a LossTerm subclass, or a term's name and where its class "
+            "lives as 'package.module:ClassName'",
+        ),
+        (
+            "register('lazy_x', 'no_colon')",
+            "register('lazy_x', 'no_colon'): expected where the term's class lives as "
+            "'package.module:ClassName', as an entry point writes it",
+        ),
+        ("register('1x', 'mod:Cls')", "register('1x', 'mod:Cls'): a term's name must be a Python identifier string"),
+    ],
+)
 def test_a_malformed_reference_is_a_broken_plugin_at_discovery(site, body, message):
     lazy_dist(site, "distill-lazy-form", "lazy_x", body=body)
     reg = Registry()
@@ -158,8 +180,9 @@ def test_two_references_to_one_name_conflict_unless_they_point_at_one_class(site
     module = type(sys)("lazy_twice")
     from distill_core import hookimpl
 
-    module.distill_loss_terms = hookimpl(lambda register: (register("lazy_twin", f"{first}:Echo"),
-                                                           register("lazy_twin", f"{first}:Echo")))
+    module.distill_loss_terms = hookimpl(
+        lambda register: (register("lazy_twin", f"{first}:Echo"), register("lazy_twin", f"{first}:Echo"))
+    )
     same.register_plugin(module)
     assert same.conflicts == {} and same.get("lazy_twin").cls.__module__ == first
 
@@ -167,14 +190,16 @@ def test_two_references_to_one_name_conflict_unless_they_point_at_one_class(site
 def test_the_shipped_plugins_import_no_term_module_at_discovery():
     """A fresh process, the real installed distributions: discovery leaves every lazily registered plugin's
     term modules (and auraloss itself) unimported; building the default recipe imports only its terms'."""
-    script = ("import sys, distill_core\nregistry = distill_core.get_registry()\n"
-              "heavy = ('auraloss', 'distill_auraloss.configs', 'distill_mel.terms', 'distill_stoi.terms',\n"
-              "         'distill_discriminators.term', 'distill_discriminators.mpd')\n"
-              "print(sorted(m for m in heavy if m in sys.modules))\n"
-              "print(all(n in registry for n in ('auraloss_mrstft', 'mel', 'stoi', 'adversarial')))\n"
-              "distill_core.CombinedLoss()\n"
-              "print(sorted(m for m in heavy if m in sys.modules))\n"
-              "registry.get('auraloss_mrstft')\nprint('distill_auraloss.configs' in sys.modules)\n")
+    script = (
+        "import sys, distill_core\nregistry = distill_core.get_registry()\n"
+        "heavy = ('auraloss', 'distill_auraloss.configs', 'distill_mel.terms', 'distill_stoi.terms',\n"
+        "         'distill_discriminators.term', 'distill_discriminators.mpd')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "print(all(n in registry for n in ('auraloss_mrstft', 'mel', 'stoi', 'adversarial')))\n"
+        "distill_core.CombinedLoss()\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "registry.get('auraloss_mrstft')\nprint('distill_auraloss.configs' in sys.modules)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DISTILL_PLUGINS", "DISTILL_DISABLE_PLUGIN_AUTOLOAD")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split("\n")[:4] == ["[]", "True", "[]", "True"], out.stderr

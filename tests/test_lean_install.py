@@ -29,8 +29,12 @@ TORCH_DEPENDENT = {"torch", "auraloss"}  # come from the linked folder, or are i
 
 def pip(*args: str, python: Path | None = None) -> subprocess.CompletedProcess[str]:
     target = ("--python", str(python)) if python is not None else ()
-    r = subprocess.run([sys.executable, "-m", "pip", *target, *args, "-q", "--disable-pip-version-check"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", *target, *args, "-q", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if r.returncode:
         raise AssertionError(f"pip {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
     return r
@@ -51,8 +55,7 @@ def requirements(wheel: Path, extras: tuple[str, ...] = ()) -> list[Requirement]
         lines = z.read(meta).decode().splitlines()
     reqs = [Requirement(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Requires-Dist:")]
     env = default_environment()
-    return [r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e})
-                                                        for e in ("", *extras))]
+    return [r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))]
 
 
 def dependency_closure(name: str) -> list[metadata.Distribution]:
@@ -152,8 +155,9 @@ def test_the_wheel_requires_only_the_loss_framework(lean):
 
 def test_combined_loss_runs_in_a_lean_venv_without_the_extras(lean):
     python, _ = lean
-    r = subprocess.run([str(python), "-c", USE_THE_LOSS.format(absent=ABSENT)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [str(python), "-c", USE_THE_LOSS.format(absent=ABSENT)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     keys, terms = r.stdout.splitlines()
     assert keys == str(["if_recon_loss", "kl_loss", "mag_recon_loss", "recon_loss", "stft_loss", "total_loss"])
@@ -164,25 +168,31 @@ def test_the_console_script_names_the_train_extra_in_one_line(lean):
     python, _ = lean
     r = subprocess.run([str(python.parent / "distill-loss"), "plugins"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.splitlines() == ["error: distill-loss needs click, which is not installed; install the 'train' "
-                                     "extra: pip install 'distill-core[train]'"]
+    assert r.stderr.splitlines() == [
+        "error: distill-loss needs click, which is not installed; install the 'train' "
+        "extra: pip install 'distill-core[train]'"
+    ]
 
 
 def test_the_test_kit_names_the_test_extra_without_pytest(lean):
     python, _ = lean
-    r = subprocess.run([str(python), "-c", "import distill_core.testing.plugin"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [str(python), "-c", "import distill_core.testing.plugin"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == (
         "distill_core.util.extras.MissingExtra: the test kit distill_core.testing needs pytest, which is not installed; "
-        "install the 'test' extra: pip install 'distill-core[test]'")
+        "install the 'test' extra: pip install 'distill-core[test]'"
+    )
 
 
 def test_config_files_load_and_dump_in_a_lean_venv(lean, tmp_path):
     python, _ = lean
-    script = (f"from distill_core import LossConfig, dump_config, load_config\n"
-              f"for suffix in ('.toml', '.yaml', '.json'):\n"
-              f"    path = dump_config(LossConfig(), r'{tmp_path}/loss' + suffix)\n"
-              f"    assert load_config(path) == LossConfig(), suffix\n")
+    script = (
+        f"from distill_core import LossConfig, dump_config, load_config\n"
+        f"for suffix in ('.toml', '.yaml', '.json'):\n"
+        f"    path = dump_config(LossConfig(), r'{tmp_path}/loss' + suffix)\n"
+        f"    assert load_config(path) == LossConfig(), suffix\n"
+    )
     r = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

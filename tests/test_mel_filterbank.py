@@ -41,8 +41,9 @@ def test_defaults_are_librosas():
     np.testing.assert_array_equal(mel_filterbank(22050, 1024, 80), spelled_out)
 
 
-NORMS = st.one_of(st.sampled_from(["slaney", None, math.inf, -math.inf, 0, 1, 2]),
-                  st.floats(min_value=0.25, max_value=4.0))
+NORMS = st.one_of(
+    st.sampled_from(["slaney", None, math.inf, -math.inf, 0, 1, 2]), st.floats(min_value=0.25, max_value=4.0)
+)
 
 
 @st.composite

@@ -20,13 +20,42 @@ DATA = Path(__file__).parent / "data"
 def sample_history(n_epochs=3) -> MetricsHistory:
     h = MetricsHistory()
     for e in range(n_epochs):
-        h.add_step(StepMetrics(e, 5, 10, 2.0 - e, 1.0, 3.0, 0.01 * e, 1e-3, 0.02, stft_loss=0.5, mag_recon_loss=0.2,
-                               if_recon_loss=0.1, components={"sisdr_loss": -3.0 + e}))
-        h.add_epoch(EpochMetrics(e, n_epochs, 2.0 - e, [1.5, 1.2, 1.3][e % 3], 0.8, 3.0, 2.5, 0.1, 1e-3, 1.0, 1.0,
-                                 val_stft_loss=0.6 - 0.1 * e,
-                                 val_components={"stft_loss": 0.6 - 0.1 * e, "sisdr_loss": -2.0 - e},
-                                 components={"stft_loss": 0.7 - 0.1 * e, "sisdr_loss": -1.0 - e},
-                                 weights={"stft": 1.0, "sisdr": 0.1 * e}))
+        h.add_step(
+            StepMetrics(
+                e,
+                5,
+                10,
+                2.0 - e,
+                1.0,
+                3.0,
+                0.01 * e,
+                1e-3,
+                0.02,
+                stft_loss=0.5,
+                mag_recon_loss=0.2,
+                if_recon_loss=0.1,
+                components={"sisdr_loss": -3.0 + e},
+            )
+        )
+        h.add_epoch(
+            EpochMetrics(
+                e,
+                n_epochs,
+                2.0 - e,
+                [1.5, 1.2, 1.3][e % 3],
+                0.8,
+                3.0,
+                2.5,
+                0.1,
+                1e-3,
+                1.0,
+                1.0,
+                val_stft_loss=0.6 - 0.1 * e,
+                val_components={"stft_loss": 0.6 - 0.1 * e, "sisdr_loss": -2.0 - e},
+                components={"stft_loss": 0.7 - 0.1 * e, "sisdr_loss": -1.0 - e},
+                weights={"stft": 1.0, "sisdr": 0.1 * e},
+            )
+        )
     return h
 
 

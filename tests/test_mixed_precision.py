@@ -12,8 +12,12 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 def batch(device, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
-    b = {"recon": torch.rand(2, 2, 32, 80, generator=g) + 0.05, "target": torch.rand(2, 2, 32, 80, generator=g) + 0.05,
-         "mu": torch.randn(2, 8, generator=g), "logvar": 0.3 * torch.randn(2, 8, generator=g)}
+    b = {
+        "recon": torch.rand(2, 2, 32, 80, generator=g) + 0.05,
+        "target": torch.rand(2, 2, 32, 80, generator=g) + 0.05,
+        "mu": torch.randn(2, 8, generator=g),
+        "logvar": 0.3 * torch.randn(2, 8, generator=g),
+    }
     return {k: v.to(device=device, dtype=dtype) for k, v in b.items()}
 
 

@@ -13,8 +13,12 @@ from distill_core.training.loop import train_epoch
 
 def batch(**override):
     g = torch.Generator().manual_seed(0)
-    b = {"recon": torch.rand(2, 2, 32, 80, generator=g), "target": torch.rand(2, 2, 32, 80, generator=g),
-         "mu": torch.randn(2, 8, generator=g), "logvar": torch.randn(2, 8, generator=g)}
+    b = {
+        "recon": torch.rand(2, 2, 32, 80, generator=g),
+        "target": torch.rand(2, 2, 32, 80, generator=g),
+        "mu": torch.randn(2, 8, generator=g),
+        "logvar": torch.randn(2, 8, generator=g),
+    }
     b.update(override)
     return b
 
@@ -49,8 +53,9 @@ def test_training_goes_on_through_a_nan_batch_without_per_step_syncs(sync_counte
     model = Tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, fused=True)  # skips bad steps on the device
     counted = dict(sync_counter)
-    means = train_epoch(model, [good, poisoned, good, poisoned, good], opt, loss_config=LossConfig(), epoch=1,
-                        total_epochs=4)
+    means = train_epoch(
+        model, [good, poisoned, good, poisoned, good], opt, loss_config=LossConfig(), epoch=1, total_epochs=4
+    )
     counts = {m: sync_counter[m] - counted[m] for m in sync_counter}
     assert means["nonfinite"] == 2
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -44,9 +44,15 @@ def test_an_old_run_resumes_and_is_then_written_in_the_seed_readable_format(tmp_
     model = SpectrogramVAE(spec.bins, spec.frames, latent_dim=4, width=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # posterior collapse warnings of a 3-epoch toy
-        history = train(model, DataLoader(TensorDataset(specs[2:]), batch_size=3),
-                        DataLoader(TensorDataset(specs[:2]), batch_size=2), load_config(run / "config.toml"),
-                        epochs=3, checkpoint_dir=run, resume_from=run / "last.pt")
+        history = train(
+            model,
+            DataLoader(TensorDataset(specs[2:]), batch_size=3),
+            DataLoader(TensorDataset(specs[:2]), batch_size=2),
+            load_config(run / "config.toml"),
+            epochs=3,
+            checkpoint_dir=run,
+            resume_from=run / "last.pt",
+        )
     old = MetricsHistory.load(RUN / "history.json")
     assert [e.epoch for e in history.epochs] == [0, 1, 2]
     assert history.epochs[:2] == old.epochs  # the old epochs are kept as they were

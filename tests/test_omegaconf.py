@@ -42,8 +42,12 @@ def test_a_missing_value_names_its_key():
     cfg.loss.terms.kl.free_bits = "???"
     with pytest.raises(ConfigError) as info:
         load_omegaconf(cfg.loss)
-    assert info.value.problems == [("loss.terms.kl.free_bits", "missing value (???): expected a value, set it in "
-                                                               "the config or on the command line")]
+    assert info.value.problems == [
+        (
+            "loss.terms.kl.free_bits",
+            "missing value (???): expected a value, set it in the config or on the command line",
+        )
+    ]
 
 
 def test_an_unresolvable_interpolation_names_its_key():

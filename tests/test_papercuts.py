@@ -13,15 +13,25 @@ import pytest
 import torch
 
 import distill_core
-from distill_core import (BatchError, CombinedLoss, ConfigError, InvalidConfig, LossConfig, LossTerm, PluginError,
-                          Registry, hookimpl, load_config)
+from distill_core import (
+    BatchError,
+    CombinedLoss,
+    ConfigError,
+    InvalidConfig,
+    LossConfig,
+    LossTerm,
+    PluginError,
+    Registry,
+    hookimpl,
+    load_config,
+)
 from distill_core.registry.discovery import reset_registry, term_origins
 from distill_core.terms.base import check_pair
 from distill_core.testing import check_term, write_distribution
 
 _counter = itertools.count()
 
-TERM = '''
+TERM = """
 import attrs
 from distill_core import LossTerm, hookimpl
 
@@ -35,33 +45,48 @@ class T(LossTerm):
     requires = ("recon",)
     def forward(self, batch):
         return batch["recon"].mean()
-'''
+"""
 
 NO_HOOK = TERM
-UNMARKED = TERM + '''
+UNMARKED = (
+    TERM
+    + """
 def distill_loss_terms(register):
     register(T)
-'''
-NEVER_REGISTERS = TERM + '''
+"""
+)
+NEVER_REGISTERS = (
+    TERM
+    + """
 @hookimpl
 def distill_loss_terms(register):
     pass
-'''
-MISSPELT = TERM + '''
+"""
+)
+MISSPELT = (
+    TERM
+    + """
 @hookimpl
 def distill_loss_term(register):
     register(T)
-'''
-WRONG_ARGUMENT = TERM + '''
+"""
+)
+WRONG_ARGUMENT = (
+    TERM
+    + """
 @hookimpl
 def distill_loss_terms(registrar):
     registrar(T)
-'''
-GOOD = TERM + '''
+"""
+)
+GOOD = (
+    TERM
+    + """
 @hookimpl
 def distill_loss_terms(register):
     register(T)
-'''
+"""
+)
 
 
 def make_dist(root: Path, dist: str, version: str, term: str, source: str) -> str:
@@ -100,14 +125,28 @@ def cli(monkeypatch):
 
 # --- 1. a plugin that registers no term is BROKEN, with the cause -----------------------------------------
 
-@pytest.mark.parametrize("source,hint", [
-    (NO_HOOK, "{module} has no distill_loss_terms hook; check that the entry point names the module that "
-              "defines '@hookimpl def distill_loss_terms(register)' (a package must import it in __init__.py)"),
-    (UNMARKED, "{module}.distill_loss_terms is not marked as a hook; put @hookimpl (from distill_core import "
-               "hookimpl) on the line above 'def distill_loss_terms(register)'"),
-    (NEVER_REGISTERS, "{module}.distill_loss_terms ran but never called register(); call register(YourTerm) "
-                      "once for each LossTerm class"),
-], ids=["hook-missing", "hookimpl-forgotten", "register-never-called"])
+
+@pytest.mark.parametrize(
+    "source,hint",
+    [
+        (
+            NO_HOOK,
+            "{module} has no distill_loss_terms hook; check that the entry point names the module that "
+            "defines '@hookimpl def distill_loss_terms(register)' (a package must import it in __init__.py)",
+        ),
+        (
+            UNMARKED,
+            "{module}.distill_loss_terms is not marked as a hook; put @hookimpl (from distill_core import "
+            "hookimpl) on the line above 'def distill_loss_terms(register)'",
+        ),
+        (
+            NEVER_REGISTERS,
+            "{module}.distill_loss_terms ran but never called register(); call register(YourTerm) "
+            "once for each LossTerm class",
+        ),
+    ],
+    ids=["hook-missing", "hookimpl-forgotten", "register-never-called"],
+)
 def test_a_plugin_registering_no_term_is_broken_with_a_hint(site, monkeypatch, source, hint):
     module = make_dist(site, "distill-silent", "0.4", "silent", source)
     make_dist(site, "distill-loud", "0.1", "loud", GOOD)
@@ -129,8 +168,9 @@ def test_plugins_command_lists_a_silent_plugin_as_broken(site, cli):
     module = make_dist(site, "distill-silent", "0.4", "silent", UNMARKED)
     r = cli("plugins")
     assert r.exit_code == 0, r.output
-    assert (f"BROKEN silent (distill-silent==0.4): registered no terms: {module}.distill_loss_terms is not "
-            "marked as a hook") in r.stdout
+    assert (
+        f"BROKEN silent (distill-silent==0.4): registered no terms: {module}.distill_loss_terms is not marked as a hook"
+    ) in r.stdout
 
 
 def test_in_process_plugin_registering_nothing_is_an_error(distill_registry):
@@ -139,21 +179,27 @@ def test_in_process_plugin_registering_nothing_is_an_error(distill_registry):
         def distill_loss_terms(self, register):
             return None
 
-    with pytest.raises(PluginError, match=r"registered no terms: Empty.distill_loss_terms ran but never called "
-                                          r"register\(\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"registered no terms: Empty.distill_loss_terms ran but never called "
+        r"register\(\)",
+    ):
         distill_core.register(Empty())
     assert not distill_registry.pm.get_plugins()
 
 
 # --- 2. pluggy's validation, said with the expected hook ---------------------------------------------------
 
+
 def test_wrong_hook_argument_names_the_expected_one(site):
     make_dist(site, "distill-wrongarg", "1.0", "wrongarg", WRONG_ARGUMENT)
     reg = Registry()
     reg.load_entrypoints()
     (broken,) = [b for b in reg.broken if b.name == "wrongarg"]
-    assert broken.error == ("PluginError: plugin 'distill-wrongarg:wrongarg': hook distill_loss_terms(registrar) "
-                            "takes 'registrar', which the hook does not pass; expected distill_loss_terms(register)")
+    assert broken.error == (
+        "PluginError: plugin 'distill-wrongarg:wrongarg': hook distill_loss_terms(registrar) "
+        "takes 'registrar', which the hook does not pass; expected distill_loss_terms(register)"
+    )
 
 
 def test_misspelt_hook_gets_a_did_you_mean(site):
@@ -161,11 +207,16 @@ def test_misspelt_hook_gets_a_did_you_mean(site):
     reg = Registry()
     reg.load_entrypoints()
     (broken,) = [b for b in reg.broken if b.name == "misspelt"]
-    assert broken.error == ("PluginError: plugin 'distill-misspelt:misspelt' defines unknown hook "
-                            "'distill_loss_term'; did you mean 'distill_loss_terms'? (the hook is "
-                            "distill_loss_terms(register))")
-    assert not [p for p in reg.pm.get_plugins() if getattr(p, "__name__", "").startswith("papercut_")
-                and "misspelt" in p.__name__]
+    assert broken.error == (
+        "PluginError: plugin 'distill-misspelt:misspelt' defines unknown hook "
+        "'distill_loss_term'; did you mean 'distill_loss_terms'? (the hook is "
+        "distill_loss_terms(register))"
+    )
+    assert not [
+        p
+        for p in reg.pm.get_plugins()
+        if getattr(p, "__name__", "").startswith("papercut_") and "misspelt" in p.__name__
+    ]
 
 
 def test_hook_without_the_register_argument(distill_registry):
@@ -174,15 +225,26 @@ def test_hook_without_the_register_argument(distill_registry):
         def distill_loss_terms(self):
             return None
 
-    with pytest.raises(PluginError, match=re.escape("registered no terms: NoArg.distill_loss_terms takes no "
-                                                    "'register' argument; expected distill_loss_terms(register)")):
+    with pytest.raises(
+        PluginError,
+        match=re.escape(
+            "registered no terms: NoArg.distill_loss_terms takes no "
+            "'register' argument; expected distill_loss_terms(register)"
+        ),
+    ):
         distill_registry.register_plugin(NoArg())
 
 
 # --- 3. a missing third-party term names the distribution it came from ------------------------------------
 
-LOCK = {"spectral_flux": {"distribution": "distill-spectral-flux", "version": "0.1.0",
-                          "entry_point": "spectral_flux = distill_spectral_flux", "config": {"weight": 1.0}}}
+LOCK = {
+    "spectral_flux": {
+        "distribution": "distill-spectral-flux",
+        "version": "0.1.0",
+        "entry_point": "spectral_flux = distill_spectral_flux",
+        "config": {"weight": 1.0},
+    }
+}
 
 
 def test_unknown_term_named_by_a_lock_file(tmp_path, distill_registry):
@@ -190,8 +252,13 @@ def test_unknown_term_named_by_a_lock_file(tmp_path, distill_registry):
     lock.write_text(json.dumps(LOCK))
     with term_origins(lock=lock), pytest.raises(ConfigError) as err:
         load_config({"recipe": "none", "terms": {"spectral_flux": {}}})
-    assert err.value.problems == [("terms.spectral_flux", f"term 'spectral_flux' is not installed; it came from "
-                                   f"distill-spectral-flux 0.1.0 ({lock}): pip install distill-spectral-flux==0.1.0")]
+    assert err.value.problems == [
+        (
+            "terms.spectral_flux",
+            f"term 'spectral_flux' is not installed; it came from "
+            f"distill-spectral-flux 0.1.0 ({lock}): pip install distill-spectral-flux==0.1.0",
+        )
+    ]
     # outside the context the plain message is back
     with pytest.raises(ConfigError, match="unknown term 'spectral_flux'; installed terms: none"):
         load_config({"recipe": "none", "terms": {"spectral_flux": {}}})
@@ -203,19 +270,25 @@ def test_unknown_term_named_by_a_checkpoint(tmp_path, distill_registry):
     ckpt = save_checkpoint(tmp_path / "last.pt", {"provenance": LOCK})
     with term_origins(lock=ckpt), pytest.raises(ConfigError) as err:
         load_config({"recipe": "none", "terms": {"spectral_flux": {}}})
-    assert f"it came from distill-spectral-flux 0.1.0 ({ckpt}): pip install distill-spectral-flux==0.1.0" \
-        in str(err.value)
+    assert f"it came from distill-spectral-flux 0.1.0 ({ckpt}): pip install distill-spectral-flux==0.1.0" in str(
+        err.value
+    )
 
 
-@pytest.mark.parametrize("pin,origin,install", [
-    ("distill-spectral-flux==0.1.0", "distill-spectral-flux 0.1.0", "distill-spectral-flux==0.1.0"),
-    ("distill_spectral_flux>=0.1", "distill_spectral_flux >=0.1", "'distill_spectral_flux>=0.1'"),
-])
+@pytest.mark.parametrize(
+    "pin,origin,install",
+    [
+        ("distill-spectral-flux==0.1.0", "distill-spectral-flux 0.1.0", "distill-spectral-flux==0.1.0"),
+        ("distill_spectral_flux>=0.1", "distill_spectral_flux >=0.1", "'distill_spectral_flux>=0.1'"),
+    ],
+)
 def test_unknown_term_named_by_required_plugins(distill_registry, pin, origin, install):
     with pytest.raises(ConfigError) as err:
         load_config({"recipe": "none", "terms": {"spectral_flux": {}}, "required_plugins": [pin]})
-    assert ("terms.spectral_flux", f"term 'spectral_flux' is not installed; it came from {origin} "
-            f"(required_plugins): pip install {install}") in err.value.problems
+    assert (
+        "terms.spectral_flux",
+        f"term 'spectral_flux' is not installed; it came from {origin} (required_plugins): pip install {install}",
+    ) in err.value.problems
 
 
 def test_a_term_left_out_by_the_allowlist_says_so(site, monkeypatch):
@@ -225,9 +298,11 @@ def test_a_term_left_out_by_the_allowlist_says_so(site, monkeypatch):
     reg.load_entrypoints()
     with term_origins(lock=LOCK), pytest.raises(ConfigError) as err:
         load_config({"recipe": "none", "terms": {"spectral_flux": {}}}, registry=reg)
-    assert ("term 'spectral_flux' is not loaded: it came from distill-spectral-flux 0.1.0 (the lock), and "
-            "distill-spectral-flux 0.2.0 is installed but DISTILL_PLUGINS='distill-stft' leaves it out; add "
-            "distill-spectral-flux to DISTILL_PLUGINS") in str(err.value)
+    assert (
+        "term 'spectral_flux' is not loaded: it came from distill-spectral-flux 0.1.0 (the lock), and "
+        "distill-spectral-flux 0.2.0 is installed but DISTILL_PLUGINS='distill-stft' leaves it out; add "
+        "distill-spectral-flux to DISTILL_PLUGINS"
+    ) in str(err.value)
 
 
 def test_check_command_reads_the_lock_beside_the_config(tmp_path, cli):
@@ -237,8 +312,10 @@ def test_check_command_reads_the_lock_beside_the_config(tmp_path, cli):
     (run / "config.toml").write_text('recipe = "none"\n[terms.spectral_flux]\nweight = 1.0\n')
     r = cli("check", str(run / "config.toml"))
     assert r.exit_code == 2
-    assert (f"terms.spectral_flux: term 'spectral_flux' is not installed; it came from distill-spectral-flux 0.1.0 "
-            f"({run / 'lock.json'}): pip install distill-spectral-flux==0.1.0") in r.stderr
+    assert (
+        f"terms.spectral_flux: term 'spectral_flux' is not installed; it came from distill-spectral-flux 0.1.0 "
+        f"({run / 'lock.json'}): pip install distill-spectral-flux==0.1.0"
+    ) in r.stderr
     elsewhere = tmp_path / "config.toml"
     elsewhere.write_text((run / "config.toml").read_text())
     r = cli("check", str(elsewhere), "--lock", str(run / "lock.json"))
@@ -253,13 +330,16 @@ def test_resuming_a_run_names_where_its_missing_term_came_from(tmp_path, distill
     config = tmp_path / "loss.toml"
     config.write_text('recipe = "none"\n[terms.spectral_flux]\nweight = 1.0\n')
     settings = DemoSettings(out=tmp_path / "runs", epochs=1, clips=4, config=config, resume=ckpt)
-    with pytest.raises(ConfigError, match=re.escape(f"it came from distill-spectral-flux 0.1.0 ({ckpt}): pip install "
-                                                    "distill-spectral-flux==0.1.0")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"it came from distill-spectral-flux 0.1.0 ({ckpt}): pip install distill-spectral-flux==0.1.0"),
+    ):
         run_demo(settings, progress=False)
     assert not (tmp_path / "runs").exists()  # nothing written before the config is known to be good
 
 
 # --- 4. DISTILL_PLUGINS naming nothing installed ------------------------------------------------------------
+
 
 def test_allowlist_naming_nothing_installed_warns_and_names_the_variable(site, monkeypatch):
     make_dist(site, "distill-spectral-flux", "0.2.0", "spectral_flux", GOOD)
@@ -268,10 +348,12 @@ def test_allowlist_naming_nothing_installed_warns_and_names_the_variable(site, m
     with pytest.warns(RuntimeWarning) as caught:
         reg.load_entrypoints()
     (message,) = [str(w.message) for w in caught]
-    assert re.fullmatch(r"DISTILL_PLUGINS='distill-spectral-flx' names 'distill-spectral-flx', which matches no "
-                        r"installed plugin \(by distribution or entry-point name\); installed plugins: .*"
-                        r"distill-spectral-flux, distill-stft(, [\w-]+)*; did you mean 'distill-spectral-flux'\?",
-                        message)
+    assert re.fullmatch(
+        r"DISTILL_PLUGINS='distill-spectral-flx' names 'distill-spectral-flx', which matches no "
+        r"installed plugin \(by distribution or entry-point name\); installed plugins: .*"
+        r"distill-spectral-flux, distill-stft(, [\w-]+)*; did you mean 'distill-spectral-flux'\?",
+        message,
+    )
     assert reg.terms == {} and reg.notes == [message]
     monkeypatch.setenv("DISTILL_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match=re.escape(message)):
@@ -290,9 +372,12 @@ def test_plugins_command_lists_the_allowlist_warning(site, cli):
     with pytest.warns(RuntimeWarning, match="distill-sft"):
         r = cli("plugins", DISTILL_PLUGINS="distill-sft")
     assert r.exit_code == 0
-    assert re.search(r"WARNING DISTILL_PLUGINS='distill-sft' names 'distill-sft', which matches no installed plugin "
-                     r"\(by distribution or entry-point name\); installed plugins: .*distill-stft(, [\w-]+)*; did "
-                     r"you mean 'distill-stft'\?\n", r.stdout)
+    assert re.search(
+        r"WARNING DISTILL_PLUGINS='distill-sft' names 'distill-sft', which matches no installed plugin "
+        r"\(by distribution or entry-point name\); installed plugins: .*distill-stft(, [\w-]+)*; did "
+        r"you mean 'distill-stft'\?\n",
+        r.stdout,
+    )
     assert "no loss terms installed" in r.stdout
     with pytest.warns(RuntimeWarning, match="distill-sft"):
         data = json.loads(cli("plugins", "--json").stdout)
@@ -300,6 +385,7 @@ def test_plugins_command_lists_the_allowlist_warning(site, cli):
 
 
 # --- 5. check_term is not flaky for a factory that draws unseeded numbers --------------------------------
+
 
 @attrs.define
 class SpectralFluxConfig:
@@ -322,8 +408,10 @@ class SpectralFluxLoss(LossTerm):
 
 
 def docs_factory(dtype, device):  # the factory of docs/plugins.md: two unseeded draws per call
-    return {"recon": torch.rand(2, 2, 16, 32, dtype=dtype, device=device),
-            "target": torch.rand(2, 2, 16, 32, dtype=dtype, device=device)}
+    return {
+        "recon": torch.rand(2, 2, 16, 32, dtype=dtype, device=device),
+        "target": torch.rand(2, 2, 16, 32, dtype=dtype, device=device),
+    }
 
 
 def test_check_term_passes_the_docs_example_under_any_global_seed():
@@ -362,31 +450,38 @@ def test_check_term_still_catches_an_autocast_mismatch():
             value = super().forward(batch)
             return value * 1.1 if torch.is_autocast_enabled("cpu") else value
 
-    with pytest.raises(AssertionError, match="half_broken on cpu: bfloat16 autocast value .* vs float32 .* on the "
-                                             "same batch"):
+    with pytest.raises(
+        AssertionError, match="half_broken on cpu: bfloat16 autocast value .* vs float32 .* on the same batch"
+    ):
         check_term(HalfBroken, docs_factory, gradcheck=False, compile_backend="")
 
 
 # --- 6. calling a term directly checks its keys like CombinedLoss does ----------------------------------
+
 
 def test_direct_call_with_a_missing_key_is_a_batch_error(register_term):
     register_term(SpectralFluxLoss)
     batch = {"recon": torch.rand(2, 2, 4, 8)}
     with pytest.raises(BatchError) as direct:
         SpectralFluxLoss(SpectralFluxConfig())(batch)
-    assert str(direct.value) == ("term 'spectral_flux' requires batch key 'target' (requires: recon, target); "
-                                 "the batch has: recon")
+    assert str(direct.value) == (
+        "term 'spectral_flux' requires batch key 'target' (requires: recon, target); the batch has: recon"
+    )
     with pytest.raises(BatchError, match="term 'spectral_flux' requires batch key 'target'"):
         CombinedLoss(LossConfig.of({"spectral_flux": SpectralFluxConfig()}))(batch)
 
 
 def test_direct_call_with_tensors_instead_of_a_batch():
-    with pytest.raises(BatchError, match=r"term 'spectral_flux' expects a batch mapping of its inputs "
-                                         r"\(recon, target\) to tensors, got Tensor"):
+    with pytest.raises(
+        BatchError,
+        match=r"term 'spectral_flux' expects a batch mapping of its inputs "
+        r"\(recon, target\) to tensors, got Tensor",
+    ):
         SpectralFluxLoss(SpectralFluxConfig())(torch.rand(2, 2, 4, 8))
 
 
 # --- 7. a term's own config checks come with the type errors ----------------------------------------------
+
 
 @attrs.define
 class BandsConfig:
@@ -428,10 +523,8 @@ def test_own_checks_and_type_errors_in_one_list(register_term):
 def test_own_check_about_a_mistyped_field_is_not_repeated(register_term):
     register_term(BandsLoss)
     with pytest.raises(ConfigError) as err:
-        load_config({"recipe": "none", "terms": {"bands": {"bands": "four", "nonsense": 1, "low": 1.0,
-                                                           "high": 0.5}}})
-    assert sorted(p for p, _ in err.value.problems) == ["terms.bands.bands", "terms.bands.high",
-                                                         "terms.bands.nonsense"]
+        load_config({"recipe": "none", "terms": {"bands": {"bands": "four", "nonsense": 1, "low": 1.0, "high": 0.5}}})
+    assert sorted(p for p, _ in err.value.problems) == ["terms.bands.bands", "terms.bands.high", "terms.bands.nonsense"]
 
 
 def test_no_retry_when_a_failing_field_has_no_default():
@@ -450,6 +543,7 @@ def test_no_retry_when_a_failing_field_has_no_default():
 
 
 # --- 8. the guide's code runs as written ----------------------------------------------------------------------
+
 
 def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
     """docs/plugins.md's Python blocks, in order, in one namespace: the notebook, the hook, the hook that
@@ -484,7 +578,9 @@ def test_the_guide_code_runs_and_its_term_passes_the_test_kit(monkeypatch):
 def test_a_lock_wins_over_a_loose_pin_and_finds_named_instances(tmp_path, distill_registry):
     lock = {"flux_fast": {**LOCK["spectral_flux"], "term": "spectral_flux"}}
     with term_origins(lock=lock), pytest.raises(ConfigError) as err:
-        load_config({"recipe": "none", "terms": {"spectral_flux": {}},
-                     "required_plugins": ["distill-spectral-flux>=0.1"]})
-    assert "it came from distill-spectral-flux 0.1.0 (the lock): pip install distill-spectral-flux==0.1.0" \
-        in str(err.value)
+        load_config(
+            {"recipe": "none", "terms": {"spectral_flux": {}}, "required_plugins": ["distill-spectral-flux>=0.1"]}
+        )
+    assert "it came from distill-spectral-flux 0.1.0 (the lock): pip install distill-spectral-flux==0.1.0" in str(
+        err.value
+    )

@@ -22,13 +22,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import CombinedLoss, LossConfig, load_config
 from distill_core.models import get_kl_weight
-from distill_core.training import (MetricsHistory, SpectrogramConfig, SpectrogramVAE, to_spectrogram, train,
-                                   validate_epoch)
+from distill_core.training import (
+    MetricsHistory,
+    SpectrogramConfig,
+    SpectrogramVAE,
+    to_spectrogram,
+    train,
+    validate_epoch,
+)
 from distill_core.training.checkpoint import load_checkpoint, save_checkpoint
 from distill_core.training.compare import compare_runs, markdown
 
-
 # --- best-epoch tracking ---------------------------------------------------------------------------------
+
 
 class Level(nn.Module):
     """A model whose reconstruction is the input shifted by one learnable level: mag_recon is |level|."""
@@ -71,9 +77,15 @@ def test_best_pt_holds_the_minimum_of_a_curve_with_a_dip(tmp_path):
     """Defect: best.pt follows the last epoch that improved on its predecessor, not the minimum so far."""
     curve = [3.0, 1.0, 4.0, 2.0, 1.5]  # down, up, then partly down again: the minimum stays at epoch 1
     model = Level()
-    history = train(model, *level_loaders(), CombinedLoss(load_config(MAG_ONLY)), epochs=len(curve),
-                    optimizer=ScriptedLevels(model.parameters(), curve), checkpoint_dir=tmp_path,
-                    collapse_threshold=0.0)
+    history = train(
+        model,
+        *level_loaders(),
+        CombinedLoss(load_config(MAG_ONLY)),
+        epochs=len(curve),
+        optimizer=ScriptedLevels(model.parameters(), curve),
+        checkpoint_dir=tmp_path,
+        collapse_threshold=0.0,
+    )
     assert [e.val_loss for e in history.epochs] == pytest.approx(curve)
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["epoch"] == 1
@@ -85,6 +97,7 @@ def test_best_pt_holds_the_minimum_of_a_curve_with_a_dip(tmp_path):
 
 
 # --- deterministic validation ----------------------------------------------------------------------------
+
 
 def spectrograms(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
@@ -109,8 +122,9 @@ def test_validation_gives_the_same_numbers_for_the_same_weights():
         mu, logvar = model.encode(x[:2])
         out = loss({"recon": model.decode(mu), "target": x[:2], "mu": mu, "logvar": logvar}, epoch=5, total_epochs=10)
         mu2, logvar2 = model.encode(x[2:])
-        out2 = loss({"recon": model.decode(mu2), "target": x[2:], "mu": mu2, "logvar": logvar2},
-                    epoch=5, total_epochs=10)
+        out2 = loss(
+            {"recon": model.decode(mu2), "target": x[2:], "mu": mu2, "logvar": logvar2}, epoch=5, total_epochs=10
+        )
     assert first["val_loss"] == pytest.approx((float(out["total_loss"]) + float(out2["total_loss"])) / 2, rel=1e-6)
 
 
@@ -120,8 +134,9 @@ def test_the_recorded_val_loss_is_reproducible_from_best_pt(tmp_path):
     model = SpectrogramVAE(48, 32, latent_dim=8, width=8)
     train_loader = DataLoader(TensorDataset(spectrograms(4, 2)), batch_size=2)
     val_loader = DataLoader(TensorDataset(spectrograms(4, 3)), batch_size=2)
-    history = train(model, train_loader, val_loader, LossConfig(), epochs=2, checkpoint_dir=tmp_path,
-                    collapse_threshold=0.0)
+    history = train(
+        model, train_loader, val_loader, LossConfig(), epochs=2, checkpoint_dir=tmp_path, collapse_threshold=0.0
+    )
     best = load_checkpoint(tmp_path / "best.pt")
     fresh = SpectrogramVAE(48, 32, latent_dim=8, width=8)
     fresh.load_state_dict(best["model"])
@@ -135,18 +150,19 @@ def test_the_recorded_val_loss_is_reproducible_from_best_pt(tmp_path):
 
 # The seed's warm-up lasts int(total_epochs * warmup_fraction) epochs: truncated, never rounded.
 WARMUPS = [
-    (12, 0.3, 3),   # 3.6 -> 3
-    (7, 0.5, 3),    # 3.5 -> 3
+    (12, 0.3, 3),  # 3.6 -> 3
+    (7, 0.5, 3),  # 3.5 -> 3
     (20, 0.33, 6),  # 6.6 -> 6
-    (9, 0.3, 2),    # 2.7 -> 2
+    (9, 0.3, 2),  # 2.7 -> 2
 ]
 
 
 @pytest.mark.parametrize("epochs,fraction,warmup", WARMUPS)
 def test_kl_warmup_length_truncates_as_the_seed(epochs, fraction, warmup):
     """Defect: the warm-up length is rounded (12 epochs x 0.3 gives 4 warm-up epochs instead of 3)."""
-    config = load_config({"terms": {"kl": {"weight": {"schedule": "linear_warmup", "max": 0.02,
-                                                       "warmup_fraction": fraction}}}})
+    config = load_config(
+        {"terms": {"kl": {"weight": {"schedule": "linear_warmup", "max": 0.02, "warmup_fraction": fraction}}}}
+    )
     loss = CombinedLoss(config)
     expected = [0.02 * min(e / warmup, 1.0) for e in range(epochs)]
     assert [loss.weights(e, epochs)["kl"] for e in range(epochs)] == pytest.approx(expected)
@@ -157,8 +173,10 @@ def test_kl_warmup_length_truncates_as_the_seed(epochs, fraction, warmup):
 # --- best epochs per segment -----------------------------------------------------------------------------
 
 # A loss a thousand times smaller than the recipe: its epochs score far below any epoch under the recipe.
-SMALL_LOSS = {"terms": {"stft": {"weight": 0.001}, "kl": {"weight": 0.0}},
-              "groups": {"reconstruction": {"weight": 0.001}}}
+SMALL_LOSS = {
+    "terms": {"stft": {"weight": 0.001}, "kl": {"weight": 0.0}},
+    "groups": {"reconstruction": {"weight": 0.001}},
+}
 
 
 def tones(freqs: list[float], samples: int, sample_rate: int = 16000) -> torch.Tensor:
@@ -187,8 +205,16 @@ def test_compare_reports_the_best_epoch_of_the_segment_best_pt_comes_from(tmp_pa
 
     run = tmp_path / "r"
     train(vae(), *loaders, load_config(SMALL_LOSS), epochs=1, checkpoint_dir=run, collapse_threshold=0.0)
-    history = train(vae(), *loaders, LossConfig(), epochs=3, checkpoint_dir=run, resume_from=run / "last.pt",
-                    new_segment="--force-config", collapse_threshold=0.0)
+    history = train(
+        vae(),
+        *loaders,
+        LossConfig(),
+        epochs=3,
+        checkpoint_dir=run,
+        resume_from=run / "last.pt",
+        new_segment="--force-config",
+        collapse_threshold=0.0,
+    )
     assert [s.start_epoch for s in history.segments] == [1]
     assert min(history.epochs, key=lambda e: e.val_loss).epoch == 0  # the small loss's epoch stays the minimum
     best = load_checkpoint(run / "best.pt")
@@ -209,11 +235,17 @@ def test_compare_reports_the_best_epoch_of_the_segment_best_pt_comes_from(tmp_pa
 
 # --- a balanced term with zero gradient ------------------------------------------------------------------
 
+
 def test_a_balanced_term_with_exactly_zero_gradient_leaves_the_gradient_finite(sync_counter):
     """Defect: the balancer's epsilon outside the denominator; a zero-gradient term then divides 0 by a zero
     average and turns the whole gradient at the balanced input into NaN."""
-    config = load_config({"recipe": "none", "terms": {"mag_recon": {"weight": 2.0}, "if_recon": {"weight": 1.0}},
-                          "balancer": {"enabled": True}})
+    config = load_config(
+        {
+            "recipe": "none",
+            "terms": {"mag_recon": {"weight": 2.0}, "if_recon": {"weight": 1.0}},
+            "balancer": {"enabled": True},
+        }
+    )
     loss = CombinedLoss(config)
     g = torch.Generator().manual_seed(0)
     target = torch.rand(2, 2, 8, 8, generator=g)
@@ -237,6 +269,7 @@ def test_a_balanced_term_with_exactly_zero_gradient_leaves_the_gradient_finite(s
 
 # --- a partial [terms.x] section -------------------------------------------------------------------------
 
+
 def vae_recipe() -> dict:
     """The data LossConfig() starts from. Its values all equal the term classes' defaults, so a test that
     checks a merge first makes one differ."""
@@ -259,8 +292,10 @@ def test_a_partial_term_section_keeps_the_recipes_other_values(tmp_path, monkeyp
     assert LossConfig().terms["kl"].free_bits == 0.25 and LossConfig().terms["stft"].weight == 0.5
 
     path = tmp_path / "loss.toml"
-    path.write_text("[terms.kl]\nweight = 0.5\n\n[terms.stft]\nfft_sizes = [256, 512, 1024]\n"
-                    "hop_sizes = [64, 128, 256]\nwin_lengths = [256, 512, 1024]\n")
+    path.write_text(
+        "[terms.kl]\nweight = 0.5\n\n[terms.stft]\nfft_sizes = [256, 512, 1024]\n"
+        "hop_sizes = [64, 128, 256]\nwin_lengths = [256, 512, 1024]\n"
+    )
     config = load_config(path)
     kl, stft = config.terms["kl"], config.terms["stft"]
     assert kl.weight == 0.5 and kl.free_bits == 0.25
@@ -269,6 +304,7 @@ def test_a_partial_term_section_keeps_the_recipes_other_values(tmp_path, monkeyp
 
 
 # --- the durable save ------------------------------------------------------------------------------------
+
 
 def saves_history(path: Path) -> None:
     MetricsHistory().save(path)
@@ -294,6 +330,7 @@ def test_the_file_itself_is_fsynced_complete_before_it_is_renamed(tmp_path, monk
         def call(src, dst, *args, **kwargs):
             events.append(("rename", os.stat(src).st_ino, Path(dst)))
             return real(src, dst, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(os, "fsync", fsync)
@@ -304,7 +341,7 @@ def test_the_file_itself_is_fsynced_complete_before_it_is_renamed(tmp_path, monk
     renames = [i for i, e in enumerate(events) if e[0] == "rename" and e[2] == path]
     assert len(renames) == 1, events
     inode = events[renames[0]][1]
-    synced = [e for e in events[:renames[0]] if e[0] == "fsync" and e[1] == inode]
+    synced = [e for e in events[: renames[0]] if e[0] == "fsync" and e[1] == inode]
     assert synced, f"the temp file was not fsynced before its rename: {events}"
     assert synced[-1][2] and synced[-1][3] == path.stat().st_size  # a regular file, already complete
     assert path.stat().st_ino == inode

@@ -16,8 +16,8 @@ import torch
 from distill_core import CombinedLoss
 from distill_core.config.converter import ConfigError
 from distill_core.loss.config import dumps_config, load_config
-from distill_core.terms.pit import MAX_BRUTE_SOURCES, PITConfig, permuted, refusal
 from distill_core.terms.base import BatchError
+from distill_core.terms.pit import MAX_BRUTE_SOURCES, PITConfig, permuted, refusal
 from distill_core.testing import SYNC_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +25,9 @@ ANCHORS = Path(os.environ.get("DISTILL_ANCHORS", ROOT / ".venv" / "anchors"))
 
 
 def pit_loss(term: str = "auraloss_sisdr", method: str = "brute", **section) -> CombinedLoss:
-    return CombinedLoss(load_config({"recipe": "none", "terms": {term: {"pit": {"axis": 1, "method": method},
-                                                                        **section}}}))
+    return CombinedLoss(
+        load_config({"recipe": "none", "terms": {term: {"pit": {"axis": 1, "method": method}, **section}}})
+    )
 
 
 def shuffled_mixture(batch: int = 4, sources: int = 3, n: int = 400, seed: int = 0):
@@ -44,7 +45,7 @@ def reference_pit(est: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
     best, chosen = [], []
     for b in range(est.shape[0]):
         perms = itertools.permutations(range(est.shape[1]))
-        values = {p: sisdr(est[b:b + 1, list(p)], target[b:b + 1]) for p in perms}
+        values = {p: sisdr(est[b : b + 1, list(p)], target[b : b + 1]) for p in perms}
         p = min(values, key=lambda k: float(values[k]))
         best.append(values[p])
         chosen.append(p)
@@ -60,8 +61,9 @@ def test_pit_equals_a_plain_brute_force(method):
     assert float(out["auraloss_sisdr_loss"]) == pytest.approx(float(expected), rel=1e-5)
     assert [tuple(p) for p in loss.permutations["auraloss_sisdr"].tolist()] == chosen
     # the estimates were the targets in ``order``: estimate order[b, j] holds reference j's inverse ...
-    assert torch.equal(permuted(est, loss.permutations["auraloss_sisdr"], 1).sub(target).abs().lt(1.5).all(),
-                       torch.tensor(True))
+    assert torch.equal(
+        permuted(est, loss.permutations["auraloss_sisdr"], 1).sub(target).abs().lt(1.5).all(), torch.tensor(True)
+    )
     # ... and the loss under PIT is far below the loss of the order given
     plain = CombinedLoss(load_config({"recipe": "none", "terms": {"auraloss_sisdr": {}}}))
     assert float(out["auraloss_sisdr_loss"]) < float(plain({"recon": est, "target": target})["total_loss"]) - 10
@@ -96,8 +98,10 @@ def test_stoi_under_pit_brute_and_hungarian_agree():
     g = torch.Generator().manual_seed(2)
     target = torch.randn(2, 2, 6000, generator=g)
     est = target.flip(1) + 0.5 * torch.randn(2, 2, 6000, generator=g)
-    outs = [pit_loss("stoi", method, sample_rate=10000)({"recon": est, "target": target})["stoi_loss"]
-            for method in ("brute", "hungarian")]
+    outs = [
+        pit_loss("stoi", method, sample_rate=10000)({"recon": est, "target": target})["stoi_loss"]
+        for method in ("brute", "hungarian")
+    ]
     assert torch.allclose(outs[0], outs[1], rtol=1e-5)
     plain = CombinedLoss(load_config({"recipe": "none", "terms": {"stoi": {"sample_rate": 10000}}}))
     assert float(outs[0]) < float(plain({"recon": est, "target": target})["stoi_loss"])
@@ -127,14 +131,17 @@ def test_too_many_sources_for_brute_force_names_the_term_and_the_way_out():
     assert torch.isfinite(out["total_loss"])
 
 
-@pytest.mark.parametrize("pit, where, message", [
-    ({"axis": 0}, "terms.auraloss_sisdr.pit.axis", "expected an axis in 1..2"),
-    ({"axis": 3}, "terms.auraloss_sisdr.pit.axis", "got 3"),
-    ({"axis": "1"}, "terms.auraloss_sisdr.pit.axis", "expected int"),
-    ({"method": "greedy"}, "terms.auraloss_sisdr.pit.method", "'brute', 'hungarian'"),
-    ({"axes": 1}, "terms.auraloss_sisdr.pit.axes", "did you mean 'axis'"),
-    (1, "terms.auraloss_sisdr.pit", "expected"),
-])
+@pytest.mark.parametrize(
+    "pit, where, message",
+    [
+        ({"axis": 0}, "terms.auraloss_sisdr.pit.axis", "expected an axis in 1..2"),
+        ({"axis": 3}, "terms.auraloss_sisdr.pit.axis", "got 3"),
+        ({"axis": "1"}, "terms.auraloss_sisdr.pit.axis", "expected int"),
+        ({"method": "greedy"}, "terms.auraloss_sisdr.pit.method", "'brute', 'hungarian'"),
+        ({"axes": 1}, "terms.auraloss_sisdr.pit.axes", "did you mean 'axis'"),
+        (1, "terms.auraloss_sisdr.pit", "expected"),
+    ],
+)
 def test_config_errors_name_the_path(pit, where, message):
     with pytest.raises(ConfigError) as info:
         load_config({"recipe": "none", "terms": {"auraloss_sisdr": {"pit": pit}}})
@@ -144,8 +151,13 @@ def test_config_errors_name_the_path(pit, where, message):
 def test_a_term_without_per_example_or_pairwise_is_refused_in_one_line():
     with pytest.raises(ConfigError) as info:
         load_config({"recipe": "none", "terms": {"auraloss_esr": {"pit": {"axis": 1}}}})
-    assert info.value.problems == [("terms.auraloss_esr.pit", "term 'auraloss_esr' cannot run under pit: it defines "
-                                    "no per_example(batch) returning its loss per example [B]")]
+    assert info.value.problems == [
+        (
+            "terms.auraloss_esr.pit",
+            "term 'auraloss_esr' cannot run under pit: it defines "
+            "no per_example(batch) returning its loss per example [B]",
+        )
+    ]
     from distill_auraloss.time_terms import SISDRLossTerm
 
     class WholeSISDR(SISDRLossTerm):  # per example, but not declared a mean of per-source losses
@@ -156,8 +168,9 @@ def test_a_term_without_per_example_or_pairwise_is_refused_in_one_line():
 
 
 def test_pit_survives_a_dump_and_load():
-    config = load_config({"recipe": "none", "terms": {"sep": {"term": "auraloss_sisdr",
-                                                              "pit": {"axis": 1, "method": "hungarian"}}}})
+    config = load_config(
+        {"recipe": "none", "terms": {"sep": {"term": "auraloss_sisdr", "pit": {"axis": 1, "method": "hungarian"}}}}
+    )
     again = load_config(__import__("tomllib").loads(dumps_config(config)))
     assert again.pit_of("sep") == config.pit_of("sep")
     assert again.pit_of("sep").method == "hungarian"
@@ -165,6 +178,7 @@ def test_pit_survives_a_dump_and_load():
 
 # --- asteroid's PITLossWrapper, read by file from `make anchors`' folder (its package __init__ imports every
 # model and their dependencies; pit_wrapper.py and sdr.py import torch and scipy alone) -------------------------
+
 
 def _asteroid_module(name: str):
     path = ANCHORS / "asteroid" / "losses" / f"{name}.py"
@@ -180,8 +194,9 @@ def _asteroid_module(name: str):
 @pytest.mark.parametrize("method", ["brute", "hungarian"])
 @pytest.mark.parametrize("sources", [2, 3])
 def test_equals_asteroid_pit_loss_wrapper(method, sources):
-    wrapper = _asteroid_module("pit_wrapper").PITLossWrapper(_asteroid_module("sdr").pairwise_neg_sisdr,
-                                                             pit_from="pw_mtx")
+    wrapper = _asteroid_module("pit_wrapper").PITLossWrapper(
+        _asteroid_module("sdr").pairwise_neg_sisdr, pit_from="pw_mtx"
+    )
     est, target, _ = shuffled_mixture(batch=5, sources=sources, n=300, seed=sources)
     expected, reordered = wrapper(est, target, return_est=True)
     loss = pit_loss(method=method)
@@ -206,11 +221,14 @@ def test_cli_check_prints_the_pit_error_in_one_line_and_exits_2(tmp_path):
 
     path = tmp_path / "sep.toml"
     path.write_text('recipe = "none"\n[terms.auraloss_sisdr]\npit = { axis = 1, method = "greedy" }\n')
-    done = subprocess.run([sys.executable, "-m", "distill_core.cli.main", "check", str(path)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "check", str(path)], capture_output=True, text=True
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: invalid loss config in {path}: terms.auraloss_sisdr.pit."
-                                                "method: expected one of 'brute', 'hungarian', got 'greedy'"]
+    assert done.stderr.strip().splitlines() == [
+        f"error: invalid loss config in {path}: terms.auraloss_sisdr.pit."
+        "method: expected one of 'brute', 'hungarian', got 'greedy'"
+    ]
 
 
 ALSA = Path("/usr/share/sounds/alsa")
@@ -230,8 +248,9 @@ def test_equals_asteroid_on_real_speech(method):
     order = torch.stack([torch.randperm(3, generator=g) for _ in range(2)])
     assert any(not torch.equal(o, torch.arange(3)) for o in order)  # PIT has an order to find
     est = torch.stack([target[b, order[b]] for b in range(2)]) + 0.05 * torch.randn(target.shape, generator=g)
-    wrapper = _asteroid_module("pit_wrapper").PITLossWrapper(_asteroid_module("sdr").pairwise_neg_sisdr,
-                                                             pit_from="pw_mtx")
+    wrapper = _asteroid_module("pit_wrapper").PITLossWrapper(
+        _asteroid_module("sdr").pairwise_neg_sisdr, pit_from="pw_mtx"
+    )
     expected, reordered = wrapper(est, target, return_est=True)
     loss = pit_loss(method=method)
     out = loss({"recon": est, "target": target})

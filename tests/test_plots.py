@@ -15,6 +15,7 @@ PER_TERM = ("components", "weights", "balancer")
 if set(PER_TERM) <= {a.name for a in attrs.fields(EpochMetrics)}:
     Epoch = EpochMetrics
 else:  # the per-term train values, weights and balancer state that EpochMetrics is gaining
+
     @attrs.define
     class Epoch(EpochMetrics):
         components: dict = attrs.Factory(dict)
@@ -23,9 +24,19 @@ else:  # the per-term train values, weights and balancer state that EpochMetrics
 
 
 def epoch(i, total=4, **fields):
-    base = dict(epoch=i, total_epochs=total, train_loss=2.0 / (i + 1), val_loss=2.5 / (i + 1), val_recon_loss=1.0,
-                val_kl_loss=0.0, kl_divergence=3.0, overfitting_gap=0.5, learning_rate=1e-3, eta_seconds=1.0,
-                elapsed_seconds=1.0)
+    base = dict(
+        epoch=i,
+        total_epochs=total,
+        train_loss=2.0 / (i + 1),
+        val_loss=2.5 / (i + 1),
+        val_recon_loss=1.0,
+        val_kl_loss=0.0,
+        kl_divergence=3.0,
+        overfitting_gap=0.5,
+        learning_rate=1e-3,
+        eta_seconds=1.0,
+        elapsed_seconds=1.0,
+    )
     return Epoch(**{**base, **fields})
 
 
@@ -34,10 +45,15 @@ def rich_history():
     epochs = []
     for i in range(4):
         kl = 10.0 ** (2 - i)
-        epochs.append(epoch(i, components={"stft_loss": 1.0 / (i + 1), "kl_loss": kl},
-                            val_components={"stft_loss": 1.2 / (i + 1), "kl_loss": 1.1 * kl},
-                            weights={"stft": 1.0, "kl": 0.01 * i / 3},
-                            balancer={"ratio_stft": 0.4 + 0.1 * i, "ema_norm_stft": 3.0}))
+        epochs.append(
+            epoch(
+                i,
+                components={"stft_loss": 1.0 / (i + 1), "kl_loss": kl},
+                val_components={"stft_loss": 1.2 / (i + 1), "kl_loss": 1.1 * kl},
+                weights={"stft": 1.0, "kl": 0.01 * i / 3},
+                balancer={"ratio_stft": 0.4 + 0.1 * i, "ema_norm_stft": 3.0},
+            )
+        )
     return MetricsHistory(epochs=epochs)
 
 
@@ -89,8 +105,9 @@ def test_several_runs_overlay_one_colour_each():
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 def test_plot_command_redraws_and_overlays_from_history_json(tmp_path):
@@ -105,7 +122,8 @@ def test_plot_command_redraws_and_overlays_from_history_json(tmp_path):
     r = cli("plot", "a", "b", "--out", "both.png", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "both.png").stat().st_size > 10_000
     r = cli("plot", "a", "b", "--out", "both.png", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == ("error: both.png already exists; choose another --out or "
-                                                      "pass --force to replace it")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: both.png already exists; choose another --out or pass --force to replace it"
+    )
     r = cli("plot", "missing", cwd=tmp_path)
     assert r.returncode == 2 and "missing/history.json: no such history file" in r.stderr

@@ -36,14 +36,22 @@ def resolutions(draw):
 
 @st.composite
 def configs(draw):
-    stft = {**draw(resolutions()), "weight": draw(weights), "w_sc": draw(finite), "w_log_mag": draw(finite),
-            "w_lin_mag": draw(finite), "mag_distance": draw(st.sampled_from(["L1", "L2"])),
-            "window": draw(st.sampled_from(["hann_window", "hamming_window", "kaiser_window"])),
-            "input": draw(st.sampled_from(["magnitude", "waveform"])), "eps": draw(st.floats(1e-12, 1e-3))}
+    stft = {
+        **draw(resolutions()),
+        "weight": draw(weights),
+        "w_sc": draw(finite),
+        "w_log_mag": draw(finite),
+        "w_lin_mag": draw(finite),
+        "mag_distance": draw(st.sampled_from(["L1", "L2"])),
+        "window": draw(st.sampled_from(["hann_window", "hamming_window", "kaiser_window"])),
+        "input": draw(st.sampled_from(["magnitude", "waveform"])),
+        "eps": draw(st.floats(1e-12, 1e-3)),
+    }
     config = LossConfig()
     stft_cfg = distill_core.converter.structure(
         {k: v for k, v in stft.items() if not isinstance(v, (Constant, LinearWarmup, Cosine, Cyclical))},
-        type(config.terms["stft"]))
+        type(config.terms["stft"]),
+    )
     stft_cfg.weight = stft["weight"]
     config.terms["stft"] = stft_cfg
     if stft["input"] == "waveform":  # the recipe's batch holds spectrograms: read its waveform views
@@ -68,7 +76,8 @@ def test_any_valid_config_round_trips(tmp_path, config, suffix):
 
 
 spectrograms = st.tuples(st.integers(1, 3), st.sampled_from([(16, 8), (32, 64)])).flatmap(
-    lambda shape: st.tuples(st.just(shape), st.integers(0, 2**31 - 1), st.floats(0.0, 50.0)))
+    lambda shape: st.tuples(st.just(shape), st.integers(0, 2**31 - 1), st.floats(0.0, 50.0))
+)
 
 TERMS = ["stft", "mag_recon", "if_recon", "kl"]
 
@@ -76,8 +85,12 @@ TERMS = ["stft", "mag_recon", "if_recon", "kl"]
 def make_batch(shape, seed, scale):
     (b, (f, t)) = shape
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.rand(b, 2, f, t, generator=g) * scale, "target": torch.rand(b, 2, f, t, generator=g) * scale,
-            "mu": torch.randn(b, 5, generator=g) * scale, "logvar": torch.randn(b, 5, generator=g)}
+    return {
+        "recon": torch.rand(b, 2, f, t, generator=g) * scale,
+        "target": torch.rand(b, 2, f, t, generator=g) * scale,
+        "mu": torch.randn(b, 5, generator=g) * scale,
+        "logvar": torch.randn(b, 5, generator=g),
+    }
 
 
 def term(name):

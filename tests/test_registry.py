@@ -15,7 +15,7 @@ from distill_core.testing import write_distribution
 
 _counter = itertools.count()
 
-TERM_SOURCE = '''
+TERM_SOURCE = """
 import attrs, torch
 from distill_core import LossTerm, hookimpl
 
@@ -33,14 +33,13 @@ class T(LossTerm):
 @hookimpl
 def distill_loss_terms(register):
     {body}
-'''
+"""
 
 
 def make_dist(root, dist: str, version: str, term: str, body: str = "register(T)", prefix: str = "") -> str:
     """An installed distribution with one entry point in group 'distill', written under root."""
     module = f"throwaway_{dist.replace('-', '_')}_{next(_counter)}"
-    write_distribution(root, dist, version, {module: prefix + TERM_SOURCE.format(term=term, body=body)},
-                       {term: module})
+    write_distribution(root, dist, version, {module: prefix + TERM_SOURCE.format(term=term, body=body)}, {term: module})
     return module
 
 
@@ -90,8 +89,9 @@ def test_broken_plugins_are_isolated_and_recorded(site):
     reg.load_entrypoints()
     assert "good" in reg.terms
     broken = {b.name: str(b) for b in reg.broken}
-    assert broken["noimport"] == ("noimport (distill-noimport==0.2): ModuleNotFoundError: "
-                                  "No module named 'a_module_that_does_not_exist'")
+    assert broken["noimport"] == (
+        "noimport (distill-noimport==0.2): ModuleNotFoundError: No module named 'a_module_that_does_not_exist'"
+    )
     assert broken["hookfails"] == "hookfails (distill-hookfails==0.3): RuntimeError: boom in hook"
     # A config naming a term of a broken plugin fails with that same message.
     with pytest.raises(distill_core.ConfigError) as err:
@@ -144,7 +144,6 @@ def test_allowlist_by_distribution_or_entry_point(site, monkeypatch, allow):
     assert "echo" in reg.terms and "other" not in reg.terms
     assert ("stft" in reg.terms) == ("stft" in allow)
 
-
     pass
 
 
@@ -155,8 +154,16 @@ def _term(name: str, requires=("recon",), config_class=None):
     class Cfg:
         weight: float = 1.0
 
-    return type(f"T_{name}", (LossTerm,), {"name": name, "config_class": config_class or Cfg,
-                                           "requires": requires, "forward": lambda self, b: b["recon"].sum()})
+    return type(
+        f"T_{name}",
+        (LossTerm,),
+        {
+            "name": name,
+            "config_class": config_class or Cfg,
+            "requires": requires,
+            "forward": lambda self, b: b["recon"].sum(),
+        },
+    )
 
 
 def test_register_plugin_object_in_process(distill_registry):
@@ -174,13 +181,19 @@ def test_register_plugin_object_in_process(distill_registry):
     assert "direct" in distill_registry.terms
 
 
-@pytest.mark.parametrize("bad,match", [
-    (_term("not an identifier"), "must be a Python identifier"),
-    (_term("ok", requires=["recon"]), "requires must be a tuple of str"),
-    (_term("ok", config_class=dict), "config_class must be an attrs class"),
-    (_term("ok", config_class=attrs.make_class("NoWeight", {"x": attrs.field(default=1)})), "has no 'weight' field"),
-    (type("NotATerm", (), {}), "expects a LossTerm subclass"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (_term("not an identifier"), "must be a Python identifier"),
+        (_term("ok", requires=["recon"]), "requires must be a tuple of str"),
+        (_term("ok", config_class=dict), "config_class must be an attrs class"),
+        (
+            _term("ok", config_class=attrs.make_class("NoWeight", {"x": attrs.field(default=1)})),
+            "has no 'weight' field",
+        ),
+        (type("NotATerm", (), {}), "expects a LossTerm subclass"),
+    ],
+)
 def test_hookimpl_validation(distill_registry, bad, match):
     class P:
         @hookimpl
@@ -210,8 +223,11 @@ def test_pluggy_signature_and_hook_name_checks(distill_registry):
 
 
 def test_unknown_term_lists_installed(fakes, distill_registry):
-    with pytest.raises(UnknownTermError, match=r"unknown term 'fake_l2'; did you mean 'fake_l1'\?.*"
-                                               r"installed terms: fake_l1, fake_norm, fake_sq"):
+    with pytest.raises(
+        UnknownTermError,
+        match=r"unknown term 'fake_l2'; did you mean 'fake_l1'\?.*"
+        r"installed terms: fake_l1, fake_norm, fake_sq",
+    ):
         distill_registry.get("fake_l2")
 
 
@@ -226,8 +242,7 @@ def _importlib_view(group: str) -> list[tuple[str, str, str, str]]:
     """importlib.metadata's own answer (the reference): entry points of ``group`` with distribution and version."""
     from importlib import metadata
 
-    return [(ep.name, ep.value, ep.dist.metadata["Name"], ep.dist.version)
-            for ep in metadata.entry_points(group=group)]
+    return [(ep.name, ep.value, ep.dist.metadata["Name"], ep.dist.version) for ep in metadata.entry_points(group=group)]
 
 
 @pytest.mark.parametrize("group", ["distill", "distill.recipes"])

@@ -44,8 +44,15 @@ def test_constant_and_float_and_no_progress():
     assert weight_at(Cosine(1.0, 0.1)) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("make", [lambda: LinearWarmup(max=-1.0), lambda: LinearWarmup(max=math.nan),
-                                  lambda: LinearWarmup(warmup_fraction=1.5), lambda: Cyclical(cycles=0)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LinearWarmup(max=-1.0),
+        lambda: LinearWarmup(max=math.nan),
+        lambda: LinearWarmup(warmup_fraction=1.5),
+        lambda: Cyclical(cycles=0),
+    ],
+)
 def test_invalid_schedules_are_refused(make):
     with pytest.raises(ValueError):
         make()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 
-import pytest
 import torch
 from packaging.version import Version
 from torch.utils.data import DataLoader, TensorDataset
@@ -48,9 +47,10 @@ def test_3_compute_combined_loss_returns_component_dict():
 
 
 def test_4_stft_loss_targets_magnitude_channel_only():
+    from distill_stft import auraloss_reference
+
     from distill_core.models import compute_combined_loss, create_stft_loss
     from distill_core.training import LossConfig
-    from distill_stft import auraloss_reference
 
     config = LossConfig()
     recon, target, mu, logvar = _tensors()
@@ -76,14 +76,23 @@ def test_5_metrics_extended_with_per_component_fields(tmp_path):
     epoch = EpochMetrics(0, 5, 1.0, 1.1, 0.5, 2.0, 1.5, 0.1, 1e-3, 4.0, 1.0)
     assert (epoch.val_stft_loss, epoch.val_mag_recon_loss, epoch.val_if_recon_loss) == (0.0, 0.0, 0.0)
     history = MetricsHistory()
-    history.add_step(StepMetrics(0, 1, 10, 1.0, 0.5, 2.0, 0.1, 1e-3, 0.01, stft_loss=0.3, mag_recon_loss=0.2,
-                                 if_recon_loss=0.1))
+    history.add_step(
+        StepMetrics(0, 1, 10, 1.0, 0.5, 2.0, 0.1, 1e-3, 0.01, stft_loss=0.3, mag_recon_loss=0.2, if_recon_loss=0.1)
+    )
     history.add_epoch(EpochMetrics(0, 5, 1.0, 1.1, 0.5, 2.0, 1.5, 0.1, 1e-3, 4.0, 1.0, val_stft_loss=0.4))
     back = MetricsHistory.load(history.save(tmp_path / "h.json"))
     assert back == history and back.steps[0].stft_loss == 0.3 and back.epochs[0].val_stft_loss == 0.4
-    old = MetricsHistory.from_dict({"step_metrics": [
-        {k: v for k, v in history.to_dict()["step_metrics"][0].items()
-         if k not in ("stft_loss", "mag_recon_loss", "if_recon_loss")}]})
+    old = MetricsHistory.from_dict(
+        {
+            "step_metrics": [
+                {
+                    k: v
+                    for k, v in history.to_dict()["step_metrics"][0].items()
+                    if k not in ("stft_loss", "mag_recon_loss", "if_recon_loss")
+                }
+            ]
+        }
+    )
     assert old.step_metrics[0].stft_loss == 0.0
 
 
@@ -109,8 +118,9 @@ class TinyVAE(torch.nn.Module):
 
 
 def test_7_training_loop_uses_combined_loss_with_fallback(monkeypatch):
-    from distill_core.training import LossConfig, train, train_epoch, validate_epoch
     from distill_stft import STFTLoss
+
+    from distill_core.training import LossConfig, train, train_epoch, validate_epoch
 
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.rand(4, 2, 32, 80)), batch_size=2)
@@ -119,8 +129,16 @@ def test_7_training_loop_uses_combined_loss_with_fallback(monkeypatch):
     combined = train_epoch(model, data, opt, 0.0, "cpu", 1.0, loss_config=LossConfig())
     assert {"stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss", "train_loss"} <= set(combined)
     legacy = train_epoch(model, data, opt, 0.0, "cpu", 1.0)
-    assert set(legacy) == {"total_loss", "train_loss", "recon_loss", "kl_loss", "nonfinite", "stft_loss",
-                           "mag_recon_loss", "if_recon_loss"}
+    assert set(legacy) == {
+        "total_loss",
+        "train_loss",
+        "recon_loss",
+        "kl_loss",
+        "nonfinite",
+        "stft_loss",
+        "mag_recon_loss",
+        "if_recon_loss",
+    }
     assert legacy["stft_loss"] == legacy["mag_recon_loss"] == legacy["if_recon_loss"] == 0.0  # as the seed reports
     assert "val_stft_loss" in validate_epoch(model, data, 0.0, "cpu", loss_config=LossConfig())
     assert "stft_loss" not in validate_epoch(model, data, 0.0, "cpu")

@@ -20,14 +20,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = {  # file: (logged steps, epochs)
-    "seed_history_v1.json": (12, 3),   # the seed before its per-term fields
-    "seed_history_v2.json": (12, 3),   # the seed with stft/mag_recon/if_recon fields
-    "history_v0.json": (1, 2),         # this project's first format
+    "seed_history_v1.json": (12, 3),  # the seed before its per-term fields
+    "seed_history_v2.json": (12, 3),  # the seed with stft/mag_recon/if_recon fields
+    "history_v0.json": (1, 2),  # this project's first format
     "history_v1_distill.json": (6, 2),  # this project's format with components, before format 2
 }
 
 
 # --- the seed's reader, from its definition -------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class SeedStep:
@@ -64,11 +65,14 @@ class SeedEpoch:
 
 
 def seed_from_dict(data):
-    return ([SeedStep(**d) for d in data.get("step_metrics", [])],
-            [SeedEpoch(**d) for d in data.get("epoch_metrics", [])])
+    return (
+        [SeedStep(**d) for d in data.get("step_metrics", [])],
+        [SeedEpoch(**d) for d in data.get("epoch_metrics", [])],
+    )
 
 
 # --- histories --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_every_history_format_loads_completely(name, recwarn):
@@ -147,9 +151,11 @@ def test_seed_metrics_api():
 
 # --- configs ---------------------------------------------------------------------------------------------
 
+
 def test_seed_modules_and_names_import():
-    from distill_core.models.losses import (compute_combined_loss, compute_kl_divergence,  # noqa: F401
-                                            create_stft_loss, get_kl_weight, vae_loss)
+    from distill_core.models.losses import (
+        compute_kl_divergence,  # noqa: F401
+    )
     from distill_core.training.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig
 
     config = LossConfig()
@@ -197,8 +203,9 @@ def test_load_config_reads_the_seeds_asdict_layout(tmp_path):
     from distill_core import ConfigError, load_config
     from distill_core.training.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig
 
-    expected = LossConfig(STFTLossConfig(), ReconLossConfig(weight=0.1, magnitude_weight=1.0, if_weight=0.5),
-                          KLLossConfig(0.02, 0.5, 0.2))
+    expected = LossConfig(
+        STFTLossConfig(), ReconLossConfig(weight=0.1, magnitude_weight=1.0, if_weight=0.5), KLLossConfig(0.02, 0.5, 0.2)
+    )
     assert load_config(DATA / "seed_loss_config.json") == expected
     assert load_config(json.loads((DATA / "seed_loss_config.json").read_text())) == expected
     typo = tmp_path / "loss.json"
@@ -215,10 +222,15 @@ def test_load_config_reads_the_seeds_asdict_layout(tmp_path):
 
 # --- the functional loss API -----------------------------------------------------------------------------
 
+
 def spectrograms(b=2, f=32, t=80, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(b, 2, f, t, generator=g), torch.rand(b, 2, f, t, generator=g),
-            torch.randn(b, 8, generator=g), torch.randn(b, 8, generator=g))
+    return (
+        torch.rand(b, 2, f, t, generator=g),
+        torch.rand(b, 2, f, t, generator=g),
+        torch.randn(b, 8, generator=g),
+        torch.randn(b, 8, generator=g),
+    )
 
 
 def flat(s):
@@ -232,8 +244,9 @@ def test_create_stft_loss_is_called_as_the_seed_calls_it():
     config = LossConfig()
     recon, target, mu, logvar = spectrograms()
     fn = create_stft_loss(config, torch.device("cpu"))
-    reference = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512],
-                                                       win_lengths=[512, 1024, 2048])
+    reference = auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512], win_lengths=[512, 1024, 2048]
+    )
     value = fn(flat(recon), flat(target))
     assert value.dim() == 0
     torch.testing.assert_close(value, reference(flat(recon), flat(target)), rtol=1e-5, atol=1e-6)
@@ -243,8 +256,7 @@ def test_create_stft_loss_is_called_as_the_seed_calls_it():
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
 
 
-def seed_reference(recon, target, mu, logvar, kl_weight, stft_fn, recon_weight=0.1, if_weight=0.5,
-                   free_bits=0.1):
+def seed_reference(recon, target, mu, logvar, kl_weight, stft_fn, recon_weight=0.1, if_weight=0.5, free_bits=0.1):
     """The seed's compute_combined_loss, from its definition."""
     mag = (recon[:, 0:1] - target[:, 0:1]).abs().mean()
     weights = target[:, 0:1] / (target[:, 0:1].mean() + 1e-8)
@@ -261,11 +273,13 @@ def test_short_spectrogram_returns_what_the_seed_returns():
     from distill_core.training.config import LossConfig
 
     recon, target, mu, logvar = spectrograms(2, 32, 40)  # 1280 samples flattened, less than the 2048 FFT
-    reference = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512],
-                                                       win_lengths=[512, 1024, 2048])
+    reference = auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512], win_lengths=[512, 1024, 2048]
+    )
     out = compute_combined_loss(recon, target, mu, logvar, LossConfig(), 0.005)
-    torch.testing.assert_close(out["total_loss"], seed_reference(recon, target, mu, logvar, 0.005, reference),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        out["total_loss"], seed_reference(recon, target, mu, logvar, 0.005, reference), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("kl_weight", [0.0, -0.5])
@@ -282,6 +296,7 @@ def test_kl_weight_zero_or_less_leaves_kl_out(kl_weight):
 
 
 # --- the non-finite fallback's gradients --------------------------------------------------------------------
+
 
 def test_fallback_gradients_equal_the_reconstruction_groups_alone(sync_counter):
     from distill_core import CombinedLoss
@@ -318,14 +333,16 @@ def test_finite_step_gradients_are_untouched_by_the_gate():
         grads.append([t.grad for t in leaves])
     loss.config.fallback = None  # no gate at all
     leaves = [t.clone().requires_grad_(True) for t in (recon, mu, logvar)]
-    ungated = CombinedLoss(loss.config)({"recon": leaves[0], "target": target, "mu": leaves[1],
-                                         "logvar": leaves[2]}, weights={"kl": 0.01})
+    ungated = CombinedLoss(loss.config)(
+        {"recon": leaves[0], "target": target, "mu": leaves[1], "logvar": leaves[2]}, weights={"kl": 0.01}
+    )
     ungated["total_loss"].backward()
     for got, want in zip(grads[0], [t.grad for t in leaves]):
         assert torch.equal(got, want)
 
 
 # --- the training loop in the seed's calling style ------------------------------------------------------------
+
 
 class TinyVAE(torch.nn.Module):
     def __init__(self):
@@ -359,13 +376,16 @@ def test_train_and_validate_epoch_take_the_seeds_parameters():
     # (``step`` is 0-based, as the seed's: the index of the window's last step)
     assert all(isinstance(m, StepMetrics) for m in seen)
     val = validate_epoch(model, loader, 0.005, torch.device("cpu"), config, stft)
-    for seed_key, ours in (("val_loss", "total_loss"), ("val_recon_loss", "recon_loss"),
-                           ("val_kl_loss", "kl_loss"), ("val_stft_loss", "stft_loss")):
+    for seed_key, ours in (
+        ("val_loss", "total_loss"),
+        ("val_recon_loss", "recon_loss"),
+        ("val_kl_loss", "kl_loss"),
+        ("val_stft_loss", "stft_loss"),
+    ):
         assert val[seed_key] == val[ours]
     assert val["kl_divergence"] > 0
     every = []
-    train_epoch(model, loader, optimizer, 0.005, "cpu", 1.0, loss_config=config, callback=every.append,
-                log_interval=1)
+    train_epoch(model, loader, optimizer, 0.005, "cpu", 1.0, loss_config=config, callback=every.append, log_interval=1)
     assert [m.step for m in every] == [0, 1, 2]
     with pytest.raises(TypeError, match="4th positional argument is kl_weight"):
         train_epoch(model, loader, optimizer, config)
@@ -383,8 +403,17 @@ def test_cancel_event_is_honoured_between_steps():
         if metrics.step == 1:  # the second step (0-based, as the seed counts)
             cancel.set()
 
-    train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=1e-3), 0.01, "cpu", 1.0,
-                callback=on_step, cancel_event=cancel, log_interval=1)
+    train_epoch(
+        model,
+        loader,
+        torch.optim.SGD(model.parameters(), lr=1e-3),
+        0.01,
+        "cpu",
+        1.0,
+        callback=on_step,
+        cancel_event=cancel,
+        log_interval=1,
+    )
     assert steps == [0, 1]
 
 

@@ -91,8 +91,12 @@ def one_line_error(result, *needles: str) -> str:
 
 def test_the_golden_file_is_a_seed_pickle_that_our_checkpoint_loader_refuses():
     assert [p.name for p in sorted((RUN / "checkpoints").glob("*.pt"))] == [FIRST.name, LAST.name]
-    assert pickled_globals(LAST) == {"distill.training.config OverfittingPreset", "collections OrderedDict",
-                                     "torch FloatStorage", "torch._utils _rebuild_tensor_v2"}
+    assert pickled_globals(LAST) == {
+        "distill.training.config OverfittingPreset",
+        "collections OrderedDict",
+        "torch FloatStorage",
+        "torch._utils _rebuild_tensor_v2",
+    }
     with pytest.raises(CheckpointError, match="OverfittingPreset"):
         load_checkpoint(LAST)
     meta = json.loads(LAST.with_suffix(".pt.meta.json").read_text())
@@ -158,10 +162,16 @@ def test_the_written_config_gives_the_seed_configs_loss(imported, reference):
     from distill_core.training.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig
 
     seed = reference["training_config"]["loss"]
-    assert seed["stft"]["fft_sizes"] == (16, 32, 64) and seed["kl"] == {"weight_max": 0.02, "warmup_fraction": 0.5,
-                                                                         "free_bits": 0.2}
-    seed_config = LossConfig(stft=STFTLossConfig(**seed["stft"]),
-                             reconstruction=ReconLossConfig(**seed["reconstruction"]), kl=KLLossConfig(**seed["kl"]))
+    assert seed["stft"]["fft_sizes"] == (16, 32, 64) and seed["kl"] == {
+        "weight_max": 0.02,
+        "warmup_fraction": 0.5,
+        "free_bits": 0.2,
+    }
+    seed_config = LossConfig(
+        stft=STFTLossConfig(**seed["stft"]),
+        reconstruction=ReconLossConfig(**seed["reconstruction"]),
+        kl=KLLossConfig(**seed["kl"]),
+    )
     ours = CombinedLoss(load_config(imported / "config.toml"))
     g = torch.Generator().manual_seed(3)
     recon, target = torch.rand(2, 2, 32, 16, generator=g), torch.rand(2, 2, 32, 16, generator=g)
@@ -170,8 +180,9 @@ def test_the_written_config_gives_the_seed_configs_loss(imported, reference):
     for epoch in range(total_epochs):
         kl_weight = get_kl_weight(epoch, total_epochs, seed["kl"]["warmup_fraction"], seed["kl"]["weight_max"])
         want = compute_combined_loss(recon, target, mu, logvar, seed_config, kl_weight=kl_weight)
-        got = ours({"recon": recon, "target": target, "mu": mu, "logvar": logvar}, epoch=epoch,
-                   total_epochs=total_epochs)
+        got = ours(
+            {"recon": recon, "target": target, "mu": mu, "logvar": logvar}, epoch=epoch, total_epochs=total_epochs
+        )
         assert set(want) - {"nonfinite"} <= set(got)
         for key in ("total_loss", "stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss"):
             torch.testing.assert_close(got[key], want[key], rtol=1e-7, atol=1e-7, msg=f"epoch {epoch} {key}")
@@ -192,9 +203,15 @@ def test_the_imported_run_resumes_for_one_more_epoch(tmp_path, imported):
     model = SpectrogramVAE(spec.bins, spec.frames, latent_dim=4, width=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # posterior collapse warnings of a toy
-        history = train(model, DataLoader(TensorDataset(specs[2:]), batch_size=4),
-                        DataLoader(TensorDataset(specs[:2]), batch_size=2), load_config(run / "config.toml"),
-                        epochs=4, checkpoint_dir=run, resume_from=run / "last.pt")
+        history = train(
+            model,
+            DataLoader(TensorDataset(specs[2:]), batch_size=4),
+            DataLoader(TensorDataset(specs[:2]), batch_size=2),
+            load_config(run / "config.toml"),
+            epochs=4,
+            checkpoint_dir=run,
+            resume_from=run / "last.pt",
+        )
     seed_history = MetricsHistory.load(imported / "history.json")
     assert [e.epoch for e in history.epochs] == [0, 1, 2, 3]
     assert history.epochs[:3] == seed_history.epochs
@@ -248,14 +265,19 @@ def test_a_seed_object_holding_itself_is_one_line(tmp_path, monkeypatch):
         read_seed_checkpoint(path)
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda p: p.write_bytes(b"these are not the seed's bytes"), "not a readable torch.save file"),
-    (lambda p: p.write_bytes(LAST.read_bytes()[:50_000]), "not a readable torch.save file"),
-    (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a seed checkpoint: no 'epoch' entry"),
-    (lambda p: torch.save([1, 2], p), "holds a list"),
-    (lambda p: torch.save({**read_seed_checkpoint(LAST), "training_config": {"latent_dim": 4}}, p),
-     "training_config has no 'loss' section"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p.write_bytes(b"these are not the seed's bytes"), "not a readable torch.save file"),
+        (lambda p: p.write_bytes(LAST.read_bytes()[:50_000]), "not a readable torch.save file"),
+        (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a seed checkpoint: no 'epoch' entry"),
+        (lambda p: torch.save([1, 2], p), "holds a list"),
+        (
+            lambda p: torch.save({**read_seed_checkpoint(LAST), "training_config": {"latent_dim": 4}}, p),
+            "training_config has no 'loss' section",
+        ),
+    ],
+)
 def test_a_corrupt_or_unknown_file_is_one_line_and_exit_2(tmp_path, make, needle):
     path = tmp_path / "checkpoint_epoch0001.pt"
     make(path)
@@ -295,18 +317,49 @@ def test_an_existing_run_is_never_replaced_without_overwrite(tmp_path, imported)
 def demo_sized_seed_run(tmp_path_factory) -> Path:
     """A seed run whose model is the demo's VAE at --mel-bins 16, pickling the seed's dataclasses themselves."""
     out = tmp_path_factory.mktemp("seed_demo")
-    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--epochs", "2", "--clips", "4",
-                    "--sample-rate", "16000", "--n-fft", "512", "--hop", "128", "--frames", "64", "--mel-bins", "16",
-                    "--latent-dim", "32", "--width", "16", "--pickle-configs"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--clips",
+            "4",
+            "--sample-rate",
+            "16000",
+            "--n-fft",
+            "512",
+            "--hop",
+            "128",
+            "--frames",
+            "64",
+            "--mel-bins",
+            "16",
+            "--latent-dim",
+            "32",
+            "--width",
+            "16",
+            "--pickle-configs",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def test_a_checkpoint_pickling_the_seed_dataclasses_imports_the_same(demo_sized_seed_run, imported, tmp_path):
     checkpoint = demo_sized_seed_run / "checkpoints" / "checkpoint_epoch0001.pt"
     names = pickled_globals(checkpoint)
-    assert {"distill.training.config TrainingConfig", "distill.training.config LossConfig",
-            "distill.training.config KLLossConfig", "distill.training.metrics MetricsHistory",
-            "distill.training.metrics EpochMetrics", "distill.audio.spectrogram SpectrogramConfig"} <= names
+    assert {
+        "distill.training.config TrainingConfig",
+        "distill.training.config LossConfig",
+        "distill.training.config KLLossConfig",
+        "distill.training.metrics MetricsHistory",
+        "distill.training.metrics EpochMetrics",
+        "distill.audio.spectrogram SpectrogramConfig",
+    } <= names
     state = read_seed_checkpoint(checkpoint)
     assert state["training_config"]["loss"] == read_seed_checkpoint(LAST)["training_config"]["loss"]
     assert [e["epoch"] for e in state["metrics_history"]["epoch_metrics"]] == [0, 1]
@@ -321,9 +374,26 @@ def test_distill_loss_train_resume_continues_an_imported_run(demo_sized_seed_run
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"continue it with: distill-loss train {out / 'config.toml'} --out runs --name {out.name}" in result.output
     imported_model = load_training_state(out / "last.pt")["model"]
-    result = run_cli("train", out / "config.toml", "--out", "runs", "--name", out.name, "--resume", out / "last.pt",
-                     "--epochs", "3", "--clips", "4", "--batch-size", "2", "--mel-bins", "16", "--no-progress",
-                     "--no-tensorboard")
+    result = run_cli(
+        "train",
+        out / "config.toml",
+        "--out",
+        "runs",
+        "--name",
+        out.name,
+        "--resume",
+        out / "last.pt",
+        "--epochs",
+        "3",
+        "--clips",
+        "4",
+        "--batch-size",
+        "2",
+        "--mel-bins",
+        "16",
+        "--no-progress",
+        "--no-tensorboard",
+    )
     assert result.exit_code == 0, (result.output, result.stderr, result.exception)
     history = MetricsHistory.load(out / "history.json")
     assert [e.epoch for e in history.epochs] == [0, 1, 2]

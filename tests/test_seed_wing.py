@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-
 # --- the seed's config classes ---------------------------------------------------------------------------
+
 
 def test_the_seeds_configs_are_real_dataclasses():
     from distill_core.training.config import KLLossConfig, LossConfig, ReconLossConfig, STFTLossConfig
@@ -67,6 +67,7 @@ def test_an_invalid_seed_config_names_the_seeds_path():
 
 # --- the generic config -------------------------------------------------------------------------------------
 
+
 def test_the_generic_config_has_no_attribute_magic():
     from distill_core import LossConfig
 
@@ -90,8 +91,12 @@ def test_group_members_carry_their_weights_as_data():
 
 def batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.rand(2, 2, 32, 40, generator=g), "target": torch.rand(2, 2, 32, 40, generator=g),
-            "mu": torch.randn(2, 8, generator=g), "logvar": torch.randn(2, 8, generator=g)}
+    return {
+        "recon": torch.rand(2, 2, 32, 40, generator=g),
+        "target": torch.rand(2, 2, 32, 40, generator=g),
+        "mu": torch.randn(2, 8, generator=g),
+        "logvar": torch.randn(2, 8, generator=g),
+    }
 
 
 def test_a_per_call_weight_override_by_term_name():
@@ -110,6 +115,7 @@ def test_a_per_call_weight_override_by_term_name():
 
 
 # --- the seed's remaining calls (item 10) ---------------------------------------------------------------------
+
 
 class TinyVAE(torch.nn.Module):
     def __init__(self):
@@ -131,8 +137,7 @@ def test_legacy_train_epoch_reports_the_seeds_term_keys_as_zero():
     from distill_core.training import train_epoch
 
     model = TinyVAE()
-    out = train_epoch(model, loader(), torch.optim.SGD(model.parameters(), lr=1e-3), 0.01, "cpu", 1.0,
-                      loss_config=None)
+    out = train_epoch(model, loader(), torch.optim.SGD(model.parameters(), lr=1e-3), 0.01, "cpu", 1.0, loss_config=None)
     assert out["stft_loss"] == 0.0 and out["mag_recon_loss"] == 0.0 and out["if_recon_loss"] == 0.0
     assert out["train_loss"] == out["total_loss"] > 0 and out["kl_loss"] > 0
 
@@ -141,8 +146,16 @@ def test_step_metrics_count_steps_from_zero_as_the_seed():
     from distill_core.training import train_epoch
 
     model, seen = TinyVAE(), []
-    train_epoch(model, loader(6), torch.optim.SGD(model.parameters(), lr=1e-3), 0.01, "cpu", 1.0,
-                callback=seen.append, log_interval=1)
+    train_epoch(
+        model,
+        loader(6),
+        torch.optim.SGD(model.parameters(), lr=1e-3),
+        0.01,
+        "cpu",
+        1.0,
+        callback=seen.append,
+        log_interval=1,
+    )
     assert [m.step for m in seen] == [0, 1, 2] and {m.total_steps for m in seen} == {3}
 
 
@@ -151,8 +164,15 @@ def test_validate_epoch_on_an_empty_loader_returns_the_seeds_seven_keys():
 
     for config in (None, LossConfig()):
         out = validate_epoch(TinyVAE(), [], 0.01, "cpu", loss_config=config)
-        assert set(out) == {"val_loss", "val_recon_loss", "val_kl_loss", "kl_divergence", "val_stft_loss",
-                            "val_mag_recon_loss", "val_if_recon_loss"}
+        assert set(out) == {
+            "val_loss",
+            "val_recon_loss",
+            "val_kl_loss",
+            "kl_divergence",
+            "val_stft_loss",
+            "val_mag_recon_loss",
+            "val_if_recon_loss",
+        }
         assert out["kl_divergence"] == 0.0
         assert all(math.isnan(v) for k, v in out.items() if k != "kl_divergence")
 
@@ -181,6 +201,7 @@ def test_best_epoch_and_get_best_epoch_agree_across_segments():
 
 # --- training for any model ----------------------------------------------------------------------------
 
+
 class WaveModel(torch.nn.Module):
     """A waveform model (no latents): [B, 1, N] -> [B, 1, N]."""
 
@@ -200,15 +221,28 @@ def test_train_takes_any_model_through_an_adapter(tmp_path):
     from distill_core import load_config
     from distill_core.training import MetricsHistory, train
 
-    config = load_config({"recipe": "none", "terms": {"stft": {"input": "waveform", "fft_sizes": [64],
-                                                                 "hop_sizes": [16], "win_lengths": [64]}}})
+    config = load_config(
+        {
+            "recipe": "none",
+            "terms": {"stft": {"input": "waveform", "fft_sizes": [64], "hop_sizes": [16], "win_lengths": [64]}},
+        }
+    )
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(4, 1, 512)), batch_size=2)
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no posterior-collapse warning: nothing measured a KL
-        history = train(WaveModel(), data, data, config, epochs=2, adapter=wave_adapter, checkpoint_dir=tmp_path,
-                        callbacks=[seen.append], log_interval=1)
+        history = train(
+            WaveModel(),
+            data,
+            data,
+            config,
+            epochs=2,
+            adapter=wave_adapter,
+            checkpoint_dir=tmp_path,
+            callbacks=[seen.append],
+            log_interval=1,
+        )
     assert [e.epoch for e in history.epochs] == [0, 1]
     assert set(history.epochs[-1].val_components) == {"stft_loss"} and history.epochs[-1].kl_divergence == 0.0
     assert history.epochs[-1].weights == {"stft": 1.0}

@@ -8,8 +8,14 @@ import pytest
 def test_the_docs_loop_separates_a_two_source_mixture(config_doc_loop):
     pytest.importorskip("distill_stoi")
     pytest.importorskip("distill_auraloss")
-    scope = config_doc_loop("## Permutation-invariant training", "## Output of CombinedLoss", "separation.toml",
-                            300, 20, "separation recipe")
+    scope = config_doc_loop(
+        "## Permutation-invariant training",
+        "## Output of CombinedLoss",
+        "separation.toml",
+        300,
+        20,
+        "separation recipe",
+    )
     history = scope["history"]
     assert len(history) == 20
     first, last = sum(history[:5]) / 5, sum(history[-5:]) / 5

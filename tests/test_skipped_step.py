@@ -59,8 +59,7 @@ def test_a_nonfinite_step_leaves_parameters_and_optimizer_state_untouched(name, 
     train_epoch(model, [good, good], optimizer, loss_config=CONFIG, epoch=1, total_epochs=4)  # momentum exists
     before = state(model, optimizer)
     counted = dict(sync_counter)
-    means = train_epoch(model, [poisoned, poisoned, poisoned], optimizer, loss_config=CONFIG, epoch=1,
-                        total_epochs=4)
+    means = train_epoch(model, [poisoned, poisoned, poisoned], optimizer, loss_config=CONFIG, epoch=1, total_epochs=4)
     counts = {m: sync_counter[m] - counted[m] for m in sync_counter}
     assert means["nonfinite"] == 3
     assert_identical(state(model, optimizer), before)

@@ -16,14 +16,17 @@ from distill_core.training import speech_metrics
 from distill_core.training.audio import read_wav
 from distill_core.training.audio_metrics import METRICS, evaluate
 
-pesq_package = pytest.importorskip("pesq", reason="the [metrics] extra is not installed (pip install "
-                                                   "'distill-core[metrics]')")
+pesq_package = pytest.importorskip(
+    "pesq", reason="the [metrics] extra is not installed (pip install 'distill-core[metrics]')"
+)
 pystoi = pytest.importorskip("pystoi", reason="the [metrics] extra is not installed")
 
 ALSA = Path("/usr/share/sounds/alsa")
 VOICES = sorted(p for p in ALSA.glob("*.wav") if p.name != "Noise.wav") if ALSA.is_dir() else []
-needs_alsa = pytest.mark.skipif(not VOICES, reason="alsa-utils is not installed (apt-get install alsa-utils puts "
-                                                   "voice recordings in /usr/share/sounds/alsa)")
+needs_alsa = pytest.mark.skipif(
+    not VOICES,
+    reason="alsa-utils is not installed (apt-get install alsa-utils puts voice recordings in /usr/share/sounds/alsa)",
+)
 
 
 def noisy(clean: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
@@ -65,8 +68,10 @@ def test_pesq_narrow_band_of_16khz_clips_scores_them_at_8khz():
     same as pesq on scipy's polyphase 8 kHz copy, to the resamplers' difference."""
     clean, estimate = speech_pairs(16_000)
     ours = METRICS["PESQ NB"][0](clean, estimate, 16_000)
-    direct = [pesq_package.pesq(8_000, resample_poly(c.numpy(), 1, 2), resample_poly(e.numpy(), 1, 2), "nb")
-              for c, e in zip(clean, estimate)]
+    direct = [
+        pesq_package.pesq(8_000, resample_poly(c.numpy(), 1, 2), resample_poly(e.numpy(), 1, 2), "nb")
+        for c, e in zip(clean, estimate)
+    ]
     np.testing.assert_allclose(ours.numpy(), direct, atol=0.05)
 
 

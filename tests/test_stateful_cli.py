@@ -36,8 +36,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train_cli(tmp_path: Path, *args: str) -> None:
-    result = CliRunner().invoke(main, ["train", *args, "--clips", "6", "--batch-size", "2", "--out", str(tmp_path),
-                                       "--no-progress", "--no-tensorboard"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            *args,
+            "--clips",
+            "6",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--no-tensorboard",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
 
 
@@ -48,8 +61,10 @@ def test_vae_with_an_adversarial_term_trains_from_a_config_and_resumes_bit_exact
     train_cli(tmp_path, str(config), "--epochs", "1", "--name", "cut", "--seed", "0")
     # the first epoch of both runs agrees: the seed was set before the loss (and its discriminator) was built
     straight, cut = (MetricsHistory.load(tmp_path / name / "history.json") for name in ("straight", "cut"))
-    assert cut.epochs[0].metrics == straight.epochs[0].metrics and cut.epochs[0].components == \
-        straight.epochs[0].components
+    assert (
+        cut.epochs[0].metrics == straight.epochs[0].metrics
+        and cut.epochs[0].components == straight.epochs[0].components
+    )
     train_cli(tmp_path, "--epochs", "2", "--name", "cut", "--resume", str(tmp_path / "cut" / "last.pt"))
 
     ours, theirs = (torch.load(tmp_path / name / "last.pt", weights_only=True) for name in ("cut", "straight"))
@@ -58,15 +73,20 @@ def test_vae_with_an_adversarial_term_trains_from_a_config_and_resumes_bit_exact
         assert ours[entry].keys() == theirs[entry].keys()
         tensors = [k for k, v in theirs[entry].items() if isinstance(v, torch.Tensor)]
         assert [k for k in tensors if not torch.equal(ours[entry][k], theirs[entry][k])] == [], entry
-    assert ours["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].keys() == \
-        theirs["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].keys()
-    for a, b in zip(ours["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].values(),
-                    theirs["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].values()):
+    assert (
+        ours["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].keys()
+        == theirs["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].keys()
+    )
+    for a, b in zip(
+        ours["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].values(),
+        theirs["loss"]["terms.adversarial.adversarial._extra_state"]["optimizer"]["state"].values(),
+    ):
         assert all(torch.equal(a[k], b[k]) for k in b)  # D's AdamW moments and step counts
 
     resumed, straight = (MetricsHistory.load(tmp_path / name / "history.json") for name in ("cut", "straight"))
-    assert [(e.components, e.val_components, e.metrics) for e in resumed.epochs] == \
-        [(e.components, e.val_components, e.metrics) for e in straight.epochs]
+    assert [(e.components, e.val_components, e.metrics) for e in resumed.epochs] == [
+        (e.components, e.val_components, e.metrics) for e in straight.epochs
+    ]
     last = straight.epochs[-1]
     assert set(last.metrics) == FIGURES and {"stft_loss", "kl_loss"} <= set(last.components)
     assert any(k.startswith("adversarial") for k in last.components)

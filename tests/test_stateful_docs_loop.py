@@ -9,8 +9,9 @@ import torch
 
 def test_the_docs_loop_trains_saves_and_restores_a_stateful_term(config_doc_loop, one_torch_thread):
     pytest.importorskip("distill_discriminators")
-    scope = config_doc_loop("## Training a stateful term: what a loop owes it", "## Errors", "small_gan.toml", 30, 4,
-                            "stateful-term loop")
+    scope = config_doc_loop(
+        "## Training a stateful term: what a loop owes it", "## Errors", "small_gan.toml", 30, 4, "stateful-term loop"
+    )
     loss, resumed, log = scope["loss"], scope["resumed"], scope["log"]
     assert loss.stateful == ("adversarial",) and len(log) == 4
     assert {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score"} <= set(log[0])

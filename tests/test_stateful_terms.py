@@ -4,16 +4,16 @@ update step on a seeded schedule kept in the loss's state; the test kit's checks
 from __future__ import annotations
 
 import random
-import tomllib
 
 import attrs
 import pytest
+import tomllib
 import torch
 
 from distill_core import CombinedLoss, ConfigError, LossTerm, dump_config, dumps_config, load_config
-from distill_core.loss.combined import TermBuildError, TermOutputError
 from distill_core.config.converter import converter
 from distill_core.config.schedules import UpdateSchedule, Weight
+from distill_core.loss.combined import TermBuildError, TermOutputError
 from distill_core.testing import check_term
 
 
@@ -112,8 +112,10 @@ def terms(register_term):
 
 def batch(seed=0, b=2, n=64):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.randn(b, 1, n, generator=g).requires_grad_(True),
-            "target": torch.randn(b, 1, n, generator=g)}
+    return {
+        "recon": torch.randn(b, 1, n, generator=g).requires_grad_(True),
+        "target": torch.randn(b, 1, n, generator=g),
+    }
 
 
 def config(**terms):
@@ -121,6 +123,7 @@ def config(**terms):
 
 
 # --- multi-output terms -------------------------------------------------------------------------------------
+
 
 def test_each_output_is_a_component_with_its_own_weight_and_key(terms):
     loss = CombinedLoss(config(pair={"weight": 2.0}))
@@ -139,8 +142,10 @@ def test_each_output_is_a_component_with_its_own_weight_and_key(terms):
 
 def test_output_weights_come_from_the_config_and_are_scheduled(terms, tmp_path):
     f = tmp_path / "loss.toml"
-    f.write_text('recipe = "none"\n[terms.pair]\noutputs = { abs = { schedule = "linear_warmup", max = 4.0, '
-                 'warmup_fraction = 0.5 } }\n')
+    f.write_text(
+        'recipe = "none"\n[terms.pair]\noutputs = { abs = { schedule = "linear_warmup", max = 4.0, '
+        "warmup_fraction = 0.5 } }\n"
+    )
     loss = CombinedLoss(load_config(f))
     assert loss.weights(0, 10)["pair_abs"] == 0.0 and loss.weights(5, 10)["pair_abs"] == 4.0
     b = batch()
@@ -156,8 +161,9 @@ def test_output_weights_come_from_the_config_and_are_scheduled(terms, tmp_path):
 def test_unknown_outputs_and_misplaced_core_keys_name_the_term_and_what_exists(terms):
     with pytest.raises(ConfigError) as e:
         config(pair={"outputs": {"abz": 1.0}})
-    assert dict(e.value.problems)["terms.pair.outputs.abz"] == ("'pair' has no output 'abz'; did you mean 'abs'?; "
-                                                                "its outputs: sq, abs")
+    assert dict(e.value.problems)["terms.pair.outputs.abz"] == (
+        "'pair' has no output 'abz'; did you mean 'abs'?; its outputs: sq, abs"
+    )
     with pytest.raises(ConfigError, match=r"terms.pair.outputs.sq: expected a finite weight >= 0, got -1.0"):
         config(pair={"outputs": {"sq": -1.0}})
     with pytest.raises(ConfigError) as e:
@@ -177,12 +183,17 @@ class Clashing(Critic):
 
 
 def test_an_output_key_never_collides(terms, register_term):
-    with pytest.raises(ConfigError, match="output key 'pair_sq_loss' is produced twice: by term 'pair_sq' and by "
-                                          "output 'sq' of term 'pair'"):
+    with pytest.raises(
+        ConfigError,
+        match="output key 'pair_sq_loss' is produced twice: by term 'pair_sq' and by output 'sq' of term 'pair'",
+    ):
         config(pair={}, pair_sq={"term": "square"})
     register_term(Clashing)
-    with pytest.raises(ConfigError, match="output key 'clashing_loss' is produced twice: by term 'clashing' and by "
-                                          "figure 'loss' of the update step of term 'clashing'"):
+    with pytest.raises(
+        ConfigError,
+        match="output key 'clashing_loss' is produced twice: by term 'clashing' and by "
+        "figure 'loss' of the update step of term 'clashing'",
+    ):
         config(clashing={})
     loss = CombinedLoss(config(critic={}, pair={}))
     assert set(loss.update(batch())).isdisjoint(loss(batch()))  # figures and outputs: separate keys
@@ -222,8 +233,15 @@ def test_outputs_equal_separate_terms_plain_and_balanced(terms):
     """Two outputs of one term weigh, sum and balance exactly as two single-output terms with those weights."""
     for balancer in ({}, {"enabled": True, "ema_decay": 0.9}):
         one = CombinedLoss(load_config({"recipe": "none", "terms": {"pair": {"weight": 3.0}}, "balancer": balancer}))
-        two = CombinedLoss(load_config({"recipe": "none", "balancer": balancer,
-                                        "terms": {"square": {"weight": 3.0}, "absolute": {"weight": 1.5}}}))
+        two = CombinedLoss(
+            load_config(
+                {
+                    "recipe": "none",
+                    "balancer": balancer,
+                    "terms": {"square": {"weight": 3.0}, "absolute": {"weight": 1.5}},
+                }
+            )
+        )
         for step in range(3):
             grads, logs = [], []
             for loss in (one, two):
@@ -240,8 +258,15 @@ def test_outputs_equal_separate_terms_plain_and_balanced(terms):
 
 
 def test_a_grouped_multi_output_term(terms):
-    loss = CombinedLoss(load_config({"recipe": "none", "terms": {"pair": {}, "square": {}},
-                                     "groups": {"both": {"weight": 2.0, "members": {"pair": 0.5, "square": 1.0}}}}))
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "terms": {"pair": {}, "square": {}},
+                "groups": {"both": {"weight": 2.0, "members": {"pair": 0.5, "square": 1.0}}},
+            }
+        )
+    )
     out = loss(batch())
     expected = 2.0 * (0.5 * (out["pair_sq_loss"] + 0.5 * out["pair_abs_loss"]) + out["square_loss"])
     assert torch.allclose(out["both_loss"], expected) and torch.allclose(out["total_loss"], expected)
@@ -249,6 +274,7 @@ def test_a_grouped_multi_output_term(terms):
 
 
 # --- update steps and their schedules ------------------------------------------------------------------------
+
 
 def runs(loss, calls, seed=0):
     """Which calls of update ran the critic's step."""
@@ -370,6 +396,7 @@ def test_the_test_kit_checks_multi_output_and_stateful_terms(terms):
 
 
 # --- building --------------------------------------------------------------------------------------------------
+
 
 @attrs.define
 class Inner:

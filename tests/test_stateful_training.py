@@ -6,8 +6,9 @@ and the model's optimizer may not hold its parameters."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 import torch
@@ -22,10 +23,14 @@ from distill_core.training.progress import console_values, epoch_line
 from distill_core.training.tensorboard import epoch_scalars, step_scalars
 
 # DAC's setup (MPD + MRD, LSGAN, normalised input) with two periods and two resolutions, width 1/8
-SMALL_D = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-           {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}}]
-CONFIG = {"recipe": "none", "terms": {"wave_l1": {},
-                                      "adversarial": {"preset": "dac", "width": 0.125, "discriminators": SMALL_D}}}
+SMALL_D = [
+    {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+    {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}},
+]
+CONFIG = {
+    "recipe": "none",
+    "terms": {"wave_l1": {}, "adversarial": {"preset": "dac", "width": 0.125, "discriminators": SMALL_D}},
+}
 FIGURES = {"adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score"}
 STEPS_PER_EPOCH = 2
 
@@ -41,14 +46,17 @@ class WaveAdapter:
 
 
 def generator() -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(),
-                               torch.nn.Conv1d(4, 1, 9, padding=4))
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(), torch.nn.Conv1d(4, 1, 9, padding=4)
+    )
 
 
 def loaders() -> tuple[DataLoader, DataLoader]:
     waves = 0.3 * torch.randn(6, 1, 4096, generator=torch.Generator().manual_seed(0))
-    return (DataLoader(TensorDataset(waves[2:]), batch_size=2, shuffle=True),
-            DataLoader(TensorDataset(waves[:2]), batch_size=2))
+    return (
+        DataLoader(TensorDataset(waves[2:]), batch_size=2, shuffle=True),
+        DataLoader(TensorDataset(waves[:2]), batch_size=2),
+    )
 
 
 class Stop(Exception):
@@ -65,15 +73,29 @@ def stop_after(epoch: int):
 
 def run(folder: Path, epochs: int = 4, **kwargs: Any) -> MetricsHistory:
     train_loader, val_loader = loaders()
-    return train(generator(), train_loader, val_loader, load_config(CONFIG), epochs=epochs, adapter=WaveAdapter(),
-                 checkpoint_dir=folder, log_interval=1, **kwargs)
+    return train(
+        generator(),
+        train_loader,
+        val_loader,
+        load_config(CONFIG),
+        epochs=epochs,
+        adapter=WaveAdapter(),
+        checkpoint_dir=folder,
+        log_interval=1,
+        **kwargs,
+    )
 
 
 def differences(a: Any, b: Any, path: str = "") -> list[str]:
     """Where two saved states differ: tensors bit for bit, nested tables and plain values by equality."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype \
-            and a.shape == b.shape and torch.equal(a, b)
+        same = (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
         return [] if same else [path]
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         if a.keys() != b.keys():
@@ -86,8 +108,17 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
 
 def epoch_values(history: MetricsHistory) -> list[dict[str, Any]]:
     """Each epoch's figures, without its clock (elapsed, ETA)."""
-    return [{"train": e.train_loss, "val": e.val_loss, "components": e.components, "val_components": e.val_components,
-             "metrics": e.metrics, "nonfinite": e.nonfinite_steps} for e in history.epochs]
+    return [
+        {
+            "train": e.train_loss,
+            "val": e.val_loss,
+            "components": e.components,
+            "val_components": e.val_components,
+            "metrics": e.metrics,
+            "nonfinite": e.nonfinite_steps,
+        }
+        for e in history.epochs
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +141,10 @@ def test_a_resumed_run_equals_a_straight_run_bit_for_bit(straight, tmp_path):
     assert cut["epoch"] == 1 and int(cut["loss"]["terms.adversarial.adversarial.updates"]) == 2 * STEPS_PER_EPOCH
     torch.manual_seed(12345)  # another D and generator to start from: the checkpoint must replace both
     resumed = run(tmp_path, resume_from=tmp_path / "last.pt")
-    ours, theirs = torch.load(tmp_path / "last.pt", weights_only=True), torch.load(folder / "last.pt",
-                                                                                   weights_only=True)
+    ours, theirs = (
+        torch.load(tmp_path / "last.pt", weights_only=True),
+        torch.load(folder / "last.pt", weights_only=True),
+    )
     assert differences(ours["model"], theirs["model"]) == []
     assert differences(ours["loss"], theirs["loss"]) == []  # D's weights, its AdamW state, counters
     assert differences(ours["optimizer"], theirs["optimizer"]) == []
@@ -182,14 +215,25 @@ def test_an_optimizer_holding_a_loss_parameter_is_refused_naming_it(tmp_path):
     model, loss = generator(), CombinedLoss(load_config(CONFIG))
     check_optimizer(torch.optim.Adam(model.parameters()), loss)  # the model's own: fine
     wrong = torch.optim.Adam([*model.parameters(), *loss.parameters()])
-    with pytest.raises(LossParameterError, match=r"holds the loss's parameter 'loss\.terms\.adversarial\.adversarial"
-                                                 r"\.discriminators\.0\..*'; give the optimizer model\.parameters\(\) "
-                                                 r"only"):
+    with pytest.raises(
+        LossParameterError,
+        match=r"holds the loss's parameter 'loss\.terms\.adversarial\.adversarial"
+        r"\.discriminators\.0\..*'; give the optimizer model\.parameters\(\) "
+        r"only",
+    ):
         check_optimizer(wrong, loss)
     train_loader, val_loader = loaders()
     with pytest.raises(LossParameterError, match="give the optimizer model.parameters"):
-        train(model, train_loader, val_loader, loss, epochs=1, optimizer=wrong, adapter=WaveAdapter(),
-              checkpoint_dir=tmp_path)
+        train(
+            model,
+            train_loader,
+            val_loader,
+            loss,
+            epochs=1,
+            optimizer=wrong,
+            adapter=WaveAdapter(),
+            checkpoint_dir=tmp_path,
+        )
     assert not (tmp_path / "last.pt").exists()
 
 
@@ -240,18 +284,41 @@ def test_an_accepted_config_change_keeps_each_part_of_the_loss_that_still_fits(t
         run(tmp_path, callbacks=[stop_after(1)])
     train_loader, val_loader = loaders()
     reweighed = {**CONFIG, "terms": {**CONFIG["terms"], "wave_l1": {"weight": 2.0}}}
-    train(generator(), train_loader, val_loader, load_config(reweighed), epochs=3, adapter=WaveAdapter(),
-          checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", new_segment="L1 doubled")
+    train(
+        generator(),
+        train_loader,
+        val_loader,
+        load_config(reweighed),
+        epochs=3,
+        adapter=WaveAdapter(),
+        checkpoint_dir=tmp_path,
+        resume_from=tmp_path / "last.pt",
+        new_segment="L1 doubled",
+    )
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert int(state["loss"]["terms.adversarial.adversarial.updates"]) == 3 * STEPS_PER_EPOCH  # 4 saved + 2
 
     other_d = [{**SMALL_D[0], "options": {**SMALL_D[0]["options"], "periods": [2, 5]}}, SMALL_D[1]]
-    rebuilt = {**CONFIG, "terms": {**CONFIG["terms"], "adversarial": {**CONFIG["terms"]["adversarial"],
-                                                                      "discriminators": other_d}}}
-    with pytest.warns(RuntimeWarning, match=r"these parts start from their built state: 'adversarial' \(.*"
-                                            r"does not match this one"):
-        train(generator(), train_loader, val_loader, load_config(rebuilt), epochs=4, adapter=WaveAdapter(),
-              checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", new_segment="another D")
+    rebuilt = {
+        **CONFIG,
+        "terms": {**CONFIG["terms"], "adversarial": {**CONFIG["terms"]["adversarial"], "discriminators": other_d}},
+    }
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"these parts start from their built state: 'adversarial' \(.*"
+        r"does not match this one",
+    ):
+        train(
+            generator(),
+            train_loader,
+            val_loader,
+            load_config(rebuilt),
+            epochs=4,
+            adapter=WaveAdapter(),
+            checkpoint_dir=tmp_path,
+            resume_from=tmp_path / "last.pt",
+            new_segment="another D",
+        )
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert int(state["loss"]["terms.adversarial.adversarial.updates"]) == STEPS_PER_EPOCH
 
@@ -259,9 +326,18 @@ def test_an_accepted_config_change_keeps_each_part_of_the_loss_that_still_fits(t
 def test_a_per_epoch_schedule_of_a_stateful_term_steps_once_per_completed_training_epoch():
     """HiFi-GAN's D schedule steps once an epoch: train_pass calls the loss's end_epoch after a full pass only
     (not after a cancelled one, not in validation), so D's lr after two epochs is lr * gamma ** 2."""
-    config = {"recipe": "none", "terms": {"wave_l1": {}, "adversarial": {
-        "preset": "dac", "width": 0.125, "discriminators": SMALL_D,
-        "scheduler": {"name": "exponential", "gamma": 0.5, "interval": "epoch"}}}}
+    config = {
+        "recipe": "none",
+        "terms": {
+            "wave_l1": {},
+            "adversarial": {
+                "preset": "dac",
+                "width": 0.125,
+                "discriminators": SMALL_D,
+                "scheduler": {"name": "exponential", "gamma": 0.5, "interval": "epoch"},
+            },
+        },
+    }
     loss = CombinedLoss(load_config(config))
     d_optimizer = loss.terms["adversarial"].adversarial.optimizer
     lr = d_optimizer.param_groups[0]["lr"]

@@ -35,8 +35,17 @@ def test_scalars_hold_every_term_train_and_val_per_epoch(run):
     acc = read_events(run)
     tags = set(acc.Tags()["scalars"])
     history = MetricsHistory.load(run / "history.json")
-    per_epoch = {"total/train", "total/val", "nonfinite_steps", "kl_divergence", "learning_rate",
-                 "val/stft", "val/mag_recon", "val/if_recon", "val/kl"}
+    per_epoch = {
+        "total/train",
+        "total/val",
+        "nonfinite_steps",
+        "kl_divergence",
+        "learning_rate",
+        "val/stft",
+        "val/mag_recon",
+        "val/if_recon",
+        "val/kl",
+    }
     assert per_epoch <= tags
     for tag in per_epoch:
         assert [e.step for e in acc.Scalars(tag)] == [1, 2], tag
@@ -56,10 +65,18 @@ def test_scalars_hold_every_term_train_and_val_per_epoch(run):
 def test_samples_as_audio_and_spectrogram_images_each_epoch(run):
     acc = read_events(run)
     audio, images = acc.Tags()["audio"], acc.Tags()["images"]
-    assert sorted(audio) == ["sample_00/original", "sample_00/reconstruction", "sample_01/original",
-                             "sample_01/reconstruction"]
-    assert sorted(images) == ["sample_00/original_spectrogram", "sample_00/reconstruction_spectrogram",
-                              "sample_01/original_spectrogram", "sample_01/reconstruction_spectrogram"]
+    assert sorted(audio) == [
+        "sample_00/original",
+        "sample_00/reconstruction",
+        "sample_01/original",
+        "sample_01/reconstruction",
+    ]
+    assert sorted(images) == [
+        "sample_00/original_spectrogram",
+        "sample_00/reconstruction_spectrogram",
+        "sample_01/original_spectrogram",
+        "sample_01/reconstruction_spectrogram",
+    ]
     clip = acc.Audio("sample_00/reconstruction")
     assert [a.step for a in clip] == [1, 2] and clip[0].sample_rate == 16000
     assert clip[0].encoded_audio_string[:4] == b"RIFF" and clip[0].length_frames == 8064

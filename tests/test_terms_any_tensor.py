@@ -34,8 +34,10 @@ def test_input_mapping_feeds_logical_inputs_from_other_keys(fakes, small_batch):
     out = loss({"z_hat": z_hat, "z": z})
     torch.testing.assert_close(out["fake_l1_loss"], (z_hat - z).abs().mean())
     assert loss.reads == {"z_hat", "z"}
-    with pytest.raises(BatchError, match="term 'fake_l1' input 'recon' reads batch key 'z_hat', which the batch "
-                                         "lacks; the batch has: recon, z"):
+    with pytest.raises(
+        BatchError,
+        match="term 'fake_l1' input 'recon' reads batch key 'z_hat', which the batch lacks; the batch has: recon, z",
+    ):
         loss({"recon": z_hat, "z": z})
 
 
@@ -43,16 +45,31 @@ def test_mapping_errors_name_the_input(fakes):
     with pytest.raises(ConfigError) as info:
         load_config({"recipe": "none", "terms": {"fake_l1": {"inputs": {"recn": "x", "target": 3}}}})
     assert "terms.fake_l1.inputs" in dict(info.value.problems)
-    with pytest.raises(ConfigError, match=r"terms\.fake_l1\.inputs\.recn: 'fake_l1' has no input 'recn'; did you "
-                                          r"mean 'recon'\?; its inputs: recon, target"):
+    with pytest.raises(
+        ConfigError,
+        match=r"terms\.fake_l1\.inputs\.recn: 'fake_l1' has no input 'recn'; did you "
+        r"mean 'recon'\?; its inputs: recon, target",
+    ):
         load_config({"recipe": "none", "terms": {"fake_l1": {"inputs": {"recn": "x"}}}})
 
 
 def test_named_instances_of_one_class():
-    config = load_config({"recipe": "none", "terms": {
-        "stft": {"input": "waveform", **SMALL},
-        "stft_fine": {"term": "stft", "input": "waveform", "fft_sizes": [128], "hop_sizes": [32],
-                      "win_lengths": [128], "weight": 0.25}}})
+    config = load_config(
+        {
+            "recipe": "none",
+            "terms": {
+                "stft": {"input": "waveform", **SMALL},
+                "stft_fine": {
+                    "term": "stft",
+                    "input": "waveform",
+                    "fft_sizes": [128],
+                    "hop_sizes": [32],
+                    "win_lengths": [128],
+                    "weight": 0.25,
+                },
+            },
+        }
+    )
     loss = CombinedLoss(config)
     recon, target = waves()
     out = loss({"recon": recon, "target": target})
@@ -63,7 +80,10 @@ def test_named_instances_of_one_class():
     torch.testing.assert_close(out["stft_fine_loss"], fine, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["total_loss"], out["stft_loss"] + 0.25 * out["stft_fine_loss"])
     assert loss.provenance["stft_fine"].distribution == "distill-stft"
-    assert make_lock(loss)["stft_fine"]["distribution"] == "distill-stft" and make_lock(loss)["stft_fine"]["term"] == "stft"
+    assert (
+        make_lock(loss)["stft_fine"]["distribution"] == "distill-stft"
+        and make_lock(loss)["stft_fine"]["term"] == "stft"
+    )
     with pytest.raises(BatchError, match=r"^stft_fine: batch\['recon'\]"):  # the instance names itself
         loss.terms["stft_fine"]({"recon": torch.rand(2, 5), "target": torch.rand(2, 5)})
 
@@ -95,8 +115,10 @@ def test_layout_conflicts_are_one_error_at_build(fakes, register_term):
     assert "the batch holds [B, 2, F, T], but fake_l1 reads it as [B, C, N]" in problems["batch.recon"]
     with pytest.raises(ConfigError) as info:  # no declared batch: the terms must agree with each other
         load_config({"recipe": "none", "terms": {"fake_l1": {}, "mag_recon": {}}})
-    assert "terms disagree on this key's layout: fake_l1 reads it as [B, C, N]; mag_recon reads it as " \
-           "[B, 2, F, T]" in dict(info.value.problems)["batch.recon"]
+    assert (
+        "terms disagree on this key's layout: fake_l1 reads it as [B, C, N]; mag_recon reads it as "
+        "[B, 2, F, T]" in dict(info.value.problems)["batch.recon"]
+    )
     config = load_config({"recipe": "none", "terms": {"fake_l1": {}}, "batch": {"recon": "B, 1, N"}})
     assert config.batch == {"recon": "B, 1, N"}
 
@@ -107,15 +129,21 @@ def test_first_batch_layout_check_lists_every_term():
         loss({"recon": torch.rand(2, 3, 8, 8), "target": torch.rand(2, 3, 8, 8)})
     message = str(info.value)
     for key in ("recon", "target"):  # one sentence per batch key, naming every term that reads it
-        assert f"mag_recon, if_recon: batch[{key!r}] expected shape [B, 2, F, T] with 2 channels in dim 1, got " \
+        assert (
+            f"mag_recon, if_recon: batch[{key!r}] expected shape [B, 2, F, T] with 2 channels in dim 1, got "
             "[2, 3, 8, 8]" in message
+        )
 
 
 def test_check_cli_reports_a_layout_conflict(tmp_path):
     path = tmp_path / "loss.toml"
     path.write_text('[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\n')
-    r = subprocess.run([sys.executable, "-c", "from distill_core.cli.main import main; main()", "check", str(path)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", "from distill_core.cli.main import main; main()", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert "batch.recon: the batch holds [B, 2, F, T], but stft_wave reads it as [B, C, N]" in r.stderr
 
@@ -128,14 +156,27 @@ def test_waveform_views_carry_gradient_to_the_model():
     spec = SpectrogramConfig(sample_rate=8000, n_fft=128, hop=32, frames=32)
     torch.manual_seed(0)
     specs = to_spectrogram(torch.randn(4, spec.samples), spec)
-    config = load_config({"recipe": "none", "terms": {"stft_wave": {
-        "term": "stft", "input": "waveform", "inputs": {"recon": "recon_wave", "target": "target_wave"},
-        "fft_sizes": [128], "hop_sizes": [32], "win_lengths": [128]}}})
+    config = load_config(
+        {
+            "recipe": "none",
+            "terms": {
+                "stft_wave": {
+                    "term": "stft",
+                    "input": "waveform",
+                    "inputs": {"recon": "recon_wave", "target": "target_wave"},
+                    "fft_sizes": [128],
+                    "hop_sizes": [32],
+                    "win_lengths": [128],
+                }
+            },
+        }
+    )
     model = SpectrogramVAE(spec.bins, spec.frames, latent_dim=4, width=8)
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = train_epoch(model, DataLoader(TensorDataset(specs), batch_size=2), optimizer, loss_config=config,
-                      views=WaveformViews(spec))
+    out = train_epoch(
+        model, DataLoader(TensorDataset(specs), batch_size=2), optimizer, loss_config=config, views=WaveformViews(spec)
+    )
     assert set(out) >= {"stft_wave_loss", "total_loss"} and out["total_loss"] == out["stft_wave_loss"]
     moved = [not torch.equal(a, p) for a, p in zip(before, model.parameters())]
     assert any(moved[-4:])  # the decoder learned from a loss on the waveform inverse of its output
@@ -150,9 +191,27 @@ def docs_example() -> str:
 
 def cli_train(python: Path, config: Path, out: Path, name: str, *args: str) -> dict:
     """``distill-loss train`` in a subprocess; the run's history.json, read back from disk."""
-    r = subprocess.run([str(python), "-c", "from distill_core.cli.main import main; main()", "train", str(config),
-                        "--epochs", "2", "--out", str(out), "--name", name, "--no-progress", "--no-tensorboard",
-                        *args], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from distill_core.cli.main import main; main()",
+            "train",
+            str(config),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--name",
+            name,
+            "--no-progress",
+            "--no-tensorboard",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     history = json.loads((out / name / "history.json").read_text())
     history["console"] = r.stdout + r.stderr
@@ -183,9 +242,23 @@ def write_phase_coherent_tones(folder: Path, clips: int = 96, seed: int = 123) -
 
 
 def test_docs_example_trains_from_the_cli_and_sisdr_falls(throwaway_env, tmp_path):
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(throwaway_env), "install", "-q",
-                                "--no-deps", "--no-build-isolation", str(ROOT / "examples" / "distill-sisdr")],
-                               capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(throwaway_env),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT / "examples" / "distill-sisdr"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr
     config = tmp_path / "vae_wave.toml"
     config.write_text(docs_example())
@@ -200,8 +273,9 @@ def test_docs_example_trains_from_the_cli_and_sisdr_falls(throwaway_env, tmp_pat
     added = tmp_path / "vae_sisdr.toml"
     added.write_text('[terms.sisdr]\ninputs = { recon = "recon_wave", target = "target_wave" }\nweight = 0.3\n')
     tones = write_phase_coherent_tones(tmp_path / "tones")
-    history = cli_train(throwaway_env, added, tmp_path / "runs", "tones", "--data", str(tones), "--batch-size",
-                        "8", "--seed", "0")
+    history = cli_train(
+        throwaway_env, added, tmp_path / "runs", "tones", "--data", str(tones), "--batch-size", "8", "--seed", "0"
+    )
     first, second = (e["components"]["sisdr_loss"] for e in history["distill"]["epochs"])
     assert second < first - 3.0, (first, second)  # 3 dB better SI-SDR over the second epoch's batches
 
@@ -211,17 +285,24 @@ def test_sisdr_through_the_mapping_and_the_inverse_falls_when_optimised(register
     import sys as _sys
 
     _sys.path.insert(0, str(ROOT / "examples" / "distill-sisdr"))
-    from distill_core.training.spectrogram import SpectrogramConfig, WaveformViews, to_spectrogram
-
     import distill_sisdr
+
+    from distill_core.training.spectrogram import SpectrogramConfig, WaveformViews, to_spectrogram
 
     register_term(distill_sisdr.SISDRLoss)
     spec = SpectrogramConfig(sample_rate=8000, n_fft=128, hop=32, frames=32)
     torch.manual_seed(0)
     target = to_spectrogram(torch.randn(2, spec.samples), spec)
     recon = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
-    loss = CombinedLoss(load_config({"recipe": "none", "terms": {
-        "sisdr": {"inputs": {"recon": "recon_wave", "target": "target_wave"}}}, "batch": {}}))
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "terms": {"sisdr": {"inputs": {"recon": "recon_wave", "target": "target_wave"}}},
+                "batch": {},
+            }
+        )
+    )
     views = WaveformViews(spec)
     optimizer = torch.optim.Adam([recon], lr=0.01)
     values = []
@@ -238,12 +319,30 @@ def test_sisdr_through_the_mapping_and_the_inverse_falls_when_optimised(register
 
 def test_a_config_error_comes_before_any_file_is_written(tmp_path):
     config = tmp_path / "loss.toml"
-    config.write_text('[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\n'
-                      'inputs = { recon = "recon_wav", target = "target_wave" }\n')
-    r = subprocess.run([sys.executable, "-c", "from distill_core.cli.main import main; main()", "train",
-                        str(config), "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"],
-                       capture_output=True, text=True, timeout=120)
+    config.write_text(
+        '[terms.stft_wave]\nterm = "stft"\ninput = "waveform"\n'
+        'inputs = { recon = "recon_wav", target = "target_wave" }\n'
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from distill_core.cli.main import main; main()",
+            "train",
+            str(config),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
-    assert "reads batch key 'recon_wav', which distill-loss train does not provide (it provides recon, mu, logvar, " \
+    assert (
+        "reads batch key 'recon_wav', which distill-loss train does not provide (it provides recon, mu, logvar, "
         "target, recon_wave, target_wave); did you mean 'recon_wave'?" in r.stderr
+    )
     assert not (tmp_path / "runs").exists()

@@ -26,9 +26,10 @@ SPEC = SpectrogramConfig(sample_rate=8000, n_fft=128, hop=32, frames=32)  # [2, 
 def loaders(seed=0, n=24):
     waves = synthetic_corpus(n, SPEC.samples, SPEC.sample_rate, seed=seed)
     specs = to_spectrogram(waves, SPEC)
-    g = torch.Generator().manual_seed(seed)
-    return (DataLoader(TensorDataset(specs[4:]), batch_size=8, shuffle=True, generator=None),
-            DataLoader(TensorDataset(specs[:4]), batch_size=8))
+    return (
+        DataLoader(TensorDataset(specs[4:]), batch_size=8, shuffle=True, generator=None),
+        DataLoader(TensorDataset(specs[:4]), batch_size=8),
+    )
 
 
 def model(seed=0):
@@ -74,11 +75,25 @@ def test_resume_reproduces_the_next_epoch(tmp_path):
 
     torch.manual_seed(1)
     with pytest.raises(Stop):
-        train(model(), train_loader, val_loader, LossConfig(), epochs=3, checkpoint_dir=tmp_path / "cut",
-              callbacks=[stop_after_second])
+        train(
+            model(),
+            train_loader,
+            val_loader,
+            LossConfig(),
+            epochs=3,
+            checkpoint_dir=tmp_path / "cut",
+            callbacks=[stop_after_second],
+        )
     torch.manual_seed(12345)  # resume must not depend on the caller's RNG
-    resumed = train(model(seed=99), train_loader, val_loader, LossConfig(), epochs=3,
-                    checkpoint_dir=tmp_path / "cut", resume_from=tmp_path / "cut" / "last.pt")
+    resumed = train(
+        model(seed=99),
+        train_loader,
+        val_loader,
+        LossConfig(),
+        epochs=3,
+        checkpoint_dir=tmp_path / "cut",
+        resume_from=tmp_path / "cut" / "last.pt",
+    )
     assert len(resumed.epochs) == 3
     assert resumed.epochs[2].train_loss == pytest.approx(full.epochs[2].train_loss, rel=1e-6)
     assert resumed.epochs[2].val_loss == pytest.approx(full.epochs[2].val_loss, rel=1e-6)
@@ -119,13 +134,27 @@ def test_mel_spectrogram_round_trip():
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "distill_core.cli.main", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_demo_cli_end_to_end_at_toy_size(tmp_path):
-    r = run_cli("train", "--epochs", "2", "--clips", "12", "--batch-size", "4", "--out", str(tmp_path),
-                "--name", "toy", "--no-progress", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "--epochs",
+        "2",
+        "--clips",
+        "12",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "toy",
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     run = tmp_path / "toy"
     history = MetricsHistory.load(run / "history.json")
@@ -140,8 +169,19 @@ def test_demo_cli_end_to_end_at_toy_size(tmp_path):
 
 
 def test_demo_with_mel_bins_and_a_bad_value(tmp_path):
-    r = run_cli("train", "--epochs", "1", "--clips", "8", "--mel-bins", "64", "--out", str(tmp_path),
-                "--no-progress", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "--epochs",
+        "1",
+        "--clips",
+        "8",
+        "--mel-bins",
+        "64",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     bad = run_cli("train", "--epochs", "1", "--mel-bins", "50", "--out", str(tmp_path), "--no-progress", cwd=tmp_path)
     assert bad.returncode == 2 and "--mel-bins: expected a multiple of 16 between 16 and 256" in bad.stderr
@@ -167,11 +207,14 @@ def test_demo_reads_a_wav_folder(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("setup,message", [
-    (lambda d: None, "no .wav files found"),
-    (lambda d: (d / "notes.txt").write_text("hello"), "no .wav files found"),
-    (lambda d: (d / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav"), "broken.wav: not a PCM WAV file"),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda d: None, "no .wav files found"),
+        (lambda d: (d / "notes.txt").write_text("hello"), "no .wav files found"),
+        (lambda d: (d / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav"), "broken.wav: not a PCM WAV file"),
+    ],
+)
 def test_bad_audio_is_a_one_line_error_with_exit_2(tmp_path, setup, message):
     data = tmp_path / "in"
     data.mkdir()
@@ -182,8 +225,9 @@ def test_bad_audio_is_a_one_line_error_with_exit_2(tmp_path, setup, message):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("val_losses,rises", [([], 0), ([1.0], 0), ([1, 2, 3], 2), ([3, 2, 3, 4, 5], 3),
-                                              ([1, 2, 2], 0)])
+@pytest.mark.parametrize(
+    "val_losses,rises", [([], 0), ([1.0], 0), ([1, 2, 3], 2), ([3, 2, 3, 4, 5], 3), ([1, 2, 2], 0)]
+)
 def test_divergence_count_is_derived_from_the_history(val_losses, rises):
     from distill_core.training.loop import _consecutive_rises
 

@@ -13,8 +13,16 @@ from distill_core.dsp.mel import mel_filterbank
 from distill_core.training.audio import AudioError, write_wav
 from distill_core.training.checkpoint import CheckpointError, save_checkpoint
 from distill_core.training.segments import WavSegments
-from distill_core.training.vocoder import (LogMel, Vocoder, VocoderConfig, load_vocoder, load_vocoder_config,
-                                           save_vocoder_config, vocode, vocoder_batch)
+from distill_core.training.vocoder import (
+    LogMel,
+    Vocoder,
+    VocoderConfig,
+    load_vocoder,
+    load_vocoder_config,
+    save_vocoder_config,
+    vocode,
+    vocoder_batch,
+)
 
 SMALL = VocoderConfig(n_fft=256, hop=64, mel_bins=32, channels=32, upsample_rates=(4, 4, 4))
 
@@ -60,9 +68,22 @@ def test_a_few_steps_lower_the_loss():
     wave = (0.3 * torch.sin(2 * math.pi * 220 * t) + 0.1 * torch.sin(2 * math.pi * 660 * t))[None, None]
     wave = torch.cat([wave, 0.5 * wave])
     model = Vocoder(SMALL)
-    loss = CombinedLoss(load_config({"recipe": "none", "terms": {"stft": {
-        "input": "waveform", "fft_sizes": [128, 256], "hop_sizes": [32, 64], "win_lengths": [128, 256],
-        "inputs": {"recon": "recon_wave", "target": "target_wave"}}}}))
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "terms": {
+                    "stft": {
+                        "input": "waveform",
+                        "fft_sizes": [128, 256],
+                        "hop_sizes": [32, 64],
+                        "win_lengths": [128, 256],
+                        "inputs": {"recon": "recon_wave", "target": "target_wave"},
+                    }
+                },
+            }
+        )
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     values = []
     for _ in range(12):
@@ -76,9 +97,21 @@ def test_a_few_steps_lower_the_loss():
 
 def test_the_batch_and_loss_never_sync(sync_counter):
     model = Vocoder(SMALL)
-    loss = CombinedLoss(load_config({"recipe": "none", "terms": {"mel": {
-        "sample_rate": 16000, "n_mels": [16, 32], "window_lengths": [64, 256],
-        "inputs": {"recon": "recon_wave", "target": "target_wave"}}}}))
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "terms": {
+                    "mel": {
+                        "sample_rate": 16000,
+                        "n_mels": [16, 32],
+                        "window_lengths": [64, 256],
+                        "inputs": {"recon": "recon_wave", "target": "target_wave"},
+                    }
+                },
+            }
+        )
+    )
     wave = torch.randn(2, 1, 640)
     loss.backward(loss(vocoder_batch(model, wave)))  # building and the first batch's checks may read the host
     sync_counter.update({k: 0 for k in sync_counter})

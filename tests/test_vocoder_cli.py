@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from click.testing import CliRunner
 
@@ -25,8 +25,11 @@ from distill_core.training.spectrogram import SpectrogramConfig
 from distill_core.training.vocoder import Vocoder, VocoderAdapter, VocoderConfig, load_vocoder, vocode
 from distill_core.training.vocoder_run import VocoderTraining, run_vocoder
 
-TINY = VocoderTraining(vocoder=VocoderConfig(n_fft=256, hop=64, mel_bins=32, channels=32, upsample_rates=(4, 4, 4)),
-                       segment=2048, val_segments=2)
+TINY = VocoderTraining(
+    vocoder=VocoderConfig(n_fft=256, hop=64, mel_bins=32, channels=32, upsample_rates=(4, 4, 4)),
+    segment=2048,
+    val_segments=2,
+)
 WAVES = {"recon": "recon_wave", "target": "target_wave"}
 
 
@@ -46,13 +49,31 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_cli_trains_the_vocoder_and_compare_scores_it(tmp_path):
     """The smoke test: two steps of the default vocoder through the CLI, then compare on held-out WAVs."""
     data, held = _wavs(tmp_path / "train", 2, seed=0), _wavs(tmp_path / "held", 2, seed=7)
-    result = _cli("train", "--model", "vocoder", "--data", data, "--out", tmp_path / "runs", "--name", "voc",
-                  "--epochs", 1, "--clips", 4, "--batch-size", 2, "--no-progress", "--no-tensorboard")
+    result = _cli(
+        "train",
+        "--model",
+        "vocoder",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "voc",
+        "--epochs",
+        1,
+        "--clips",
+        4,
+        "--batch-size",
+        2,
+        "--no-progress",
+        "--no-tensorboard",
+    )
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "voc"
     assert f"data: 2 .wav files in {data} (2.5 s at 16000 Hz); each epoch trains on 4 random segments" in result.output
-    assert {"vocoder.json", "best.pt", "last.pt", "config.toml", "history.json", "lock.json", "losses.png"} <= \
-        {p.name for p in run.iterdir()}
+    assert {"vocoder.json", "best.pt", "last.pt", "config.toml", "history.json", "lock.json", "losses.png"} <= {
+        p.name for p in run.iterdir()
+    }
     assert len(list((run / "samples").glob("*_reconstruction.wav"))) == 3
     history = MetricsHistory.load(run / "history.json")
     assert len(history.epochs) == 1 and math.isfinite(history.epochs[0].val_loss)
@@ -80,10 +101,14 @@ def mixed(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        vae = run_demo(DemoSettings(name="vae", out=root, epochs=1, clips=8, batch_size=4, tensorboard=False),
-                       progress=False)
-        voc = run_vocoder(DemoSettings(name="voc", out=root, epochs=1, clips=4, batch_size=2, tensorboard=False),
-                          progress=False, training=TINY)
+        vae = run_demo(
+            DemoSettings(name="vae", out=root, epochs=1, clips=8, batch_size=4, tensorboard=False), progress=False
+        )
+        voc = run_vocoder(
+            DemoSettings(name="voc", out=root, epochs=1, clips=4, batch_size=2, tensorboard=False),
+            progress=False,
+            training=TINY,
+        )
     finally:
         torch.set_num_threads(threads)
     return root, vae, voc, _wavs(root / "held", 2, seed=3)
@@ -109,9 +134,11 @@ def test_seconds_sets_the_vocoder_clips_and_is_refused_beside_a_vae(mixed):
     assert compare_runs([voc], held, max_clips=2, seconds=0.25).seconds == 0.25
     result = _cli("compare", vae, voc, "--data", held, "--out", root / "no", "--seconds", 0.25)
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: --seconds 0.25: {vae} is a VAE run, whose model takes clips of 8064 "
-                                     "samples (0.504 s) only; --seconds sets the clip length of comparisons of "
-                                     "vocoder runs alone")
+    assert result.output.strip() == (
+        f"error: --seconds 0.25: {vae} is a VAE run, whose model takes clips of 8064 "
+        "samples (0.504 s) only; --seconds sets the clip length of comparisons of "
+        "vocoder runs alone"
+    )
 
 
 def test_a_vocoder_checkpoint_without_its_settings_is_named(mixed, tmp_path):
@@ -121,9 +148,11 @@ def test_a_vocoder_checkpoint_without_its_settings_is_named(mixed, tmp_path):
     (copy / "best.pt").write_bytes((voc / "best.pt").read_bytes())
     result = _cli("compare", copy, "--data", held, "--out", tmp_path / "cmp")
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {copy / 'best.pt'}: holds vocoder weights, but {copy / 'vocoder.json'} "
-                                     "(the vocoder's settings, written by distill-loss train --model vocoder) is "
-                                     "missing")
+    assert result.output.strip() == (
+        f"error: {copy / 'best.pt'}: holds vocoder weights, but {copy / 'vocoder.json'} "
+        "(the vocoder's settings, written by distill-loss train --model vocoder) is "
+        "missing"
+    )
 
 
 def test_a_folder_or_checkpoint_of_the_other_model_is_refused(mixed):
@@ -131,26 +160,36 @@ def test_a_folder_or_checkpoint_of_the_other_model_is_refused(mixed):
     before = {p.name: p.stat().st_mtime_ns for p in voc.iterdir()}
     result = _cli("train", "--out", root, "--name", "voc", "--overwrite", "--epochs", 1)
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {voc}: holds a vocoder run (vocoder.json); --model vae does not "
-                                     "write into it, even with --overwrite; choose another --name")
+    assert result.output.strip() == (
+        f"error: {voc}: holds a vocoder run (vocoder.json); --model vae does not "
+        "write into it, even with --overwrite; choose another --name"
+    )
     assert {p.name: p.stat().st_mtime_ns for p in voc.iterdir()} == before
     result = _cli("train", "--model", "vocoder", "--out", root, "--name", "vae", "--overwrite", "--epochs", 1)
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {vae}: holds a vae run (spectrogram.json); --model vocoder does not "
-                                     "write into it, even with --overwrite; choose another --name")
+    assert result.output.strip() == (
+        f"error: {vae}: holds a vae run (spectrogram.json); --model vocoder does not "
+        "write into it, even with --overwrite; choose another --name"
+    )
     assert not (vae / "vocoder.json").exists()
     result = _cli("train", "--model", "vocoder", "--out", root, "--name", "new", "--resume", vae / "last.pt")
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: --resume {vae / 'last.pt'}: a checkpoint of a vae run; continue it "
-                                     "with --model vae")
+    assert result.output.strip() == (
+        f"error: --resume {vae / 'last.pt'}: a checkpoint of a vae run; continue it with --model vae"
+    )
     assert not (root / "new").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "wavenet"], "error: --model: 'wavenet' is not a demo model; expected one of vae, vocoder"),
-    (["--model", "vocoder", "--mel-bins", "64"],
-     "error: --mel-bins 64: applies to --model vae only (the vocoder reads 80 log-mel bands of its own)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "wavenet"], "error: --model: 'wavenet' is not a demo model; expected one of vae, vocoder"),
+        (
+            ["--model", "vocoder", "--mel-bins", "64"],
+            "error: --mel-bins 64: applies to --model vae only (the vocoder reads 80 log-mel bands of its own)",
+        ),
+    ],
+)
 def test_bad_model_settings_are_one_line(tmp_path, args, message):
     result = _cli("train", *args, "--out", tmp_path / "runs")
     assert result.exit_code == 2 and result.output.strip() == message
@@ -171,21 +210,35 @@ def test_the_vae_recipe_is_refused_naming_the_keys_the_vocoder_gives(tmp_path):
     assert result.exit_code == 2
     line = result.output.strip()
     assert line.startswith(f"error: invalid loss config in {config}: terms.") and "\n" not in line
-    assert "reads batch key 'mu', which distill-loss train --model vocoder does not provide (it provides " \
-           "recon_wave, target_wave, mel)" in line
-    assert line.endswith("recipe: the VAE recipe's terms are in the config (the default recipe, merged in when a file "
-                         "names none); a vocoder config starts with recipe = \"none\"")
+    assert (
+        "reads batch key 'mu', which distill-loss train --model vocoder does not provide (it provides "
+        "recon_wave, target_wave, mel)" in line
+    )
+    assert line.endswith(
+        "recipe: the VAE recipe's terms are in the config (the default recipe, merged in when a file "
+        'names none); a vocoder config starts with recipe = "none"'
+    )
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_users_terms_on_the_batch_keys_train(tmp_path):
     config = tmp_path / "wave.toml"
-    config.write_text('recipe = "none"\n[terms.wave_l1]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
-                      '[terms.stft]\ninput = "waveform"\nfft_sizes = [128, 256]\nhop_sizes = [32, 64]\n'
-                      'win_lengths = [128, 256]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
-                      'weight = 0.5\n')
-    settings = DemoSettings(name="wave", out=tmp_path, epochs=2, clips=4, batch_size=2, config=config, samples=2,
-                            data=_wavs(tmp_path / "data", 2, seed=1))
+    config.write_text(
+        'recipe = "none"\n[terms.wave_l1]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
+        '[terms.stft]\ninput = "waveform"\nfft_sizes = [128, 256]\nhop_sizes = [32, 64]\n'
+        'win_lengths = [128, 256]\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
+        "weight = 0.5\n"
+    )
+    settings = DemoSettings(
+        name="wave",
+        out=tmp_path,
+        epochs=2,
+        clips=4,
+        batch_size=2,
+        config=config,
+        samples=2,
+        data=_wavs(tmp_path / "data", 2, seed=1),
+    )
     run = run_vocoder(settings, progress=False, training=TINY)
     history = MetricsHistory.load(run / "history.json")
     assert [set(e.components) for e in history.epochs] == [{"wave_l1_loss", "stft_loss"}] * 2
@@ -196,8 +249,9 @@ def test_a_users_terms_on_the_batch_keys_train(tmp_path):
 
     events = EventAccumulator(str(run), size_guidance={"audio": 0, "images": 0, "scalars": 0, "tensors": 0})
     events.Reload()
-    assert sorted(events.Tags()["audio"]) == [f"sample_0{i}/{kind}" for i in (0, 1)
-                                              for kind in ("original", "reconstruction")]
+    assert sorted(events.Tags()["audio"]) == [
+        f"sample_0{i}/{kind}" for i in (0, 1) for kind in ("original", "reconstruction")
+    ]
     clip = events.Audio("sample_01/reconstruction")
     assert [a.step for a in clip] == [1, 2] and clip[0].length_frames == TINY.segment
     mel = events.Images("sample_00/original_spectrogram")[0]
@@ -207,8 +261,9 @@ def test_a_users_terms_on_the_batch_keys_train(tmp_path):
 
 def test_resuming_trains_to_the_same_weights(tmp_path):
     def settings(name: str, epochs: int, resume: Path | None = None) -> DemoSettings:
-        return DemoSettings(name=name, out=tmp_path, epochs=epochs, clips=4, batch_size=2, seed=3, resume=resume,
-                            tensorboard=False)
+        return DemoSettings(
+            name=name, out=tmp_path, epochs=epochs, clips=4, batch_size=2, seed=3, resume=resume, tensorboard=False
+        )
 
     whole = run_vocoder(settings("whole", 2), progress=False, training=TINY)
     run_vocoder(settings("split", 1), progress=False, training=TINY)
@@ -245,8 +300,16 @@ def test_segments_of_waves_equal_the_folder_ones(tmp_path):
 def test_the_adapter_trains_through_train_pass_without_a_per_step_host_sync(sync_counter):
     """A pass of three steps reads the host as often as a pass of one: only the pass's closing means do."""
     model = Vocoder(TINY.vocoder)
-    loss = CombinedLoss(load_config({"recipe": "none", "terms": {"mel": {
-        "sample_rate": 16000, "n_mels": [16, 32], "window_lengths": [64, 256], "inputs": WAVES}}}))
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "terms": {
+                    "mel": {"sample_rate": 16000, "n_mels": [16, 32], "window_lengths": [64, 256], "inputs": WAVES}
+                },
+            }
+        )
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     adapter = VocoderAdapter()
     assert adapter.provides() == ("recon_wave", "target_wave", "mel") and adapter.carries_gradient() == ("recon_wave",)
@@ -270,8 +333,9 @@ def test_the_registry_names_each_models_run_folder_marker():
 
 def test_check_reads_the_batch_keys_of_the_model_named(tmp_path):
     vocoder = tmp_path / "mel.toml"
-    vocoder.write_text('recipe = "none"\n[terms.mel]\nsample_rate = 16000\n'
-                       'inputs = { recon = "recon_wave", target = "target_wave" }\n')
+    vocoder.write_text(
+        'recipe = "none"\n[terms.mel]\nsample_rate = 16000\ninputs = { recon = "recon_wave", target = "target_wave" }\n'
+    )
     result = _cli("check", vocoder, "--model", "vocoder")
     assert result.exit_code == 0 and result.output.startswith(f"# {vocoder}: valid")
     vae = tmp_path / "vae.toml"
@@ -289,15 +353,18 @@ def test_compare_scores_the_example_runs_as_the_example_does(tmp_path):
     """examples/compare_vocoder.py's run folders through compare_runs: the same scores as its evaluate_runs."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("compare_vocoder", Path(__file__).parents[1] / "examples" /
-                                                  "compare_vocoder.py")
+    spec = importlib.util.spec_from_file_location(
+        "compare_vocoder", Path(__file__).parents[1] / "examples" / "compare_vocoder.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     corpus = tmp_path / "speech"
     _wavs(corpus / "train", 2, seed=0)
     held = _wavs(corpus / "held_out", 3, seed=1)
-    runs = [script.train_recipe(name, script.RECIPES[name], corpus, tmp_path / "runs", 1, 0, 2, 2048, 1e-3, 1)
-            for name in ("a_wave_l1", "c_mel")]
+    runs = [
+        script.train_recipe(name, script.RECIPES[name], corpus, tmp_path / "runs", 1, 0, 2, 2048, 1e-3, 1)
+        for name in ("a_wave_l1", "c_mel")
+    ]
     theirs = script.evaluate_runs(runs, held, tmp_path / "theirs", clip_seconds=0.5, max_clips=4)
     ours = compare_runs(runs, held, max_clips=4, seconds=0.5)
     assert (ours.clips, ours.seconds) == (theirs.clips, theirs.seconds) == (4, 0.5)

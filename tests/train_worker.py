@@ -41,8 +41,17 @@ def main() -> None:
             (args.markers / f"epoch{metrics.epoch}_step{metrics.step}").touch()
             time.sleep(0.3)  # leave time for a signal to land mid-epoch
 
-    train(model, train_loader, val_loader, LossConfig(), epochs=args.epochs, checkpoint_dir=args.out,
-          resume_from=args.resume, callbacks=[marker], log_interval=1)
+    train(
+        model,
+        train_loader,
+        val_loader,
+        LossConfig(),
+        epochs=args.epochs,
+        checkpoint_dir=args.out,
+        resume_from=args.resume,
+        callbacks=[marker],
+        log_interval=1,
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ class UserError(click.ClickException):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
+    from distill_core.config.converter import ConfigError
     from distill_core.files.atomic import WriteError
     from distill_core.loss.combined import TermBuildError
-    from distill_core.config.converter import ConfigError
-    from distill_core.util.extras import MissingExtra
     from distill_core.loss.lockfile import LockError
     from distill_core.registry.discovery import PluginError, UnknownTermError
     from distill_core.terms.base import BatchError
@@ -38,10 +37,29 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from distill_core.training.metrics import HistoryError
     from distill_core.training.run import NothingTrainedError, RunExistsError, SettingsError
     from distill_core.training.run_lock import RunBusyError
+    from distill_core.util.extras import MissingExtra
 
-    return (ConfigError, UnknownTermError, PluginError, TermBuildError, BatchError, AudioError, CheckpointError,
-            HistoryError, LockError, MissingExtra, CompareError, RunExistsError, SettingsError, RunBusyError,
-            NothingTrainedError, WriteError, FileNotFoundError, IsADirectoryError, PermissionError)
+    return (
+        ConfigError,
+        UnknownTermError,
+        PluginError,
+        TermBuildError,
+        BatchError,
+        AudioError,
+        CheckpointError,
+        HistoryError,
+        LockError,
+        MissingExtra,
+        CompareError,
+        RunExistsError,
+        SettingsError,
+        RunBusyError,
+        NothingTrainedError,
+        WriteError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -88,8 +106,14 @@ def _print_version(ctx: click.Context, _: Any, value: bool) -> None:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show distill-core and plugin versions.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show distill-core and plugin versions.",
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def main(debug: bool) -> None:
     """distill: loss terms from pip-installed plugins, combined into one weighted loss."""
@@ -102,8 +126,10 @@ def _fields(config_class: type) -> list[dict[str, Any]]:
     from distill_core.config.converter import converter
 
     defaults = converter.unstructure(config_class())
-    return [{"name": a.name, "type": _type_name(a.type), "default": defaults.get(a.name)}
-            for a in attrs.fields(config_class)]
+    return [
+        {"name": a.name, "type": _type_name(a.type), "default": defaults.get(a.name)}
+        for a in attrs.fields(config_class)
+    ]
 
 
 def _type_name(t: Any) -> str:
@@ -131,15 +157,26 @@ def plugins(as_json: bool, requirements: bool) -> None:
         for line in sorted({str(i.provenance) for i in terms if i.provenance.version}):
             click.echo(line)
         return
-    rows = [{"name": i.name, "distribution": i.provenance.distribution, "version": i.provenance.version,
-             "module": i.module, "entry_point": i.provenance.entry_point, "config": _fields(i.config_class)}
-            for i in terms]
-    broken = [{"name": b.name, "distribution": b.provenance.distribution, "version": b.provenance.version,
-               "error": b.error} for b in registry.broken]
+    rows = [
+        {
+            "name": i.name,
+            "distribution": i.provenance.distribution,
+            "version": i.provenance.version,
+            "module": i.module,
+            "entry_point": i.provenance.entry_point,
+            "config": _fields(i.config_class),
+        }
+        for i in terms
+    ]
+    broken = [
+        {"name": b.name, "distribution": b.provenance.distribution, "version": b.provenance.version, "error": b.error}
+        for b in registry.broken
+    ]
     conflicts = {n: [str(i.provenance) for i in infos] for n, infos in registry.conflicts.items()}
     if as_json:
-        click.echo(json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts, "warnings": registry.notes},
-                              indent=2))
+        click.echo(
+            json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts, "warnings": registry.notes}, indent=2)
+        )
         return
     for row in rows:
         click.echo(f"{row['name']}  ({row['distribution']}=={row['version']}, module {row['module']})")
@@ -157,9 +194,13 @@ def plugins(as_json: bool, requirements: bool) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--lock", "lock", type=click.Path(path_type=Path),
-              help="A run's lock.json (or checkpoint) naming where missing terms came from; default: the "
-                   "lock.json beside CONFIG, if any.")
+@click.option(
+    "--lock",
+    "lock",
+    type=click.Path(path_type=Path),
+    help="A run's lock.json (or checkpoint) naming where missing terms came from; default: the "
+    "lock.json beside CONFIG, if any.",
+)
 @click.option("--model", default="vae", show_default=True, help="The demo model whose batch keys CONFIG may read.")
 def check(config: Path, lock: Path | None, model: str) -> None:
     """Validate CONFIG against the installed plugins and print it resolved, defaults filled in."""
@@ -198,8 +239,14 @@ def schema(term: str | None) -> None:
 
 @main.command("new-plugin")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder to create distill-NAME/ in.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to create distill-NAME/ in.",
+)
 def new_plugin(name: str, directory: Path) -> None:
     """Scaffold a plugin distribution distill-NAME with a term, its config, a README and a test."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
@@ -211,29 +258,60 @@ def new_plugin(name: str, directory: Path) -> None:
 
 @main.command("train")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--model", default="vae", show_default=True,
-              help="vae: the spectrogram VAE; vocoder: the mel-to-waveform vocoder (docs/training.md).")
+@click.option(
+    "--model",
+    default="vae",
+    show_default=True,
+    help="vae: the spectrogram VAE; vocoder: the mel-to-waveform vocoder (docs/training.md).",
+)
 @click.option("--data", type=click.Path(path_type=Path), help="Folder of WAV files (default: a synthetic corpus).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="demo", show_default=True, help="Run folder name under --out.")
-@click.option("--clips", type=click.IntRange(min=2), default=96, show_default=True,
-              help="Synthetic clips to generate when --data is not given (vocoder: segments per epoch).")
+@click.option(
+    "--clips",
+    type=click.IntRange(min=2),
+    default=96,
+    show_default=True,
+    help="Synthetic clips to generate when --data is not given (vocoder: segments per epoch).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--mel-bins", type=int, help="Mel-scale the magnitude to this many bands (e.g. 128).")
-@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
-              help="Continue from a checkpoint, e.g. runs/demo/last.pt; with no CONFIG, the run's own config.toml.")
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Continue from a checkpoint, e.g. runs/demo/last.pt; with no CONFIG, the run's own config.toml.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the run folder (refused by default).")
-@click.option("--force-config", is_flag=True,
-              help="Resume with a changed loss config: starts a new best-tracking segment, recorded in the history.")
+@click.option(
+    "--force-config",
+    is_flag=True,
+    help="Resume with a changed loss config: starts a new best-tracking segment, recorded in the history.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--no-tensorboard", is_flag=True,
-              help="Write no TensorBoard events (written when tensorboard is installed).")
-def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, out: Path, name: str, clips: int,
-              batch_size: int, seed: int, device: str, mel_bins: int | None, resume: Path | None,
-              overwrite: bool, force_config: bool, no_progress: bool, no_tensorboard: bool) -> None:
+@click.option(
+    "--no-tensorboard", is_flag=True, help="Write no TensorBoard events (written when tensorboard is installed)."
+)
+def train_cmd(
+    config: Path | None,
+    model: str,
+    data: Path | None,
+    epochs: int,
+    out: Path,
+    name: str,
+    clips: int,
+    batch_size: int,
+    seed: int,
+    device: str,
+    mel_bins: int | None,
+    resume: Path | None,
+    overwrite: bool,
+    force_config: bool,
+    no_progress: bool,
+    no_tensorboard: bool,
+) -> None:
     """Train a demo model with the combined loss: the VAE on (magnitude, IF) spectrograms, or the vocoder."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     import signal
@@ -246,10 +324,22 @@ def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, o
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run like Ctrl-C: finished epochs stay saved
-    settings = DemoSettings(name=name, out=out, epochs=epochs, data=data, config=config, clips=clips,
-                            batch_size=batch_size, seed=seed, device=device, resume=resume,
-                            spectrogram=SpectrogramConfig(mel_bins=mel_bins), overwrite=overwrite,
-                            force_config=force_config, tensorboard=not no_tensorboard)
+    settings = DemoSettings(
+        name=name,
+        out=out,
+        epochs=epochs,
+        data=data,
+        config=config,
+        clips=clips,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        resume=resume,
+        spectrogram=SpectrogramConfig(mel_bins=mel_bins),
+        overwrite=overwrite,
+        force_config=force_config,
+        tensorboard=not no_tensorboard,
+    )
     try:
         run_dir = train_model(model, settings, progress=not no_progress, notify=click.echo)
     except KeyboardInterrupt:
@@ -263,8 +353,11 @@ def train_cmd(config: Path | None, model: str, data: Path | None, epochs: int, o
 
 @main.command("plot")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG to write (default: RUN/losses.png for one run; required for several).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG to write (default: RUN/losses.png for one run; required for several).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
     """Redraw losses.png from each RUN's history.json; several runs are overlaid, one colour each."""
@@ -280,8 +373,9 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
         raise CompareError(f"{out} already exists; choose another --out or pass --force to replace it")
     blocking = file_in_the_way(out.parent) if out is not None else None
     if blocking is not None:
-        raise CompareError(f"--out {out}: {blocking} is a file, so {out.name} cannot be written under it; "
-                           "expected a path in a folder")
+        raise CompareError(
+            f"--out {out}: {blocking} is a file, so {out.name} cannot be written under it; expected a path in a folder"
+        )
     distinct_runs(list(runs))
     names = [r.name for r in runs]
     labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
@@ -292,17 +386,31 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
 
 @main.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path),
-              help="Folder of held-out WAV files; every run reconstructs the same clips.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of held-out WAV files; every run reconstructs the same clips.",
+)
 @click.option("--clips", type=click.IntRange(min=1), default=32, show_default=True, help="Clips to use at most.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
-              help="Folder for compare.md and compare.png.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("compare"),
+    show_default=True,
+    help="Folder for compare.md and compare.png.",
+)
 @click.option("--force", is_flag=True, help="Replace compare.md and compare.png if --out has them.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--seconds", type=float, help="Clip length when only vocoder runs are compared (default 1.0; a VAE "
-                                            "run fixes its own, 0.504 s at the demo's settings).")
-def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str,
-                seconds: float | None) -> None:
+@click.option(
+    "--seconds",
+    type=float,
+    help="Clip length when only vocoder runs are compared (default 1.0; a VAE "
+    "run fixes its own, 0.504 s at the demo's settings).",
+)
+def compare_cmd(
+    runs: tuple[Path, ...], data: Path, clips: int, out: Path, force: bool, device: str, seconds: float | None
+) -> None:
     """Reconstruct held-out WAVs with each run's best.pt (VAE or vocoder); tabulate LSD, MR-STFT, mel, SI-SDR, SC."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from distill_core.training.compare import compare_runs, markdown, output_paths, write_comparison
@@ -316,10 +424,16 @@ def compare_cmd(runs: tuple[Path, ...], data: Path, clips: int, out: Path, force
 
 @main.command("import-seed")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder to write (default: runs/<name of RUN_DIR>).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate for the continued run (default: where the seed's scheduler left it).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder to write (default: runs/<name of RUN_DIR>).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate for the continued run (default: where the seed's scheduler left it).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (refused by default).")
 def import_seed_cmd(run_dir: Path, out: Path | None, lr: float | None, overwrite: bool) -> None:
     """Bring a run of the seed's train() over: read its checkpoints running no pickled code, write our run folder."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from distill_core.config.converter import ConfigError
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
@@ -27,7 +27,7 @@ test = ["pytest>=7"]
 
 [tool.setuptools]
 packages = ["distill_{name}"]
-'''
+"""
 
 MODULE = '''"""distill plugin: the ``{name}`` loss term."""
 
@@ -90,7 +90,7 @@ def test_discovery():
     check_discovery({cls}Loss, "distill-{dash}")
 '''
 
-README = '''# distill-{dash}
+README = """# distill-{dash}
 
 The `{name}` loss term for distill.
 
@@ -103,7 +103,7 @@ Use it from a config file:
     weight = 0.5
 
 Its output key is `{name}_loss`. Run the conformance and discovery tests with `pytest` (installed first).
-'''
+"""
 
 
 def scaffold(name: str, directory: Path) -> Path:
@@ -116,8 +116,12 @@ def scaffold(name: str, directory: Path) -> Path:
         raise ConfigError([("--dir", f"{root} already exists; choose another NAME or --dir")])
     cls = "".join(part.capitalize() for part in name.split("_"))
     fields = {"name": name, "dash": dash, "cls": cls}
-    files = {"pyproject.toml": PYPROJECT, f"distill_{name}/__init__.py": MODULE, f"tests/test_{name}.py": TEST,
-             "README.md": README}
+    files = {
+        "pyproject.toml": PYPROJECT,
+        f"distill_{name}/__init__.py": MODULE,
+        f"tests/test_{name}.py": TEST,
+        "README.md": README,
+    }
     for rel, template in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,16 +8,21 @@ import re
 import reprlib
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 import attrs
 import cattrs
-from cattrs.errors import (ClassValidationError, ForbiddenExtraKeysError, IterableValidationError,
-                           StructureHandlerNotFoundError)
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    StructureHandlerNotFoundError,
+)
 
+from distill_core.config.schedules import SCHEDULES
 from distill_core.files.atomic import atomic_write_text
-from distill_core.config.schedules import SCHEDULES, Weight
 
 Problem = tuple[str, str]  # (dotted path, reason)
 MAX_CONFIG_BYTES = 1_000_000
@@ -32,8 +37,10 @@ class ConfigError(ValueError):
         self.source = source
         where = f" in {source}" if source else ""
         lines = [f"  {p}: {r}" if p else f"  {r}" for p, r in self.problems]
-        super().__init__(f"invalid loss config{where} ({len(self.problems)} problem"
-                         f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines))
+        super().__init__(
+            f"invalid loss config{where} ({len(self.problems)} problem"
+            f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines)
+        )
 
     def one_line(self) -> str:
         """The message on one line: ``invalid loss config in FILE: path: reason; path: reason``."""
@@ -136,7 +143,8 @@ def _scalar_sequence_hook(t: Any) -> Any:
     from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 
     base = (homogenous_tuple_structure_factory if typing.get_origin(t) is tuple else list_structure_factory)(
-        t, converter)
+        t, converter
+    )
     expected = f"expected a list of {_SCALAR_NAMES[typing.get_args(t)[0]]}"
 
     def hook(value: Any, cls: Any) -> Any:
@@ -194,8 +202,12 @@ _SCHEDULE_CLASSES = tuple(SCHEDULES.values())
 def _is_weight(t: Any) -> bool:
     """A Union of float with one or more schedule classes: the Weight type, or a narrower one."""
     args = typing.get_args(t)
-    return (typing.get_origin(t) in (Union, types.UnionType)
-            and float in args and len(args) > 1 and all(a is float or a in _SCHEDULE_CLASSES for a in args))
+    return (
+        typing.get_origin(t) in (Union, types.UnionType)
+        and float in args
+        and len(args) > 1
+        and all(a is float or a in _SCHEDULE_CLASSES for a in args)
+    )
 
 
 def _structure_weight(value: Any, t: Any) -> Any:
@@ -206,8 +218,10 @@ def _structure_weight(value: Any, t: Any) -> Any:
         kind = value["schedule"]
         by_kind = {a.kind: a for a in allowed}
         if kind not in by_kind:
-            raise ValueError(f"unknown schedule {_describe(kind)}; expected one of "
-                             f"{', '.join(sorted(by_kind))}{did_you_mean(str(kind), by_kind)}")
+            raise ValueError(
+                f"unknown schedule {_describe(kind)}; expected one of "
+                f"{', '.join(sorted(by_kind))}{did_you_mean(str(kind), by_kind)}"
+            )
         fields = {k: v for k, v in value.items() if k != "schedule"}
         return converter.structure(fields, by_kind[kind])
     if isinstance(value, YamlNumeral):
@@ -219,7 +233,8 @@ def _structure_weight(value: Any, t: Any) -> Any:
 converter.register_structure_hook_func(_is_weight, _structure_weight)
 for _cls in _SCHEDULE_CLASSES:
     converter.register_unstructure_hook(
-        _cls, lambda s: {"schedule": s.kind, **{a.name: getattr(s, a.name) for a in attrs.fields(type(s))}})
+        _cls, lambda s: {"schedule": s.kind, **{a.name: getattr(s, a.name) for a in attrs.fields(type(s))}}
+    )
 
 
 def check_weight(value: Any) -> str | None:
@@ -232,6 +247,7 @@ def check_weight(value: Any) -> str | None:
 
 
 # --- error paths ---------------------------------------------------------------------------------------
+
 
 def problems_from(exc: BaseException, path: str) -> list[Problem]:
     """Flatten a cattrs / validator exception tree into (path, reason) pairs a person can read."""
@@ -250,14 +266,15 @@ def problems_from(exc: BaseException, path: str) -> list[Problem]:
         return [(path, "missing (a required field)")]
     if isinstance(exc, ForbiddenExtraKeysError):
         fields = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        return [(join(path, k), f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
-                for k in sorted(exc.extra_fields)]
+        return [
+            (join(path, k), f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
+            for k in sorted(exc.extra_fields)
+        ]
     if isinstance(exc, InvalidConfig):
         return [(join(path, p) if p else path, r) for p, r in exc.problems]
     message = str(exc)
     head, sep, rest = message.partition(": ")
-    if sep and head.replace("_", "").replace("[", "").replace("]", "").replace(".", "").isalnum() \
-            and " " not in head:
+    if sep and head.replace("_", "").replace("[", "").replace("]", "").replace(".", "").isalnum() and " " not in head:
         return [(join(path, head), rest)]
     return [(path, message)]
 
@@ -274,8 +291,14 @@ def structure_checked(data: Any, cls: type, path: str) -> tuple[Any, list[Proble
         return converter.structure(dict(data), cls), []
     except StructureHandlerNotFoundError as exc:  # a plugin's config class that cattrs cannot structure
         return None, [(path, f"{cls.__name__} cannot be structured by cattrs: {exc}")]
-    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError,
-            InvalidConfig, ValueError, TypeError) as exc:
+    except (
+        ClassValidationError,
+        IterableValidationError,
+        ForbiddenExtraKeysError,
+        InvalidConfig,
+        ValueError,
+        TypeError,
+    ) as exc:
         problems = problems_from(exc, path)
         own_checks_ran = isinstance(exc, InvalidConfig)
     if not own_checks_ran:
@@ -292,7 +315,7 @@ def _own_check_problems(data: Mapping[str, Any], cls: type, path: str, found: li
         return []
     fields = attrs.fields_dict(cls)
     prefix = f"{path}." if path else ""
-    failing = {p[len(prefix):].split(".")[0].split("[")[0] for p, _ in found if p.startswith(prefix)}
+    failing = {p[len(prefix) :].split(".")[0].split("[")[0] for p, _ in found if p.startswith(prefix)}
     if not failing or any(f in fields and fields[f].default is attrs.NOTHING for f in failing):
         return []
     rest = {k: v for k, v in data.items() if k not in failing}
@@ -301,7 +324,7 @@ def _own_check_problems(data: Mapping[str, Any], cls: type, path: str, found: li
         return []
     except (ClassValidationError, InvalidConfig, ValueError, TypeError) as exc:  # cattrs wraps __init__'s errors
         own = problems_from(exc, path)
-    return [(p, r) for p, r in own if p[len(prefix):].split(".")[0].split("[")[0] not in failing]
+    return [(p, r) for p, r in own if p[len(prefix) :].split(".")[0].split("[")[0] not in failing]
 
 
 def unstructure(value: Any) -> Any:
@@ -311,13 +334,15 @@ def unstructure(value: Any) -> Any:
 
 # --- files ---------------------------------------------------------------------------------------------
 
+
 def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """Read a .toml/.json/.yaml file into a mapping; YAML through safe loading only."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
-        raise ConfigError([("", f"unsupported config file type {p.suffix!r}; expected one of "
-                                f"{', '.join(SUFFIXES)}")], str(p))
+        raise ConfigError(
+            [("", f"unsupported config file type {p.suffix!r}; expected one of {', '.join(SUFFIXES)}")], str(p)
+        )
     try:
         size = p.stat().st_size
         if size > MAX_CONFIG_BYTES:
@@ -330,9 +355,10 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError([("", f"not UTF-8 text (line {line}, byte {exc.start}: "
-                                f"{raw[exc.start:exc.start + 1]!r})")], str(p)) from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [("", f"not UTF-8 text (line {line}, byte {exc.start}: {raw[exc.start : exc.start + 1]!r})")], str(p)
+        ) from None
     try:
         if suffix == ".toml":
             import tomllib
@@ -426,13 +452,19 @@ def _yaml_loader() -> type:
                     where = join(where, part)
                 size = self.sizes.get(id(node))
                 if size is None:
-                    raise _YamlRefused(where, event.start_mark.line + 1,
-                                       f"alias *{event.anchor} is used inside its own anchor (a recursive alias)")
+                    raise _YamlRefused(
+                        where,
+                        event.start_mark.line + 1,
+                        f"alias *{event.anchor} is used inside its own anchor (a recursive alias)",
+                    )
                 self.expanded += size
                 if self.expanded > MAX_YAML_VALUES:
-                    raise _YamlRefused(where, event.start_mark.line + 1,
-                                       f"alias *{event.anchor} expands the config beyond {MAX_YAML_VALUES} values; "
-                                       "write the values out or use fewer aliases")
+                    raise _YamlRefused(
+                        where,
+                        event.start_mark.line + 1,
+                        f"alias *{event.anchor} expands the config beyond {MAX_YAML_VALUES} values; "
+                        "write the values out or use fewer aliases",
+                    )
                 return node
             finally:
                 if key is not None:
@@ -443,8 +475,7 @@ def _yaml_loader() -> type:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 

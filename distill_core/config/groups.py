@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -42,8 +43,13 @@ def group_section(section: Any, path: str, older_kinds: Iterable[str] = ()) -> t
     kind = section.get("kind", KIND)
     if kind != KIND:
         kinds = ", ".join(map(repr, (KIND, *older_kinds)))
-        return None, [(join(path, "kind"), f"expected one of {kinds}, got {_describe(kind)} (or no kind: a group "
-                                           "sums its members, each with its weight: members = {a = 1.0, b = 0.5})")]
+        return None, [
+            (
+                join(path, "kind"),
+                f"expected one of {kinds}, got {_describe(kind)} (or no kind: a group "
+                "sums its members, each with its weight: members = {a = 1.0, b = 0.5})",
+            )
+        ]
     section = {k: v for k, v in section.items() if k != "kind"}
     members = section.get("members", {})
     if isinstance(members, Mapping):
@@ -51,7 +57,11 @@ def group_section(section: Any, path: str, older_kinds: Iterable[str] = ()) -> t
     if isinstance(members, (list, tuple)) and all(isinstance(m, str) for m in members):
         return {**section, "members": {m: 1.0 for m in members}}, []
     if isinstance(members, (list, tuple)):
-        return None, [(f"{join(path, 'members')}[{i}]", f"expected a term name (str), got {_describe(m)}")
-                      for i, m in enumerate(members) if not isinstance(m, str)]
-    return None, [(join(path, "members"), f"expected a list of str, got {_describe(members)} (or a table of "
-                                          "term = weight)")]
+        return None, [
+            (f"{join(path, 'members')}[{i}]", f"expected a term name (str), got {_describe(m)}")
+            for i, m in enumerate(members)
+            if not isinstance(m, str)
+        ]
+    return None, [
+        (join(path, "members"), f"expected a list of str, got {_describe(members)} (or a table of term = weight)")
+    ]

@@ -9,8 +9,7 @@ training batches and decides on the host too, from Python's own seeded generator
 from __future__ import annotations
 
 import math
-import random
-from typing import Any, ClassVar, Mapping, Union
+from typing import ClassVar, Union
 
 import attrs
 
@@ -102,8 +101,9 @@ class Cyclical:
 
 
 SCHEDULES: dict[str, type] = {cls.kind: cls for cls in (Constant, LinearWarmup, Cosine, Cyclical)}
-Schedule = Union[Constant, LinearWarmup, Cosine, Cyclical]
-Weight = Union[float, Constant, LinearWarmup, Cosine, Cyclical]
+# typing.Union, not X | Y: the converter's hooks and the schema dispatch on typing.Union's origin
+Schedule = Union[Constant, LinearWarmup, Cosine, Cyclical]  # noqa: UP007
+Weight = Union[float, Constant, LinearWarmup, Cosine, Cyclical]  # noqa: UP007
 
 
 def weight_at(weight: Weight, epoch: int | None = None, total_epochs: int | None = None) -> float:

@@ -18,19 +18,20 @@ def overlap_add_into(out: torch.Tensor, frames: torch.Tensor, window: torch.Tens
     window = window.to(frames.dtype)
     if width % hop:
         length = (count - 1) * hop + width
-        out[:, :length] += F.fold((frames * window).transpose(1, 2), output_size=(1, length), kernel_size=(1, width),
-                                  stride=(1, hop)).view(rows, -1)
+        out[:, :length] += F.fold(
+            (frames * window).transpose(1, 2), output_size=(1, length), kernel_size=(1, width), stride=(1, hop)
+        ).view(rows, -1)
         return
     blocks = frames.view(rows, count, width // hop, hop)
     for j, piece in enumerate(window.view(-1, hop)):  # piece j of frame t lands at (t + j) * hop
-        out[:, j * hop:(j + count) * hop].view(rows, count, hop).addcmul_(blocks[:, :, j], piece)
+        out[:, j * hop : (j + count) * hop].view(rows, count, hop).addcmul_(blocks[:, :, j], piece)
 
 
 def reflect_pad_adjoint(padded: torch.Tensor, pad: int, length: int) -> torch.Tensor:
     """The gradient w.r.t. x of ``F.pad(x, (pad, pad), "reflect")`` for [R, length] x, given the gradient w.r.t.
     the padded signal, [R, length + 2 pad]."""
-    grad = padded[:, pad:pad + length].clone()
+    grad = padded[:, pad : pad + length].clone()
     if pad:
-        grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)
-        grad[:, length - 1 - pad:length - 1] += padded[:, pad + length:length + 2 * pad].flip(-1)
+        grad[:, 1 : pad + 1] += padded[:, :pad].flip(-1)
+        grad[:, length - 1 - pad : length - 1] += padded[:, pad + length : length + 2 * pad].flip(-1)
     return grad

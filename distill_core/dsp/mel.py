@@ -7,7 +7,7 @@ from typing import Union
 
 import numpy as np
 
-MelNorm = Union[str, float, None]
+MelNorm = Union[str, float, None]  # noqa: UP007 - an alias evaluated at import, on Python 3.10 too
 """``"slaney"`` (area-normalised triangles), ``None`` (peak 1), or a number p: each filter scaled to unit
 p-norm as librosa.util.normalize does (``inf``: max, ``-inf``: min, ``0``: count of non-zeros)."""
 
@@ -46,13 +46,21 @@ def _normalise_rows(weights: np.ndarray, p: float) -> np.ndarray:
     elif p == 0:
         length = (mag > 0).sum(axis=1, keepdims=True).astype(weights.dtype)
     else:
-        length = (mag ** p).sum(axis=1, keepdims=True) ** (1.0 / p)
+        length = (mag**p).sum(axis=1, keepdims=True) ** (1.0 / p)
     length = np.where(length < np.finfo(weights.dtype).tiny, 1.0, length)
     return weights / length
 
 
-def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, *, fmin: float = 0.0, fmax: float | None = None,
-                   htk: bool = False, norm: MelNorm = "slaney") -> np.ndarray:
+def mel_filterbank(
+    sample_rate: float,
+    n_fft: int,
+    n_mels: int,
+    *,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: MelNorm = "slaney",
+) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] float32 triangular filters over the bins k * sample_rate / n_fft.
 
     The options and defaults are librosa.filters.mel's: ``fmin`` 0, ``fmax`` sample_rate / 2 (``None``),
@@ -61,8 +69,7 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, *, fmin: float =
     if fmax is None:
         fmax = sample_rate / 2.0
     if norm != "slaney" and norm is not None and (isinstance(norm, str) or not (norm >= 0 or norm == -np.inf)):
-        raise ValueError(f"mel_filterbank: norm={norm!r}; expected 'slaney', None, a number p >= 0 (p-norm) "
-                         "or +-inf")
+        raise ValueError(f"mel_filterbank: norm={norm!r}; expected 'slaney', None, a number p >= 0 (p-norm) or +-inf")
     fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)  # bin k at k * sample_rate / n_fft, odd n_fft too
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)
     widths = np.diff(edges)
@@ -71,7 +78,7 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, *, fmin: float =
     falling = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(rising, falling))
     if norm == "slaney":
-        weights *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, None]
+        weights *= (2.0 / (edges[2 : n_mels + 2] - edges[:n_mels]))[:, None]
     elif norm is not None:
         weights = _normalise_rows(weights.astype(np.float32), float(norm))
     return weights.astype(np.float32)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
+from typing import Any, Protocol
 
 import attrs
 import torch
@@ -37,8 +38,14 @@ class Adapter(Protocol):
 class Loss(Protocol):
     """What a pass needs of a loss: a CombinedLoss, or any module with the same call."""
 
-    def __call__(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
-                 weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]: ...
+    def __call__(
+        self,
+        batch: Batch,
+        *,
+        epoch: int | None = None,
+        total_epochs: int | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]: ...
 
 
 @attrs.frozen
@@ -94,7 +101,7 @@ class Accumulator:
         if reduce and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(packed)
         values = packed.tolist()
-        sums, totals = values[: len(keys)], values[len(keys):]
+        sums, totals = values[: len(keys)], values[len(keys) :]
         out = {k: v / n for k, v, n in zip(keys, sums, totals)}
         if "nonfinite" in out:
             out["nonfinite"] = round(sums[keys.index("nonfinite")])
@@ -129,8 +136,9 @@ def optimizer_step(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
     GradScaler hands it to them (``found_inf``): no host sync. Any other optimizer costs one sync per step,
     to decide on the host whether to call ``step()`` at all.
     """
-    fused = getattr(optimizer, "_step_supports_amp_scaling", False) and \
-        all(group.get("fused") for group in optimizer.param_groups)  # a loaded state may have turned it off
+    fused = getattr(optimizer, "_step_supports_amp_scaling", False) and all(
+        group.get("fused") for group in optimizer.param_groups
+    )  # a loaded state may have turned it off
     if fused:
         optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
         try:
@@ -163,7 +171,8 @@ def check_optimizer(optimizer: torch.optim.Optimizer, loss: Any) -> None:
         if id(param) in held:
             raise LossParameterError(
                 f"the model's optimizer holds the loss's parameter {name!r}; give the optimizer "
-                "model.parameters() only (a stateful term trains its own parameters with its own optimizer)")
+                "model.parameters() only (a stateful term trains its own parameters with its own optimizer)"
+            )
 
 
 def update_step(loss: Any, batch: Batch) -> dict[str, torch.Tensor]:
@@ -196,11 +205,22 @@ def _backward(loss: Any, out: Mapping[str, torch.Tensor]) -> Mapping[str, torch.
     return {}
 
 
-def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer, loss: Loss,
-               adapter: Adapter, *, epoch: int = 0, total_epochs: int = 1,
-               weights: Mapping[str, float] | None = None, device: torch.device | None = None,
-               clip_norm: float | None = 1.0, log_interval: int = 10,
-               report: Callable[[Window], None] | None = None, cancel_event: Any = None) -> dict[str, float]:
+def train_pass(
+    model: nn.Module,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    loss: Loss,
+    adapter: Adapter,
+    *,
+    epoch: int = 0,
+    total_epochs: int = 1,
+    weights: Mapping[str, float] | None = None,
+    device: torch.device | None = None,
+    clip_norm: float | None = 1.0,
+    log_interval: int = 10,
+    report: Callable[[Window], None] | None = None,
+    cancel_event: Any = None,
+) -> dict[str, float]:
     """Train one epoch: the mean of every loss output over it (``nonfinite``: how many steps were skipped), and
     of every figure of the loss's update step, which runs on each batch before the loss (``Means.metrics``).
 
@@ -231,8 +251,10 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
         optimizer_step(optimizer, bad)
         logged = {**{k: v for k, v in out.items() if k != "nonfinite"}, **balance}
         total = out["total_loss"]
-        flags = [out["nonfinite"].detach().float() if "nonfinite" in out else (~torch.isfinite(total)).float(),
-                 bad.to(total.device)]
+        flags = [
+            out["nonfinite"].detach().float() if "nonfinite" in out else (~torch.isfinite(total)).float(),
+            bad.to(total.device),
+        ]
         if "nonfinite" in balance:
             flags.append(balance["nonfinite"].to(flags[0]))
         logged["nonfinite"] = torch.stack(flags).amax()
@@ -243,8 +265,17 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
         if report is not None and ((step + 1) % log_interval == 0 or step + 1 == total_steps):
             now = time.perf_counter()
             means = window.means()
-            report(Window(epoch, step, total_steps, means, optimizer.param_groups[0]["lr"],
-                          (now - tick) / window.count, frozenset(k for k in metrics if k in means)))
+            report(
+                Window(
+                    epoch,
+                    step,
+                    total_steps,
+                    means,
+                    optimizer.param_groups[0]["lr"],
+                    (now - tick) / window.count,
+                    frozenset(k for k in metrics if k in means),
+                )
+            )
             window.reset()
             tick = now
     if not cancelled:
@@ -253,9 +284,17 @@ def train_pass(model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate_pass(model: nn.Module, loader: Iterable[Any], loss: Loss, adapter: Adapter, *, epoch: int = 0,
-                  total_epochs: int = 1, weights: Mapping[str, float] | None = None,
-                  device: torch.device | None = None) -> dict[str, float]:
+def evaluate_pass(
+    model: nn.Module,
+    loader: Iterable[Any],
+    loss: Loss,
+    adapter: Adapter,
+    *,
+    epoch: int = 0,
+    total_epochs: int = 1,
+    weights: Mapping[str, float] | None = None,
+    device: torch.device | None = None,
+) -> dict[str, float]:
     """The mean of every loss output over a loader, and of the adapter's ``measure`` when it has one.
 
     The loss is in eval mode meanwhile (a stateful term neither updates nor counts), then in its mode before."""

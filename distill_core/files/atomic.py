@@ -9,8 +9,9 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 class WriteError(OSError):
@@ -70,7 +71,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
+    except OSError:
         blocking = file_in_the_way(target.parent)
         if blocking is not None:  # mkdir says only "File exists"
             exc = NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder")

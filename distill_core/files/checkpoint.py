@@ -38,8 +38,10 @@ def _load_failure(exc: Exception) -> str:
     if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         what = f" ({found.group(1)})" if found else ""
-        return f"not a distill checkpoint: it stores Python objects{what}, and checkpoints are loaded as " \
-               "tensors and plain data only"
+        return (
+            f"not a distill checkpoint: it stores Python objects{what}, and checkpoints are loaded as "
+            "tensors and plain data only"
+        )
     if "failed finding central directory" in text or isinstance(exc, (KeyError, EOFError, pickle.UnpicklingError)):
         return "not a distill checkpoint, or a truncated one: not a readable torch.save file"
     first = text.strip().splitlines()[0] if text.strip() else ""
@@ -57,9 +59,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{p}: {_load_failure(exc)}") from None
     version = state.get("format") if isinstance(state, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
-        raise CheckpointError(f"{p}: written by a newer distill (checkpoint format {version}; distill-core "
-                              f"{metadata.version('distill-core')} reads format {FORMAT}); upgrade distill-core to "
-                              "load it")
+        raise CheckpointError(
+            f"{p}: written by a newer distill (checkpoint format {version}; distill-core "
+            f"{metadata.version('distill-core')} reads format {FORMAT}); upgrade distill-core to "
+            "load it"
+        )
     if version != FORMAT:
         raise CheckpointError(f"{p}: not a distill checkpoint (expected format {FORMAT})")
     return state

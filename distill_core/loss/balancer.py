@@ -43,7 +43,7 @@ A term that is not finite on any rank is dropped on every rank for that step.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import torch
@@ -51,7 +51,6 @@ import torch.distributed as dist
 from torch import nn
 
 from distill_core.config.converter import InvalidConfig
-
 
 MAX_TOTAL_NORM = 1e6  # EnCodec trains with 1; float32 overflows near 3.4e38 once the model's Jacobians multiply it
 
@@ -74,12 +73,22 @@ class BalancerConfig:
         if not (math.isfinite(self.total_norm) and self.total_norm > 0):
             problems.append(("total_norm", f"expected a finite number > 0, got {self.total_norm!r}"))
         elif self.total_norm > MAX_TOTAL_NORM:
-            problems.append(("total_norm", f"expected at most {MAX_TOTAL_NORM:g} (the norm of the balanced gradient "
-                                           f"at the input: larger ones overflow float32 in the model's backward "
-                                           f"pass), got {self.total_norm!r}"))
+            problems.append(
+                (
+                    "total_norm",
+                    f"expected at most {MAX_TOTAL_NORM:g} (the norm of the balanced gradient "
+                    f"at the input: larger ones overflow float32 in the model's backward "
+                    f"pass), got {self.total_norm!r}",
+                )
+            )
         if not (0.0 <= self.ema_decay <= 1.0):
-            problems.append(("ema_decay", f"expected 0 <= ema_decay <= 1 (0: this step's norm only, "
-                                          f"1: the mean of all steps), got {self.ema_decay!r}"))
+            problems.append(
+                (
+                    "ema_decay",
+                    f"expected 0 <= ema_decay <= 1 (0: this step's norm only, "
+                    f"1: the mean of all steps), got {self.ema_decay!r}",
+                )
+            )
         if not (math.isfinite(self.epsilon) and self.epsilon > 0):
             problems.append(("epsilon", f"expected a finite number > 0, got {self.epsilon!r}"))
         if problems:
@@ -120,22 +129,26 @@ class GradientBalancer(nn.Module):
             missing = [n for n in self.terms if n not in given]
             extra = [n for n in given if n not in names]
             if missing or extra:
-                raise KeyError(f"balancer {label}: expected exactly the balanced terms {', '.join(self.terms)}"
-                               + (f"; missing {', '.join(missing)}" if missing else "")
-                               + (f"; not balanced: {', '.join(extra)}" if extra else ""))
+                raise KeyError(
+                    f"balancer {label}: expected exactly the balanced terms {', '.join(self.terms)}"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; not balanced: {', '.join(extra)}" if extra else "")
+                )
         for name in self.terms:
             w = weights[name]
             if isinstance(w, torch.Tensor) or not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"balancer weight of term {name!r}: expected a finite host float >= 0, got {w!r}")
             if values[name].dim() != 0:
-                raise ValueError(f"balanced term {name!r} returned shape {tuple(values[name].shape)}; "
-                                 "expected a 0-dim loss")
+                raise ValueError(
+                    f"balanced term {name!r} returned shape {tuple(values[name].shape)}; expected a 0-dim loss"
+                )
         if not y.requires_grad:
-            raise ValueError(f"balancer input {self.config.input!r} does not require grad; expected the model's "
-                             "output")
+            raise ValueError(f"balancer input {self.config.input!r} does not require grad; expected the model's output")
         if self.config.per_batch_item and y.dim() == 0:
-            raise ValueError(f"balancer input {self.config.input!r} is 0-dim; per_batch_item needs a batch "
-                             "dimension (set per_batch_item = false)")
+            raise ValueError(
+                f"balancer input {self.config.input!r} is 0-dim; per_batch_item needs a batch "
+                "dimension (set per_batch_item = false)"
+            )
 
     def _norm(self, grad: torch.Tensor) -> torch.Tensor:
         """This step's norm statistic of one term's gradient at y, in float32."""
@@ -144,8 +157,9 @@ class GradientBalancer(nn.Module):
             return per_item.mean()
         return torch.linalg.vector_norm(grad, dtype=torch.float32)
 
-    def _global(self, norms: torch.Tensor, ok: torch.Tensor, items: int, world: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _global(
+        self, norms: torch.Tensor, ok: torch.Tensor, items: int, world: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The norms of the global batch's gradient and the all-ranks-finite mask: one all-reduce, no host read."""
         n = len(self.terms)
         if self.config.per_batch_item:
@@ -154,7 +168,7 @@ class GradientBalancer(nn.Module):
             contribution = torch.where(ok, norms.square(), 0.0)
         packed = torch.cat([contribution, ok.to(torch.float32), torch.full((1,), float(items), device=norms.device)])
         dist.all_reduce(packed)
-        summed, finite_ranks, total_items = packed[:n], packed[n:2 * n], packed[2 * n]
+        summed, finite_ranks, total_items = packed[:n], packed[n : 2 * n], packed[2 * n]
         if self.config.per_batch_item:
             global_norms = summed / (total_items * world)
         else:
@@ -167,12 +181,20 @@ class GradientBalancer(nn.Module):
         if self._cached is None or self._cached[0] != key:
             total = sum(key[0])
             shares = [w / total if total > 0 else 0.0 for w in key[0]]
-            self._cached = (key, torch.tensor(shares, dtype=torch.float32).to(device),
-                            torch.tensor([w != 0.0 for w in key[0]]).to(device))
+            self._cached = (
+                key,
+                torch.tensor(shares, dtype=torch.float32).to(device),
+                torch.tensor([w != 0.0 for w in key[0]]).to(device),
+            )
         return self._cached[1], self._cached[2]
 
-    def backward(self, values: Mapping[str, torch.Tensor], weights: Mapping[str, float], y: torch.Tensor,
-                 rest: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def backward(
+        self,
+        values: Mapping[str, torch.Tensor],
+        weights: Mapping[str, float],
+        y: torch.Tensor,
+        rest: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Backpropagate the balanced gradient at ``y`` and ``rest`` in one call; return the logging tensors."""
         self._check(values, weights, y)
         cfg = self.config
@@ -190,12 +212,16 @@ class GradientBalancer(nn.Module):
                 continue
             value = values[name]
             if not value.requires_grad:
-                raise ValueError(f"balanced term {name!r} does not depend on the balancer input "
-                                 f"{cfg.input!r}; balance only terms that read it")
+                raise ValueError(
+                    f"balanced term {name!r} does not depend on the balancer input "
+                    f"{cfg.input!r}; balance only terms that read it"
+                )
             (grad,) = torch.autograd.grad(value, y, retain_graph=True, allow_unused=True)
             if grad is None:
-                raise ValueError(f"balanced term {name!r} does not depend on the balancer input "
-                                 f"{cfg.input!r}; balance only terms that read it")
+                raise ValueError(
+                    f"balanced term {name!r} does not depend on the balancer input "
+                    f"{cfg.input!r}; balance only terms that read it"
+                )
             norm = self._norm(grad).to(device)
             grads.append(grad)
             norm_list.append(norm)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import sys
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from distill_core.loss.balancer import GradientBalancer
+if sys.version_info < (3, 11):  # pragma: no cover - cattrs brings the backport there
+    from exceptiongroup import ExceptionGroup
+
 from distill_core.config.converter import check_weight, problems_from
-from distill_core.loss.gate import FlagSlot, gate
-from distill_core.terms.layouts import mismatches as layout_mismatches
-from distill_core.loss.config import LossConfig, as_loss_config, plan_inputs, validate
-from distill_core.terms import pit
-from distill_core.registry.discovery import Provenance, Registry, get_registry
 from distill_core.config.schedules import weight_at
+from distill_core.loss.balancer import GradientBalancer
+from distill_core.loss.config import LossConfig, as_loss_config, plan_inputs, validate
+from distill_core.loss.gate import FlagSlot, gate
 from distill_core.loss.update_clock import UpdateClock
+from distill_core.registry.discovery import Provenance, Registry, get_registry
+from distill_core.terms import pit
 from distill_core.terms.base import Batch, BatchError, check_batch_agrees, check_missing_keys
+from distill_core.terms.layouts import mismatches as layout_mismatches
 
 
 def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -46,16 +51,20 @@ def _check_outputs(values: Mapping[str, Any]) -> None:
         if not isinstance(value, torch.Tensor):
             raise TermOutputError(f"term {name!r} returned {type(value).__name__}; a term returns a 0-dim tensor")
         if value.dim() != 0:
-            raise TermOutputError(f"term {name!r} returned a tensor of shape {list(value.shape)}; a term returns a "
-                                  "0-dim tensor (reduce it, e.g. with .mean())")
+            raise TermOutputError(
+                f"term {name!r} returned a tensor of shape {list(value.shape)}; a term returns a "
+                "0-dim tensor (reduce it, e.g. with .mean())"
+            )
 
 
 def _split_outputs(name: str, outputs: tuple[str, ...], result: Any) -> dict[str, Any]:
     """A multi-output term's mapping as its components ``<name>_<output>``, exactly the declared outputs."""
     if not isinstance(result, Mapping) or set(result) != set(outputs):
         got = f"keys {', '.join(map(str, result))}" if isinstance(result, Mapping) else type(result).__name__
-        raise TermOutputError(f"term {name!r} declares outputs {', '.join(outputs)} and returned {got}; a "
-                              "multi-output term returns a mapping of each declared output to a 0-dim tensor")
+        raise TermOutputError(
+            f"term {name!r} declares outputs {', '.join(outputs)} and returned {got}; a "
+            "multi-output term returns a mapping of each declared output to a 0-dim tensor"
+        )
     return {f"{name}_{output}": result[output] for output in outputs}
 
 
@@ -78,8 +87,9 @@ class CombinedLoss(nn.Module):
     ``to_loss_config()``. ``prebuilt`` supplies ready modules for some terms, by name.
     """
 
-    def __init__(self, config: Any = None, registry: Registry | None = None,
-                 *, prebuilt: Mapping[str, nn.Module] | None = None) -> None:
+    def __init__(
+        self, config: Any = None, registry: Registry | None = None, *, prebuilt: Mapping[str, nn.Module] | None = None
+    ) -> None:
         super().__init__()
         registry = registry or get_registry()
         config = as_loss_config(config) if config is not None else LossConfig()
@@ -98,14 +108,16 @@ class CombinedLoss(nn.Module):
             try:
                 built[name] = info.cls(cfg)
             except Exception as exc:  # the plugin's constructor; fail only the configs that use it
-                raise TermBuildError(f"term {name!r} from {info.provenance} failed to build: "
-                                     f"{_build_message(exc)}") from exc
+                raise TermBuildError(
+                    f"term {name!r} from {info.provenance} failed to build: {_build_message(exc)}"
+                ) from exc
             if name != info.name:
                 built[name].name = name  # a named instance speaks of itself in its errors
         self.terms = nn.ModuleDict(built)
         # Each term's logical inputs and the batch keys that feed them (a prebuilt module may read fewer).
-        self._sources = {name: config.sources(name, tuple(getattr(type(m), "requires", ())))
-                         for name, m in built.items()}
+        self._sources = {
+            name: config.sources(name, tuple(getattr(type(m), "requires", ()))) for name, m in built.items()
+        }
         self._mapped = {name for name, src in self._sources.items() if any(r != k for r, k in src.items())}
         self._read_keys = tuple(dict.fromkeys(k for src in self._sources.values() for k in src.values()))
         self._readers = plan.readers
@@ -113,10 +125,12 @@ class CombinedLoss(nn.Module):
         # Components: one per single-output term (its name), one per output of a multi-output term
         # (``<name>_<output>``); each is weighted, summed, logged and balanced on its own.
         self._outputs = {name: tuple(getattr(type(m), "outputs", ()) or ()) for name, m in built.items()}
-        self._output_weights = {name: config.output_weights(name, type(m)) for name, m in built.items()
-                                if self._outputs[name]}
-        self._components = {name: tuple(f"{name}_{o}" for o in outs) if outs else (name,)
-                            for name, outs in self._outputs.items()}
+        self._output_weights = {
+            name: config.output_weights(name, type(m)) for name, m in built.items() if self._outputs[name]
+        }
+        self._components = {
+            name: tuple(f"{name}_{o}" for o in outs) if outs else (name,) for name, outs in self._outputs.items()
+        }
         self._term_of = {c: name for name, cs in self._components.items() for c in cs}
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
@@ -124,8 +138,9 @@ class CombinedLoss(nn.Module):
         if config.balancer.enabled:
             key = config.balancer.input
             self._balanced = frozenset(name for name, src in self._sources.items() if key in src.values())
-            self.balancer = GradientBalancer(config.balancer, [c for name in built if name in self._balanced
-                                                               for c in self._components[name]])
+            self.balancer = GradientBalancer(
+                config.balancer, [c for name in built if name in self._balanced for c in self._components[name]]
+            )
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
         # masks its own terms; every other term is gated on its own value being finite.
@@ -143,8 +158,9 @@ class CombinedLoss(nn.Module):
         # Stateful terms: each one's update step, on detached inputs, on the schedule of its config entry.
         self._stateful = tuple(name for name, term in built.items() if callable(getattr(term, "update", None)))
         self._update_plan = {name: (built[name], tuple(self._sources[name].items())) for name in self._stateful}
-        self.update_clock = UpdateClock({name: config.update_of(name) for name in self._stateful}) \
-            if self._stateful else None
+        self.update_clock = (
+            UpdateClock({name: config.update_of(name) for name in self._stateful}) if self._stateful else None
+        )
         self._tick = self.update_clock.tick if self.update_clock is not None else None  # a plain attribute: fast
         self._figures_checked: set[str] = set()  # the stateful terms whose first figures were checked
 
@@ -157,8 +173,11 @@ class CombinedLoss(nn.Module):
     def term_keys(self) -> tuple[str, ...]:
         """Each term's output key, ``<name>_loss``, in config order, a multi-output term's followed by each of
         its components' ``<name>_<output>_loss``."""
-        return tuple(key for name in self.terms for key in (f"{name}_loss", *(
-            f"{c}_loss" for c in self._components[name] if self._outputs[name])))
+        return tuple(
+            key
+            for name in self.terms
+            for key in (f"{name}_loss", *(f"{c}_loss" for c in self._components[name] if self._outputs[name]))
+        )
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -166,8 +185,9 @@ class CombinedLoss(nn.Module):
         of a multi-output term as ``<name>_<output>`` (its key is ``<component>_loss``)."""
         return tuple(c for cs in self._components.values() for c in cs)
 
-    def weights(self, epoch: int | None = None, total_epochs: int | None = None,
-                overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    def weights(
+        self, epoch: int | None = None, total_epochs: int | None = None, overrides: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
         """Host-side weights at this point of training: each term's own, each group's, and each output's
         of a multi-output term (under ``<name>_<output>``; its weight in the total is that times the term's)."""
         out = {name: weight_at(cfg.weight, epoch, total_epochs) for name, cfg in self.config.terms.items()}
@@ -213,8 +233,10 @@ class CombinedLoss(nn.Module):
         for name in self._tick():
             term, sources = self._update_plan[name]
             try:
-                view = {logical: (v.detach() if isinstance(v := batch[key], torch.Tensor) else v)
-                        for logical, key in sources}
+                view = {
+                    logical: (v.detach() if isinstance(v := batch[key], torch.Tensor) else v)
+                    for logical, key in sources
+                }
             except KeyError:
                 self._check_batch(batch)  # names the term, the input and the key
                 raise
@@ -238,16 +260,25 @@ class CombinedLoss(nn.Module):
 
     def _check_figures(self, name: str, figures: Mapping[str, Any]) -> None:
         """On the first figures: 0-dim tensors whose keys no forward output takes (metadata only)."""
-        taken = {f"{n}_loss" for n in self.terms} | {f"{c}_loss" for c in self.components} \
-            | set(self._group_keys.values()) | {"total_loss", "nonfinite"} | {f"{n}_pit_identity" for n in self._pit}
+        taken = (
+            {f"{n}_loss" for n in self.terms}
+            | {f"{c}_loss" for c in self.components}
+            | set(self._group_keys.values())
+            | {"total_loss", "nonfinite"}
+            | {f"{n}_pit_identity" for n in self._pit}
+        )
         for figure, value in figures.items():
             key = f"{name}_{figure}"
             if key in taken:
-                raise TermOutputError(f"term {name!r}: its update step's figure {figure!r} would be logged as "
-                                      f"{key!r}, which the loss's forward already writes; rename the figure")
+                raise TermOutputError(
+                    f"term {name!r}: its update step's figure {figure!r} would be logged as "
+                    f"{key!r}, which the loss's forward already writes; rename the figure"
+                )
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
-                raise TermOutputError(f"term {name!r}: its update step's figure {figure!r} is "
-                                      f"{type(value).__name__}; expected a 0-dim tensor")
+                raise TermOutputError(
+                    f"term {name!r}: its update step's figure {figure!r} is "
+                    f"{type(value).__name__}; expected a 0-dim tensor"
+                )
         self._figures_checked.add(name)
 
     def _check_batch(self, batch: Batch) -> None:
@@ -257,8 +288,10 @@ class CombinedLoss(nn.Module):
                 for logical, key in self._sources[name].items():
                     if key not in batch:
                         have = ", ".join(sorted(map(str, batch))) or "none"
-                        raise BatchError(f"term {name!r} input {logical!r} reads batch key {key!r}, which the "
-                                         f"batch lacks; the batch has: {have}")
+                        raise BatchError(
+                            f"term {name!r} input {logical!r} reads batch key {key!r}, which the "
+                            f"batch lacks; the batch has: {have}"
+                        )
             else:
                 check_missing_keys(name, tuple(sources), batch)
         if not self._layouts_checked:
@@ -268,8 +301,14 @@ class CombinedLoss(nn.Module):
                 raise BatchError("batch layouts do not fit the terms: " + "; ".join(wrong))
             self._layouts_checked = True
 
-    def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
-                weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        epoch: int | None = None,
+        total_epochs: int | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """All components and the total for one batch; ``weights`` overrides some terms' or groups' weights
         for this call, by name (``{"adv": 0.0}``)."""
         self._check_batch(batch)
@@ -307,8 +346,12 @@ class CombinedLoss(nn.Module):
             if self._term_of[c] not in self._grouped and weight != 0.0:  # a zero weight adds exactly 0, even to inf
                 parts.append(v * weight)
         for gname, group in self.config.groups.items():
-            members = [values[c] * (mw * w[m] * scale.get(c, 1.0)) for m, mw in group.members.items()
-                       for c in self._components[m] if mw * w[m] * scale.get(c, 1.0) != 0.0]
+            members = [
+                values[c] * (mw * w[m] * scale.get(c, 1.0))
+                for m, mw in group.members.items()
+                for c in self._components[m]
+                if mw * w[m] * scale.get(c, 1.0) != 0.0
+            ]
             gsum = _sum(members) * w[gname] if members and w[gname] != 0.0 else anchor.new_zeros(())
             out[self._group_keys[gname]] = gsum
             parts.append(gsum)
@@ -335,16 +378,25 @@ class CombinedLoss(nn.Module):
         key = self.config.balancer.input
         y = batch[key]
         if isinstance(y, torch.Tensor) and not y.requires_grad:
-            raise BatchError(f"balancer input {key!r} carries no gradient from the model (requires_grad is False); "
-                             "set [balancer] input to a model output the balanced terms read")
+            raise BatchError(
+                f"balancer input {key!r} carries no gradient from the model (requires_grad is False); "
+                "set [balancer] input to a model output the balanced terms read"
+            )
         for name in self._balanced:
-            others = sorted({k for k in self._sources[name].values() if k != key and
-                             isinstance(batch.get(k), torch.Tensor) and batch[k].requires_grad})
+            others = sorted(
+                {
+                    k
+                    for k in self._sources[name].values()
+                    if k != key and isinstance(batch.get(k), torch.Tensor) and batch[k].requires_grad
+                }
+            )
             if others:
-                raise BatchError(f"balanced term {name!r} also reads {', '.join(map(repr, others))}, which carries "
-                                 f"the model's gradient, but the balancer scales the gradient at {key!r} only (the "
-                                 f"rest would be dropped); set [balancer] input to a key {name!r} does not read, or "
-                                 "one that is its only input with a gradient")
+                raise BatchError(
+                    f"balanced term {name!r} also reads {', '.join(map(repr, others))}, which carries "
+                    f"the model's gradient, but the balancer scales the gradient at {key!r} only (the "
+                    f"rest would be dropped); set [balancer] input to a key {name!r} does not read, or "
+                    "one that is its only input with a gradient"
+                )
 
     def effective_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
         """Each component's weight in the total: its term's own (times the output's, for a multi-output term's
@@ -374,7 +426,14 @@ class CombinedLoss(nn.Module):
         weights, y = self._pending
         self._pending = None
         balanced = self.balancer.terms
-        rest = [_finite_or_zero(out[f"{c}_loss"]) * weights[c] for c in self.components
-                if c not in balanced and weights[c] != 0.0]
-        return self.balancer.backward({name: out[f"{name}_loss"] for name in balanced},
-                                      {name: weights[name] for name in balanced}, y, _sum(rest) if rest else None)
+        rest = [
+            _finite_or_zero(out[f"{c}_loss"]) * weights[c]
+            for c in self.components
+            if c not in balanced and weights[c] != 0.0
+        ]
+        return self.balancer.backward(
+            {name: out[f"{name}_loss"] for name in balanced},
+            {name: weights[name] for name in balanced},
+            y,
+            _sum(rest) if rest else None,
+        )

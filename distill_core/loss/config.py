@@ -9,23 +9,37 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 import attrs
 
-from distill_core.registry import recipes
-from distill_core.loss.balancer import BalancerConfig
-from distill_core.config.converter import (ConfigError, Problem, _describe, check_weight, converter, did_you_mean, format_mapping, join,
-                     problems_from, read_mapping, structure_checked, unstructure, write_mapping)
-from distill_core.util.gcpause import paused_gc
+from distill_core.config.converter import (
+    ConfigError,
+    Problem,
+    _describe,
+    check_weight,
+    converter,
+    did_you_mean,
+    format_mapping,
+    join,
+    problems_from,
+    read_mapping,
+    structure_checked,
+    unstructure,
+    write_mapping,
+)
 from distill_core.config.groups import GroupConfig, group_section
+from distill_core.config.schedules import UpdateSchedule, Weight
+from distill_core.loss.balancer import BalancerConfig
+from distill_core.registry import recipes
+from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
+from distill_core.registry.provenance import parse_pins, term_origins, unmet_pins
 from distill_core.terms.layouts import Reader
 from distill_core.terms.layouts import conflicts as layout_conflicts
 from distill_core.terms.pit import PITConfig, refusal
-from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
-from distill_core.registry.provenance import parse_pins, term_origins, unmet_pins
-from distill_core.config.schedules import UpdateSchedule, Weight
+from distill_core.util.gcpause import paused_gc
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
 # keys of a term's section that the core reads, not the term's config
@@ -40,8 +54,10 @@ def name_problem(name: Any) -> str | None:
     if not isinstance(name, str) or not name.isidentifier():
         return f"bad term name {name!r}: {NAME_RULE}"
     if f"{name}_loss" in RESERVED_KEYS:
-        return (f"term name {name!r} would write output key '{name}_loss', which is reserved ("
-                f"{', '.join(RESERVED_KEYS)}); name this entry differently and set term = \"...\" to keep the term")
+        return (
+            f"term name {name!r} would write output key '{name}_loss', which is reserved ("
+            f'{", ".join(RESERVED_KEYS)}); name this entry differently and set term = "..." to keep the term'
+        )
     return None
 
 
@@ -52,10 +68,15 @@ def shared_input_problems(name: str, term: str, sources: Mapping[str, str], allo
     by_key: dict[str, list[str]] = {}
     for logical, key in sources.items():
         by_key.setdefault(key, []).append(logical)
-    return [(join(join("terms", name), "inputs"),
-             f"inputs {' and '.join(map(repr, logicals))} of {term!r} both read batch key {key!r}; map each to its "
-             f"own key (a term compares its inputs: reading one key twice makes it trivially 0)")
-            for key, logicals in by_key.items() if len(logicals) > 1]
+    return [
+        (
+            join(join("terms", name), "inputs"),
+            f"inputs {' and '.join(map(repr, logicals))} of {term!r} both read batch key {key!r}; map each to its "
+            f"own key (a term compares its inputs: reading one key twice makes it trivially 0)",
+        )
+        for key, logicals in by_key.items()
+        if len(logicals) > 1
+    ]
 
 
 def swapped_input_problems(name: str, term: str, sources: Mapping[str, str]) -> list[Problem]:
@@ -63,9 +84,13 @@ def swapped_input_problems(name: str, term: str, sources: Mapping[str, str]) -> 
     problems: list[Problem] = []
     for a, key in sources.items():
         if key != a and key in sources and sources[key] == a and a < key:
-            problems.append((join(join("terms", name), "inputs"),
-                             f"inputs {a!r} and {key!r} of {term!r} are swapped: its {key!r} reads batch key {a!r} "
-                             f"and its {a!r} reads batch key {key!r}; remove the mapping, or map them to other keys"))
+            problems.append(
+                (
+                    join(join("terms", name), "inputs"),
+                    f"inputs {a!r} and {key!r} of {term!r} are swapped: its {key!r} reads batch key {a!r} "
+                    f"and its {a!r} reads batch key {key!r}; remove the mapping, or map them to other keys",
+                )
+            )
     return problems
 
 
@@ -88,10 +113,10 @@ class TermBinding:
     update: UpdateSchedule | None = None
 
 
-_DEFAULT: tuple[Registry, "LossConfig"] | None = None
+_DEFAULT: tuple[Registry, LossConfig] | None = None
 
 
-def _default(registry: Registry | None = None) -> "LossConfig":
+def _default(registry: Registry | None = None) -> LossConfig:
     """The default recipe as a config, structured once per registry (shared: copy before handing out)."""
     global _DEFAULT
     registry = registry or get_registry()
@@ -101,7 +126,7 @@ def _default(registry: Registry | None = None) -> "LossConfig":
     return _DEFAULT[1]
 
 
-def default_config(registry: Registry | None = None) -> "LossConfig":
+def default_config(registry: Registry | None = None) -> LossConfig:
     """A fresh copy of the default recipe as a config."""
     return copy.deepcopy(_default(registry))
 
@@ -165,14 +190,26 @@ class LossConfig:
         return {logical: inputs.get(logical, logical) for logical in requires}
 
     @classmethod
-    def of(cls, terms: Mapping[str, Any], groups: Mapping[str, GroupConfig] | None = None,
-           fallback: str | None = None, required_plugins: tuple[str, ...] = (),
-           bindings: Mapping[str, TermBinding] | None = None, batch: Mapping[str, str] | None = None,
-           balancer: BalancerConfig | None = None) -> "LossConfig":
+    def of(
+        cls,
+        terms: Mapping[str, Any],
+        groups: Mapping[str, GroupConfig] | None = None,
+        fallback: str | None = None,
+        required_plugins: tuple[str, ...] = (),
+        bindings: Mapping[str, TermBinding] | None = None,
+        batch: Mapping[str, str] | None = None,
+        balancer: BalancerConfig | None = None,
+    ) -> LossConfig:
         """A config with exactly these terms (no recipe defaults)."""
-        return cls(terms=dict(terms), groups=dict(groups or {}), fallback=fallback,
-                   required_plugins=tuple(required_plugins), bindings=dict(bindings or {}), batch=dict(batch or {}),
-                   balancer=balancer if balancer is not None else BalancerConfig())
+        return cls(
+            terms=dict(terms),
+            groups=dict(groups or {}),
+            fallback=fallback,
+            required_plugins=tuple(required_plugins),
+            bindings=dict(bindings or {}),
+            batch=dict(batch or {}),
+            balancer=balancer if balancer is not None else BalancerConfig(),
+        )
 
 
 def as_loss_config(value: Any) -> LossConfig:
@@ -187,11 +224,14 @@ def as_loss_config(value: Any) -> LossConfig:
         converted = convert()
         if isinstance(converted, LossConfig):
             return converted
-    raise TypeError(f"expected a LossConfig, a mapping of loss config keys or a config with to_loss_config(), "
-                    f"got {type(value).__name__}")
+    raise TypeError(
+        f"expected a LossConfig, a mapping of loss config keys or a config with to_loss_config(), "
+        f"got {type(value).__name__}"
+    )
 
 
 # --- the one validation, shared by load_config, CombinedLoss and `distill-loss check` ----------------------
+
 
 @attrs.frozen
 class InputPlan:
@@ -219,8 +259,11 @@ def plan_inputs(config: LossConfig, registry: Registry) -> InputPlan:
 
 
 def _instance_clash(registry: Registry, name: str, term: str) -> Problem:
-    return (join("terms", name), f"{name!r} is the name of the installed term from {registry.get(name).provenance}; "
-                                 f"name this {term!r} instance differently (e.g. '{term}_{name}')")
+    return (
+        join("terms", name),
+        f"{name!r} is the name of the installed term from {registry.get(name).provenance}; "
+        f"name this {term!r} instance differently (e.g. '{term}_{name}')",
+    )
 
 
 def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
@@ -254,15 +297,25 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
             layout = info.cls.input_layouts(cfg).get(requires[0]) if requires else None
             rank = len(layout.split(",")) if layout else None
             if rank is not None and not 0 < pit.axis < rank:
-                problems.append((join(join(path, "pit"), "axis"), f"expected an axis in 1..{rank - 1} of "
-                                 f"{requires[0]!r} [{layout}] (0 is the batch), got {pit.axis}"))
+                problems.append(
+                    (
+                        join(join(path, "pit"), "axis"),
+                        f"expected an axis in 1..{rank - 1} of "
+                        f"{requires[0]!r} [{layout}] (0 is the batch), got {pit.axis}",
+                    )
+                )
         for logical in config.inputs_of(name):
             if logical not in requires:
-                problems.append((join(join(path, "inputs"), logical),
-                                 f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
-                                 f"{', '.join(requires) or 'none'}"))
-        problems += shared_input_problems(name, term, config.sources(name, requires),
-                                          bool(getattr(info.cls, "shared_inputs", False)))
+                problems.append(
+                    (
+                        join(join(path, "inputs"), logical),
+                        f"{term!r} has no input {logical!r}{did_you_mean(logical, requires)}; its inputs: "
+                        f"{', '.join(requires) or 'none'}",
+                    )
+                )
+        problems += shared_input_problems(
+            name, term, config.sources(name, requires), bool(getattr(info.cls, "shared_inputs", False))
+        )
         problems += swapped_input_problems(name, term, config.sources(name, requires))
         problems += output_problems(config, name, info.cls)
     return problems
@@ -278,16 +331,32 @@ def output_problems(config: LossConfig, name: str, cls: type) -> list[Problem]:
     if binding is not None:
         for output in binding.outputs:
             if output not in outputs:
-                have = (f"its outputs: {', '.join(outputs)}" if outputs else
-                        "it has one output (weigh it with weight = ...)")
-                problems.append((join(join(path, "outputs"), output),
-                                 f"{term!r} has no output {output!r}{did_you_mean(output, outputs)}; {have}"))
+                have = (
+                    f"its outputs: {', '.join(outputs)}"
+                    if outputs
+                    else "it has one output (weigh it with weight = ...)"
+                )
+                problems.append(
+                    (
+                        join(join(path, "outputs"), output),
+                        f"{term!r} has no output {output!r}{did_you_mean(output, outputs)}; {have}",
+                    )
+                )
         if binding.update is not None and not callable(getattr(cls, "update", None)):
-            problems.append((join(path, "update"), f"{term!r} has no update step to schedule (only a term that "
-                                                   "defines update(batch), e.g. one that trains a module it owns)"))
+            problems.append(
+                (
+                    join(path, "update"),
+                    f"{term!r} has no update step to schedule (only a term that "
+                    "defines update(batch), e.g. one that trains a module it owns)",
+                )
+            )
         if binding.pit is not None and outputs:
-            problems.append((join(path, "pit"), f"{term!r} returns several outputs ({', '.join(outputs)}); "
-                                                "pit takes a term with one"))
+            problems.append(
+                (
+                    join(path, "pit"),
+                    f"{term!r} returns several outputs ({', '.join(outputs)}); pit takes a term with one",
+                )
+            )
     if outputs and isinstance(config.terms[name], cls.config_class):
         for output, weight in config.output_weights(name, cls).items():
             reason = check_weight(weight)
@@ -305,11 +374,16 @@ def produced_keys(config: LossConfig, registry: Registry) -> tuple[dict[str, str
 
     def add(key: str, what: str) -> None:
         if key in produced:
-            problems.append(("terms", f"output key {key!r} is produced twice: by {produced[key]} and by {what}; "
-                                      "rename one of the terms"))
+            problems.append(
+                (
+                    "terms",
+                    f"output key {key!r} is produced twice: by {produced[key]} and by {what}; rename one of the terms",
+                )
+            )
         elif key in RESERVED_KEYS and what.startswith(("output", "figure")):
-            problems.append(("terms", f"output key {key!r} of {what} is reserved ({', '.join(RESERVED_KEYS)}); "
-                                      "rename the term"))
+            problems.append(
+                ("terms", f"output key {key!r} of {what} is reserved ({', '.join(RESERVED_KEYS)}); rename the term")
+            )
         produced.setdefault(key, what)
 
     for t in config.terms:
@@ -338,15 +412,25 @@ def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Proble
             problems.append((join(path, "weight"), reason))
         for member, w in group.members.items():
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
-                problems.append((join(join(path, "members"), member),
-                                 f"expected a finite weight >= 0, got {_describe(w)}"))
+                problems.append(
+                    (join(join(path, "members"), member), f"expected a finite weight >= 0, got {_describe(w)}")
+                )
             if member not in config.terms:
-                problems.append((path, f"member {member!r} is not a configured term"
-                                       f"{did_you_mean(member, config.terms)}; terms: "
-                                       f"{', '.join(config.terms) or 'none'}"))
+                problems.append(
+                    (
+                        path,
+                        f"member {member!r} is not a configured term"
+                        f"{did_you_mean(member, config.terms)}; terms: "
+                        f"{', '.join(config.terms) or 'none'}",
+                    )
+                )
             elif member in owner:
-                problems.append((path, f"term {member!r} is already in group {owner[member]!r}; "
-                                       "a term belongs to at most one group"))
+                problems.append(
+                    (
+                        path,
+                        f"term {member!r} is already in group {owner[member]!r}; a term belongs to at most one group",
+                    )
+                )
             else:
                 owner[member] = gname
     produced = dict(produced)
@@ -354,15 +438,25 @@ def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Proble
         key = group.key or f"{gname}_loss"
         where = join(join("groups", gname), "key") if group.key else join("groups", gname)
         if key in RESERVED_KEYS:
-            problems.append((where, f"output key {key!r} is reserved ({', '.join(RESERVED_KEYS)} and each term's "
-                                    "<term>_loss); set another key"))
+            problems.append(
+                (
+                    where,
+                    f"output key {key!r} is reserved ({', '.join(RESERVED_KEYS)} and each term's "
+                    "<term>_loss); set another key",
+                )
+            )
         elif key in produced:
-            problems.append((where, f"output key {key!r} is produced twice (also by {produced[key]}); "
-                                    "rename the group or set its key"))
+            problems.append(
+                (
+                    where,
+                    f"output key {key!r} is produced twice (also by {produced[key]}); rename the group or set its key",
+                )
+            )
         produced.setdefault(key, f"group {gname!r}")
     if config.fallback is not None and config.fallback not in config.groups:
-        problems.append(("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), "
-                                     f"got {config.fallback!r}"))
+        problems.append(
+            ("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), got {config.fallback!r}")
+        )
     return problems
 
 
@@ -375,13 +469,23 @@ def check(config: LossConfig, registry: Registry | None = None) -> list[Problem]
     problems += clashes + _group_problems(config, produced)
     read_keys = {key for src in plan.sources.values() for key in src.values()}
     if config.balancer.enabled and config.balancer.input not in read_keys:
-        problems.append(("balancer.input", f"no configured term reads batch key {config.balancer.input!r}; "
-                                           f"the terms read: {', '.join(sorted(read_keys)) or 'nothing'}"))
+        problems.append(
+            (
+                "balancer.input",
+                f"no configured term reads batch key {config.balancer.input!r}; "
+                f"the terms read: {', '.join(sorted(read_keys)) or 'nothing'}",
+            )
+        )
     return problems
 
 
-def batch_problems(config: LossConfig, provides: Collection[str], carries_gradient: Collection[str],
-                   registry: Registry | None = None, who: str = "training") -> list[Problem]:
+def batch_problems(
+    config: LossConfig,
+    provides: Collection[str],
+    carries_gradient: Collection[str],
+    registry: Registry | None = None,
+    who: str = "training",
+) -> list[Problem]:
     """What ``config`` reads that a model's batch will not hold (``provides``: every key its adapter gives;
     ``carries_gradient``: those the model's output carries a gradient to), found before anything runs."""
     registry = registry or get_registry()
@@ -392,21 +496,36 @@ def batch_problems(config: LossConfig, provides: Collection[str], carries_gradie
         for logical, key in sources.items():
             if key not in provides:
                 path = join(join(join("terms", name), "inputs"), logical) if key != logical else join("terms", name)
-                problems.append((path, f"reads batch key {key!r}, which {who} does not provide (it provides "
-                                       f"{offered}){did_you_mean(key, provides)}"))
+                problems.append(
+                    (
+                        path,
+                        f"reads batch key {key!r}, which {who} does not provide (it provides "
+                        f"{offered}){did_you_mean(key, provides)}",
+                    )
+                )
     key = config.balancer.input
     if config.balancer.enabled and key not in carries_gradient:
-        problems.append(("balancer.input", f"batch key {key!r} carries no gradient from the model; a balancer "
-                                           f"input must be a model output the balanced terms read (with gradient "
-                                           f"in {who}: {', '.join(carries_gradient) or 'none'})"))
+        problems.append(
+            (
+                "balancer.input",
+                f"batch key {key!r} carries no gradient from the model; a balancer "
+                f"input must be a model output the balanced terms read (with gradient "
+                f"in {who}: {', '.join(carries_gradient) or 'none'})",
+            )
+        )
     elif config.balancer.enabled:
         for name, sources in plan.sources.items():
             others = sorted({k for k in sources.values() if k != key and k in carries_gradient})
             if key in sources.values() and others:
-                problems.append(("balancer.input", f"balanced term {name!r} also reads {', '.join(map(repr, others))}"
-                                                   f", which carries the model's gradient, but the balancer scales "
-                                                   f"the gradient at {key!r} only (the rest would be dropped); choose "
-                                                   f"an input {name!r} does not read, or its only one with gradient"))
+                problems.append(
+                    (
+                        "balancer.input",
+                        f"balanced term {name!r} also reads {', '.join(map(repr, others))}"
+                        f", which carries the model's gradient, but the balancer scales "
+                        f"the gradient at {key!r} only (the rest would be dropped); choose "
+                        f"an input {name!r} does not read, or its only one with gradient",
+                    )
+                )
     return problems
 
 
@@ -419,6 +538,7 @@ def validate(config: LossConfig, registry: Registry | None = None, source: str |
 
 
 # --- structuring a mapping ---------------------------------------------------------------------------------
+
 
 def _merge(base: Mapping[str, Any], override: Any) -> Any:
     if not isinstance(override, Mapping):
@@ -469,11 +589,20 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     problems: list[Problem] = []
     for key in data:
         if key not in TOP_LEVEL_KEYS and key in registry_ and "terms" in data:
-            problems.append((str(key), f"unknown key; a term's settings go under terms (the table [terms.{key}]), "
-                                       "not at the top level beside terms"))
+            problems.append(
+                (
+                    str(key),
+                    f"unknown key; a term's settings go under terms (the table [terms.{key}]), "
+                    "not at the top level beside terms",
+                )
+            )
         elif key not in TOP_LEVEL_KEYS:
-            problems.append((str(key), f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
-                                       f"(valid keys: {', '.join(TOP_LEVEL_KEYS)})"))
+            problems.append(
+                (
+                    str(key),
+                    f"unknown key{did_you_mean(str(key), TOP_LEVEL_KEYS)} (valid keys: {', '.join(TOP_LEVEL_KEYS)})",
+                )
+            )
     recipe = _recipe(data, problems)
     sections: dict[str, Any] = {}
     for table, base in (("terms", recipe.terms), ("groups", recipe.groups)):
@@ -530,8 +659,13 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
     problems += parse_pins(pins)
     batch = _merge(recipe.batch, data.get("batch", {}))
     if not (isinstance(batch, Mapping) and all(isinstance(v, str) for v in batch.values())):
-        problems.append(("batch", f"expected a table of batch key = \"layout\" strings (e.g. recon = "
-                                  f"\"B, C, N\"), got {_describe(data.get('batch'))}"))
+        problems.append(
+            (
+                "batch",
+                f'expected a table of batch key = "layout" strings (e.g. recon = '
+                f'"B, C, N"), got {_describe(data.get("batch"))}',
+            )
+        )
         batch = {}
     balancer, found = structure_checked(data.get("balancer", {}), BalancerConfig, "balancer")
     problems += found
@@ -554,10 +688,14 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
         problems.append((join(path, "term"), f"expected a registered term's name, got {_describe(term)}"))
         term = None
     inputs = section.get("inputs", {})
-    if not isinstance(inputs, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in inputs.items()):
-        problems.append((join(path, "inputs"), f"expected a table of input = \"batch key\" strings (e.g. "
-                                               f"{{recon = \"recon_wave\"}}), got {_describe(inputs)}"))
+    if not isinstance(inputs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
+        problems.append(
+            (
+                join(path, "inputs"),
+                f'expected a table of input = "batch key" strings (e.g. '
+                f'{{recon = "recon_wave"}}), got {_describe(inputs)}',
+            )
+        )
         inputs = {}
     pit = None
     if "pit" in section:
@@ -575,8 +713,9 @@ def _binding(section: Any, path: str) -> tuple[TermBinding | None, Any, list[Pro
 def _output_weights(raw: Any, path: str) -> tuple[dict[str, Weight], list[Problem]]:
     """``outputs = {main = 1.0, aux = {schedule = ...}}``: each output's weight, structured as any weight."""
     if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
-        return {}, [(path, f"expected a table of output = weight (e.g. {{main = 1.0, aux = 0.5}}), "
-                           f"got {_describe(raw)}")]
+        return {}, [
+            (path, f"expected a table of output = weight (e.g. {{main = 1.0, aux = 0.5}}), got {_describe(raw)}")
+        ]
     weights: dict[str, Weight] = {}
     problems: list[Problem] = []
     for output, value in raw.items():

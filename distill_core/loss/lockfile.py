@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from distill_core.config.converter import converter
 from distill_core.files.atomic import atomic_write_text
 from distill_core.loss.combined import CombinedLoss
-from distill_core.config.converter import converter
 from distill_core.registry.discovery import UnknownTermError, get_registry
 from distill_core.registry.provenance import LockError, read_lock
 
@@ -23,10 +24,17 @@ __all__ = ["LockError", "make_lock", "lock_differences", "write_lock", "read_loc
 def make_lock(loss: CombinedLoss) -> dict[str, dict[str, Any]]:
     """``{name: {term, inputs, distribution, version, entry_point, config}}`` for every term of a built loss
     (``term`` is the registered class a named instance uses, ``inputs`` its logical input -> batch key map)."""
-    return {name: {"term": loss.config.term_of(name), "inputs": loss.config.inputs_of(name),
-                   "distribution": p.distribution, "version": p.version,
-                   "entry_point": p.entry_point, "config": converter.unstructure(loss.config.terms[name])}
-            for name, p in loss.provenance.items()}
+    return {
+        name: {
+            "term": loss.config.term_of(name),
+            "inputs": loss.config.inputs_of(name),
+            "distribution": p.distribution,
+            "version": p.version,
+            "entry_point": p.entry_point,
+            "config": converter.unstructure(loss.config.terms[name]),
+        }
+        for name, p in loss.provenance.items()
+    }
 
 
 def lock_differences(lock: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -57,5 +65,3 @@ def check_lock(path: str | os.PathLike) -> list[str]:
     if diffs:
         warnings.warn(f"{path}: installed plugins differ from the run's lock: " + "; ".join(diffs), stacklevel=2)
     return diffs
-
-

@@ -48,24 +48,43 @@ def load_omegaconf(node: Any, key: str | None = None) -> LossConfig:
     if key is not None:
         node = _selected(node, key)
     if node is None:
-        raise ConfigError([("", f"got None instead of a config node: the key passed is null (e.g. loss: null); "
-                                f"{EXPECTED}; load_omegaconf(cfg, key='loss') names the key")], SOURCE)
+        raise ConfigError(
+            [
+                (
+                    "",
+                    f"got None instead of a config node: the key passed is null (e.g. loss: null); "
+                    f"{EXPECTED}; load_omegaconf(cfg, key='loss') names the key",
+                )
+            ],
+            SOURCE,
+        )
     if not OmegaConf.is_config(node):
-        raise ConfigError([("", f"got {type(node).__name__} instead of an OmegaConf config node (e.g. cfg.loss); "
-                                "a plain mapping loads with load_config")], SOURCE)
+        raise ConfigError(
+            [
+                (
+                    "",
+                    f"got {type(node).__name__} instead of an OmegaConf config node (e.g. cfg.loss); "
+                    "a plain mapping loads with load_config",
+                )
+            ],
+            SOURCE,
+        )
     try:
         data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
-        raise ConfigError([(exc.full_key, "missing value (???): expected a value, set it in the config or on "
-                                          "the command line")], SOURCE) from None
+        raise ConfigError(
+            [(exc.full_key, "missing value (???): expected a value, set it in the config or on the command line")],
+            SOURCE,
+        ) from None
     except InterpolationResolutionError as exc:
         reason = str(exc.msg).splitlines()[0]
         raise ConfigError([(exc.full_key, f"interpolation does not resolve: {reason}")], SOURCE) from None
     except OmegaConfBaseException as exc:
         raise ConfigError([(getattr(exc, "full_key", "") or "", str(exc).splitlines()[0])], SOURCE) from None
     if not isinstance(data, dict):
-        raise ConfigError([(_node_key(node), f"expected a mapping of loss settings, got {type(data).__name__}")],
-                          SOURCE)
+        raise ConfigError(
+            [(_node_key(node), f"expected a mapping of loss settings, got {type(data).__name__}")], SOURCE
+        )
     prefix = _node_key(node)
     try:
         return load_config(data)

@@ -8,16 +8,21 @@ from typing import Any
 
 import attrs
 
-from distill_core.registry import recipes
-from distill_core.loss.balancer import BalancerConfig
 from distill_core.config.converter import converter
 from distill_core.config.groups import GroupConfig
-from distill_core.terms.pit import PITConfig
-from distill_core.registry.discovery import get_registry
 from distill_core.config.schedules import SCHEDULES, UpdateSchedule, Weight
+from distill_core.loss.balancer import BalancerConfig
+from distill_core.registry import recipes
+from distill_core.registry.discovery import get_registry
+from distill_core.terms.pit import PITConfig
 
-_SIMPLE = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
-           type(None): {"type": "null"}}
+_SIMPLE = {
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    str: {"type": "string"},
+    type(None): {"type": "null"},
+}
 
 
 def type_schema(t: Any) -> dict[str, Any]:
@@ -51,8 +56,7 @@ def class_schema(cls: type, tag: tuple[str, str] | None = None) -> dict[str, Any
         if a.name in defaults and defaults[a.name] is not None:
             schema["default"] = defaults[a.name]
         props[a.name] = schema
-    out: dict[str, Any] = {"type": "object", "title": cls.__name__, "properties": props,
-                           "additionalProperties": False}
+    out: dict[str, Any] = {"type": "object", "title": cls.__name__, "properties": props, "additionalProperties": False}
     if cls.__doc__:
         out["description"] = cls.__doc__.strip().splitlines()[0]
     if tag:
@@ -67,10 +71,15 @@ def term_schema(name: str) -> dict[str, Any]:
 
 def config_schema() -> dict[str, Any]:
     """The schema of a whole loss config file, for every term installed now."""
-    binding = {"term": {"type": "string", "description": "the registered term this entry instantiates"},
-               "inputs": {"type": "object", "additionalProperties": {"type": "string"},
-                          "description": "logical input -> batch key"},
-               "pit": class_schema(PITConfig)}
+    binding = {
+        "term": {"type": "string", "description": "the registered term this entry instantiates"},
+        "inputs": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "logical input -> batch key",
+        },
+        "pit": class_schema(PITConfig),
+    }
     terms = {}
     for name, info in sorted(get_registry().terms.items()):
         schema = class_schema(info.config_class)
@@ -78,17 +87,22 @@ def config_schema() -> dict[str, Any]:
         outputs = tuple(getattr(info.cls, "outputs", ()) or ())
         if outputs:
             schema["properties"]["outputs"] = {
-                "type": "object", "properties": {o: type_schema(Weight) for o in outputs},
+                "type": "object",
+                "properties": {o: type_schema(Weight) for o in outputs},
                 "additionalProperties": False,
-                "description": "each output's weight (a number or a schedule) over the term's defaults"}
+                "description": "each output's weight (a number or a schedule) over the term's defaults",
+            }
         if callable(getattr(info.cls, "update", None)):
             schema["properties"]["update"] = class_schema(UpdateSchedule)
         terms[name] = schema
     group = class_schema(GroupConfig)
     group["properties"]["members"] = {
-        "anyOf": [{"type": "array", "items": {"type": "string"}},
-                  {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}],
-        "description": "member terms: a list (each weighted 1) or a table of term = weight inside the group"}
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+        ],
+        "description": "member terms: a list (each weighted 1) or a table of term = weight inside the group",
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "distill loss config",
@@ -96,11 +110,16 @@ def config_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "recipe": {"enum": list(recipes.recipes()), "default": recipes.DEFAULT},
-            "terms": {"type": "object", "properties": terms,  # named instances: any name with a term =
-                      "additionalProperties": {"type": "object", "required": ["term"],
-                                               "properties": binding}},
-            "batch": {"type": "object", "additionalProperties": {"type": "string"},
-                      "description": "batch key -> layout, e.g. \"B, C, N\""},
+            "terms": {
+                "type": "object",
+                "properties": terms,  # named instances: any name with a term =
+                "additionalProperties": {"type": "object", "required": ["term"], "properties": binding},
+            },
+            "batch": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": 'batch key -> layout, e.g. "B, C, N"',
+            },
             "balancer": class_schema(BalancerConfig),
             "groups": {"type": "object", "additionalProperties": group},
             "fallback": {"type": ["string", "null"]},

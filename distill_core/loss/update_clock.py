@@ -4,7 +4,8 @@ loss's ``state_dict()`` so that a resumed run makes the same decisions."""
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -19,8 +20,9 @@ class UpdateClock(nn.Module):
         super().__init__()
         self.schedules = dict(schedules)
         self.calls = 0
-        self.generators = {name: random.Random(f"{s.seed}:{name}") for name, s in self.schedules.items()
-                           if s.probability < 1.0}
+        self.generators = {
+            name: random.Random(f"{s.seed}:{name}") for name, s in self.schedules.items() if s.probability < 1.0
+        }
         plain = all(s == UpdateSchedule() for s in self.schedules.values())
         self._every_call: tuple[str, ...] | None = tuple(self.schedules) if plain else None
 
@@ -46,9 +48,11 @@ class UpdateClock(nn.Module):
         saved = state.get("generators", {}) if isinstance(state, Mapping) else {}
         missing = sorted(set(self.generators) - set(saved))
         if not isinstance(state, Mapping) or "calls" not in state or missing:
-            raise ValueError(f"update schedule state: expected the call count and a generator for each of "
-                             f"{', '.join(sorted(self.generators)) or 'no terms'}; the saved state has "
-                             f"{', '.join(sorted(saved)) or 'none'} (saved with another config's schedules?)")
+            raise ValueError(
+                f"update schedule state: expected the call count and a generator for each of "
+                f"{', '.join(sorted(self.generators)) or 'no terms'}; the saved state has "
+                f"{', '.join(sorted(saved)) or 'none'} (saved with another config's schedules?)"
+            )
         self.calls = int(state["calls"])
         for name, generator in self.generators.items():
             generator.setstate(_as_tuples(saved[name]))

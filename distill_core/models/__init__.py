@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from distill_core.seed.losses import (compute_combined_loss, compute_kl_divergence, create_stft_loss, get_kl_weight,
-                           kl_per_dimension, raw_kl, vae_loss)
+from distill_core.seed.losses import (
+    compute_combined_loss,
+    compute_kl_divergence,
+    create_stft_loss,
+    get_kl_weight,
+    kl_per_dimension,
+    raw_kl,
+    vae_loss,
+)
 
-__all__ = ["compute_combined_loss", "create_stft_loss", "vae_loss", "get_kl_weight", "compute_kl_divergence",
-           "kl_per_dimension", "raw_kl"]
+__all__ = [
+    "compute_combined_loss",
+    "create_stft_loss",
+    "vae_loss",
+    "get_kl_weight",
+    "compute_kl_divergence",
+    "kl_per_dimension",
+    "raw_kl",
+]

@@ -21,16 +21,36 @@ from typing import Any
 import attrs
 import pluggy
 
-from distill_core.registry import hookspecs
 from distill_core.config.converter import did_you_mean
+from distill_core.registry import hookspecs
 from distill_core.registry.entrypoints import declared_entry_points, forget
-from distill_core.util.gcpause import paused_gc
-from distill_core.registry.provenance import IN_PROCESS, TermOrigin, last_origin, normalise, provider, term_candidates, term_origins
+from distill_core.registry.provenance import (
+    IN_PROCESS,
+    TermOrigin,
+    last_origin,
+    normalise,
+    provider,
+    term_candidates,
+    term_origins,
+)
 from distill_core.terms.base import LossTerm
+from distill_core.util.gcpause import paused_gc
 
-__all__ = ["PluginError", "NoTermsError", "UnknownTermError", "Provenance", "TermInfo", "TermReference",
-           "BrokenPlugin", "Registry",
-           "get_registry", "reset_registry", "register", "validate_term_class", "term_origins"]
+__all__ = [
+    "PluginError",
+    "NoTermsError",
+    "UnknownTermError",
+    "Provenance",
+    "TermInfo",
+    "TermReference",
+    "BrokenPlugin",
+    "Registry",
+    "get_registry",
+    "reset_registry",
+    "register",
+    "validate_term_class",
+    "term_origins",
+]
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
 NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
@@ -95,7 +115,7 @@ class TermReference:
         return found
 
 
-def _identity(entry: "TermInfo | TermReference") -> str:
+def _identity(entry: TermInfo | TermReference) -> str:
     """``module:Class`` of a registered term, loaded or not: one class registered twice is no conflict."""
     if isinstance(entry, TermReference):
         return entry.target
@@ -134,8 +154,10 @@ def validate_term_class(cls: Any) -> None:
     try:
         config_class()  # defaults must construct; cattrs makes its structure hook on first use, not here
     except Exception as exc:  # any failure here is the plugin's, reported with its class
-        raise PluginError(f"{what}.config_class {config_class.__name__} cannot be built "
-                          f"with its defaults: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"{what}.config_class {config_class.__name__} cannot be built "
+            f"with its defaults: {type(exc).__name__}: {exc}"
+        ) from exc
     requires = getattr(cls, "requires", None)
     if not (isinstance(requires, tuple) and all(isinstance(k, str) for k in requires)):
         raise PluginError(f"{what}.requires must be a tuple of str batch keys, got {requires!r}")
@@ -148,14 +170,18 @@ def _dotted(text: str) -> bool:
 def reference(name: Any, target: Any, provenance: Provenance) -> TermReference:
     """``register(name, "module:Class")``'s entry, checked for form; PluginError says what is wrong."""
     if target is None:
-        raise PluginError(f"register({name!r}): expected a LossTerm subclass, or a term's name and where its class "
-                          f"lives as 'package.module:ClassName'")
+        raise PluginError(
+            f"register({name!r}): expected a LossTerm subclass, or a term's name and where its class "
+            f"lives as 'package.module:ClassName'"
+        )
     if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
         raise PluginError(f"register({name!r}, {target!r}): a term's name must be a Python identifier string")
     module, colon, qualname = target.partition(":") if isinstance(target, str) else ("", "", "")
     if not (colon and _dotted(module) and _dotted(qualname)):
-        raise PluginError(f"register({name!r}, {target!r}): expected where the term's class lives as "
-                          f"'package.module:ClassName', as an entry point writes it")
+        raise PluginError(
+            f"register({name!r}, {target!r}): expected where the term's class lives as "
+            f"'package.module:ClassName', as an entry point writes it"
+        )
     return TermReference(name, target, provenance)
 
 
@@ -176,8 +202,9 @@ class Registry:
         self.strict = _flag(STRICT_ENV)
 
     # --- registration -----------------------------------------------------------------------------
-    def register_plugin(self, plugin: ModuleType | object, name: str | None = None,
-                        provenance: Provenance | None = None) -> list[str]:
+    def register_plugin(
+        self, plugin: ModuleType | object, name: str | None = None, provenance: Provenance | None = None
+    ) -> list[str]:
         """Register a module or object with ``@hookimpl`` functions; return the term names it added.
 
         Failures raise PluginError (callers that discover entry points isolate them); a plugin that adds
@@ -240,8 +267,10 @@ class Registry:
         dists = [i.provenance.distribution for i in infos]
         others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
         allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
-        return (f"term name {name!r} is registered by more than one plugin: {who}; either uninstall one "
-                f"(pip uninstall {' or '.join(dists[1:])}), or load every plugin but it: {allow}")
+        return (
+            f"term name {name!r} is registered by more than one plugin: {who}; either uninstall one "
+            f"(pip uninstall {' or '.join(dists[1:])}), or load every plugin but it: {allow}"
+        )
 
     # --- entry points ------------------------------------------------------------------------------
     def load_entrypoints(self, group: str = hookspecs.PROJECT) -> None:
@@ -276,9 +305,11 @@ class Registry:
         for name in wanted:
             if normalise(name) in self._available:
                 continue
-            note = (f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} names {name!r}, which matches no installed "
-                    f"plugin (by distribution or entry-point name); installed plugins: {', '.join(names) or 'none'}"
-                    f"{did_you_mean(name, names)}")
+            note = (
+                f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} names {name!r}, which matches no installed "
+                f"plugin (by distribution or entry-point name); installed plugins: {', '.join(names) or 'none'}"
+                f"{did_you_mean(name, names)}"
+            )
             self._notes.append(note)
             if self.strict:
                 raise PluginError(note)
@@ -349,8 +380,7 @@ class Registry:
         if info is not None:
             return info
         if name in self._broken_terms:
-            raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: "
-                                   f"{self._broken_terms[name]}")
+            raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: {self._broken_terms[name]}")
         if name in self._conflicts:
             raise UnknownTermError(self._conflict_message(name))
         expected = provider(name)
@@ -364,21 +394,28 @@ class Registry:
         installed = ", ".join(sorted(self._terms)) or "none"
         hint = f"; it is provided by the distribution {expected!r} (pip install {expected})" if expected else ""
         hint += lookalike_group_hint(name)
-        raise UnknownTermError(f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; "
-                               f"installed terms: {installed}")
+        raise UnknownTermError(
+            f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; installed terms: {installed}"
+        )
 
     def _origin_message(self, name: str, origin: TermOrigin) -> str:
         """Why a term the lock or the pins remember is missing now, and the command that brings it back."""
         found = self._available.get(normalise(origin.distribution))
         if found is not None and normalise(found[0]) in self._left_out:
-            return (f"term {name!r} is not loaded: it came from {origin} ({origin.source}), and "
-                    f"{found[0]} {found[1]} is installed but {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} "
-                    f"leaves it out; add {found[0]} to {ALLOW_ENV}")
+            return (
+                f"term {name!r} is not loaded: it came from {origin} ({origin.source}), and "
+                f"{found[0]} {found[1]} is installed but {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} "
+                f"leaves it out; add {found[0]} to {ALLOW_ENV}"
+            )
         if found is not None:
-            return (f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
-                    f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}")
-        return (f"term {name!r} is not installed; it came from {origin} ({origin.source}): "
-                f"pip install {origin.requirement()}")
+            return (
+                f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
+                f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}"
+            )
+        return (
+            f"term {name!r} is not installed; it came from {origin} ({origin.source}): "
+            f"pip install {origin.requirement()}"
+        )
 
 
 def lookalike_group_hint(name: str) -> str:
@@ -391,13 +428,16 @@ def lookalike_group_hint(name: str) -> str:
             if not normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
                 continue
             dist = found.metadata["Name"]
-            return (f"; the installed distribution {dist} declares {name!r} in the entry-point group "
-                    f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
-                    f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)")
+            return (
+                f"; the installed distribution {dist} declares {name!r} in the entry-point group "
+                f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
+                f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)"
+            )
     return ""
 
 
 # --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------
+
 
 def _plugin_label(plugin: Any) -> str:
     return str(getattr(plugin, "__name__", None) or type(plugin).__name__)
@@ -405,8 +445,12 @@ def _plugin_label(plugin: Any) -> str:
 
 def _implements_another_hook(pm: pluggy.PluginManager, plugin: Any) -> bool:
     """A plugin with no terms that implements another of our hooks (modules terms build) is not broken."""
-    return any(impl.plugin is plugin for name in hookspecs.names() if name != hookspecs.HOOK
-               for impl in getattr(pm.hook, name).get_hookimpls())
+    return any(
+        impl.plugin is plugin
+        for name in hookspecs.names()
+        if name != hookspecs.HOOK
+        for impl in getattr(pm.hook, name).get_hookimpls()
+    )
 
 
 def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
@@ -415,14 +459,17 @@ def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
     if impls and any("register" not in i.argnames for i in impls):
         return f"{where}.{hook} takes no 'register' argument; expected {hookspecs.signature()}"
     if impls:
-        return (f"{where}.{hook} ran but never called register(); call register(YourTerm) once for each "
-                f"LossTerm class")
+        return f"{where}.{hook} ran but never called register(); call register(YourTerm) once for each LossTerm class"
     if callable(getattr(plugin, hook, None)):
-        return (f"{where}.{hook} is not marked as a hook; put @hookimpl (from distill_core import hookimpl) "
-                f"on the line above 'def {hook}(register)'")
+        return (
+            f"{where}.{hook} is not marked as a hook; put @hookimpl (from distill_core import hookimpl) "
+            f"on the line above 'def {hook}(register)'"
+        )
     callables = [n for n in dir(plugin) if not n.startswith("_") and callable(getattr(plugin, n, None))]
-    return (f"{where} has no {hook} hook{did_you_mean(hook, callables)}; check that the entry point names the "
-            f"module that defines '@hookimpl def {hook}(register)' (a package must import it in __init__.py)")
+    return (
+        f"{where} has no {hook} hook{did_you_mean(hook, callables)}; check that the entry point names the "
+        f"module that defines '@hookimpl def {hook}(register)' (a package must import it in __init__.py)"
+    )
 
 
 def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: pluggy.PluginValidationError) -> str:
@@ -433,13 +480,17 @@ def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: plugg
         if pm.parse_hookimpl_opts(plugin, attr) is not None:
             function = getattr(plugin, attr)
             if attr not in specs:
-                return (f"plugin {label!r} defines unknown hook {attr!r}{did_you_mean(attr, specs)} "
-                        f"(the hook is {expected})")
+                return (
+                    f"plugin {label!r} defines unknown hook {attr!r}{did_you_mean(attr, specs)} "
+                    f"(the hook is {expected})"
+                )
             params = list(inspect.signature(function).parameters)
             extra = [p for p in params if p not in hookspecs.argnames(attr)]
             if extra:
-                return (f"plugin {label!r}: hook {attr}({', '.join(params)}) takes "
-                        f"{', '.join(map(repr, extra))}, which the hook does not pass; expected {expected}")
+                return (
+                    f"plugin {label!r}: hook {attr}({', '.join(params)}) takes "
+                    f"{', '.join(map(repr, extra))}, which the hook does not pass; expected {expected}"
+                )
     return f"plugin {label!r}: {' '.join(str(exc).split())}; expected {expected}"
 
 
@@ -462,7 +513,6 @@ def get_registry() -> Registry:
                 registry.load_entrypoints()
                 _default = registry
     return _default
-
 
 
 def reset_registry(registry: Registry | None = None) -> Registry | None:

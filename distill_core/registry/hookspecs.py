@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

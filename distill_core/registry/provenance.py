@@ -10,14 +10,16 @@ import contextlib
 import contextvars
 import json
 import os
+import types
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
-from distill_core.files.checkpoint import CheckpointError, load_checkpoint
 from distill_core.config.converter import Problem
+from distill_core.files.checkpoint import CheckpointError, load_checkpoint
 from distill_core.registry.entrypoints import normalise
 
 IN_PROCESS = "<in-process>"
@@ -29,6 +31,7 @@ def term_candidates(name: str) -> set[str]:
 
 
 # --- locks ---------------------------------------------------------------------------------------------
+
 
 class LockError(ValueError):
     """A lock that cannot be read: the message names the file and where it breaks."""
@@ -53,14 +56,16 @@ def read_lock(path: str | os.PathLike) -> dict[str, Any]:
         except UnicodeDecodeError as exc:
             raise LockError(f"{p}: not UTF-8 at byte {exc.start}") from None
         except json.JSONDecodeError as exc:
-            raise LockError(f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno}: "
-                            f"{exc.msg}") from None
+            raise LockError(
+                f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
     if not isinstance(lock, dict) or not all(isinstance(v, dict) for v in lock.values()):
         raise LockError(f"{p}: expected a JSON object of {{term: {{distribution, version, ...}}}}")
     return lock
 
 
 # --- pins ----------------------------------------------------------------------------------------------
+
 
 def requirement(pin: str) -> Any:
     """A pin as a ``packaging`` Requirement; InvalidRequirement says what is wrong with its syntax."""
@@ -99,6 +104,7 @@ def unmet_pins(pins: Iterable[str]) -> list[Problem]:
 
 # --- what a missing term's error names ---------------------------------------------------------------------
 
+
 @attrs.frozen
 class TermOrigin:
     """The distribution a term came from last, as a lock or a ``required_plugins`` pin records it."""
@@ -121,12 +127,18 @@ class TermOrigin:
 
 
 _SOURCES: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("distill_origins", default=())
-_PROVIDERS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("distill_providers", default={})
+_PROVIDERS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "distill_providers", default=types.MappingProxyType({})
+)
 
 
 @contextlib.contextmanager
-def term_origins(*, lock: str | os.PathLike | Mapping[str, Any] | None = None, pins: Iterable[str] = (),
-                 providers: Mapping[str, str] | None = None) -> Iterator[None]:
+def term_origins(
+    *,
+    lock: str | os.PathLike | Mapping[str, Any] | None = None,
+    pins: Iterable[str] = (),
+    providers: Mapping[str, str] | None = None,
+) -> Iterator[None]:
     """While active, an unknown term's error names the distribution that provided it last.
 
     ``lock`` is a run's ``lock.json``, a checkpoint with provenance, or a lock mapping; ``pins`` are a
@@ -169,8 +181,11 @@ def _origin_from(source: Any, name: str) -> TermOrigin | None:
     entry = source.get(name)
     if entry is None:  # a named instance's entry records its term class under "term"
         entry = next((e for e in source.values() if isinstance(e, Mapping) and e.get("term") == name), None)
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("distribution"), str) \
-            or entry["distribution"] == IN_PROCESS:
+    if (
+        not isinstance(entry, Mapping)
+        or not isinstance(entry.get("distribution"), str)
+        or entry["distribution"] == IN_PROCESS
+    ):
         return None
     return TermOrigin(entry["distribution"], str(entry.get("version") or ""), source=where)
 

@@ -9,7 +9,8 @@ wrote. Recipes are read once per process, on first use.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -66,8 +67,10 @@ def _discover() -> dict[str, Recipe]:
         except Exception as exc:  # one broken recipe distribution never hides the others
             recipe = RecipeError(f"recipe {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
         if not isinstance(recipe, (Recipe, RecipeError)):
-            recipe = RecipeError(f"recipe {ep.name!r} ({ep.value}) is a {type(recipe).__name__}, expected a "
-                                 "distill_core.registry.recipes.Recipe")
+            recipe = RecipeError(
+                f"recipe {ep.name!r} ({ep.value}) is a {type(recipe).__name__}, expected a "
+                "distill_core.registry.recipes.Recipe"
+            )
         out.setdefault(ep.name, recipe)  # type: ignore[arg-type]
     out.setdefault(NONE, Recipe())
     return out

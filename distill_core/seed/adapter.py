@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from distill_core.terms.base import Batch
 from distill_core.seed.losses import raw_kl
+from distill_core.terms.base import Batch
 
 Views = Callable[[Mapping[str, torch.Tensor], frozenset], Mapping[str, torch.Tensor]]
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from distill_core.loss.combined import CombinedLoss
 from distill_core.engine.passes import Adapter, Window, evaluate_pass, train_pass
+from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import LossConfig
 from distill_core.seed.adapter import VAEAdapter, Views
 from distill_core.seed.losses import LegacyVAELoss, combined_for, kl_override, seed_prebuilt
@@ -22,13 +23,22 @@ from distill_core.seed.metrics import NAMED_TERMS, step_metrics
 
 Callback = Callable[[Any], None]
 # validate_epoch's seed keys, by the loss output each shows.
-VAL_KEYS = {"val_loss": "total_loss", "val_recon_loss": "recon_loss", "val_kl_loss": "kl_loss",
-            **{f"val_{k}": k for k in NAMED_TERMS}}
+VAL_KEYS = {
+    "val_loss": "total_loss",
+    "val_recon_loss": "recon_loss",
+    "val_kl_loss": "kl_loss",
+    **{f"val_{k}": k for k in NAMED_TERMS},
+}
 
 
-def resolve_loss(loss_config: Any, device: torch.device | str | None = None,
-                 stft_loss_fn: nn.Module | None = None, *, fresh: bool = False,
-                 free_bits: float = 0.1) -> nn.Module:
+def resolve_loss(
+    loss_config: Any,
+    device: torch.device | str | None = None,
+    stft_loss_fn: nn.Module | None = None,
+    *,
+    fresh: bool = False,
+    free_bits: float = 0.1,
+) -> nn.Module:
     """A CombinedLoss for a config, the given one, or the legacy loss for None.
 
     ``stft_loss_fn`` is the seed's prebuilt STFT module (``create_stft_loss`` or auraloss's own), used as
@@ -64,17 +74,32 @@ def component_keys(loss: nn.Module, means: Mapping[str, float], metrics: Iterabl
 def check_seed_order(kl_weight: Any, where: str) -> None:
     """The seed's 4th positional argument is kl_weight: a loss there is a misplaced argument."""
     if isinstance(kl_weight, (LossConfig, CombinedLoss)) or dataclasses.is_dataclass(kl_weight):
-        raise TypeError(f"{where}: the 4th positional argument is kl_weight (the seed's order: model, loader, "
-                        f"optimizer, kl_weight, device, ...); pass the loss as loss_config=...")
+        raise TypeError(
+            f"{where}: the 4th positional argument is kl_weight (the seed's order: model, loader, "
+            f"optimizer, kl_weight, device, ...); pass the loss as loss_config=..."
+        )
 
 
-def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.optim.Optimizer,
-                kl_weight: float | None = None, device: torch.device | str | None = None,
-                gradient_clip_norm: float | None = 1.0, loss_config: Any = None,
-                stft_loss_fn: nn.Module | None = None, epoch: int = 0, callback: Callback | None = None,
-                cancel_event: Any = None, *, total_epochs: int = 1, callbacks: Sequence[Callback] = (),
-                log_interval: int = 10, free_bits: float = 0.1, views: Views | None = None,
-                adapter: Adapter | None = None) -> dict[str, float]:
+def train_epoch(
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    kl_weight: float | None = None,
+    device: torch.device | str | None = None,
+    gradient_clip_norm: float | None = 1.0,
+    loss_config: Any = None,
+    stft_loss_fn: nn.Module | None = None,
+    epoch: int = 0,
+    callback: Callback | None = None,
+    cancel_event: Any = None,
+    *,
+    total_epochs: int = 1,
+    callbacks: Sequence[Callback] = (),
+    log_interval: int = 10,
+    free_bits: float = 0.1,
+    views: Views | None = None,
+    adapter: Adapter | None = None,
+) -> dict[str, float]:
     """One training epoch, called as the seed calls it; returns the epoch's mean of every loss output.
 
     ``kl_weight`` None uses the config's schedule at ``epoch`` of ``total_epochs``. ``callback``/``callbacks``
@@ -97,9 +122,21 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
         for listener in listeners:
             listener(metrics)
 
-    means = train_pass(model, train_loader, optimizer, loss, adapter or VAEAdapter(views), epoch=epoch,
-                       total_epochs=total_epochs, weights=override, device=device, clip_norm=gradient_clip_norm,
-                       log_interval=log_interval, report=report if listeners else None, cancel_event=cancel_event)
+    means = train_pass(
+        model,
+        train_loader,
+        optimizer,
+        loss,
+        adapter or VAEAdapter(views),
+        epoch=epoch,
+        total_epochs=total_epochs,
+        weights=override,
+        device=device,
+        clip_norm=gradient_clip_norm,
+        log_interval=log_interval,
+        report=report if listeners else None,
+        cancel_event=cancel_event,
+    )
     means = dict(means)  # a plain dict, as the seed's (pickles under torch.load(weights_only=True))
     if "total_loss" in means:
         means["train_loss"] = means["total_loss"]
@@ -108,11 +145,20 @@ def train_epoch(model: nn.Module, train_loader: Iterable[Any], optimizer: torch.
     return means
 
 
-def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float | None = None,
-                   device: torch.device | str | None = None, loss_config: Any = None,
-                   stft_loss_fn: nn.Module | None = None, *, epoch: int = 0, total_epochs: int = 1,
-                   free_bits: float = 0.1, views: Views | None = None,
-                   adapter: Adapter | None = None) -> dict[str, float]:
+def validate_epoch(
+    model: nn.Module,
+    val_loader: Iterable[Any],
+    kl_weight: float | None = None,
+    device: torch.device | str | None = None,
+    loss_config: Any = None,
+    stft_loss_fn: nn.Module | None = None,
+    *,
+    epoch: int = 0,
+    total_epochs: int = 1,
+    free_bits: float = 0.1,
+    views: Views | None = None,
+    adapter: Adapter | None = None,
+) -> dict[str, float]:
     """Mean validation losses, called as the seed calls it, plus ``kl_divergence``: the raw KL (no free
     bits) for collapse checks. Keys: ours (``total_loss``, ``<term>_loss``) and the seed's seven
     (``val_loss``, ``val_recon_loss``, ``val_kl_loss``, ``kl_divergence``, ``val_<term>_loss`` for its
@@ -120,8 +166,16 @@ def validate_epoch(model: nn.Module, val_loader: Iterable[Any], kl_weight: float
     check_seed_order(kl_weight, "validate_epoch")
     device = torch.device(device) if device is not None else None
     loss = resolve_loss(loss_config, device, stft_loss_fn, free_bits=free_bits)
-    means = evaluate_pass(model, val_loader, loss, adapter or VAEAdapter(views), epoch=epoch,
-                          total_epochs=total_epochs, weights=kl_override(loss, kl_weight), device=device)
+    means = evaluate_pass(
+        model,
+        val_loader,
+        loss,
+        adapter or VAEAdapter(views),
+        epoch=epoch,
+        total_epochs=total_epochs,
+        weights=kl_override(loss, kl_weight),
+        device=device,
+    )
     if not means:
         return {**{seed: math.nan for seed in VAL_KEYS}, "kl_divergence": 0.0}
     means.update({seed: means[ours] for seed, ours in VAL_KEYS.items() if ours in means})

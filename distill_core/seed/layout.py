@@ -12,7 +12,8 @@ Errors keep the paths the user wrote (``kl.weight_mx``, ``groups.reconstruction.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from distill_core.config.converter import Problem, did_you_mean, join
 from distill_core.registry.recipes import Upgrade
@@ -41,8 +42,11 @@ def reconstruction_group(section: Any, path: str, *, whole: bool = True) -> tupl
     """
     if not isinstance(section, Mapping):
         return section, []
-    problems = [(join(path, str(k)), f"unknown key{did_you_mean(str(k), _RECON_KEYS)} (valid keys: "
-                                     f"{', '.join(_RECON_KEYS)})") for k in section if k not in _RECON_KEYS]
+    problems = [
+        (join(path, str(k)), f"unknown key{did_you_mean(str(k), _RECON_KEYS)} (valid keys: {', '.join(_RECON_KEYS)})")
+        for k in section
+        if k not in _RECON_KEYS
+    ]
     values = {k: section.get(k, default) for k, default in RECON_DEFAULTS.items()}
     group: dict[str, Any] = {"members": {member: values[field] for field, member in MEMBER_WEIGHTS.items()}}
     if whole or "weight" in section:
@@ -55,12 +59,18 @@ def reconstruction_group(section: Any, path: str, *, whole: bool = True) -> tupl
 def _kl_term(kl: Mapping[str, Any], problems: list[Problem]) -> dict[str, Any]:
     for key in kl:
         if key not in KL_KEYS:
-            problems.append((f"kl.{key}", f"unknown key{did_you_mean(str(key), KL_KEYS)} "
-                                          f"(valid keys: {', '.join(KL_KEYS)})"))
+            problems.append(
+                (f"kl.{key}", f"unknown key{did_you_mean(str(key), KL_KEYS)} (valid keys: {', '.join(KL_KEYS)})")
+            )
     warmup = {k: kl.get(k, default) for k, default in _SEED_KL_DEFAULTS.items()}
-    return {"weight": {"schedule": "linear_warmup", "max": warmup["weight_max"],
-                       "warmup_fraction": warmup["warmup_fraction"]},
-            **({"free_bits": kl["free_bits"]} if "free_bits" in kl else {})}
+    return {
+        "weight": {
+            "schedule": "linear_warmup",
+            "max": warmup["weight_max"],
+            "warmup_fraction": warmup["warmup_fraction"],
+        },
+        **({"free_bits": kl["free_bits"]} if "free_bits" in kl else {}),
+    }
 
 
 def seed_to_generic(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
@@ -68,8 +78,12 @@ def seed_to_generic(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Probl
     problems: list[Problem] = []
     for key in data:
         if key not in SECTIONS:
-            problems.append((str(key), f"unknown key{did_you_mean(str(key), SECTIONS)} (the seed's layout has: "
-                                       f"{', '.join(SECTIONS)})"))
+            problems.append(
+                (
+                    str(key),
+                    f"unknown key{did_you_mean(str(key), SECTIONS)} (the seed's layout has: {', '.join(SECTIONS)})",
+                )
+            )
     terms: dict[str, Any] = {name: data[name] for name in ("stft", "kl") if name in data}
     kl = data.get("kl")
     if isinstance(kl, Mapping) and "weight" not in kl:
@@ -86,7 +100,7 @@ def _member_path(path: str, prefix: str) -> str | None:
     for field, member in MEMBER_WEIGHTS.items():
         old = f"{prefix}.members.{member}"
         if path == old or path.startswith(old + "."):
-            return f"{prefix}.{field}{path[len(old):]}"
+            return f"{prefix}.{field}{path[len(old) :]}"
     return None
 
 
@@ -96,13 +110,13 @@ def seed_path(path: str) -> str:
     renamed = {"terms.kl.weight.max": "kl.weight_max", "terms.kl.weight.warmup_fraction": "kl.warmup_fraction"}
     for old, new in renamed.items():
         if path == old or path.startswith(old + "."):
-            return new + path[len(old):]
+            return new + path[len(old) :]
     member = _member_path(path, "groups.reconstruction")
     if member is not None:
         path = member
     for prefix in ("terms.", "groups."):
-        if path.startswith(prefix) and path[len(prefix):].split(".")[0] in SECTIONS:
-            return path[len(prefix):]
+        if path.startswith(prefix) and path[len(prefix) :].split(".")[0] in SECTIONS:
+            return path[len(prefix) :]
     return path
 
 
@@ -110,8 +124,11 @@ def _legacy_groups(data: Mapping[str, Any]) -> list[str]:
     groups = data.get("groups")
     if not isinstance(groups, Mapping):
         return []
-    return [name for name, g in groups.items() if isinstance(g, Mapping)
-            and (g.get("kind") == GROUP_KIND or any(field in g for field in MEMBER_WEIGHTS))]
+    return [
+        name
+        for name, g in groups.items()
+        if isinstance(g, Mapping) and (g.get("kind") == GROUP_KIND or any(field in g for field in MEMBER_WEIGHTS))
+    ]
 
 
 def upgrade(data: Mapping[str, Any]) -> Upgrade | None:

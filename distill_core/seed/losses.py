@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
+from distill_core.config.schedules import LinearWarmup
 from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import as_loss_config
 from distill_core.registry.discovery import get_registry
-from distill_core.config.schedules import LinearWarmup
-from distill_core.terms.base import Batch, LossTerm
 from distill_core.seed.checks import check_spectrograms
+from distill_core.terms.base import Batch, LossTerm
 
 SEED_KEYS = ("total_loss", "stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss", "recon_loss")
 _CACHE: dict[tuple[int, int, str], tuple[Any, CombinedLoss]] = {}
@@ -65,8 +66,7 @@ def seed_prebuilt(stft: nn.Module | None) -> dict[str, nn.Module] | None:
     return {"stft": stft if isinstance(stft, LossTerm) else FlattenedMagnitudeSTFT(stft)}
 
 
-def combined_for(config: Any, stft: nn.Module | None = None,
-                 device: torch.device | str | None = None) -> CombinedLoss:
+def combined_for(config: Any, stft: nn.Module | None = None, device: torch.device | str | None = None) -> CombinedLoss:
     """The CombinedLoss for a config (and the seed's prebuilt STFT module), built on first use and reused.
 
     ``config`` is a LossConfig, generic or the seed's. A config mutated since (``cfg.kl.weight_max = ...``)
@@ -93,9 +93,15 @@ def seed_kl_weight(kl_weight: float) -> float:
     return max(value, 0.0)
 
 
-def compute_combined_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                          loss_config: Any, kl_weight: float,
-                          _stft_loss_fn: nn.Module | None = None) -> dict[str, torch.Tensor]:
+def compute_combined_loss(
+    recon: torch.Tensor,
+    target: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    loss_config: Any,
+    kl_weight: float,
+    _stft_loss_fn: nn.Module | None = None,
+) -> dict[str, torch.Tensor]:
     """The recipe's loss for one batch, the seed's keys: ``total_loss``, each ``<term>_loss`` and ``recon_loss``.
 
     ``kl_weight`` overrides the KL term's weight; 0 or less leaves KL out of the total, as the seed does.
@@ -104,11 +110,11 @@ def compute_combined_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.T
     """
     for argument, value in (("recon", recon), ("target", target), ("mu", mu), ("logvar", logvar)):
         if not isinstance(value, torch.Tensor):
-            raise TypeError(f"compute_combined_loss: argument {argument!r} expected a torch.Tensor, "
-                            f"got {type(value).__name__}")
+            raise TypeError(
+                f"compute_combined_loss: argument {argument!r} expected a torch.Tensor, got {type(value).__name__}"
+            )
     loss = combined_for(loss_config, _stft_loss_fn, recon.device)
-    out = loss({"recon": recon, "target": target, "mu": mu, "logvar": logvar},
-               weights=kl_override(loss, kl_weight))
+    out = loss({"recon": recon, "target": target, "mu": mu, "logvar": logvar}, weights=kl_override(loss, kl_weight))
     return {k: v for k, v in out.items() if k != "nonfinite"}
 
 
@@ -144,8 +150,14 @@ def _free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> t
     return kl.clamp(min=free_bits).sum(dim=1).mean()
 
 
-def vae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             kl_weight: float = 1.0, free_bits: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vae_loss(
+    recon: torch.Tensor,
+    target: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    kl_weight: float = 1.0,
+    free_bits: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Legacy loss: (total, MSE reconstruction, free-bits KL); the KL is added only when kl_weight > 0."""
     recon_loss = torch.nn.functional.mse_loss(recon, target)
     kl = _free_bits_kl(mu, logvar, free_bits)
@@ -175,18 +187,44 @@ class LegacyVAELoss(nn.Module):
         super().__init__()
         self.free_bits = free_bits
 
-    def weights(self, epoch: int | None = None, total_epochs: int | None = None,
-                overrides: dict[str, float] | None = None) -> dict[str, float]:
+    def weights(
+        self, epoch: int | None = None, total_epochs: int | None = None, overrides: dict[str, float] | None = None
+    ) -> dict[str, float]:
         """The KL weight: 1.0 unless overridden (``vae_loss``'s default)."""
         return {"kl": float((overrides or {}).get("kl", 1.0))}
 
-    def forward(self, batch: Batch, *, epoch: int | None = None, total_epochs: int | None = None,
-                weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-        total, recon, kl = vae_loss(batch["recon"], batch["target"], batch["mu"], batch["logvar"],
-                                    self.weights(overrides=weights)["kl"], self.free_bits)
-        return {"total_loss": total, "recon_loss": recon, "kl_loss": kl,
-                "nonfinite": (~torch.isfinite(total)).to(total.dtype)}
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        epoch: int | None = None,
+        total_epochs: int | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        total, recon, kl = vae_loss(
+            batch["recon"],
+            batch["target"],
+            batch["mu"],
+            batch["logvar"],
+            self.weights(overrides=weights)["kl"],
+            self.free_bits,
+        )
+        return {
+            "total_loss": total,
+            "recon_loss": recon,
+            "kl_loss": kl,
+            "nonfinite": (~torch.isfinite(total)).to(total.dtype),
+        }
 
 
-__all__ = ["compute_combined_loss", "create_stft_loss", "vae_loss", "get_kl_weight", "compute_kl_divergence",
-           "kl_per_dimension", "raw_kl", "LegacyVAELoss", "SEED_KEYS"]
+__all__ = [
+    "compute_combined_loss",
+    "create_stft_loss",
+    "vae_loss",
+    "get_kl_weight",
+    "compute_kl_divergence",
+    "kl_per_dimension",
+    "raw_kl",
+    "LegacyVAELoss",
+    "SEED_KEYS",
+]

@@ -6,7 +6,8 @@ outputs fill them.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -75,10 +76,18 @@ class EpochMetrics:
 # The seed's per-term fields, by the loss output each stands for (files older than ``components`` name the
 # recipe's terms only there).
 NAMED_FIELDS: dict[type, dict[str, str]] = {
-    StepMetrics: {"stft_loss": "stft_loss", "mag_recon_loss": "mag_recon_loss", "if_recon_loss": "if_recon_loss",
-                  "kl_loss": "kl_loss"},
-    EpochMetrics: {"val_stft_loss": "stft_loss", "val_mag_recon_loss": "mag_recon_loss",
-                   "val_if_recon_loss": "if_recon_loss", "val_kl_loss": "kl_loss"},
+    StepMetrics: {
+        "stft_loss": "stft_loss",
+        "mag_recon_loss": "mag_recon_loss",
+        "if_recon_loss": "if_recon_loss",
+        "kl_loss": "kl_loss",
+    },
+    EpochMetrics: {
+        "val_stft_loss": "stft_loss",
+        "val_mag_recon_loss": "mag_recon_loss",
+        "val_if_recon_loss": "if_recon_loss",
+        "val_kl_loss": "kl_loss",
+    },
 }
 NAMED_TERMS = ("stft_loss", "mag_recon_loss", "if_recon_loss")
 KL_TERM = "kl"  # the weight StepMetrics.kl_weight shows
@@ -108,25 +117,51 @@ def step_metrics(window: Window, weights: Mapping[str, float], term_keys: Sequen
     """A reported window of steps as the seed's StepMetrics; fields of terms the loss lacks are 0.0."""
     means = window.means
     return StepMetrics(
-        epoch=window.epoch, step=window.step, total_steps=window.total_steps,
-        train_loss=means.get("total_loss", math.nan), recon_loss=means.get("recon_loss", 0.0),
-        kl_loss=means.get("kl_loss", 0.0), kl_weight=weights.get(KL_TERM, 0.0),
-        learning_rate=window.learning_rate, step_time_s=window.step_time_s,
-        nonfinite_steps=int(means.get("nonfinite", 0)), metrics={k: means[k] for k in sorted(window.metrics)},
-        **step_fields(means, term_keys))
+        epoch=window.epoch,
+        step=window.step,
+        total_steps=window.total_steps,
+        train_loss=means.get("total_loss", math.nan),
+        recon_loss=means.get("recon_loss", 0.0),
+        kl_loss=means.get("kl_loss", 0.0),
+        kl_weight=weights.get(KL_TERM, 0.0),
+        learning_rate=window.learning_rate,
+        step_time_s=window.step_time_s,
+        nonfinite_steps=int(means.get("nonfinite", 0)),
+        metrics={k: means[k] for k in sorted(window.metrics)},
+        **step_fields(means, term_keys),
+    )
 
 
-def epoch_metrics(epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float], lr: float,
-                  elapsed: float, done: int, term_keys: Sequence[str], weights: Mapping[str, float]) -> EpochMetrics:
+def epoch_metrics(
+    epoch: int,
+    epochs: int,
+    train: Mapping[str, float],
+    val: Mapping[str, float],
+    lr: float,
+    elapsed: float,
+    done: int,
+    term_keys: Sequence[str],
+    weights: Mapping[str, float],
+) -> EpochMetrics:
     """A finished epoch as the seed's EpochMetrics: its fields from the loss outputs that have them."""
     train_loss, val_loss = train.get("total_loss", math.nan), val.get("total_loss", math.nan)
     named = {field: val.get(key, 0.0) for field, key in NAMED_FIELDS[EpochMetrics].items()}
     return EpochMetrics(
-        epoch=epoch, total_epochs=epochs, train_loss=train_loss, val_loss=val_loss,
-        val_recon_loss=val.get("recon_loss", 0.0), kl_divergence=val.get("kl_divergence", 0.0),
-        overfitting_gap=overfitting_gap(train_loss, val_loss), learning_rate=lr,
-        eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1), elapsed_seconds=elapsed, **named,
-        components=term_values(train, term_keys), val_components=term_values(val, term_keys), weights=dict(weights),
+        epoch=epoch,
+        total_epochs=epochs,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val_recon_loss=val.get("recon_loss", 0.0),
+        kl_divergence=val.get("kl_divergence", 0.0),
+        overfitting_gap=overfitting_gap(train_loss, val_loss),
+        learning_rate=lr,
+        eta_seconds=elapsed / max(done, 1) * (epochs - epoch - 1),
+        elapsed_seconds=elapsed,
+        **named,
+        components=term_values(train, term_keys),
+        val_components=term_values(val, term_keys),
+        weights=dict(weights),
         nonfinite_steps=int(train.get("nonfinite", 0)),
         balancer={k: v for k, v in train.items() if k.startswith(("ratio_", "ema_norm_"))},
-        metrics=update_metrics(train))
+        metrics=update_metrics(train),
+    )

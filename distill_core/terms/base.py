@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -68,8 +69,10 @@ class LossTerm(nn.Module):
     def __call__(self, batch: Batch, *args: Any, **kwargs: Any) -> Any:
         """Check the batch's keys against ``requires`` (BatchError, as through CombinedLoss), then run."""
         if not isinstance(batch, Mapping):
-            raise BatchError(f"term '{self.name}' expects a batch mapping of its inputs "
-                             f"({', '.join(self.requires) or 'none'}) to tensors, got {type(batch).__name__}")
+            raise BatchError(
+                f"term '{self.name}' expects a batch mapping of its inputs "
+                f"({', '.join(self.requires) or 'none'}) to tensors, got {type(batch).__name__}"
+            )
         check_missing_keys(self.name, type(self).requires, batch)
         return super().__call__(batch, *args, **kwargs)
 
@@ -90,8 +93,7 @@ def check_missing_keys(term: str, requires: Sequence[str], batch: Batch) -> None
     if missing:
         have = ", ".join(sorted(map(str, batch))) or "none"
         raise BatchError(
-            f"term '{term}' requires batch key {missing[0]!r} "
-            f"(requires: {', '.join(requires)}); the batch has: {have}"
+            f"term '{term}' requires batch key {missing[0]!r} (requires: {', '.join(requires)}); the batch has: {have}"
         )
 
 
@@ -136,8 +138,10 @@ def check_tensor(
     if wrong:
         raise BatchError(wrong)
     if value.is_complex():
-        raise BatchError(f"{term}: batch[{key!r}] expected a real floating dtype, got {value.dtype}; "
-                         "pass magnitudes or real and imaginary parts as channels")
+        raise BatchError(
+            f"{term}: batch[{key!r}] expected a real floating dtype, got {value.dtype}; "
+            "pass magnitudes or real and imaginary parts as channels"
+        )
     if not value.is_floating_point():
         raise BatchError(f"{term}: batch[{key!r}] expected a floating dtype, got {value.dtype}")
     if value.numel() == 0:
@@ -145,19 +149,23 @@ def check_tensor(
     return value
 
 
-def check_pair(term: str, batch: Batch, a: str, b: str, layout: str, *, channels: int | None = None,
-               same_shape: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def check_pair(
+    term: str, batch: Batch, a: str, b: str, layout: str, *, channels: int | None = None, same_shape: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Check two entries that are compared elementwise: same layout, shape (or batch size) and device."""
     x = check_tensor(term, a, batch[a], layout, channels=channels)
     y = check_tensor(term, b, batch[b], layout, channels=channels)
     if same_shape and x.shape != y.shape:
-        raise BatchError(f"{term}: batch[{a!r}] has shape {_shape(x)} but batch[{b!r}] has {_shape(y)}; "
-                         f"expected equal shapes [{layout}]")
+        raise BatchError(
+            f"{term}: batch[{a!r}] has shape {_shape(x)} but batch[{b!r}] has {_shape(y)}; "
+            f"expected equal shapes [{layout}]"
+        )
     if x.shape[0] != y.shape[0]:
         raise BatchError(f"{term}: batch size differs: batch[{a!r}] {_shape(x)} vs batch[{b!r}] {_shape(y)}")
     if x.device != y.device:
-        raise BatchError(f"{term}: batch[{a!r}] is on {x.device} but batch[{b!r}] is on {y.device}; "
-                         f"expected one device")
+        raise BatchError(
+            f"{term}: batch[{a!r}] is on {x.device} but batch[{b!r}] is on {y.device}; expected one device"
+        )
     return x, y
 
 

@@ -6,7 +6,7 @@ agree when they have the same rank and no dimension is pinned to two different s
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 Reader = tuple[str, str, str]  # (term instance, its logical input, the layout it expects)
 
@@ -29,8 +29,10 @@ def fits(layout: str, shape: Sequence[int]) -> bool:
 
 
 def _describe(key: str, readers: Iterable[Reader]) -> str:
-    return "; ".join(f"{term} reads it as [{layout}]" + (f" (its input {logical!r})" if logical != key else "")
-                     for term, logical, layout in readers)
+    return "; ".join(
+        f"{term} reads it as [{layout}]" + (f" (its input {logical!r})" if logical != key else "")
+        for term, logical, layout in readers
+    )
 
 
 def conflicts(readers: Mapping[str, list[Reader]], declared: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -40,11 +42,21 @@ def conflicts(readers: Mapping[str, list[Reader]], declared: Mapping[str, str]) 
         if key in declared:
             bad = [r for r in who if not agree(r[2], declared[key])]
             if bad:
-                problems.append((f"batch.{key}", f"the batch holds [{declared[key]}], but {_describe(key, bad)}; map "
-                                                 f"those terms' inputs to other batch keys (inputs = {{...}})"))
+                problems.append(
+                    (
+                        f"batch.{key}",
+                        f"the batch holds [{declared[key]}], but {_describe(key, bad)}; map "
+                        f"those terms' inputs to other batch keys (inputs = {{...}})",
+                    )
+                )
         elif any(not agree(r[2], who[0][2]) for r in who[1:]):
-            problems.append((f"batch.{key}", f"terms disagree on this key's layout: {_describe(key, who)}; map some "
-                                             f"terms' inputs to other batch keys (inputs = {{...}})"))
+            problems.append(
+                (
+                    f"batch.{key}",
+                    f"terms disagree on this key's layout: {_describe(key, who)}; map some "
+                    f"terms' inputs to other batch keys (inputs = {{...}})",
+                )
+            )
     return problems
 
 
@@ -52,21 +64,25 @@ def _shown(shape: Sequence[int]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def misfit(term: str, key: str, shape: Sequence[int], layout: str, *, via: str = "",
-           channels: int | None = None) -> str | None:
+def misfit(
+    term: str, key: str, shape: Sequence[int], layout: str, *, via: str = "", channels: int | None = None
+) -> str | None:
     """Why a tensor of ``shape`` under ``batch[key]`` does not fit ``layout`` (rank, then the first pinned
     size; ``channels`` pins dim 1), worded as every batch check words it; None when it fits."""
     dims = list(parse(layout))
     if channels is not None and len(dims) > 1:
         dims[1] = str(channels)
     if len(dims) != len(shape):
-        return (f"{term}: batch[{key!r}]{via} expected shape [{layout}] ({len(dims)}-D), got {_shown(shape)} "
-                f"({len(shape)}-D)")
+        return (
+            f"{term}: batch[{key!r}]{via} expected shape [{layout}] ({len(dims)}-D), got {_shown(shape)} "
+            f"({len(shape)}-D)"
+        )
     for i, (d, size) in enumerate(zip(dims, shape)):
         if d.isdigit() and int(d) != size:
             what = "channels" if i == 1 else "entries"
-            return (f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, "
-                    f"got {_shown(shape)}")
+            return (
+                f"{term}: batch[{key!r}]{via} expected shape [{layout}] with {d} {what} in dim {i}, got {_shown(shape)}"
+            )
     return None
 
 
@@ -80,6 +96,6 @@ def mismatches(readers: Mapping[str, list[Reader]], shapes: Mapping[str, Sequenc
                 via = f" (its input {logical!r})" if logical != key else ""
                 wrong = misfit(term, key, shapes[key], layout, via=via)
                 if wrong:
-                    said.setdefault(wrong[len(term):], []).append(term)
+                    said.setdefault(wrong[len(term) :], []).append(term)
             out += [f"{', '.join(terms)}{reason}" for reason, terms in said.items()]
     return out

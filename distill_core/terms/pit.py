@@ -34,11 +34,15 @@ class PITConfig:
 def refusal(cls: type, pit: PITConfig) -> str | None:
     """Why a term class cannot run under this PIT config, or None when it can."""
     if not callable(getattr(cls, "per_example", None)):
-        return (f"term {cls.name!r} cannot run under pit: it defines no per_example(batch) returning its loss "
-                "per example [B]")
+        return (
+            f"term {cls.name!r} cannot run under pit: it defines no per_example(batch) returning its loss "
+            "per example [B]"
+        )
     if pit.method == "hungarian" and not getattr(cls, "pairwise", False):
-        return (f"term {cls.name!r} is not declared pairwise (pairwise = True: the mean over sources of a "
-                "per-source loss), which the Hungarian assignment needs; use method = \"brute\"")
+        return (
+            f"term {cls.name!r} is not declared pairwise (pairwise = True: the mean over sources of a "
+            'per-source loss), which the Hungarian assignment needs; use method = "brute"'
+        )
     return None
 
 
@@ -64,8 +68,10 @@ def _sources(term: Any, batch: Batch, axis: int) -> tuple[str, int]:
     value = batch[first]
     if not isinstance(value, torch.Tensor) or not 0 < axis < value.dim():
         shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise BatchError(f"term {term.name!r}: pit axis {axis} does not fit batch[{first!r}] of shape {shape}; "
-                         "expected an axis after the batch axis 0")
+        raise BatchError(
+            f"term {term.name!r}: pit axis {axis} does not fit batch[{first!r}] of shape {shape}; "
+            "expected an axis after the batch axis 0"
+        )
     return first, value.shape[axis]
 
 
@@ -80,8 +86,10 @@ def brute_force(term: Any, batch: Batch, axis: int) -> tuple[torch.Tensor, torch
     Permutation p puts estimate p[j] against reference j."""
     first, sources = _sources(term, batch, axis)
     if sources > MAX_BRUTE_SOURCES:
-        raise BatchError(f"term {term.name!r}: {sources} sources along pit axis {axis} is more than brute force "
-                         f"takes ({MAX_BRUTE_SOURCES}: {sources}! permutations); set pit.method = \"hungarian\"")
+        raise BatchError(
+            f"term {term.name!r}: {sources} sources along pit axis {axis} is more than brute force "
+            f'takes ({MAX_BRUTE_SOURCES}: {sources}! permutations); set pit.method = "hungarian"'
+        )
     est = batch[first]
     perms = _permutations(sources, est.device)
     n, b = perms.shape[0], est.shape[0]
@@ -138,4 +146,4 @@ def permuted(value: torch.Tensor, perm: torch.Tensor, axis: int) -> torch.Tensor
     """Estimates reordered along ``axis`` so that source j is the one assigned to reference j."""
     shape = [1] * value.dim()
     shape[0], shape[axis] = perm.shape
-    return value.gather(axis, perm.view(shape).expand(*value.shape[:axis], perm.shape[1], *value.shape[axis + 1:]))
+    return value.gather(axis, perm.view(shape).expand(*value.shape[:axis], perm.shape[1], *value.shape[axis + 1 :]))

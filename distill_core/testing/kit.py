@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 
-from distill_core.loss.combined import CombinedLoss
 from distill_core.config.converter import converter
-from distill_core.util.extras import require
-from distill_core.registry.hookspecs import PROJECT
-from distill_core.loss.config import LossConfig
-from distill_core.registry.discovery import (PluginError, Registry, TermInfo, UnknownTermError, get_registry, reset_registry,
-                      validate_term_class)
 from distill_core.config.schedules import weight_at
+from distill_core.loss.combined import CombinedLoss
+from distill_core.loss.config import LossConfig
+from distill_core.registry.discovery import (
+    PluginError,
+    Registry,
+    TermInfo,
+    UnknownTermError,
+    get_registry,
+    validate_term_class,
+)
+from distill_core.registry.hookspecs import PROJECT
 from distill_core.terms.base import LossTerm
-
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 
@@ -31,8 +36,11 @@ SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist
 
 
 def _grad_keys(term: Any, batch: Mapping[str, Any]) -> list[str]:
-    keys = [k for k in type(term).requires if k != "target" and isinstance(batch.get(k), torch.Tensor)
-            and batch[k].is_floating_point()]
+    keys = [
+        k
+        for k in type(term).requires
+        if k != "target" and isinstance(batch.get(k), torch.Tensor) and batch[k].is_floating_point()
+    ]
     return keys
 
 
@@ -41,8 +49,9 @@ FACTORY_SEED = 0
 
 def _make(batch_factory: BatchFactory, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
     """One batch from the factory, drawn from a fixed seed without disturbing the caller's random state."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(FACTORY_SEED)
         return dict(batch_factory(dtype, device))
@@ -70,14 +79,18 @@ def _value(term: Any, batch: Mapping[str, Any], term_class: type[LossTerm] | Non
     if not outputs:
         return out
     name = getattr(cls, "name", cls.__name__)
-    assert isinstance(out, Mapping) and set(out) == set(outputs), \
+    assert isinstance(out, Mapping) and set(out) == set(outputs), (
         f"{name}: declares outputs {', '.join(outputs)} but returned {out!r}"
+    )
     for key, value in out.items():
-        assert isinstance(value, torch.Tensor) and value.dim() == 0, \
+        assert isinstance(value, torch.Tensor) and value.dim() == 0, (
             f"{name}: output {key!r} is {value!r}, expected a 0-dim tensor"
+        )
     weights = cls.output_weights(getattr(term, "config", None))
-    return sum((out[o] * weight_at(weights.get(o, 1.0)) for o in outputs[1:]), out[outputs[0]] *
-               weight_at(weights.get(outputs[0], 1.0)))
+    return sum(
+        (out[o] * weight_at(weights.get(o, 1.0)) for o in outputs[1:]),
+        out[outputs[0]] * weight_at(weights.get(outputs[0], 1.0)),
+    )
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -104,27 +117,33 @@ def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, conf
 
     base = _make(batch_factory, torch.float32, torch.device("cpu"))
     producer = torch.nn.Parameter(torch.ones(()))  # stands for the model upstream of the term's inputs
-    keys = [k for k in term_class.requires if k != "target" and isinstance(base.get(k), torch.Tensor)
-            and base[k].is_floating_point()]
+    keys = [
+        k
+        for k in term_class.requires
+        if k != "target" and isinstance(base.get(k), torch.Tensor) and base[k].is_floating_point()
+    ]
     batch = {k: (v * producer if k in keys else v) for k, v in base.items()}
     inputs = {k: v.detach().clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
     loss = build().train()
     before = _snapshot(loss)
     figures = loss.update(batch)
-    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in figures.values()), \
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in figures.values()), (
         f"{name}: update's figures must be 0-dim tensors, got {figures!r}"
+    )
     after = _snapshot(loss)
     assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: update changed none of its state"
     assert producer.grad is None, f"{name}: update sent a gradient upstream (to the producer of its inputs)"
-    assert all(torch.equal(v, inputs[k]) for k, v in batch.items() if k in inputs), \
+    assert all(torch.equal(v, inputs[k]) for k, v in batch.items() if k in inputs), (
         f"{name}: update wrote into its inputs"
+    )
     grads = _grads(loss)
     out = loss(batch)
     out["total_loss"].backward()
     assert producer.grad is not None, f"{name}: the loss sends no gradient to the producer of its inputs"
-    assert all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
-               for a, b in zip(grads, _grads(loss))), \
-        f"{name}: the loss's backward changed gradients of the term's own parameters (they are read-only there)"
+    assert all(
+        (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+        for a, b in zip(grads, _grads(loss))
+    ), f"{name}: the loss's backward changed gradients of the term's own parameters (they are read-only there)"
     buffer = io.BytesIO()  # as a checkpoint holds it: no tensor shared with the live loss, loadable weights-only
     torch.save(loss.state_dict(), buffer)
     buffer.seek(0)
@@ -133,21 +152,29 @@ def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, conf
         torch.manual_seed(FACTORY_SEED + 1)  # a fresh loss's own start differs; the loaded state must not
         fresh = build().train()
     fresh.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), \
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), (
         f"{name}: state_dict does not round-trip"
+    )
     loss.update(_detached(batch))
     fresh.update(_detached(batch))
-    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), \
-        f"{name}: after loading its state_dict, an update differs from the original's (optimizer or counters " \
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), (
+        f"{name}: after loading its state_dict, an update differs from the original's (optimizer or counters "
         "not in the state?)"
+    )
     loss.eval()
     held = _snapshot(loss)
     assert loss.update(_detached(batch)) == {}, f"{name}: update ran in eval mode"
     assert all(torch.equal(held[k], v) for k, v in _snapshot(loss).items()), f"{name}: eval mode changed state"
 
 
-def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: Any = None, *,
-               compile_backend: str = "aot_eager", gradcheck: bool = True) -> None:
+def check_term(
+    term_class: type[LossTerm],
+    batch_factory: BatchFactory,
+    config: Any = None,
+    *,
+    compile_backend: str = "aot_eager",
+    gradcheck: bool = True,
+) -> None:
     """Assert the loss-term contract; raise AssertionError naming the failed property.
 
     Checks: the class passes discovery's checks (``validate_term_class``: what marks an installed term
@@ -197,8 +224,9 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
             low = _value(term, _detached(base)).detach()
         assert bool(torch.isfinite(low)), f"{name} on {device}: non-finite value under bfloat16 autocast"
         ref = float(out.detach())
-        assert abs(float(low) - ref) <= 1e-2 * max(abs(ref), 1e-6), \
+        assert abs(float(low) - ref) <= 1e-2 * max(abs(ref), 1e-6), (
             f"{name} on {device}: bfloat16 autocast value {float(low)} vs float32 {ref} on the same batch"
+        )
 
     term = term_class(config)
     if gradcheck:
@@ -207,8 +235,9 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         def fn(*tensors: torch.Tensor) -> torch.Tensor:
             return _value(term, {**batch, **dict(zip(keys, tensors))})
 
-        assert torch.autograd.gradcheck(fn, tuple(batch[k] for k in keys), fast_mode=True), \
+        assert torch.autograd.gradcheck(fn, tuple(batch[k] for k in keys), fast_mode=True), (
             f"{name}: float64 gradcheck failed"
+        )
         term = term.float()
 
     if compile_backend:
@@ -216,15 +245,17 @@ def check_term(term_class: type[LossTerm], batch_factory: BatchFactory, config: 
         batch = _make(batch_factory, torch.float32, torch.device("cpu"))
         eager = _value(term, batch).detach()
         compiled = _value(torch.compile(term, backend=compile_backend), batch, term_class).detach()
-        assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), \
+        assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-7), (
             f"{name}: torch.compile({compile_backend}) gives {float(compiled)}, eager {float(eager)}"
+        )
 
     if callable(getattr(term_class, "update", None)):
         check_stateful(term_class, batch_factory, config)
 
 
-def write_distribution(root: str | os.PathLike, name: str, version: str, modules: Mapping[str, str],
-                       entry_points: Mapping[str, str]) -> Path:
+def write_distribution(
+    root: str | os.PathLike, name: str, version: str, modules: Mapping[str, str], entry_points: Mapping[str, str]
+) -> Path:
     """Write an installed distribution under ``root`` (put it on sys.path): modules and a dist-info whose
     entry points (group ``distill``) map term names to modules. For testing real discovery without pip."""
     root = Path(root)
@@ -246,15 +277,19 @@ def check_discovery(term_class: type[LossTerm], distribution: str) -> TermInfo:
     try:
         version = metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        raise AssertionError(f"distribution {distribution!r} is not installed; install it first "
-                             "(pip install -e .)") from None
+        raise AssertionError(
+            f"distribution {distribution!r} is not installed; install it first (pip install -e .)"
+        ) from None
     try:
         info = get_registry().get(term_class.name)
     except UnknownTermError as exc:
-        raise AssertionError(f"{term_class.name!r} is not discovered from the installed {distribution}: its "
-                             f"entry point must be in the {PROJECT!r} group ([project.entry-points.{PROJECT}] in "
-                             f"pyproject.toml); discovery says: {exc}") from None
+        raise AssertionError(
+            f"{term_class.name!r} is not discovered from the installed {distribution}: its "
+            f"entry point must be in the {PROJECT!r} group ([project.entry-points.{PROJECT}] in "
+            f"pyproject.toml); discovery says: {exc}"
+        ) from None
     assert info.cls is term_class, f"{term_class.name!r} resolves to {info.cls!r}, not {term_class!r}"
-    assert (info.provenance.distribution, info.provenance.version) == (distribution, version), \
+    assert (info.provenance.distribution, info.provenance.version) == (distribution, version), (
         f"{term_class.name!r} comes from {info.provenance}, expected {distribution}=={version}"
+    )
     return info

@@ -6,7 +6,8 @@ test asks for one, never at collection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from distill_core.util.extras import require
 
@@ -54,8 +55,9 @@ def sync_counter(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     for method in SYNC_METHODS:
         original = getattr(torch.Tensor, method)
 
-        def counted(self: torch.Tensor, *args: Any, _name: str = method, _original: Any = original,
-                    **kwargs: Any) -> Any:
+        def counted(
+            self: torch.Tensor, *args: Any, _name: str = method, _original: Any = original, **kwargs: Any
+        ) -> Any:
             counts[_name] += 1
             return _original(self, *args, **kwargs)
 

@@ -6,14 +6,29 @@ import importlib
 from typing import Any
 
 _LAZY: dict[str, str] = {
-    "LossConfig": ".config", "ReconLossConfig": ".config", "STFTLossConfig": ".config", "KLLossConfig": ".config",
-    "train": ".loop", "train_epoch": ".loop", "validate_epoch": ".loop",
-    "StepMetrics": ".metrics", "EpochMetrics": ".metrics", "MetricsHistory": ".metrics",
-    "DemoSettings": ".run", "run_demo": ".run",
-    "SpectrogramConfig": ".spectrogram", "to_spectrogram": ".spectrogram", "from_spectrogram": ".spectrogram",
+    "LossConfig": ".config",
+    "ReconLossConfig": ".config",
+    "STFTLossConfig": ".config",
+    "KLLossConfig": ".config",
+    "train": ".loop",
+    "train_epoch": ".loop",
+    "validate_epoch": ".loop",
+    "StepMetrics": ".metrics",
+    "EpochMetrics": ".metrics",
+    "MetricsHistory": ".metrics",
+    "DemoSettings": ".run",
+    "run_demo": ".run",
+    "SpectrogramConfig": ".spectrogram",
+    "to_spectrogram": ".spectrogram",
+    "from_spectrogram": ".spectrogram",
     "SpectrogramVAE": ".model",
-    "Vocoder": ".vocoder", "VocoderConfig": ".vocoder", "vocoder_batch": ".vocoder", "WavSegments": ".segments",
-    "VocoderAdapter": ".vocoder", "VocoderTraining": ".vocoder_run", "run_vocoder": ".vocoder_run",
+    "Vocoder": ".vocoder",
+    "VocoderConfig": ".vocoder",
+    "vocoder_batch": ".vocoder",
+    "WavSegments": ".segments",
+    "VocoderAdapter": ".vocoder",
+    "VocoderTraining": ".vocoder_run",
+    "run_vocoder": ".vocoder_run",
 }
 
 

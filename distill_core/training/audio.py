@@ -29,7 +29,7 @@ def synthetic_corpus(count: int, samples: int, sample_rate: int, seed: int = 0) 
         if kind == 0:  # chirp
             f0, f1 = 100 + 900 * u[0], 300 + 3000 * u[1]
             duration = samples / sample_rate
-            phase = 2 * math.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * duration))
+            phase = 2 * math.pi * (f0 * t + (f1 - f0) * t**2 / (2 * duration))
             x = torch.sin(phase)
         elif kind == 1:  # harmonic tone with vibrato
             f0 = 110 + 330 * u[0]
@@ -40,8 +40,9 @@ def synthetic_corpus(count: int, samples: int, sample_rate: int, seed: int = 0) 
             noise = torch.randn(samples, generator=g, dtype=torch.float64)
             start = int(u[0] * samples * 0.5)
             env = torch.zeros(samples, dtype=torch.float64)
-            env[start:] = torch.exp(-torch.arange(samples - start, dtype=torch.float64) / (0.05 * sample_rate
-                                                                                        * (1 + u[1])))
+            env[start:] = torch.exp(
+                -torch.arange(samples - start, dtype=torch.float64) / (0.05 * sample_rate * (1 + u[1]))
+            )
             x = noise * env
         x = x / x.abs().max().clamp(min=1e-9) * (0.3 + 0.5 * u[3])
         clips.append(x.float())
@@ -79,12 +80,17 @@ class _WavReader:
         except OSError as exc:
             raise AudioError(f"{path}: cannot read: {exc.strerror or exc}") from None
         w = self.wav
-        self.rate, self.width, self.channels, self.frames = (w.getframerate(), w.getsampwidth(), w.getnchannels(),
-                                                             w.getnframes())
+        self.rate, self.width, self.channels, self.frames = (
+            w.getframerate(),
+            w.getsampwidth(),
+            w.getnchannels(),
+            w.getnframes(),
+        )
         if not MIN_RATE <= self.rate <= MAX_RATE:
             self.close()
-            raise AudioError(f"{path}: sample rate {self.rate} Hz is out of range; expected {MIN_RATE} to "
-                             f"{MAX_RATE} Hz")
+            raise AudioError(
+                f"{path}: sample rate {self.rate} Hz is out of range; expected {MIN_RATE} to {MAX_RATE} Hz"
+            )
         if self.frames == 0:
             self.close()
             raise AudioError(f"{path}: contains no audio frames")

@@ -20,8 +20,9 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return torch.stft(x, n_fft, hop, window=window, return_complex=True).abs()
 
 
-def log_spectral_distance(reference: torch.Tensor, estimate: torch.Tensor, n_fft: int = 2048, hop: int = 512,
-                          floor: float = 1e-10) -> torch.Tensor:
+def log_spectral_distance(
+    reference: torch.Tensor, estimate: torch.Tensor, n_fft: int = 2048, hop: int = 512, floor: float = 1e-10
+) -> torch.Tensor:
     """Log-spectral distance in dB (lower is better; 0 for identical signals).
 
     LSD = mean over frames t of sqrt(mean over bins f of (10 log10 P(t, f) - 10 log10 P_hat(t, f))^2), with
@@ -45,8 +46,15 @@ def multi_resolution_stft_distance(reference: torch.Tensor, estimate: torch.Tens
     return torch.stack([loss(e[None, None], r[None, None]) for r, e in zip(reference, estimate)])
 
 
-def mel_distance(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, n_fft: int = 1024,
-                 hop: int = 256, mel_bins: int = 80, floor: float = 1e-5) -> torch.Tensor:
+def mel_distance(
+    reference: torch.Tensor,
+    estimate: torch.Tensor,
+    sample_rate: int,
+    n_fft: int = 1024,
+    hop: int = 256,
+    mel_bins: int = 80,
+    floor: float = 1e-5,
+) -> torch.Tensor:
     """Mean absolute difference of natural-log mel spectrograms (lower is better): the mel-spectrogram loss of
     HiFi-GAN (Kong et al., NeurIPS 2020, sec. 2.3) with its analysis settings (1024-point FFT, hop 256, 80
     Slaney mel bands up to Nyquist, log of the magnitude clamped at 1e-5)."""
@@ -68,8 +76,9 @@ def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -
     return 10 * torch.log10((target.pow(2).sum(dim=-1) + eps) / (noise.pow(2).sum(dim=-1) + eps))
 
 
-def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor, n_fft: int = 1024,
-                         hop: int = 256) -> torch.Tensor:
+def spectral_convergence(
+    reference: torch.Tensor, estimate: torch.Tensor, n_fft: int = 1024, hop: int = 256
+) -> torch.Tensor:
     """Spectral convergence of the STFT magnitude, || |S| - |S_hat| ||_F / || |S| ||_F (lower is better):
     Arik et al., "Fast spectrogram inversion using multi-head convolutional neural networks", IEEE Signal
     Processing Letters 26(1), 2019, eq. 7."""

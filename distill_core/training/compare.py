@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import math
 import statistics
-import tomllib
 from pathlib import Path
 
 import attrs
+import tomllib
 import torch
 from torch import nn
 
 from distill_core.files.atomic import atomic_write_bytes, atomic_write_text, file_in_the_way
-from distill_core.util.extras import require
 from distill_core.training.audio import AudioError, wav_corpus
 from distill_core.training.audio_metrics import METRICS, evaluate
 from distill_core.training.checkpoint import CheckpointError, load_checkpoint
 from distill_core.training.metrics import MetricsHistory
 from distill_core.training.model import SpectrogramVAE
 from distill_core.training.paired import paired_markdown, paired_tests
-from distill_core.training.spectrogram import SpectrogramConfig, from_spectrogram, load_spectrogram_config, to_spectrogram
+from distill_core.training.spectrogram import (
+    SpectrogramConfig,
+    from_spectrogram,
+    load_spectrogram_config,
+    to_spectrogram,
+)
 from distill_core.training.vocoder import VOCODER_FILE, Vocoder, load_vocoder, vocode
+from distill_core.util.extras import require
 
 REFERENCE = "spectrogram round trip (no model)"
 VOCODER_SECONDS = 1.0  # held-out clip length when only vocoder runs are compared (they take any length)
@@ -100,9 +105,16 @@ def _summary(run: Path, label: str, spectrogram: SpectrogramConfig | None, model
     saved = run / "history.json"  # a run without one predates it; a damaged one is an error (HistoryError)
     history = MetricsHistory.load(saved) if saved.exists() else MetricsHistory()
     best = history.best_epoch()
-    return TrainedRun(path=run, label=label, spectrogram=spectrogram, model=model.eval(),
-                      epochs=len(history.epochs), best_epoch=None if best is None else best.epoch + 1,
-                      best_val_loss=math.nan if best is None else best.val_loss, loss_terms=_loss_terms(run))
+    return TrainedRun(
+        path=run,
+        label=label,
+        spectrogram=spectrogram,
+        model=model.eval(),
+        epochs=len(history.epochs),
+        best_epoch=None if best is None else best.epoch + 1,
+        best_val_loss=math.nan if best is None else best.val_loss,
+        loss_terms=_loss_terms(run),
+    )
 
 
 def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
@@ -116,8 +128,10 @@ def load_run(run: Path, label: str, device: torch.device) -> TrainedRun:
     state = load_checkpoint(checkpoint)
     weights = state.get("model")
     if isinstance(weights, dict) and "pre.weight" in weights and "ups.0.weight" in weights:
-        raise CheckpointError(f"{checkpoint}: holds vocoder weights, but {run / VOCODER_FILE} (the vocoder's "
-                              "settings, written by distill-loss train --model vocoder) is missing")
+        raise CheckpointError(
+            f"{checkpoint}: holds vocoder weights, but {run / VOCODER_FILE} (the vocoder's "
+            "settings, written by distill-loss train --model vocoder) is missing"
+        )
     if not isinstance(weights, dict) or "to_stats.weight" not in weights:
         raise CheckpointError(f"{checkpoint}: holds no demo SpectrogramVAE weights")
     spec = _spectrogram_of(run, weights)
@@ -172,26 +186,33 @@ def _clip_samples(loaded: list[TrainedRun], seconds: float | None) -> tuple[int,
     rate = _sample_rate(first)
     for run in loaded[1:]:
         if _sample_rate(run) != rate:
-            raise CompareError(f"{run.path}: a model at {_sample_rate(run)} Hz, but {first.path} is at {rate} Hz; "
-                               "expected runs at one sample rate")
+            raise CompareError(
+                f"{run.path}: a model at {_sample_rate(run)} Hz, but {first.path} is at {rate} Hz; "
+                "expected runs at one sample rate"
+            )
     vaes = [run for run in loaded if not isinstance(run.model, Vocoder)]
     if not vaes:
         return rate, round((VOCODER_SECONDS if seconds is None else seconds) * rate)
     fixed = vaes[0].spectrogram
     for run in vaes[1:]:
         if run.spectrogram.samples != fixed.samples:
-            raise CompareError(f"{run.path}: clips of {run.spectrogram.samples} samples at "
-                               f"{run.spectrogram.sample_rate} Hz, but {vaes[0].path} uses {fixed.samples} at "
-                               f"{fixed.sample_rate} Hz; expected runs with one clip length and rate")
+            raise CompareError(
+                f"{run.path}: clips of {run.spectrogram.samples} samples at "
+                f"{run.spectrogram.sample_rate} Hz, but {vaes[0].path} uses {fixed.samples} at "
+                f"{fixed.sample_rate} Hz; expected runs with one clip length and rate"
+            )
     if seconds is not None and round(seconds * rate) != fixed.samples:
-        raise CompareError(f"--seconds {seconds}: {vaes[0].path} is a VAE run, whose model takes clips of "
-                           f"{fixed.samples} samples ({fixed.samples / rate:.3f} s) only; --seconds sets the clip "
-                           "length of comparisons of vocoder runs alone")
+        raise CompareError(
+            f"--seconds {seconds}: {vaes[0].path} is a VAE run, whose model takes clips of "
+            f"{fixed.samples} samples ({fixed.samples / rate:.3f} s) only; --seconds sets the clip "
+            "length of comparisons of vocoder runs alone"
+        )
     return rate, fixed.samples
 
 
-def compare_runs(runs: list[Path], data: Path, max_clips: int = 32, device: str = "cpu",
-                 seconds: float | None = None) -> Comparison:
+def compare_runs(
+    runs: list[Path], data: Path, max_clips: int = 32, device: str = "cpu", seconds: float | None = None
+) -> Comparison:
     """Score every run's reconstructions of the first ``max_clips`` clips of ``data`` (the same for all).
 
     The clips are as long as a VAE run's model takes; with vocoder runs alone, ``seconds`` long (default 1 s).
@@ -231,18 +252,27 @@ def _cell(values: list[float]) -> str:
 def markdown(comparison: Comparison) -> str:
     """The comparison as Markdown: what was compared, the metric table, and each run's training summary."""
     header = [f"{name} {'↑' if higher else '↓'}" for name, (_, higher) in METRICS.items()]
-    lines = [f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from "
-             f"`{comparison.data}`", "",
-             "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better." + (
-                 " The first row inverts each clip's own spectrogram without a model: the ceiling of the "
-                 "representation." if any(k.startswith(REFERENCE) for k in comparison.scores) else ""), "",
-             "| run | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    lines = [
+        f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from `{comparison.data}`",
+        "",
+        "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better."
+        + (
+            " The first row inverts each clip's own spectrogram without a model: the ceiling of the representation."
+            if any(k.startswith(REFERENCE) for k in comparison.scores)
+            else ""
+        ),
+        "",
+        "| run | " + " | ".join(header) + " |",
+        "|---" * (len(header) + 1) + "|",
+    ]
     for label, values in comparison.scores.items():
         lines.append(f"| {label} | " + " | ".join(_cell(values[name]) for name in METRICS) + " |")
     lines += ["", "| run | folder | epochs | best epoch | best val loss | loss terms (weight) |", "|---" * 6 + "|"]
     for run in comparison.runs:
-        lines.append(f"| {run.label} | `{run.path}` | {run.epochs} | {run.best_epoch or '?'} | "
-                     f"{run.best_val_loss:.4g} | {run.loss_terms} |")
+        lines.append(
+            f"| {run.label} | `{run.path}` | {run.epochs} | {run.best_epoch or '?'} | "
+            f"{run.best_val_loss:.4g} | {run.loss_terms} |"
+        )
     models = {label: values for label, values in comparison.scores.items() if not label.startswith(REFERENCE)}
     lines += ["", paired_markdown(paired_tests(models), {k: higher for k, (_, higher) in METRICS.items()})]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -283,13 +313,17 @@ def output_paths(out: Path, force: bool = False) -> tuple[Path, Path]:
     """compare.md and compare.png in ``out``, refused when either exists and ``force`` is not given."""
     blocking = file_in_the_way(out)
     if blocking is not None:
-        raise CompareError(f"--out {out}: {blocking} is a file, so the folder cannot be created there; "
-                           "expected a folder for compare.md and compare.png")
+        raise CompareError(
+            f"--out {out}: {blocking} is a file, so the folder cannot be created there; "
+            "expected a folder for compare.md and compare.png"
+        )
     md, png = out / "compare.md", out / "compare.png"
     existing = [str(p) for p in (md, png) if p.exists()]
     if existing and not force:
-        raise CompareError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-                           "choose another --out or pass --force to replace")
+        raise CompareError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+            "choose another --out or pass --force to replace"
+        )
     return md, png
 
 

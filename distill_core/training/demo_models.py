@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 
@@ -28,11 +29,18 @@ class DemoModel:
 
 
 MODELS: dict[str, DemoModel] = {
-    "vae": DemoModel(run_demo, "spectrogram.json", "history.json, config.toml, lock.json, spectrogram.json, "
-                                                   "losses.png, last.pt, best.pt, samples/",
-                     lambda: VAEAdapter(WaveformViews)),  # the views class: its keys, no spectrogram settings
-    "vocoder": DemoModel(run_vocoder, VOCODER_FILE, "history.json, config.toml, lock.json, vocoder.json, "
-                                                    "losses.png, last.pt, best.pt, samples/", VocoderAdapter),
+    "vae": DemoModel(
+        run_demo,
+        "spectrogram.json",
+        "history.json, config.toml, lock.json, spectrogram.json, losses.png, last.pt, best.pt, samples/",
+        lambda: VAEAdapter(WaveformViews),
+    ),  # the views class: its keys, no spectrogram settings
+    "vocoder": DemoModel(
+        run_vocoder,
+        VOCODER_FILE,
+        "history.json, config.toml, lock.json, vocoder.json, losses.png, last.pt, best.pt, samples/",
+        VocoderAdapter,
+    ),
 }
 
 
@@ -49,19 +57,23 @@ def model_of_run(folder: Path) -> str:
     return "vocoder" if (Path(folder) / VOCODER_FILE).is_file() else "vae"
 
 
-def train_model(name: str, settings: DemoSettings, progress: bool = True,
-                notify: Callable[[str], None] | None = None) -> Path:
+def train_model(
+    name: str, settings: DemoSettings, progress: bool = True, notify: Callable[[str], None] | None = None
+) -> Path:
     """Train the demo model ``name`` into ``settings``' run folder, refusing a folder or a checkpoint that
     belongs to another model (one folder never holds two models' files)."""
     model = demo_model(name)
     run_dir = Path(settings.out) / settings.name
     for other, spec in MODELS.items():
         if other != name and (run_dir / spec.marker).is_file():
-            raise RunExistsError(f"{run_dir}: holds a {other} run ({spec.marker}); --model {name} does not write "
-                                 f"into it, even with --overwrite; choose another --name")
+            raise RunExistsError(
+                f"{run_dir}: holds a {other} run ({spec.marker}); --model {name} does not write "
+                f"into it, even with --overwrite; choose another --name"
+            )
     if settings.resume is not None:
         saved = model_of_run(Path(settings.resume).parent)
         if saved != name:
-            raise SettingsError(f"--resume {settings.resume}: a checkpoint of a {saved} run; continue it with "
-                                f"--model {saved}")
+            raise SettingsError(
+                f"--resume {settings.resume}: a checkpoint of a {saved} run; continue it with --model {saved}"
+            )
     return model.run(settings, progress=progress, notify=notify)

@@ -11,15 +11,24 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from distill_core.files.atomic import signals_deferred
 from distill_core.config.converter import converter
-from distill_core.engine.passes import Accumulator, Adapter, Window, check_optimizer, evaluate_pass, optimizer_step, train_pass
+from distill_core.engine.passes import (
+    Accumulator,
+    Adapter,
+    Window,
+    check_optimizer,
+    evaluate_pass,
+    optimizer_step,
+    train_pass,
+)
+from distill_core.files.atomic import signals_deferred
 from distill_core.loss.lockfile import lock_differences, make_lock
 from distill_core.seed.adapter import VAEAdapter, Views
 from distill_core.seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
@@ -62,14 +71,30 @@ def default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
-def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any], loss_config: Any = None,
-          *, epochs: int, optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
-          device: torch.device | str | None = None, grad_clip_norm: float | None = 1.0,
-          callbacks: Sequence[Callback] = (), log_interval: int = 10, checkpoint_dir: str | Path | None = None,
-          resume_from: str | Path | None = None, free_bits: float = 0.1,
-          divergence_patience: int = 5, collapse_threshold: float = 0.5, cancel_event: Any = None,
-          stft_loss_fn: nn.Module | None = None, views: Views | None = None,
-          new_segment: str | None = None, adapter: Adapter | None = None) -> MetricsHistory:
+def train(
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    loss_config: Any = None,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    device: torch.device | str | None = None,
+    grad_clip_norm: float | None = 1.0,
+    callbacks: Sequence[Callback] = (),
+    log_interval: int = 10,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    free_bits: float = 0.1,
+    divergence_patience: int = 5,
+    collapse_threshold: float = 0.5,
+    cancel_event: Any = None,
+    stft_loss_fn: nn.Module | None = None,
+    views: Views | None = None,
+    new_segment: str | None = None,
+    adapter: Adapter | None = None,
+) -> MetricsHistory:
     """Train for ``epochs``: the CombinedLoss (and its STFT module) is built once, here, at the start.
 
     ``adapter`` turns ``(model, inputs)`` into the loss's batch; the default is the seed's VAE
@@ -104,13 +129,21 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
         history, start, best = MetricsHistory(), 0, math.inf
         config = getattr(loss, "config", None)
         if resume_from is not None:  # everything is checked before anything is restored
-            resume = check_resume(resume_from, model, loss if config is not None else None,
-                                  accept=new_segment is not None, how_to_accept="new_segment=")
+            resume = check_resume(
+                resume_from,
+                model,
+                loss if config is not None else None,
+                accept=new_segment is not None,
+                how_to_accept="new_segment=",
+            )
             state, changes, history = resume.state, resume.changes, resume.history
             drift = lock_differences(state.get("provenance", {}))
             if drift:
-                warnings.warn(f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{resume_from}: installed plugins differ from the checkpoint's: " + "; ".join(drift),
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             restore_loss_state(loss, state, changed=bool(changes), source=resume_from)  # first: it checks most
             try:
                 model.load_state_dict(state["model"])
@@ -138,33 +171,74 @@ def train(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[An
                 for callback in callbacks:
                     callback(metrics)
 
-            train_means = train_pass(model, train_loader, optimizer, loss, adapter, epoch=epoch, total_epochs=epochs,
-                                     device=device, clip_norm=grad_clip_norm, log_interval=log_interval,
-                                     report=report, cancel_event=cancel_event)
+            train_means = train_pass(
+                model,
+                train_loader,
+                optimizer,
+                loss,
+                adapter,
+                epoch=epoch,
+                total_epochs=epochs,
+                device=device,
+                clip_norm=grad_clip_norm,
+                log_interval=log_interval,
+                report=report,
+                cancel_event=cancel_event,
+            )
             if cancel_event is not None and cancel_event.is_set():
                 break  # the unfinished epoch is not recorded: the files keep the last finished one
-            val_means = evaluate_pass(model, val_loader, loss, adapter, epoch=epoch, total_epochs=epochs,
-                                      device=device, weights=validation_weights(loss))
+            val_means = evaluate_pass(
+                model,
+                val_loader,
+                loss,
+                adapter,
+                epoch=epoch,
+                total_epochs=epochs,
+                device=device,
+                weights=validation_weights(loss),
+            )
             keys = component_keys(loss, {**val_means, **train_means}, getattr(train_means, "metrics", ()))
-            metrics = epoch_metrics(epoch, epochs, train_means, val_means, optimizer.param_groups[0]["lr"],
-                                    time.perf_counter() - began, epoch - start + 1, keys,
-                                    weights if config is not None else {})
+            metrics = epoch_metrics(
+                epoch,
+                epochs,
+                train_means,
+                val_means,
+                optimizer.param_groups[0]["lr"],
+                time.perf_counter() - began,
+                epoch - start + 1,
+                keys,
+                weights if config is not None else {},
+            )
             history.add_epoch(metrics)
             rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
             if rises >= divergence_patience:
-                warnings.warn(f"epoch {epoch}: validation loss rose {rises} epochs in a row "
-                              f"({metrics.val_loss:.4g}); training may be diverging", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"epoch {epoch}: validation loss rose {rises} epochs in a row "
+                    f"({metrics.val_loss:.4g}); training may be diverging",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             if "kl_divergence" in val_means and metrics.kl_divergence < collapse_threshold:
-                warnings.warn(f"epoch {epoch}: raw KL {metrics.kl_divergence:.3g} < {collapse_threshold}; "
-                              "possible posterior collapse", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"epoch {epoch}: raw KL {metrics.kl_divergence:.3g} < {collapse_threshold}; "
+                    "possible posterior collapse",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             if out_dir is not None:  # saved before callbacks run: an exception in one never loses the epoch
                 improved = metrics.val_loss < best
                 best = min(best, metrics.val_loss) if math.isfinite(metrics.val_loss) else best
-                state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "config": converter.unstructure(config) if config is not None else None,
-                         "history": history.to_dict(), "provenance": make_lock(loss) if config is not None else {},
-                         "rng": rng_state(), **(loss_state(loss) if config is not None else {}),
-                         "best_val": best}
+                state = {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "config": converter.unstructure(config) if config is not None else None,
+                    "history": history.to_dict(),
+                    "provenance": make_lock(loss) if config is not None else {},
+                    "rng": rng_state(),
+                    **(loss_state(loss) if config is not None else {}),
+                    "best_val": best,
+                }
                 # Checkpoints first: a failed write (disk full) then leaves history.json at the epochs last.pt
                 # holds, and a resume rewrites it from the checkpoint's own history. Ctrl-C / SIGTERM wait.
                 with signals_deferred():

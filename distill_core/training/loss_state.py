@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -41,7 +42,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _restore_part(module: nn.Module, saved: Mapping[str, Any], prefix: str) -> str | None:
     """Load one part of the loss from the entries under ``prefix``; why not, if it does not fit."""
-    own = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
     if not module.state_dict() and not own:
         return None  # a part without state
     if not own:
@@ -68,8 +69,11 @@ def _restore_parts(loss: nn.Module, saved: Mapping[str, Any], source: str) -> No
             if why is not None:
                 fresh.append(f"{name or child_name!r} ({why})")
     if fresh:
-        warnings.warn(f"{source}: with the changed loss, these parts start from their built state: "
-                      + "; ".join(fresh), RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: with the changed loss, these parts start from their built state: " + "; ".join(fresh),
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def restore_loss_state(loss: Any, state: Mapping[str, Any], *, changed: bool, source: str | os.PathLike) -> None:
@@ -80,17 +84,21 @@ def restore_loss_state(loss: Any, state: Mapping[str, Any], *, changed: bool, so
         return
     saved = state.get("loss")
     if saved is not None and not isinstance(saved, Mapping):
-        raise CheckpointError(f"{source}: checkpoint entry 'loss' is {type(saved).__name__}, expected the loss's "
-                              "state dict")
+        raise CheckpointError(
+            f"{source}: checkpoint entry 'loss' is {type(saved).__name__}, expected the loss's state dict"
+        )
     if saved is None:
         balancer = getattr(loss, "balancer", None)
         if balancer is not None and "balancer" in state and not changed:
             balancer.load_state_dict(state["balancer"])  # the gradient norms' running averages
         stateful = stateful_terms(loss)
         if stateful:
-            warnings.warn(f"{source}: the checkpoint holds no loss state (written before it was saved); "
-                          f"{', '.join(map(repr, stateful))} start(s) from the built state", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"{source}: the checkpoint holds no loss state (written before it was saved); "
+                f"{', '.join(map(repr, stateful))} start(s) from the built state",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return
     if changed:
         _restore_parts(loss, saved, str(source))
@@ -99,4 +107,3 @@ def restore_loss_state(loss: Any, state: Mapping[str, Any], *, changed: bool, so
         loss.load_state_dict(saved)
     except Exception as exc:  # torch's RuntimeError (keys, shapes) or a term's own refusal
         raise CheckpointError(f"{source}: cannot restore the loss's state: {_first_line(exc)}") from None
-

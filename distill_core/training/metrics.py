@@ -15,18 +15,38 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from distill_core.files.atomic import atomic_write_text
 from distill_core.config.converter import converter, problems_from
-from distill_core.seed.metrics import (NAMED_FIELDS, NAMED_TERMS, EpochMetrics, StepMetrics, overfitting_gap, step_fields,
-                            term_values)
+from distill_core.files.atomic import atomic_write_text
+from distill_core.seed.metrics import (
+    NAMED_FIELDS,
+    NAMED_TERMS,
+    EpochMetrics,
+    StepMetrics,
+    overfitting_gap,
+    step_fields,
+    term_values,
+)
 
-__all__ = ["FORMAT", "HistoryError", "StepMetrics", "EpochMetrics", "Segment", "MetricsHistory", "overfitting_gap",
-           "SEED_STEP_FIELDS", "SEED_EPOCH_FIELDS", "NAMED_TERMS", "term_values", "step_fields"]
+__all__ = [
+    "FORMAT",
+    "HistoryError",
+    "StepMetrics",
+    "EpochMetrics",
+    "Segment",
+    "MetricsHistory",
+    "overfitting_gap",
+    "SEED_STEP_FIELDS",
+    "SEED_EPOCH_FIELDS",
+    "NAMED_TERMS",
+    "term_values",
+    "step_fields",
+]
 
 FORMAT = 2
 
@@ -51,8 +71,9 @@ def _fields(cls: type) -> tuple[str, ...]:
 SEED_STEP_FIELDS = _fields(StepMetrics)[:12]
 SEED_EPOCH_FIELDS = _fields(EpochMetrics)[:14]
 _EXTRA = {StepMetrics: _fields(StepMetrics)[12:], EpochMetrics: _fields(EpochMetrics)[14:]}
-_REQUIRED = {cls: tuple(a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING)
-             for cls in (StepMetrics, EpochMetrics)}
+_REQUIRED = {
+    cls: tuple(a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING) for cls in (StepMetrics, EpochMetrics)
+}
 # Built-in per-term fields, by the component key they stand for (files older than ``components`` for all).
 _NAMED = NAMED_FIELDS
 _TOP_LEVEL = ("format", "step_metrics", "epoch_metrics", "distill", "steps", "epochs")
@@ -70,13 +91,22 @@ class MetricsHistory:
     epoch_metrics: list[EpochMetrics] = attrs.Factory(list)
     segments: list[Segment] = attrs.Factory(list)
 
-    def __init__(self, step_metrics: list[StepMetrics] | None = None, epoch_metrics: list[EpochMetrics] | None = None,
-                 segments: list[Segment] | None = None, *, steps: list[StepMetrics] | None = None,
-                 epochs: list[EpochMetrics] | None = None) -> None:
+    def __init__(
+        self,
+        step_metrics: list[StepMetrics] | None = None,
+        epoch_metrics: list[EpochMetrics] | None = None,
+        segments: list[Segment] | None = None,
+        *,
+        steps: list[StepMetrics] | None = None,
+        epochs: list[EpochMetrics] | None = None,
+    ) -> None:
         if (steps is not None and step_metrics is not None) or (epochs is not None and epoch_metrics is not None):
             raise TypeError("MetricsHistory: give step_metrics/epoch_metrics or steps/epochs, not both")
-        self.__attrs_init__(list(step_metrics if step_metrics is not None else steps or []),
-                            list(epoch_metrics if epoch_metrics is not None else epochs or []), list(segments or []))
+        self.__attrs_init__(
+            list(step_metrics if step_metrics is not None else steps or []),
+            list(epoch_metrics if epoch_metrics is not None else epochs or []),
+            list(segments or []),
+        )
 
     @property
     def steps(self) -> list[StepMetrics]:
@@ -150,20 +180,23 @@ class MetricsHistory:
 
     def to_dict(self) -> dict[str, Any]:
         """The seed's two lists with exactly its fields, and everything else under ``distill``."""
+
         def split(items: Sequence[Any], cls: type) -> tuple[list[dict], list[dict]]:
             seed_fields = SEED_STEP_FIELDS if cls is StepMetrics else SEED_EPOCH_FIELDS
             plain = [converter.unstructure(m) for m in items]
-            return ([{k: d[k] for k in seed_fields} for d in plain],
-                    [{k: d[k] for k in _EXTRA[cls]} for d in plain])
+            return ([{k: d[k] for k in seed_fields} for d in plain], [{k: d[k] for k in _EXTRA[cls]} for d in plain])
 
         steps, step_extra = split(self.step_metrics, StepMetrics)
         epochs, epoch_extra = split(self.epoch_metrics, EpochMetrics)
-        return {"format": FORMAT, "step_metrics": steps, "epoch_metrics": epochs,
-                "distill": {"steps": step_extra, "epochs": epoch_extra,
-                            "segments": converter.unstructure(self.segments)}}
+        return {
+            "format": FORMAT,
+            "step_metrics": steps,
+            "epoch_metrics": epochs,
+            "distill": {"steps": step_extra, "epochs": epoch_extra, "segments": converter.unstructure(self.segments)},
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "history") -> "MetricsHistory":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "history") -> MetricsHistory:
         """Load any format (see the module docstring). Unknown keys are kept out with one warning naming
         them; a mapping with none of the known lists is a HistoryError."""
         return _read(data, source)
@@ -173,7 +206,7 @@ class MetricsHistory:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MetricsHistory":
+    def load(cls, path: str | os.PathLike) -> MetricsHistory:
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -186,22 +219,29 @@ class MetricsHistory:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise HistoryError(f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno} "
-                               f"(char {exc.pos}): {exc.msg}") from None
+            raise HistoryError(
+                f"{p}: truncated or corrupt JSON at line {exc.lineno}, column {exc.colno} (char {exc.pos}): {exc.msg}"
+            ) from None
         except ValueError as exc:  # an integer longer than Python converts (sys.get_int_max_str_digits())
             reason = str(exc).split(":")[0].split(";")[0]
-            raise HistoryError(f"{p}: not a training history: holds a number Python will not read "
-                               f"({reason}); expected the losses and counts a run writes") from None
+            raise HistoryError(
+                f"{p}: not a training history: holds a number Python will not read "
+                f"({reason}); expected the losses and counts a run writes"
+            ) from None
         except RecursionError:
-            raise HistoryError(f"{p}: not a training history: its arrays or objects are nested deeper than "
-                               f"Python can read; expected at most a few levels") from None
+            raise HistoryError(
+                f"{p}: not a training history: its arrays or objects are nested deeper than "
+                f"Python can read; expected at most a few levels"
+            ) from None
         if not isinstance(data, Mapping):
-            raise HistoryError(f"{p}: expected a JSON object with 'step_metrics' and 'epoch_metrics', "
-                               f"got {type(data).__name__}")
+            raise HistoryError(
+                f"{p}: expected a JSON object with 'step_metrics' and 'epoch_metrics', got {type(data).__name__}"
+            )
         return cls.from_dict(data, str(p))
 
 
 # --- reading every format -------------------------------------------------------------------------------
+
 
 def _entries(data: Mapping[str, Any], seed_key: str, own_key: str, source: str) -> tuple[str, list[Any]]:
     if seed_key in data and own_key in data:
@@ -219,10 +259,11 @@ def _entries(data: Mapping[str, Any], seed_key: str, own_key: str, source: str) 
 def _merge_extras(key: str, items: list[Any], extras: Any, source: str) -> list[dict[str, Any]]:
     if extras is None:
         return [dict(item) for item in items]
-    if not isinstance(extras, list) or len(extras) != len(items) or \
-            not all(isinstance(x, Mapping) for x in extras):
-        raise HistoryError(f"{source}: distill.{'steps' if key == 'step_metrics' else 'epochs'} must be a list "
-                           f"of {len(items)} objects, one per {key} entry")
+    if not isinstance(extras, list) or len(extras) != len(items) or not all(isinstance(x, Mapping) for x in extras):
+        raise HistoryError(
+            f"{source}: distill.{'steps' if key == 'step_metrics' else 'epochs'} must be a list "
+            f"of {len(items)} objects, one per {key} entry"
+        )
     return [{**item, **extra} for item, extra in zip(items, extras)]
 
 
@@ -248,20 +289,25 @@ def _check_tables(entry: Mapping[str, Any], cls: type, seed_path: str, extra_pat
         value = entry.get(field)
         if value is not None and not isinstance(value, Mapping):
             where = extra_path if field in _EXTRA[cls] else seed_path
-            raise HistoryError(f"{source}: {where}.{field}: expected an object of names to numbers "
-                               f"(e.g. {{\"stft_loss\": 0.5}}), got {type(value).__name__}")
+            raise HistoryError(
+                f"{source}: {where}.{field}: expected an object of names to numbers "
+                f'(e.g. {{"stft_loss": 0.5}}), got {type(value).__name__}'
+            )
 
 
 def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
     lists = ("step_metrics", "epoch_metrics", "steps", "epochs")
     if not any(k in data for k in lists):
-        raise HistoryError(f"{source}: not a training history: expected 'step_metrics' and 'epoch_metrics' "
-                           f"(or 'steps' and 'epochs'), found keys: {', '.join(map(str, data)) or 'none'}")
+        raise HistoryError(
+            f"{source}: not a training history: expected 'step_metrics' and 'epoch_metrics' "
+            f"(or 'steps' and 'epochs'), found keys: {', '.join(map(str, data)) or 'none'}"
+        )
     unknown = [f"{k!r}" for k in data if k not in _TOP_LEVEL]
     version = data.get("format", 1)
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
-        warnings.warn(f"{source}: written by a newer version (format {version}); reading what this version "
-                      f"knows", stacklevel=3)
+        warnings.warn(
+            f"{source}: written by a newer version (format {version}); reading what this version knows", stacklevel=3
+        )
     extras = data.get("distill", {})
     if not isinstance(extras, Mapping):
         raise HistoryError(f"{source}: 'distill' must be an object, got {type(extras).__name__}")
@@ -280,13 +326,23 @@ def _read(data: Mapping[str, Any], source: str) -> MetricsHistory:
         for i, entry in enumerate(entries):
             missing = [f for f in _REQUIRED[item_cls] if f not in entry]
             if missing:
-                raise HistoryError(f"{source}: {key}[{i}].{missing[0]}: missing (expected a number; every entry "
-                                   f"has {', '.join(_REQUIRED[item_cls])})")
-            _check_tables(entry, item_cls, f"{key}[{i}]", f"distill.{_EXTRA_KEY[item_cls]}[{i}]" if
-                          extras.get(_EXTRA_KEY[item_cls]) is not None else f"{key}[{i}]", source)
+                raise HistoryError(
+                    f"{source}: {key}[{i}].{missing[0]}: missing (expected a number; every entry "
+                    f"has {', '.join(_REQUIRED[item_cls])})"
+                )
+            _check_tables(
+                entry,
+                item_cls,
+                f"{key}[{i}]",
+                f"distill.{_EXTRA_KEY[item_cls]}[{i}]"
+                if extras.get(_EXTRA_KEY[item_cls]) is not None
+                else f"{key}[{i}]",
+                source,
+            )
             ignored |= {f"{key}.{k}" for k in entry if k not in known}
         cleaned["step_metrics" if item_cls is StepMetrics else "epoch_metrics"] = [
-            {k: v for k, v in entry.items() if k in known} for entry in entries]
+            {k: v for k, v in entry.items() if k in known} for entry in entries
+        ]
     cleaned["segments"] = extras.get("segments", [])
     if ignored or unknown:
         what = sorted(ignored) + [f"top-level key {k}" for k in unknown]
@@ -306,11 +362,13 @@ def _check_epoch_order(epochs: Sequence[EpochMetrics], key: str, source: str) ->
     seen: dict[int, int] = {}
     for i, metrics in enumerate(epochs):
         if metrics.epoch in seen:
-            raise HistoryError(f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} is already {key}"
-                               f"[{seen[metrics.epoch]}]; expected each epoch once")
+            raise HistoryError(
+                f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} is already {key}"
+                f"[{seen[metrics.epoch]}]; expected each epoch once"
+            )
         if i and metrics.epoch < epochs[i - 1].epoch:
-            raise HistoryError(f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} comes after epoch "
-                               f"{epochs[i - 1].epoch}; expected epochs in increasing order")
+            raise HistoryError(
+                f"{source}: {key}[{i}].epoch: epoch {metrics.epoch} comes after epoch "
+                f"{epochs[i - 1].epoch}; expected epochs in increasing order"
+            )
         seen[metrics.epoch] = i
-
-

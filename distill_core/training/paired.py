@@ -12,8 +12,8 @@ import io
 import itertools
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -54,17 +54,33 @@ def _bootstrap_ci(differences: np.ndarray, confidence: float, n_resamples: int, 
         return float(differences[0]), float(differences[0])
     with warnings.catch_warnings():  # BCa on tiny samples may warn that its acceleration is unstable
         warnings.simplefilter("ignore")
-        result = stats.bootstrap((differences,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                                 method="BCa", rng=np.random.default_rng(seed))
+        result = stats.bootstrap(
+            (differences,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def paired_test(metric: str, a: str, b: str, values_a: Sequence[float], values_b: Sequence[float],
-                confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> PairedTest:
+def paired_test(
+    metric: str,
+    a: str,
+    b: str,
+    values_a: Sequence[float],
+    values_b: Sequence[float],
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> PairedTest:
     """The paired comparison of two runs' per-clip values of one metric (clips where either is nan are left out)."""
     if len(values_a) != len(values_b):
-        raise ValueError(f"{metric}: {a} has {len(values_a)} clip values and {b} has {len(values_b)}; expected "
-                         "the same clips for both runs")
+        raise ValueError(
+            f"{metric}: {a} has {len(values_a)} clip values and {b} has {len(values_b)}; expected "
+            "the same clips for both runs"
+        )
     x, y = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     d = x[keep] - y[keep]
@@ -74,14 +90,22 @@ def paired_test(metric: str, a: str, b: str, values_a: Sequence[float], values_b
     return PairedTest(metric, a, b, len(d), float(d.mean()), low, high, _wilcoxon_p(d))
 
 
-def paired_tests(scores: Mapping[str, Mapping[str, Sequence[float]]], metrics: Sequence[str] | None = None,
-                 confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> list[PairedTest]:
+def paired_tests(
+    scores: Mapping[str, Mapping[str, Sequence[float]]],
+    metrics: Sequence[str] | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> list[PairedTest]:
     """Every pair of runs (in the order given) for every metric: ``scores[run][metric]`` is a per-clip list."""
     runs = list(scores)
     if metrics is None:
         metrics = list(scores[runs[0]]) if runs else []
-    return [paired_test(metric, a, b, scores[a][metric], scores[b][metric], confidence, n_resamples, seed)
-            for metric in metrics for a, b in itertools.combinations(runs, 2)]
+    return [
+        paired_test(metric, a, b, scores[a][metric], scores[b][metric], confidence, n_resamples, seed)
+        for metric in metrics
+        for a, b in itertools.combinations(runs, 2)
+    ]
 
 
 def _verdict(test: PairedTest, higher_is_better: bool | None, alpha: float) -> str:
@@ -93,23 +117,34 @@ def _verdict(test: PairedTest, higher_is_better: bool | None, alpha: float) -> s
     return f"{test.a if a_better else test.b} better"
 
 
-def paired_markdown(tests: Sequence[PairedTest], higher_is_better: Mapping[str, bool] | None = None,
-                    alpha: float = 0.01, confidence: float = 0.95) -> str:
+def paired_markdown(
+    tests: Sequence[PairedTest],
+    higher_is_better: Mapping[str, bool] | None = None,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+) -> str:
     """The tests as a Markdown section: one row per metric and pair; empty when there is nothing to pair."""
     if not tests:
         return ""
     better = higher_is_better or {}
     strict = alpha / len(tests)
-    lines = [f"## Paired differences over clips ({len(tests)} tests)", "",
-             f"Per clip, x - y; {confidence:.0%} CI: BCa bootstrap of the mean difference; p: two-sided "
-             f"Wilcoxon signed-rank test. A verdict needs p < {alpha:g}; † marks p < {strict:.2g}, "
-             f"{alpha:g} with Bonferroni's correction for all {len(tests)} tests.", "",
-             f"| metric | run x | run y | clips | mean x - y | {confidence:.0%} CI | p | verdict |", "|---" * 8 + "|"]
+    lines = [
+        f"## Paired differences over clips ({len(tests)} tests)",
+        "",
+        f"Per clip, x - y; {confidence:.0%} CI: BCa bootstrap of the mean difference; p: two-sided "
+        f"Wilcoxon signed-rank test. A verdict needs p < {alpha:g}; † marks p < {strict:.2g}, "
+        f"{alpha:g} with Bonferroni's correction for all {len(tests)} tests.",
+        "",
+        f"| metric | run x | run y | clips | mean x - y | {confidence:.0%} CI | p | verdict |",
+        "|---" * 8 + "|",
+    ]
     for t in tests:
         mark = " †" if t.p_value < strict else ""
-        lines.append(f"| {t.metric} | {t.a} | {t.b} | {t.clips} | {t.mean_difference:.4g} | "
-                     f"[{t.ci_low:.4g}, {t.ci_high:.4g}] | {t.p_value:.2g}{mark} | "
-                     f"{_verdict(t, better.get(t.metric), alpha)} |")
+        lines.append(
+            f"| {t.metric} | {t.a} | {t.b} | {t.clips} | {t.mean_difference:.4g} | "
+            f"[{t.ci_low:.4g}, {t.ci_high:.4g}] | {t.p_value:.2g}{mark} | "
+            f"{_verdict(t, better.get(t.metric), alpha)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -119,8 +154,15 @@ def _log_spectrogram(wave: torch.Tensor, n_fft: int, hop: int) -> np.ndarray:
     return (20 * torch.log10(spec.clamp(min=1e-5))).numpy()
 
 
-def spectrogram_figure(original: torch.Tensor, reconstructions: Mapping[str, torch.Tensor], sample_rate: int,
-                       path: str | Path, title: str = "", n_fft: int = 1024, hop: int = 256) -> Path:
+def spectrogram_figure(
+    original: torch.Tensor,
+    reconstructions: Mapping[str, torch.Tensor],
+    sample_rate: int,
+    path: str | Path,
+    title: str = "",
+    n_fft: int = 1024,
+    hop: int = 256,
+) -> Path:
     """A PNG of stacked log-magnitude spectrograms: the original clip first, then each run's reconstruction
     of it, on one colour scale (the original's top 80 dB)."""
     require("matplotlib", "the spectrogram figure", "train")
@@ -135,8 +177,15 @@ def spectrogram_figure(original: torch.Tensor, reconstructions: Mapping[str, tor
     seconds = original.shape[-1] / sample_rate
     fig, axes = plt.subplots(len(images), 1, figsize=(8, 1.9 * len(images)), sharex=True, squeeze=False)
     for ax, (label, image) in zip(axes[:, 0], images.items()):
-        shown = ax.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
-                          extent=(0, seconds, 0, sample_rate / 2000))
+        shown = ax.imshow(
+            image,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=top - 80,
+            vmax=top,
+            extent=(0, seconds, 0, sample_rate / 2000),
+        )
         ax.set_title(label, fontsize=9, loc="left")
         ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("seconds")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from distill_core.files.atomic import atomic_write_bytes
-from distill_core.util.extras import require
 from distill_core.training.metrics import EpochMetrics, MetricsHistory
+from distill_core.util.extras import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -47,8 +48,9 @@ def term_curves(history: MetricsHistory) -> dict[str, tuple[list[float], list[fl
     for k in NAMED:
         if k not in keys and any(getattr(e, f"val_{k}", 0.0) not in (0.0, None) for e in epochs):
             keys.append(k)
-    return {k: ([_mapping(e, "components").get(k, math.nan) for e in epochs], [_val(e, k) for e in epochs])
-            for k in keys}
+    return {
+        k: ([_mapping(e, "components").get(k, math.nan) for e in epochs], [_val(e, k) for e in epochs]) for k in keys
+    }
 
 
 def schedule_curves(history: MetricsHistory) -> dict[str, list[float]]:
@@ -58,9 +60,11 @@ def schedule_curves(history: MetricsHistory) -> dict[str, list[float]]:
     keys: list[str] = []
     for e in epochs:
         keys += [f"weight {k}" for k in _mapping(e, "weights") if f"weight {k}" not in keys]
-        keys += [f"balancer {k}" for k in _mapping(e, "balancer") if k.startswith("ratio")
-                 and f"balancer {k}" not in keys]
+        keys += [
+            f"balancer {k}" for k in _mapping(e, "balancer") if k.startswith("ratio") and f"balancer {k}" not in keys
+        ]
     if keys:
+
         def value(e: EpochMetrics, key: str) -> float:
             kind, _, name = key.partition(" ")
             return _mapping(e, "weights" if kind == "weight" else "balancer").get(name, math.nan)
@@ -86,7 +90,7 @@ def _spans_decades(values: list[float]) -> bool:
     return bool(positive) and min(positive) > 0 and math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
 
 
-def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
+def draw(histories: Mapping[str, MetricsHistory]) -> Figure:
     """One or several runs (label -> history) in one figure: total, a panel per term, schedules."""
 
     require("matplotlib", "plotting losses")
@@ -98,8 +102,10 @@ def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
     panels: dict[str, list[tuple[str, int, str, list[int], list[float]]]] = {"total": []}
     for i, (label, history) in enumerate(histories.items()):
         x = [e.epoch + 1 for e in history.epochs]
-        panels["total"] += [(label, i, "train", x, [e.train_loss for e in history.epochs]),
-                            (label, i, "val", x, [e.val_loss for e in history.epochs])]
+        panels["total"] += [
+            (label, i, "train", x, [e.train_loss for e in history.epochs]),
+            (label, i, "val", x, [e.val_loss for e in history.epochs]),
+        ]
         for term, (train, val) in term_curves(history).items():
             panels.setdefault(term, [])
             if any(math.isfinite(v) for v in train):
@@ -128,7 +134,7 @@ def draw(histories: Mapping[str, MetricsHistory]) -> "Figure":
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.remove()
     fig.tight_layout()
     return fig

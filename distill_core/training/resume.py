@@ -6,16 +6,17 @@ both use it, with one message.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import attrs
 import torch
 
-from distill_core.loss.combined import CombinedLoss
 from distill_core.config.converter import ConfigError, _describe, converter, join
-from distill_core.loss.lockfile import make_lock
+from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import load_config
+from distill_core.loss.lockfile import make_lock
 from distill_core.training.checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
 from distill_core.training.metrics import MetricsHistory
 
@@ -29,8 +30,16 @@ class Resume:
     changes: list[str]
 
 
-def check_resume(path: str | os.PathLike, model: torch.nn.Module, loss: CombinedLoss | None, *, accept: bool,
-                 how_to_accept: str, saved_config: Path | None = None, model_hint: str = "") -> Resume:
+def check_resume(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    loss: CombinedLoss | None,
+    *,
+    accept: bool,
+    how_to_accept: str,
+    saved_config: Path | None = None,
+    model_hint: str = "",
+) -> Resume:
     """Everything about resuming from ``path`` that can fail, checked before anything is restored.
 
     ``how_to_accept`` is how this caller accepts a changed loss (``--force-config``, ``new_segment=``),
@@ -44,11 +53,15 @@ def check_resume(path: str | os.PathLike, model: torch.nn.Module, loss: Combined
     history = MetricsHistory.from_dict(state["history"], str(path))
     changes = loss_changes(state.get("config"), state.get("provenance"), loss)
     if changes and not accept:
-        whose, keep = ("run's", f"the run's config ({saved_config})") if saved_config else \
-            ("checkpoint's", "the run's loss")
-        raise LossChangedError(f"{path}: the loss differs from the {whose}: {'; '.join(changes)}; resume with "
-                               f"{keep}, or pass {how_to_accept} to accept the change and start a new "
-                               "best-tracking segment", changes)
+        whose, keep = (
+            ("run's", f"the run's config ({saved_config})") if saved_config else ("checkpoint's", "the run's loss")
+        )
+        raise LossChangedError(
+            f"{path}: the loss differs from the {whose}: {'; '.join(changes)}; resume with "
+            f"{keep}, or pass {how_to_accept} to accept the change and start a new "
+            "best-tracking segment",
+            changes,
+        )
     return Resume(state, history, changes)
 
 

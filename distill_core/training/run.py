@@ -3,34 +3,40 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import attrs
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill_core import __version__
+from distill_core.config.converter import ConfigError
 from distill_core.files.atomic import atomic_write_text, file_in_the_way
 from distill_core.loss.combined import CombinedLoss
-from distill_core.config.converter import ConfigError
-from distill_core.util.extras import require
-from distill_core.loss.lockfile import write_lock
 from distill_core.loss.config import LossConfig, batch_problems, dumps_config, load_config
+from distill_core.loss.lockfile import write_lock
 from distill_core.registry.provenance import term_origins
 from distill_core.seed.adapter import VAEAdapter
 from distill_core.training.audio import AudioError, WavCorpus, read_wav_corpus, synthetic_corpus, write_wav
 from distill_core.training.loop import train
 from distill_core.training.metrics import EpochMetrics, MetricsHistory, StepMetrics
-from distill_core.training.resume import check_resume
 from distill_core.training.model import SpectrogramVAE
 from distill_core.training.plots import plot_losses
 from distill_core.training.progress import console_values, epoch_line
+from distill_core.training.resume import check_resume
 from distill_core.training.run_lock import RunFolderLock
-from distill_core.training.spectrogram import (SpectrogramConfig, WaveformViews, from_spectrogram, save_spectrogram_config,
-                          to_spectrogram)
+from distill_core.training.spectrogram import (
+    SpectrogramConfig,
+    WaveformViews,
+    from_spectrogram,
+    save_spectrogram_config,
+    to_spectrogram,
+)
 from distill_core.training.tensorboard import TensorBoardLogger, demo_logger, loss_hparams
+from distill_core.util.extras import require
 
 
 @attrs.define
@@ -75,9 +81,18 @@ def _progress(total: int, enabled: bool):
     return bar, callback
 
 
-def train_demo_run(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader, loss: CombinedLoss,
-                   settings: "DemoSettings", run_dir: Path, device: torch.device, progress: bool,
-                   make_board: Callable[[], TensorBoardLogger | None], **options: Any) -> MetricsHistory:
+def train_demo_run(
+    model: torch.nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    loss: CombinedLoss,
+    settings: DemoSettings,
+    run_dir: Path,
+    device: torch.device,
+    progress: bool,
+    make_board: Callable[[], TensorBoardLogger | None],
+    **options: Any,
+) -> MetricsHistory:
     """``train`` as every demo model's run calls it: a progress bar, TensorBoard when ``make_board`` gives a logger,
     checkpoints in the run folder, resuming as the settings say; the bar and the logger close however it ends.
 
@@ -86,10 +101,20 @@ def train_demo_run(model: torch.nn.Module, train_loader: DataLoader, val_loader:
     bar, callback = _progress(len(train_loader) * settings.epochs, progress)
     board = make_board()
     try:
-        return train(model, train_loader, val_loader, loss, epochs=settings.epochs, device=device,
-                     callbacks=[callback, *([board] if board else [])], log_interval=2, checkpoint_dir=run_dir,
-                     resume_from=settings.resume, new_segment="--force-config" if settings.force_config else None,
-                     **options)
+        return train(
+            model,
+            train_loader,
+            val_loader,
+            loss,
+            epochs=settings.epochs,
+            device=device,
+            callbacks=[callback, *([board] if board else [])],
+            log_interval=2,
+            checkpoint_dir=run_dir,
+            resume_from=settings.resume,
+            new_segment="--force-config" if settings.force_config else None,
+            **options,
+        )
     finally:
         bar.close()
         if board:
@@ -123,13 +148,17 @@ def resolve_device(name: str) -> torch.device:
         raise SettingsError(f"--device: expected a device that holds data (cpu, cuda, cuda:N, mps), got {name!r}")
     if device.type == "cuda":
         if torch.version.cuda is None and torch.version.hip is None:
-            raise SettingsError(f"--device: {name!r} requested, but this torch build has no CUDA support "
-                                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+            raise SettingsError(
+                f"--device: {name!r} requested, but this torch build has no CUDA support "
+                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+            )
         if not torch.cuda.is_available():
             raise SettingsError(f"--device: {name!r} requested, but no CUDA device is available; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SettingsError(f"--device: {name!r} requested, but only {torch.cuda.device_count()} CUDA "
-                                f"device(s) exist (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+            raise SettingsError(
+                f"--device: {name!r} requested, but only {torch.cuda.device_count()} CUDA "
+                f"device(s) exist (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
     try:
         torch.empty(1, device=device)
     except Exception as exc:  # torch raises several types for a device type it cannot use
@@ -147,14 +176,24 @@ def _check_run_folder(run_dir: Path, settings: DemoSettings) -> None:
         return
     if settings.resume is not None and Path(settings.resume).resolve().parent == run_dir.resolve():
         return
-    raise RunExistsError(f"{run_dir}: already holds a run ({', '.join(existing)}); continue it with --resume "
-                         f"{run_dir / 'last.pt'}, choose another --name, or pass --overwrite to replace it")
-
+    raise RunExistsError(
+        f"{run_dir}: already holds a run ({', '.join(existing)}); continue it with --resume "
+        f"{run_dir / 'last.pt'}, choose another --name, or pass --overwrite to replace it"
+    )
 
 
 @contextmanager
-def open_run_folder(run_dir: Path, settings: DemoSettings, *, changes: list[str], start: int, config: LossConfig,
-                    loss: CombinedLoss, say: Callable[[str], None], what: str = "") -> Iterator[None]:
+def open_run_folder(
+    run_dir: Path,
+    settings: DemoSettings,
+    *,
+    changes: list[str],
+    start: int,
+    config: LossConfig,
+    loss: CombinedLoss,
+    say: Callable[[str], None],
+    what: str = "",
+) -> Iterator[None]:
     """The run folder, locked while the run writes it: checked again under the lock, a killed save's temporaries
     removed, an overwritten run's files cleared, a changed config's previous files kept beside the new ones, and
     this run's resolved config (``what`` says whose) and lock written; every demo model's run goes through here."""
@@ -173,17 +212,27 @@ def open_run_folder(run_dir: Path, settings: DemoSettings, *, changes: list[str]
                 if (run_dir / name).is_file():
                     shutil.copy2(run_dir / name, run_dir / name.replace(".", f".before-epoch{start}.", 1))
         versions = ", ".join(f"{n} = {p}" for n, p in loss.provenance.items())
-        atomic_write_text(run_dir / "config.toml", f"# resolved loss config{what}, distill-core {__version__}; "
-                                                   f"plugins: {versions}\n" + dumps_config(config, ".toml"))
+        atomic_write_text(
+            run_dir / "config.toml",
+            f"# resolved loss config{what}, distill-core {__version__}; "
+            f"plugins: {versions}\n" + dumps_config(config, ".toml"),
+        )
         write_lock(run_dir / "lock.json", loss)
         yield
+
 
 def _check_resume(settings: DemoSettings, model: torch.nn.Module, loss: CombinedLoss) -> tuple[list[str], int]:
     """Check the checkpoint to resume from against this model and loss: (accepted loss changes, next epoch)."""
     assert settings.resume is not None
-    resume = check_resume(settings.resume, model, loss, accept=settings.force_config, how_to_accept="--force-config",
-                          saved_config=Path(settings.resume).parent / "config.toml",
-                          model_hint=" (the same --mel-bins)")
+    resume = check_resume(
+        settings.resume,
+        model,
+        loss,
+        accept=settings.force_config,
+        how_to_accept="--force-config",
+        saved_config=Path(settings.resume).parent / "config.toml",
+        model_hint=" (the same --mel-bins)",
+    )
     return resume.changes, resume.state["epoch"] + 1
 
 
@@ -205,15 +254,21 @@ def _check_something_trained(history: MetricsHistory, start: int, steps_per_epoc
         raise NothingTrainedError(
             f"{run_dir}: all {steps} training steps of {span} had a non-finite "
             "loss or gradient and were skipped (nonfinite_steps in history.json), so the model did not train; "
-            "the run's files are kept; check the loss config's weights and [balancer] settings, and the data")
+            "the run's files are kept; check the loss config's weights and [balancer] settings, and the data"
+        )
 
 
 def _data_summary(corpus: WavCorpus, folder: Path, spec: SpectrogramConfig, n_val: int) -> str:
-    files = f"{corpus.files_used} of {corpus.files_found}" if corpus.files_used < corpus.files_found \
+    files = (
+        f"{corpus.files_used} of {corpus.files_found}"
+        if corpus.files_used < corpus.files_found
         else f"all {corpus.files_found}"
+    )
     n = corpus.clips.shape[0]
-    return (f"data: {n} clips of {spec.samples / spec.sample_rate:.2f} s at {spec.sample_rate} Hz from {files} "
-            f".wav files in {folder}; {n - n_val} to train, {n_val} to validate")
+    return (
+        f"data: {n} clips of {spec.samples / spec.sample_rate:.2f} s at {spec.sample_rate} Hz from {files} "
+        f".wav files in {folder}; {n - n_val} to train, {n_val} to validate"
+    )
 
 
 def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[str], None] | None = None) -> Path:
@@ -230,12 +285,15 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         raise SettingsError(f"--epochs: expected at least 1 epoch, got {settings.epochs}")
     mel = settings.spectrogram.mel_bins
     if mel is not None and (mel < 16 or mel % 16 or mel > settings.spectrogram.n_fft // 2):
-        raise SettingsError(f"--mel-bins: expected a multiple of 16 between 16 and "
-                            f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}")
+        raise SettingsError(
+            f"--mel-bins: expected a multiple of 16 between 16 and "
+            f"{settings.spectrogram.n_fft // 2} (the model halves it 4 times), got {mel}"
+        )
     blocking = file_in_the_way(settings.out)
     if blocking is not None:
-        raise SettingsError(f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created "
-                            "there; expected a folder")
+        raise SettingsError(
+            f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created there; expected a folder"
+        )
     device = resolve_device(settings.device)
     config_path = _config_path(settings)
     if config_path is not None and settings.config is None:
@@ -252,8 +310,10 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
     else:
         waves = synthetic_corpus(settings.clips, spec.samples, spec.sample_rate, seed=settings.seed)
     if waves.shape[0] < 2:
-        raise AudioError(f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
-                         "least 2 (one to train, one to validate)")
+        raise AudioError(
+            f"{settings.data}: only {waves.shape[0]} clip of {spec.samples} samples; expected at "
+            "least 2 (one to train, one to validate)"
+        )
     views = WaveformViews(spec)
     adapter = VAEAdapter(views)
     problems = batch_problems(config, adapter.provides(), adapter.carries_gradient(), who="distill-loss train")
@@ -278,10 +338,25 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
         history = train_demo_run(
-            model, train_loader, val_loader, loss, settings, run_dir, device, progress,
-            lambda: demo_logger(run_dir, settings, (run_dir / "config.toml").read_text(encoding="utf-8"),
-                                loss_hparams(config), model, val_set.tensors[0][: settings.samples]),
-            lr=settings.lr, views=views)
+            model,
+            train_loader,
+            val_loader,
+            loss,
+            settings,
+            run_dir,
+            device,
+            progress,
+            lambda: demo_logger(
+                run_dir,
+                settings,
+                (run_dir / "config.toml").read_text(encoding="utf-8"),
+                loss_hparams(config),
+                model,
+                val_set.tensors[0][: settings.samples],
+            ),
+            lr=settings.lr,
+            views=views,
+        )
         plot_losses(history, run_dir / "losses.png")
 
         model.eval()

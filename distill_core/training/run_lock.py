@@ -24,7 +24,7 @@ OWNER_NAME = ".distill-run.owner.json"
 # What train writes into a run folder atomically, only while holding the lock; a temporary of one of these
 # (atomic.py's ``.<name>.<8 random characters>.tmp``) found by the next holder was left by a killed save.
 LOCKED_WRITES = ("history.json", "last.pt", "best.pt", "config.toml", "lock.json", "spectrogram.json")
-_TEMPORARY = re.compile(r"\.(%s)\.[a-z0-9_]{8}\.tmp" % "|".join(map(re.escape, LOCKED_WRITES)))
+_TEMPORARY = re.compile(r"\.({})\.[a-z0-9_]{{8}}\.tmp".format("|".join(map(re.escape, LOCKED_WRITES))))
 
 
 # Folders this process holds (resolved): ``train()`` inside the CLI's lock re-enters it instead of blocking on
@@ -59,8 +59,10 @@ class RunFolderLock:
         try:
             self._lock.acquire()
         except self._filelock.Timeout:
-            raise RunBusyError(f"{self.folder}: another distill-loss train is writing this run folder "
-                               f"({_holder(self.folder)}); wait for it to end, or choose another --name") from None
+            raise RunBusyError(
+                f"{self.folder}: another distill-loss train is writing this run folder "
+                f"({_holder(self.folder)}); wait for it to end, or choose another --name"
+            ) from None
 
     def check_free(self) -> None:
         """Raise RunBusyError if a live process holds the folder; write nothing (a folder never locked is free)."""
@@ -68,15 +70,24 @@ class RunFolderLock:
             self._acquire()
             self._lock.release()
 
-    def __enter__(self) -> "RunFolderLock":
+    def __enter__(self) -> RunFolderLock:
         self._nested = self.folder.resolve() in _HELD
         if self._nested:
             return self
         self._acquire()
         try:
-            atomic_write_text(self.folder / OWNER_NAME, json.dumps({
-                "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}) + "\n")
+            atomic_write_text(
+                self.folder / OWNER_NAME,
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "since": time.time(),
+                        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                    }
+                )
+                + "\n",
+            )
         except BaseException:
             self._lock.release()
             raise

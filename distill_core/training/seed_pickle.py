@@ -27,9 +27,19 @@ _CONFIG, _METRICS = "distill.training.config", "distill.training.metrics"
 # The seed's classes that can reach one of its checkpoints (phase 14, src/distill/training/config.py,
 # src/distill/training/metrics.py and src/distill/audio/spectrogram.py).
 SEED_CLASSES: tuple[str, ...] = (
-    *(f"{_CONFIG}.{name}" for name in ("OverfittingPreset", "TrainingConfig", "RegularizationConfig",
-                                       "ComplexSpectrogramConfig", "LossConfig", "STFTLossConfig",
-                                       "ReconLossConfig", "KLLossConfig")),
+    *(
+        f"{_CONFIG}.{name}"
+        for name in (
+            "OverfittingPreset",
+            "TrainingConfig",
+            "RegularizationConfig",
+            "ComplexSpectrogramConfig",
+            "LossConfig",
+            "STFTLossConfig",
+            "ReconLossConfig",
+            "KLLossConfig",
+        )
+    ),
     *(f"{_METRICS}.{name}" for name in ("MetricsHistory", "StepMetrics", "EpochMetrics")),
     "distill.audio.spectrogram.SpectrogramConfig",
 )
@@ -51,8 +61,9 @@ class SeedRecord:
 
     def __setstate__(self, state: Any) -> None:  # a dataclass instance is pickled as its ``__dict__``
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-            raise pickle.UnpicklingError(f"{self.seed_class}: expected its fields as a dict of names, "
-                                         f"got {type(state).__name__}")
+            raise pickle.UnpicklingError(
+                f"{self.seed_class}: expected its fields as a dict of names, got {type(state).__name__}"
+            )
         self.fields = dict(state)
 
     def plain(self) -> Any:
@@ -61,8 +72,9 @@ class SeedRecord:
             return {k: plain(v) for k, v in self.fields.items()}
         if len(self.args) == 1:
             return plain(self.args[0])
-        raise SeedImportError(f"{self.seed_class}: stored neither fields nor one value (got {len(self.args)} "
-                              "arguments)")
+        raise SeedImportError(
+            f"{self.seed_class}: stored neither fields nor one value (got {len(self.args)} arguments)"
+        )
 
 
 _RECORDS: dict[str, type[SeedRecord]] = {
@@ -87,12 +99,19 @@ def _refusal(exc: Exception) -> str:
     text = str(exc)
     found = re.search(r"GLOBAL ([\w.]+)", text)  # "Unsupported global: GLOBAL x.y ..." or "... GLOBAL x.y whose ..."
     if found:
-        return (f"refused: the file names the Python global {found.group(1)}, which is not one of the seed's "
-                "classes (its config and metrics dataclasses), a tensor or plain data; nothing in it was run")
-    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text \
-            and "Unsupported operand" not in text:
-        reason = next((line.strip() for line in text.splitlines()[1:] if line.strip().startswith("Trying")),
-                      "it stores Python objects beyond tensors, plain data and the seed's classes")
+        return (
+            f"refused: the file names the Python global {found.group(1)}, which is not one of the seed's "
+            "classes (its config and metrics dataclasses), a tensor or plain data; nothing in it was run"
+        )
+    if (
+        isinstance(exc, pickle.UnpicklingError)
+        and "Weights only load failed" in text
+        and "Unsupported operand" not in text
+    ):
+        reason = next(
+            (line.strip() for line in text.splitlines()[1:] if line.strip().startswith("Trying")),
+            "it stores Python objects beyond tensors, plain data and the seed's classes",
+        )
         return f"refused: {reason.rstrip('.')}; nothing in it was run"
     return "not a readable torch.save file (truncated, corrupt or another format)"
 
@@ -103,8 +122,10 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise SeedImportError(f"{p}: no such checkpoint file")
     if Version(torch.__version__.split("+")[0]) < MIN_TORCH:
-        raise SeedImportError(f"{p}: reading a seed checkpoint safely needs torch >= {MIN_TORCH} (safe globals "
-                              f"admitted by name); installed torch {torch.__version__}")
+        raise SeedImportError(
+            f"{p}: reading a seed checkpoint safely needs torch >= {MIN_TORCH} (safe globals "
+            f"admitted by name); installed torch {torch.__version__}"
+        )
     admitted = [(record, name) for name, record in _RECORDS.items()]
     try:
         with torch.serialization.safe_globals(admitted):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -14,8 +14,7 @@ from distill_core.training.audio import AudioError, read_wav, resample
 def wav_files(folder: Path) -> list[Path]:
     """Every .wav under ``folder``, sorted; an AudioError names the folder when there is none."""
     if not folder.is_dir():
-        raise AudioError(f"{folder}: {'no such folder' if not folder.exists() else 'expected a folder'} "
-                         "of .wav files")
+        raise AudioError(f"{folder}: {'no such folder' if not folder.exists() else 'expected a folder'} of .wav files")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav")
     if not files:
         raise AudioError(f"{folder}: no .wav files found (expected a folder of .wav files)")
@@ -75,4 +74,4 @@ class WavSegments(Dataset):
         if spare <= 0:
             return torch.nn.functional.pad(wave, (0, -spare))[None]
         start = int(torch.randint(spare + 1, (1,), generator=g))
-        return wave[start:start + self.samples][None]
+        return wave[start : start + self.samples][None]

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from distill_core.files.atomic import atomic_write_text
 from distill_core.config.converter import converter, problems_from
+from distill_core.files.atomic import atomic_write_text
 from distill_core.training.checkpoint import CheckpointError
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -45,8 +45,7 @@ def pesq(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, mode
     return torch.tensor(scores, dtype=torch.float64)
 
 
-def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, extended: bool = False
-         ) -> torch.Tensor:
+def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, extended: bool = False) -> torch.Tensor:
     """STOI (Taal et al. 2011) or, when ``extended``, ESTOI (Jensen & Taal 2016), higher is better, via
     pystoi at ``sample_rate`` (it resamples to 10 kHz). NaN where fewer than 30 frames remain after pystoi
     removes the reference's silent frames (pystoi returns 1e-5 there, with a warning)."""

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from distill_core.config.converter import converter
-from distill_core.util.extras import available
 from distill_core.training.metrics import NAMED_TERMS, EpochMetrics, MetricsHistory, StepMetrics
 from distill_core.training.plots import term_curves
 from distill_core.training.spectrogram import from_spectrogram
+from distill_core.util.extras import available
 
 #: () -> (original waveforms [S, N], reconstructions [S, N], original spectrograms, reconstructed ones [S, 2, F, T])
 Samples = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -41,9 +42,13 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
     ratios and state, the loss's update-step figures (``update/<term>_<figure>``), non-finite steps, the raw KL
     and the learning rate."""
 
-    out = {"total/train": metrics.train_loss, "total/val": metrics.val_loss,
-           "nonfinite_steps": float(metrics.nonfinite_steps),
-           "learning_rate": metrics.learning_rate, "overfitting_gap": metrics.overfitting_gap}
+    out = {
+        "total/train": metrics.train_loss,
+        "total/val": metrics.val_loss,
+        "nonfinite_steps": float(metrics.nonfinite_steps),
+        "learning_rate": metrics.learning_rate,
+        "overfitting_gap": metrics.overfitting_gap,
+    }
     if metrics.kl_divergence or "kl_loss" in metrics.val_components:  # measured by the VAE's adapter
         out["kl_divergence"] = metrics.kl_divergence
     for term, (train, val) in term_curves(MetricsHistory(epochs=[metrics])).items():
@@ -59,10 +64,15 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
 
 def step_scalars(metrics: StepMetrics) -> dict[str, float]:
     """A logged step's scalars (means over the steps since the previous log)."""
-    terms = dict(metrics.components) or {k: getattr(metrics, k) for k in (*NAMED_TERMS, "kl_loss")
-                                         if getattr(metrics, k)}  # older histories name only the seed's
-    out = {"step/total": metrics.train_loss, "step/nonfinite": float(metrics.nonfinite_steps),
-           "step/learning_rate": metrics.learning_rate, **_scalars("step", terms)}
+    terms = dict(metrics.components) or {
+        k: getattr(metrics, k) for k in (*NAMED_TERMS, "kl_loss") if getattr(metrics, k)
+    }  # older histories name only the seed's
+    out = {
+        "step/total": metrics.train_loss,
+        "step/nonfinite": float(metrics.nonfinite_steps),
+        "step/learning_rate": metrics.learning_rate,
+        **_scalars("step", terms),
+    }
     if "kl_loss" in terms:  # the seed's field: the KL term's weight that step
         out["step/kl_weight"] = metrics.kl_weight
     out.update(_figures("step_update", getattr(metrics, "metrics", None) or {}))
@@ -85,8 +95,15 @@ def _flat(hparams: Mapping[str, Any]) -> dict[str, float | str | bool]:
 class TensorBoardLogger:
     """A ``train`` callback writing events into ``log_dir`` (the run folder)."""
 
-    def __init__(self, log_dir: str | os.PathLike, *, config_text: str = "", hparams: Mapping[str, Any] | None = None,
-                 samples: Samples | None = None, sample_rate: int = 16000) -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        *,
+        config_text: str = "",
+        hparams: Mapping[str, Any] | None = None,
+        samples: Samples | None = None,
+        sample_rate: int = 16000,
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -118,8 +135,7 @@ class TensorBoardLogger:
         originals, recons, original_specs, recon_specs = self.samples()  # type: ignore[misc]
         for i, (wave, recon, spec, recon_spec) in enumerate(zip(originals, recons, original_specs, recon_specs)):
             self.writer.add_audio(f"sample_{i:02d}/original", wave.clamp(-1, 1)[None], epoch, self.sample_rate)
-            self.writer.add_audio(f"sample_{i:02d}/reconstruction", recon.clamp(-1, 1)[None], epoch,
-                                  self.sample_rate)
+            self.writer.add_audio(f"sample_{i:02d}/reconstruction", recon.clamp(-1, 1)[None], epoch, self.sample_rate)
             self.writer.add_image(f"sample_{i:02d}/original_spectrogram", _image(spec), epoch)
             self.writer.add_image(f"sample_{i:02d}/reconstruction_spectrogram", _image(recon_spec), epoch)
 
@@ -127,8 +143,14 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def demo_logger(run_dir: Path, settings: Any, config_text: str, loss_hparams: Mapping[str, Any], model: torch.nn.Module,
-                originals: torch.Tensor) -> TensorBoardLogger | None:
+def demo_logger(
+    run_dir: Path,
+    settings: Any,
+    config_text: str,
+    loss_hparams: Mapping[str, Any],
+    model: torch.nn.Module,
+    originals: torch.Tensor,
+) -> TensorBoardLogger | None:
     """The demo run's logger (None when TensorBoard is not installed or ``settings.tensorboard`` is off): its
     samples are the model's reconstructions of ``originals`` ([S, 2, F, T] validation spectrograms)."""
     if not getattr(settings, "tensorboard", True) or not tensorboard_available():
@@ -145,11 +167,18 @@ def demo_logger(run_dir: Path, settings: Any, config_text: str, loss_hparams: Ma
         model.train(was_training)
         return from_spectrogram(originals, spec), from_spectrogram(recon, spec), originals, recon
 
-    hparams = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
-               "seed": settings.seed, "data": str(settings.data or "synthetic"), "mel_bins": spec.mel_bins or 0,
-               **loss_hparams}
-    return TensorBoardLogger(run_dir, config_text=config_text, hparams=hparams, samples=samples,
-                             sample_rate=spec.sample_rate)
+    hparams = {
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "seed": settings.seed,
+        "data": str(settings.data or "synthetic"),
+        "mel_bins": spec.mel_bins or 0,
+        **loss_hparams,
+    }
+    return TensorBoardLogger(
+        run_dir, config_text=config_text, hparams=hparams, samples=samples, sample_rate=spec.sample_rate
+    )
 
 
 def loss_hparams(config: Any) -> dict[str, Any]:

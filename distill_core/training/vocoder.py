@@ -40,11 +40,15 @@ class VocoderConfig:
 
     def __attrs_post_init__(self) -> None:
         if math.prod(self.upsample_rates) != self.hop:
-            raise ValueError(f"VocoderConfig: upsample_rates {list(self.upsample_rates)} multiply to "
-                             f"{math.prod(self.upsample_rates)}, expected the hop ({self.hop})")
+            raise ValueError(
+                f"VocoderConfig: upsample_rates {list(self.upsample_rates)} multiply to "
+                f"{math.prod(self.upsample_rates)}, expected the hop ({self.hop})"
+            )
         if self.channels % 2 ** len(self.upsample_rates):
-            raise ValueError(f"VocoderConfig: channels={self.channels} must be divisible by 2 ** "
-                             f"{len(self.upsample_rates)} (halved at every upsampling stage)")
+            raise ValueError(
+                f"VocoderConfig: channels={self.channels} must be divisible by 2 ** "
+                f"{len(self.upsample_rates)} (halved at every upsampling stage)"
+            )
 
 
 VOCODER_FILE = "vocoder.json"  # in a run folder: the vocoder's settings, and the sign that the run is a vocoder's
@@ -86,10 +90,10 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int, kernel: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
-        self.dilated = nn.ModuleList(nn.Conv1d(channels, channels, kernel, dilation=d, padding=d * (kernel - 1) // 2)
-                                     for d in dilations)
-        self.plain = nn.ModuleList(nn.Conv1d(channels, channels, kernel, padding=(kernel - 1) // 2)
-                                   for _ in dilations)
+        self.dilated = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, dilation=d, padding=d * (kernel - 1) // 2) for d in dilations
+        )
+        self.plain = nn.ModuleList(nn.Conv1d(channels, channels, kernel, padding=(kernel - 1) // 2) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dilated, plain in zip(self.dilated, self.plain):
@@ -100,20 +104,24 @@ class ResBlock(nn.Module):
 class Vocoder(nn.Module):
     """Log-mel frames [B, mel_bins, T] -> waveform [B, 1, T * hop] in (-1, 1)."""
 
-    def __init__(self, config: VocoderConfig = VocoderConfig()) -> None:
+    def __init__(self, config: VocoderConfig | None = None) -> None:
         super().__init__()
-        self.config = config
+        self.config = config = VocoderConfig() if config is None else config
         self.mel = LogMel(config)
         self.pre = nn.Conv1d(config.mel_bins, config.channels, 7, padding=3)
         self.ups = nn.ModuleList()
         self.fusions = nn.ModuleList()
         width = config.channels
         for rate in config.upsample_rates:
-            self.ups.append(nn.ConvTranspose1d(width, width // 2, 2 * rate, stride=rate, padding=rate // 2 + rate % 2,
-                                               output_padding=rate % 2))
+            self.ups.append(
+                nn.ConvTranspose1d(
+                    width, width // 2, 2 * rate, stride=rate, padding=rate // 2 + rate % 2, output_padding=rate % 2
+                )
+            )
             width //= 2
-            self.fusions.append(nn.ModuleList(ResBlock(width, k, config.resblock_dilations)
-                                              for k in config.resblock_kernels))
+            self.fusions.append(
+                nn.ModuleList(ResBlock(width, k, config.resblock_dilations) for k in config.resblock_kernels)
+            )
         self.post = nn.Conv1d(width, 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -129,8 +137,10 @@ def vocoder_batch(model: Vocoder, inputs: torch.Tensor) -> dict[str, torch.Tenso
     ([B, 1, N]) and ``mel``, the model's input ([B, mel_bins, N // hop])."""
     target = inputs if inputs.dim() == 3 else inputs.unsqueeze(1)
     if target.dim() != 3 or target.shape[1] != 1 or target.shape[-1] % model.config.hop:
-        raise ValueError(f"vocoder_batch: inputs of shape {list(inputs.shape)}; expected [B, 1, N] or [B, N] "
-                         f"waveforms with N a multiple of the hop ({model.config.hop})")
+        raise ValueError(
+            f"vocoder_batch: inputs of shape {list(inputs.shape)}; expected [B, 1, N] or [B, N] "
+            f"waveforms with N a multiple of the hop ({model.config.hop})"
+        )
     with torch.no_grad():
         mel = model.mel(target)
     return {"recon_wave": model(mel), "target_wave": target, "mel": mel}
@@ -177,6 +187,7 @@ def load_vocoder(run: str | os.PathLike, checkpoint: str = "best.pt") -> Vocoder
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the vocoder of {folder / VOCODER_FILE}: "
-                              f"{str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the vocoder of {folder / VOCODER_FILE}: {str(exc).splitlines()[0]}"
+        ) from None
     return model.eval()

@@ -7,28 +7,42 @@ TensorBoard events and samples/*.wav (validation segments next to their reconstr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from distill_core.config.converter import ConfigError
 from distill_core.files.atomic import file_in_the_way
 from distill_core.loss.combined import CombinedLoss
-from distill_core.config.converter import ConfigError
 from distill_core.loss.config import LossConfig, batch_problems, load_config
 from distill_core.registry.provenance import term_origins
 from distill_core.training.audio import synthetic_corpus, write_wav
 from distill_core.training.plots import plot_losses
 from distill_core.training.resume import check_resume
-from distill_core.training.run import DemoSettings, SettingsError, _check_run_folder, _check_something_trained, open_run_folder, \
-    resolve_device, train_demo_run
+from distill_core.training.run import (
+    DemoSettings,
+    SettingsError,
+    _check_run_folder,
+    _check_something_trained,
+    open_run_folder,
+    resolve_device,
+    train_demo_run,
+)
 from distill_core.training.run_lock import RunFolderLock
 from distill_core.training.segments import WavSegments, load_waves
 from distill_core.training.tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
-from distill_core.training.vocoder import VOCODER_FILE, Vocoder, VocoderAdapter, VocoderConfig, load_vocoder_config, \
-    save_vocoder_config
+from distill_core.training.vocoder import (
+    VOCODER_FILE,
+    Vocoder,
+    VocoderAdapter,
+    VocoderConfig,
+    load_vocoder_config,
+    save_vocoder_config,
+)
 
 WHO = "distill-loss train --model vocoder"
 TRAIN_INDICES = 1_000_000  # segment indices drawn for training; validation's seed starts past them
@@ -55,15 +69,18 @@ def _check_settings(settings: DemoSettings, training: VocoderTraining) -> None:
     if settings.epochs < 1:
         raise SettingsError(f"--epochs: expected at least 1 epoch, got {settings.epochs}")
     if settings.spectrogram.mel_bins is not None:
-        raise SettingsError(f"--mel-bins {settings.spectrogram.mel_bins}: applies to --model vae only (the vocoder "
-                            f"reads {training.vocoder.mel_bins} log-mel bands of its own)")
+        raise SettingsError(
+            f"--mel-bins {settings.spectrogram.mel_bins}: applies to --model vae only (the vocoder "
+            f"reads {training.vocoder.mel_bins} log-mel bands of its own)"
+        )
     hop = training.vocoder.hop
     if training.segment < hop or training.segment % hop:
         raise SettingsError(f"segment: {training.segment} samples; expected a multiple of the vocoder's hop ({hop})")
     blocking = file_in_the_way(settings.out)
     if blocking is not None:
-        raise SettingsError(f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created "
-                            "there; expected a folder")
+        raise SettingsError(
+            f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created there; expected a folder"
+        )
 
 
 def _config_path(settings: DemoSettings) -> Path | None:
@@ -74,21 +91,26 @@ def _config_path(settings: DemoSettings) -> Path | None:
     return saved if saved.is_file() else None
 
 
-def _segments(settings: DemoSettings, training: VocoderTraining, sample_rate: int,
-              say: Callable[[str], None]) -> tuple[WavSegments, WavSegments]:
+def _segments(
+    settings: DemoSettings, training: VocoderTraining, sample_rate: int, say: Callable[[str], None]
+) -> tuple[WavSegments, WavSegments]:
     """Training segments (drawn afresh each epoch by the sampler) and fixed validation segments."""
     length, seed = training.segment, settings.seed
     if settings.data is not None:
         folder = Path(settings.data)
         waves = load_waves(folder, sample_rate)  # read once, for both
         seconds = sum(w.shape[-1] for w in waves) / sample_rate
-        say(f"data: {len(waves)} .wav files in {folder} ({seconds:.1f} s at {sample_rate} Hz); each epoch "
+        say(
+            f"data: {len(waves)} .wav files in {folder} ({seconds:.1f} s at {sample_rate} Hz); each epoch "
             f"trains on {settings.clips} random segments of {length / sample_rate:.2f} s and validates on "
-            f"{training.val_segments} fixed ones")
+            f"{training.val_segments} fixed ones"
+        )
     else:
         waves = list(synthetic_corpus(settings.clips, 2 * length, sample_rate, seed=seed))
-    return (WavSegments.of_waves(waves, length, count=TRAIN_INDICES, seed=seed),
-            WavSegments.of_waves(waves, length, count=training.val_segments, seed=seed + 1))
+    return (
+        WavSegments.of_waves(waves, length, count=TRAIN_INDICES, seed=seed),
+        WavSegments.of_waves(waves, length, count=training.val_segments, seed=seed + 1),
+    )
 
 
 def _optimizer(model: Vocoder, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
@@ -99,8 +121,9 @@ def _optimizer(model: Vocoder, lr: float, betas: tuple[float, float]) -> torch.o
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas)
 
 
-def _logger(run_dir: Path, settings: DemoSettings, config: LossConfig, model: Vocoder,
-            originals: torch.Tensor) -> TensorBoardLogger | None:
+def _logger(
+    run_dir: Path, settings: DemoSettings, config: LossConfig, model: Vocoder, originals: torch.Tensor
+) -> TensorBoardLogger | None:
     """TensorBoard events with the validation segments' audio and log-mel images, when installed and wanted."""
     if not settings.tensorboard or not tensorboard_available():
         return None
@@ -115,15 +138,30 @@ def _logger(run_dir: Path, settings: DemoSettings, config: LossConfig, model: Vo
         model.train(was_training)
         return originals[:, 0], recon[:, 0].cpu(), mel[:, None].cpu(), model.mel(recon)[:, None].cpu()
 
-    hparams = {"model": "vocoder", "epochs": settings.epochs, "batch_size": settings.batch_size,
-               "lr": settings.lr, "seed": settings.seed, "data": str(settings.data or "synthetic"),
-               **loss_hparams(config)}
-    return TensorBoardLogger(run_dir, config_text=(run_dir / "config.toml").read_text(encoding="utf-8"),
-                             hparams=hparams, samples=samples, sample_rate=model.config.sample_rate)
+    hparams = {
+        "model": "vocoder",
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "seed": settings.seed,
+        "data": str(settings.data or "synthetic"),
+        **loss_hparams(config),
+    }
+    return TensorBoardLogger(
+        run_dir,
+        config_text=(run_dir / "config.toml").read_text(encoding="utf-8"),
+        hparams=hparams,
+        samples=samples,
+        sample_rate=model.config.sample_rate,
+    )
 
 
-def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[[str], None] | None = None,
-                training: VocoderTraining = VocoderTraining()) -> Path:
+def run_vocoder(
+    settings: DemoSettings,
+    progress: bool = True,
+    notify: Callable[[str], None] | None = None,
+    training: VocoderTraining = VocoderTraining(),
+) -> Path:
     """Train the demo vocoder and write runs/<name>/, as run_demo does for the VAE.
 
     From ``settings``: name, out, epochs, data (a folder of WAVs; without it, ``clips`` generated clips),
@@ -138,18 +176,27 @@ def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[
     if config_path is not None and settings.config is None:
         say(f"config: {config_path} (the resumed run's own; give a CONFIG to use another)")
     with term_origins(lock=settings.resume):
-        config = load_config(config_path) if config_path is not None else \
-            load_config(default_loss(training.vocoder.sample_rate))
+        config = (
+            load_config(config_path)
+            if config_path is not None
+            else load_config(default_loss(training.vocoder.sample_rate))
+        )
     adapter = VocoderAdapter()
     problems = batch_problems(config, adapter.provides(), adapter.carries_gradient(), who=WHO)
     if problems and set(LossConfig().terms) <= set(config.terms):
-        problems.append(("recipe", "the VAE recipe's terms are in the config (the default recipe, merged in when a "
-                                   "file names none); a vocoder config starts with recipe = \"none\""))
+        problems.append(
+            (
+                "recipe",
+                "the VAE recipe's terms are in the config (the default recipe, merged in when a "
+                'file names none); a vocoder config starts with recipe = "none"',
+            )
+        )
     if problems:  # before anything is written
         raise ConfigError(problems, str(config_path) if config_path is not None else None)
     saved_model = Path(settings.resume).parent / VOCODER_FILE if settings.resume is not None else None
-    vocoder_config = load_vocoder_config(saved_model) if saved_model is not None and saved_model.is_file() \
-        else training.vocoder
+    vocoder_config = (
+        load_vocoder_config(saved_model) if saved_model is not None and saved_model.is_file() else training.vocoder
+    )
     torch.manual_seed(settings.seed)
     loss = CombinedLoss(config)
     train_set, val_set = _segments(settings, training, vocoder_config.sample_rate, say)
@@ -161,22 +208,39 @@ def run_vocoder(settings: DemoSettings, progress: bool = True, notify: Callable[
     changes, start = [], 0
     if settings.resume is not None:
         saved_config = Path(settings.resume).parent / "config.toml"
-        resume = check_resume(settings.resume, model, loss, accept=settings.force_config,
-                              how_to_accept="--force-config", saved_config=saved_config)
+        resume = check_resume(
+            settings.resume,
+            model,
+            loss,
+            accept=settings.force_config,
+            how_to_accept="--force-config",
+            saved_config=saved_config,
+        )
         changes, start = resume.changes, resume.state["epoch"] + 1
     if run_dir.is_dir():
         RunFolderLock(run_dir).check_free()  # a run in progress is named before anything else is said of it
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.
-    with open_run_folder(run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say,
-                         what=" of a vocoder run"):
+    with open_run_folder(
+        run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say, what=" of a vocoder run"
+    ):
         save_vocoder_config(vocoder_config, run_dir / VOCODER_FILE)
 
         originals = torch.stack([val_set[i] for i in range(min(settings.samples, len(val_set)))])
-        history = train_demo_run(model, train_loader, val_loader, loss, settings, run_dir, device, progress,
-                                 lambda: _logger(run_dir, settings, config, model, originals),
-                                 optimizer=_optimizer(model, settings.lr, training.betas), adapter=adapter)
+        history = train_demo_run(
+            model,
+            train_loader,
+            val_loader,
+            loss,
+            settings,
+            run_dir,
+            device,
+            progress,
+            lambda: _logger(run_dir, settings, config, model, originals),
+            optimizer=_optimizer(model, settings.lr, training.betas),
+            adapter=adapter,
+        )
         plot_losses(history, run_dir / "losses.png")
         _write_samples(model, originals, run_dir / "samples")
         _check_something_trained(history, start, len(train_loader), run_dir)
@@ -191,4 +255,3 @@ def _write_samples(model: Vocoder, originals: torch.Tensor, folder: Path) -> Non
     for i, (a, b) in enumerate(zip(originals[:, 0], recon[:, 0])):
         write_wav(folder / f"{i:02d}_original.wav", a, model.config.sample_rate)
         write_wav(folder / f"{i:02d}_reconstruction.wav", b, model.config.sample_rate)
-

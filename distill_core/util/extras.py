@@ -9,8 +9,14 @@ DISTRIBUTION = "distill-core"
 
 #: Which extra of distill-core brings each optional module (the import name, not the distribution name).
 EXTRA_OF = {
-    "click": "train", "tqdm": "train", "matplotlib": "train", "tensorboard": "train", "scipy": "train",
-    "pytest": "test", "hypothesis": "test", "jsonschema": "test",
+    "click": "train",
+    "tqdm": "train",
+    "matplotlib": "train",
+    "tensorboard": "train",
+    "scipy": "train",
+    "pytest": "test",
+    "hypothesis": "test",
+    "jsonschema": "test",
 }
 
 

@@ -4,7 +4,8 @@ steps. Validation puts the whole module, the loss included, in eval mode: no dis
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -35,8 +36,13 @@ class LitGAN(L.LightningModule):
 
     def _log(self, values: Mapping[str, torch.Tensor], stage: str, size: int) -> None:
         # 0-dim tensors, no .item(): Lightning accumulates them and syncs only when it logs
-        self.log_dict({f"{stage}/{k}": v.detach() for k, v in values.items()}, on_step=stage == "train",
-                      on_epoch=True, sync_dist=True, batch_size=size)
+        self.log_dict(
+            {f"{stage}/{k}": v.detach() for k, v in values.items()},
+            on_step=stage == "train",
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=size,
+        )
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         inputs = self._batch(batch)

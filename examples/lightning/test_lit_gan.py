@@ -10,16 +10,22 @@ from pathlib import Path
 import pytest
 
 L = pytest.importorskip("lightning", reason="lightning is not installed (pip install 'distill-core[test]')")
-pytest.importorskip("distill_discriminators", reason="the adversarial term's plugin is not installed "
-                                                     "(pip install plugins/distill-discriminators)")
+pytest.importorskip(
+    "distill_discriminators",
+    reason="the adversarial term's plugin is not installed (pip install plugins/distill-discriminators)",
+)
 
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-SMALL_D = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-           {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}}]
-CONFIG = {"recipe": "none", "terms": {"wave_l1": {},
-                                      "adversarial": {"preset": "dac", "width": 0.125, "discriminators": SMALL_D}}}
+SMALL_D = [
+    {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+    {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}},
+]
+CONFIG = {
+    "recipe": "none",
+    "terms": {"wave_l1": {}, "adversarial": {"preset": "dac", "width": 0.125, "discriminators": SMALL_D}},
+}
 FIGURES = ("adversarial_disc_loss", "adversarial_real_score", "adversarial_fake_score")
 
 
@@ -38,12 +44,18 @@ def test_fast_dev_run_steps_the_discriminator_on_training_batches_only(tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(),
-                                torch.nn.Conv1d(4, 1, 9, padding=4))
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(1, 4, 9, padding=4), torch.nn.Tanh(), torch.nn.Conv1d(4, 1, 9, padding=4)
+    )
     module = load_example().LitGAN(model, CONFIG)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", default_root_dir=tmp_path, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     try:
         trainer.fit(module, DataLoader(waves(4, 0), batch_size=2), DataLoader(waves(4, 1), batch_size=2))
     finally:

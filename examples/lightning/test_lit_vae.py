@@ -32,13 +32,19 @@ def spectrograms(n: int, seed: int) -> TensorDataset:
 
 def test_fast_dev_run_logs_train_and_val_components(tmp_path):
     torch.manual_seed(0)
-    module = load_example().LitVAE(SpectrogramVAE(64, 32, latent_dim=8, width=8),
-                                   {"terms": {"stft": {"fft_sizes": [256, 512], "hop_sizes": [64, 128],
-                                                       "win_lengths": [256, 512]}}})
+    module = load_example().LitVAE(
+        SpectrogramVAE(64, 32, latent_dim=8, width=8),
+        {"terms": {"stft": {"fft_sizes": [256, 512], "hop_sizes": [64, 128], "win_lengths": [256, 512]}}},
+    )
     loss = module.loss
     before = [p.detach().clone() for p in module.model.parameters()]
-    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", default_root_dir=tmp_path, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, DataLoader(spectrograms(8, 0), batch_size=4), DataLoader(spectrograms(4, 1), batch_size=2))
     assert trainer.global_step == 2 and module.loss is loss  # the loss was built once, in __init__
     metrics = trainer.callback_metrics

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from distill_sisdr import SISDRConfig, SISDRLoss
 
 from distill_core import BatchError
 from distill_core.testing import check_term
-from distill_sisdr import SISDRConfig, SISDRLoss
 
 
 def waves(dtype=torch.float32, device="cpu"):

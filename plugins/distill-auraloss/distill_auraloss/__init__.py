@@ -9,7 +9,8 @@ auraloss and the configs) load when a config first uses one, or on first access 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
@@ -18,19 +19,39 @@ __version__ = "0.1.0"
 
 # term name -> the class's module and name, in the order `distill-loss plugins` lists them
 TERM_CLASSES = {
-    "auraloss_esr": "time_terms:ESRLossTerm", "auraloss_dc": "time_terms:DCLossTerm",
-    "auraloss_logcosh": "time_terms:LogCoshLossTerm", "auraloss_snr": "time_terms:SNRLossTerm",
-    "auraloss_sisdr": "time_terms:SISDRLossTerm", "auraloss_sdsdr": "time_terms:SDSDRLossTerm",
-    "auraloss_stft": "freq_terms:STFTLossTerm", "auraloss_melstft": "freq_terms:MelSTFTLossTerm",
-    "auraloss_chromastft": "freq_terms:ChromaSTFTLossTerm", "auraloss_mrstft": "freq_terms:MultiResolutionSTFTLossTerm",
+    "auraloss_esr": "time_terms:ESRLossTerm",
+    "auraloss_dc": "time_terms:DCLossTerm",
+    "auraloss_logcosh": "time_terms:LogCoshLossTerm",
+    "auraloss_snr": "time_terms:SNRLossTerm",
+    "auraloss_sisdr": "time_terms:SISDRLossTerm",
+    "auraloss_sdsdr": "time_terms:SDSDRLossTerm",
+    "auraloss_stft": "freq_terms:STFTLossTerm",
+    "auraloss_melstft": "freq_terms:MelSTFTLossTerm",
+    "auraloss_chromastft": "freq_terms:ChromaSTFTLossTerm",
+    "auraloss_mrstft": "freq_terms:MultiResolutionSTFTLossTerm",
     "auraloss_rrstft": "freq_terms:RandomResolutionSTFTLossTerm",
     "auraloss_sdstft": "freq_terms:SumAndDifferenceSTFTLossTerm",
 }
-_CONFIGS = ("ESRLossConfig", "DCLossConfig", "LogCoshLossConfig", "SNRLossConfig", "SISDRLossConfig",
-            "SDSDRLossConfig", "STFTLossConfig", "MelSTFTLossConfig", "ChromaSTFTLossConfig",
-            "MultiResolutionSTFTLossConfig", "RandomResolutionSTFTLossConfig", "SumAndDifferenceSTFTLossConfig")
-_LAZY = {**{target.split(":")[1]: target.split(":")[0] for target in TERM_CLASSES.values()},
-         **{name: "configs" for name in _CONFIGS}, "AuralossTerm": "term", "MissingDependency": "needs"}
+_CONFIGS = (
+    "ESRLossConfig",
+    "DCLossConfig",
+    "LogCoshLossConfig",
+    "SNRLossConfig",
+    "SISDRLossConfig",
+    "SDSDRLossConfig",
+    "STFTLossConfig",
+    "MelSTFTLossConfig",
+    "ChromaSTFTLossConfig",
+    "MultiResolutionSTFTLossConfig",
+    "RandomResolutionSTFTLossConfig",
+    "SumAndDifferenceSTFTLossConfig",
+)
+_LAZY = {
+    **{target.split(":")[1]: target.split(":")[0] for target in TERM_CLASSES.values()},
+    **{name: "configs" for name in _CONFIGS},
+    "AuralossTerm": "term",
+    "MissingDependency": "needs",
+}
 
 __all__ = ["TERMS", "TERM_CLASSES", *_LAZY]
 

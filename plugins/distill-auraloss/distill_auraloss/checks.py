@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from distill_core.dsp.mel import mel_filterbank
 
 Problem = tuple[str, str]
 
-MAX_SIZE = 2 ** 20
+MAX_SIZE = 2**20
 """Largest FFT, hop and window size and sample rate accepted (as the stft term's): bigger ones are typos that
 would allocate gigabytes or leave every mel band empty."""
-MAX_FILTERBANK = 2 ** 26
+MAX_FILTERBANK = 2**26
 """Largest filterbank (bins * (fft // 2 + 1) entries, 256 MiB in float32) a config may ask for."""
 
 Reduction = Literal["mean", "sum", "none"]
@@ -20,8 +21,7 @@ Output = Literal["loss", "full"]
 MagDistance = Literal["L1", "L2"]
 Scale = Literal["mel", "chroma"]
 Window = Literal["hann_window", "bartlett_window", "blackman_window", "hamming_window", "kaiser_window"]
-WINDOWS: tuple[Window, ...] = ("hann_window", "bartlett_window", "blackman_window", "hamming_window",
-                               "kaiser_window")
+WINDOWS: tuple[Window, ...] = ("hann_window", "bartlett_window", "blackman_window", "hamming_window", "kaiser_window")
 
 
 def _finite(value: Any) -> bool:
@@ -68,31 +68,51 @@ def mel_bins(bins_field: str, bins: int, rate: float, fft_sizes: Iterable[int]) 
     takes log(0) there and returns NaN)."""
     for fft in sorted(set(fft_sizes)):
         if bins * (fft // 2 + 1) > MAX_FILTERBANK:
-            return [(bins_field, f"{bins_field} {bins} at fft size {fft} asks for a {bins} x {fft // 2 + 1} "
-                                 f"filterbank; expected {bins_field} * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)")]
+            return [
+                (
+                    bins_field,
+                    f"{bins_field} {bins} at fft size {fft} asks for a {bins} x {fft // 2 + 1} "
+                    f"filterbank; expected {bins_field} * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)",
+                )
+            ]
     for fft in sorted(set(fft_sizes)):
         empty = empty_mel_bands(rate, fft, bins)
         if empty:
-            return [(bins_field, f"{bins_field} = {bins} at sample_rate = {rate:g} leaves {empty} of {bins} mel "
-                                 f"bands without any FFT bin at fft size {fft} (auraloss would take log(0) there "
-                                 f"and return NaN); expected a smaller {bins_field} or a larger fft size")]
+            return [
+                (
+                    bins_field,
+                    f"{bins_field} = {bins} at sample_rate = {rate:g} leaves {empty} of {bins} mel "
+                    f"bands without any FFT bin at fft size {fft} (auraloss would take log(0) there "
+                    f"and return NaN); expected a smaller {bins_field} or a larger fft size",
+                )
+            ]
     return []
 
 
 def reduction(value: str) -> list[Problem]:
     """auraloss's reduction 'none' returns one loss per example; a term returns one 0-dim loss."""
     if value == "none":
-        return [("reduction", "'none' makes auraloss return a loss per example and channel, but a distill "
-                              "term returns one 0-dim loss; expected 'mean' or 'sum'")]
+        return [
+            (
+                "reduction",
+                "'none' makes auraloss return a loss per example and channel, but a distill "
+                "term returns one 0-dim loss; expected 'mean' or 'sum'",
+            )
+        ]
     return []
 
 
 def output(value: str) -> list[Problem]:
     """auraloss's output 'full' returns a tuple of components; a term returns one 0-dim loss."""
     if value == "full":
-        return [("output", "'full' makes auraloss return a tuple (loss and its components), but a distill "
-                           "term returns one 0-dim loss; expected 'loss' (configure the components as "
-                           "separate terms to log them)")]
+        return [
+            (
+                "output",
+                "'full' makes auraloss return a tuple (loss and its components), but a distill "
+                "term returns one 0-dim loss; expected 'loss' (configure the components as "
+                "separate terms to log them)",
+            )
+        ]
     return []
 
 
@@ -110,8 +130,9 @@ def resolutions(fft: Any, hop: Any, win: Any, index: int | None = None) -> list[
     return problems
 
 
-def resolution_lists(fft_sizes: tuple[int, ...], hop_sizes: tuple[int, ...], win_lengths: tuple[int, ...]
-                     ) -> list[Problem]:
+def resolution_lists(
+    fft_sizes: tuple[int, ...], hop_sizes: tuple[int, ...], win_lengths: tuple[int, ...]
+) -> list[Problem]:
     """Equal-length, non-empty lists of resolutions, each one valid."""
     lists = {"fft_sizes": fft_sizes, "hop_sizes": hop_sizes, "win_lengths": win_lengths}
     empty = [(k, "expected at least one resolution") for k, v in lists.items() if len(v) == 0]
@@ -119,13 +140,18 @@ def resolution_lists(fft_sizes: tuple[int, ...], hop_sizes: tuple[int, ...], win
         return empty
     if len({len(v) for v in lists.values()}) > 1:
         sizes = ", ".join(f"{k} has {len(v)}" for k, v in lists.items())
-        return [("hop_sizes" if len(hop_sizes) != len(fft_sizes) else "win_lengths",
-                 f"expected one entry per resolution in fft_sizes, hop_sizes and win_lengths; {sizes}")]
+        return [
+            (
+                "hop_sizes" if len(hop_sizes) != len(fft_sizes) else "win_lengths",
+                f"expected one entry per resolution in fft_sizes, hop_sizes and win_lengths; {sizes}",
+            )
+        ]
     return [p for i, r in enumerate(zip(fft_sizes, hop_sizes, win_lengths)) for p in resolutions(*r, index=i)]
 
 
-def spectral(config: Any, fft_sizes: Iterable[int], *, fixed_scale: str | None = None,
-             bins_field: str = "n_bins") -> list[Problem]:
+def spectral(
+    config: Any, fft_sizes: Iterable[int], *, fixed_scale: str | None = None, bins_field: str = "n_bins"
+) -> list[Problem]:
     """The options every auraloss STFTLoss takes: weights, eps, output, reduction, scaling, A-weighting.
 
     ``fixed_scale`` is the scale a class implies (MelSTFTLoss, ChromaSTFTLoss); their ``sample_rate`` has no
@@ -137,32 +163,47 @@ def spectral(config: Any, fft_sizes: Iterable[int], *, fixed_scale: str | None =
     problems += positive("eps", config.eps, " (magnitudes are clamped at eps before a log)")
     problems += output(config.output) + reduction(config.reduction)
     if config.scale_invariance:
-        problems.append(("scale_invariance", "auraloss 0.4 scales the target by alpha.unsqueeze(-1), which "
-                                             "lines the per-signal scales up with the frequency axis: an error "
-                                             "for most batch shapes and a wrong loss when batch * channels "
-                                             "equals the number of bins; expected false"))
+        problems.append(
+            (
+                "scale_invariance",
+                "auraloss 0.4 scales the target by alpha.unsqueeze(-1), which "
+                "lines the per-signal scales up with the frequency axis: an error "
+                "for most batch shapes and a wrong loss when batch * channels "
+                "equals the number of bins; expected false",
+            )
+        )
     rate_problems = [] if config.sample_rate is None else rate_in_hz("sample_rate", config.sample_rate)
     problems += rate_problems
     if config.sample_rate is None and config.perceptual_weighting:
-        problems.append(("sample_rate", "perceptual_weighting = true designs an A-weighting filter for a sample "
-                                        "rate; expected a sample_rate"))
+        problems.append(
+            (
+                "sample_rate",
+                "perceptual_weighting = true designs an A-weighting filter for a sample rate; expected a sample_rate",
+            )
+        )
     scale = fixed_scale or config.scale
     if scale is None:
         return problems
     if fixed_scale is None and config.sample_rate is None and not config.perceptual_weighting:
-        problems.append(("sample_rate", f"scale = {scale!r} builds a filterbank for a sample rate; "
-                                        "expected a sample_rate"))
+        problems.append(
+            ("sample_rate", f"scale = {scale!r} builds a filterbank for a sample rate; expected a sample_rate")
+        )
     bins = getattr(config, bins_field)
     if bins is None:
-        return problems + [(bins_field, f"scale = {scale!r} needs the number of {scale} bins; expected a "
-                                        "positive integer")]
+        return problems + [
+            (bins_field, f"scale = {scale!r} needs the number of {scale} bins; expected a positive integer")
+        ]
     found = positive_int(bins_field, bins)
     if found:
         return problems + found
     too_small = [f for f in fft_sizes if isinstance(f, int) and bins > f]
     if too_small:
-        problems.append((bins_field, f"{bins_field} {bins} exceeds the FFT size {min(too_small)}; auraloss "
-                                     f"expects {bins_field} <= fft size"))
+        problems.append(
+            (
+                bins_field,
+                f"{bins_field} {bins} exceeds the FFT size {min(too_small)}; auraloss expects {bins_field} <= fft size",
+            )
+        )
     elif scale == "mel" and config.sample_rate is not None and not rate_problems:
         problems += mel_bins(bins_field, bins, config.sample_rate, fft_sizes)
     return problems

@@ -11,14 +11,33 @@ RandomResolutionSTFTLoss gains ``seed``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
+
 from distill_core import InvalidConfig, Weight, converter
 from distill_core.config.converter import structure_hook
 
-from .checks import (MAX_SIZE, WINDOWS, MagDistance, Output, Problem, Reduction, Scale, Window, at_least_zero,
-                     mel_bins, positive, positive_int, rate_in_hz, reduction, resolution_lists, resolutions, spectral)
+from .checks import (
+    MAX_SIZE,
+    WINDOWS,
+    MagDistance,
+    Output,
+    Problem,
+    Reduction,
+    Scale,
+    Window,
+    at_least_zero,
+    mel_bins,
+    positive,
+    positive_int,
+    rate_in_hz,
+    reduction,
+    resolution_lists,
+    resolutions,
+    spectral,
+)
 
 
 def _raise(problems: list[Problem]) -> None:
@@ -27,6 +46,7 @@ def _raise(problems: list[Problem]) -> None:
 
 
 # --- time domain ----------------------------------------------------------------------------------------
+
 
 @attrs.define
 class ESRLossConfig:
@@ -106,6 +126,7 @@ class SDSDRLossConfig:
 
 # --- frequency domain -----------------------------------------------------------------------------------
 
+
 @attrs.define
 class STFTLossConfig:
     """auraloss.freq.STFTLoss: one resolution; spectral convergence, log/linear magnitude and phase terms."""
@@ -156,8 +177,10 @@ class MelSTFTLossConfig:
     mag_distance: MagDistance = "L1"
 
     def __attrs_post_init__(self) -> None:
-        _raise(resolutions(self.fft_size, self.hop_size, self.win_length)
-               + spectral(self, [self.fft_size], fixed_scale="mel", bins_field="n_mels"))
+        _raise(
+            resolutions(self.fft_size, self.hop_size, self.win_length)
+            + spectral(self, [self.fft_size], fixed_scale="mel", bins_field="n_mels")
+        )
 
 
 @attrs.define
@@ -183,8 +206,10 @@ class ChromaSTFTLossConfig:
     mag_distance: MagDistance = "L1"
 
     def __attrs_post_init__(self) -> None:
-        _raise(resolutions(self.fft_size, self.hop_size, self.win_length)
-               + spectral(self, [self.fft_size], fixed_scale="chroma", bins_field="n_chroma"))
+        _raise(
+            resolutions(self.fft_size, self.hop_size, self.win_length)
+            + spectral(self, [self.fft_size], fixed_scale="chroma", bins_field="n_chroma")
+        )
 
 
 @attrs.define
@@ -211,8 +236,7 @@ class MultiResolutionSTFTLossConfig:
     mag_distance: MagDistance = "L1"
 
     def __attrs_post_init__(self) -> None:
-        _raise(resolution_lists(self.fft_sizes, self.hop_sizes, self.win_lengths)
-               + spectral(self, self.fft_sizes))
+        _raise(resolution_lists(self.fft_sizes, self.hop_sizes, self.win_lengths) + spectral(self, self.fft_sizes))
 
 
 @attrs.define
@@ -242,9 +266,12 @@ class SumAndDifferenceSTFTLossConfig:
     mag_distance: MagDistance = "L1"
 
     def __attrs_post_init__(self) -> None:
-        _raise(resolution_lists(self.fft_sizes, self.hop_sizes, self.win_lengths)
-               + at_least_zero("w_sum", self.w_sum) + at_least_zero("w_diff", self.w_diff)
-               + spectral(self, self.fft_sizes))
+        _raise(
+            resolution_lists(self.fft_sizes, self.hop_sizes, self.win_lengths)
+            + at_least_zero("w_sum", self.w_sum)
+            + at_least_zero("w_diff", self.w_diff)
+            + spectral(self, self.fft_sizes)
+        )
 
 
 def _power_of_two(path: str, value: int) -> list[Problem]:
@@ -282,28 +309,43 @@ class RandomResolutionSTFTLossConfig:
 
     def fft_sizes(self) -> list[int]:
         """Every FFT size auraloss can draw."""
-        return [2 ** k for k in range(int(math.log2(self.min_fft_size)), int(math.log2(self.max_fft_size)))]
+        return [2**k for k in range(int(math.log2(self.min_fft_size)), int(math.log2(self.max_fft_size)))]
 
     def __attrs_post_init__(self) -> None:
-        problems = positive_int("resolutions", self.resolutions) + positive_int("randomize_rate",
-                                                                                  self.randomize_rate)
-        if self.seed is not None and not 0 <= self.seed < 2 ** 32:
+        problems = positive_int("resolutions", self.resolutions) + positive_int("randomize_rate", self.randomize_rate)
+        if self.seed is not None and not 0 <= self.seed < 2**32:
             problems.append(("seed", f"expected an integer in [0, 2**32) (numpy's seed range), got {self.seed}"))
         sizes = _power_of_two("min_fft_size", self.min_fft_size) + _power_of_two("max_fft_size", self.max_fft_size)
         if not sizes and self.min_fft_size >= self.max_fft_size:
-            sizes.append(("max_fft_size", f"expected max_fft_size > min_fft_size={self.min_fft_size} (the largest "
-                                          f"FFT drawn is max_fft_size / 2), got {self.max_fft_size}"))
+            sizes.append(
+                (
+                    "max_fft_size",
+                    f"expected max_fft_size > min_fft_size={self.min_fft_size} (the largest "
+                    f"FFT drawn is max_fft_size / 2), got {self.max_fft_size}",
+                )
+            )
         elif not sizes and self.max_fft_size > 2 * MAX_SIZE:
-            sizes.append(("max_fft_size", f"expected max_fft_size <= {2 * MAX_SIZE} (2^21: the largest FFT drawn, "
-                                          f"max_fft_size / 2, at most 2^20), got {self.max_fft_size}"))
+            sizes.append(
+                (
+                    "max_fft_size",
+                    f"expected max_fft_size <= {2 * MAX_SIZE} (2^21: the largest FFT drawn, "
+                    f"max_fft_size / 2, at most 2^20), got {self.max_fft_size}",
+                )
+            )
         problems += sizes
         hops = positive("min_hop_size", self.min_hop_size) + positive("max_hop_size", self.max_hop_size)
         if not hops and self.min_hop_size > self.max_hop_size:
-            hops.append(("max_hop_size", f"expected max_hop_size >= min_hop_size={self.min_hop_size}, "
-                                         f"got {self.max_hop_size}"))
+            hops.append(
+                ("max_hop_size", f"expected max_hop_size >= min_hop_size={self.min_hop_size}, got {self.max_hop_size}")
+            )
         if not hops and not sizes and self.min_fft_size * self.min_hop_size < 1:
-            hops.append(("min_hop_size", f"min_fft_size * min_hop_size = {self.min_fft_size * self.min_hop_size} "
-                                         "rounds to a hop of 0 samples; expected a product >= 1"))
+            hops.append(
+                (
+                    "min_hop_size",
+                    f"min_fft_size * min_hop_size = {self.min_fft_size * self.min_hop_size} "
+                    "rounds to a hop of 0 samples; expected a product >= 1",
+                )
+            )
         problems += hops
         if not self.windows:
             problems.append(("windows", "expected at least one window"))
@@ -312,21 +354,31 @@ class RandomResolutionSTFTLossConfig:
         if self.sample_rate is not None:
             problems += rate_in_hz("sample_rate", self.sample_rate)
         if self.scale == "chroma":
-            problems.append(("scale", "auraloss 0.4 cannot build chroma filterbanks inside "
-                                      "RandomResolutionSTFTLoss (it registers librosa's numpy array as a "
-                                      "buffer); expected 'mel' or none, or use auraloss_chromastft"))
+            problems.append(
+                (
+                    "scale",
+                    "auraloss 0.4 cannot build chroma filterbanks inside "
+                    "RandomResolutionSTFTLoss (it registers librosa's numpy array as a "
+                    "buffer); expected 'mel' or none, or use auraloss_chromastft",
+                )
+            )
         elif self.scale == "mel":
             if self.sample_rate is None:
-                problems.append(("sample_rate", "scale = 'mel' builds a filterbank for a sample rate; "
-                                                "expected a sample_rate"))
+                problems.append(
+                    ("sample_rate", "scale = 'mel' builds a filterbank for a sample rate; expected a sample_rate")
+                )
             if self.n_mels is None:
-                problems.append(("n_mels", "scale = 'mel' needs the number of mel bands; expected a positive "
-                                           "integer"))
+                problems.append(("n_mels", "scale = 'mel' needs the number of mel bands; expected a positive integer"))
             else:
                 found = positive_int("n_mels", self.n_mels)
                 if not found and not sizes and self.n_mels > self.min_fft_size:
-                    found.append(("n_mels", f"n_mels {self.n_mels} exceeds min_fft_size {self.min_fft_size}; "
-                                            "auraloss expects n_mels <= every FFT size it draws"))
+                    found.append(
+                        (
+                            "n_mels",
+                            f"n_mels {self.n_mels} exceeds min_fft_size {self.min_fft_size}; "
+                            "auraloss expects n_mels <= every FFT size it draws",
+                        )
+                    )
                 elif not found and not sizes and self.sample_rate is not None and not rate_in_hz("", self.sample_rate):
                     found += mel_bins("n_mels", self.n_mels, self.sample_rate, self.fft_sizes())  # every size drawn
                 problems += found
@@ -358,5 +410,9 @@ def require_in_files(cls: type, key: str, reason: str) -> None:
 
 
 for _config, _loss in ((MelSTFTLossConfig, "MelSTFTLoss"), (ChromaSTFTLossConfig, "ChromaSTFTLoss")):
-    require_in_files(_config, "sample_rate", f"missing: auraloss.freq.{_loss} has no default sample rate; expected "
-                                             "the audio's sample rate in Hz (e.g. sample_rate = 44100)")
+    require_in_files(
+        _config,
+        "sample_rate",
+        f"missing: auraloss.freq.{_loss} has no default sample rate; expected "
+        "the audio's sample rate in Hz (e.g. sample_rate = 44100)",
+    )

@@ -16,8 +16,14 @@ from torch import nn
 
 from distill_core import InvalidConfig
 
-from .configs import (ChromaSTFTLossConfig, MelSTFTLossConfig, MultiResolutionSTFTLossConfig,
-                      RandomResolutionSTFTLossConfig, STFTLossConfig, SumAndDifferenceSTFTLossConfig)
+from .configs import (
+    ChromaSTFTLossConfig,
+    MelSTFTLossConfig,
+    MultiResolutionSTFTLossConfig,
+    RandomResolutionSTFTLossConfig,
+    STFTLossConfig,
+    SumAndDifferenceSTFTLossConfig,
+)
 from .needs import check_bands, filterbank, require
 from .term import AuralossTerm, auraloss_kwargs
 
@@ -63,8 +69,10 @@ class _SpectralTerm(AuralossTerm):
 
     def length_reason(self) -> str:
         fft = max(self.fft_sizes(self.config))
-        return (f"expected at least {fft // 2 + 1} samples (torch.stft reflect-pads each end by "
-                f"fft_size // 2 = {fft // 2} for the largest fft size {fft})")
+        return (
+            f"expected at least {fft // 2 + 1} samples (torch.stft reflect-pads each end by "
+            f"fft_size // 2 = {fft // 2} for the largest fft size {fft})"
+        )
 
     def refuse(self, config: Any) -> None:
         """Raise now for what auraloss would fail on (or silently turn into NaN) at the first batch."""
@@ -72,10 +80,23 @@ class _SpectralTerm(AuralossTerm):
         if kind is not None:
             require(self.name, f"scale = {kind!r}", "librosa.filters", "librosa", "mel")
             if config.sample_rate is None:
-                raise InvalidConfig([("sample_rate", f"{self.auraloss_name()} has no default sample rate; "
-                                                     f"expected sample_rate = <Hz> in [terms.{self.name}]")])
-            check_bands(self.name, kind, config.sample_rate, self.fft_sizes(config),
-                        getattr(config, self.bins_field), self.bins_field)
+                raise InvalidConfig(
+                    [
+                        (
+                            "sample_rate",
+                            f"{self.auraloss_name()} has no default sample rate; "
+                            f"expected sample_rate = <Hz> in [terms.{self.name}]",
+                        )
+                    ]
+                )
+            check_bands(
+                self.name,
+                kind,
+                config.sample_rate,
+                self.fft_sizes(config),
+                getattr(config, self.bins_field),
+                self.bins_field,
+            )
         if config.perceptual_weighting:
             require(self.name, "perceptual_weighting = true", "scipy.signal", "scipy", "perceptual")
 
@@ -192,8 +213,7 @@ class RandomResolutionSTFTLossTerm(_SpectralTerm):
     def refuse(self, config: Any) -> None:
         if config.scale is not None:  # the config has checked sample_rate and n_mels
             require(self.name, f"scale = {config.scale!r}", "librosa.filters", "librosa", "mel")
-            check_bands(self.name, config.scale, config.sample_rate, self.fft_sizes(config), config.n_mels,
-                        "n_mels")
+            check_bands(self.name, config.scale, config.sample_rate, self.fft_sizes(config), config.n_mels, "n_mels")
 
     def build(self, config: Any) -> nn.Module:
         self.refuse(config)
@@ -204,5 +224,11 @@ class RandomResolutionSTFTLossTerm(_SpectralTerm):
         super().follow_dtype(dtype)
 
 
-FREQ_TERMS = (STFTLossTerm, MelSTFTLossTerm, ChromaSTFTLossTerm, MultiResolutionSTFTLossTerm,
-              RandomResolutionSTFTLossTerm, SumAndDifferenceSTFTLossTerm)
+FREQ_TERMS = (
+    STFTLossTerm,
+    MelSTFTLossTerm,
+    ChromaSTFTLossTerm,
+    MultiResolutionSTFTLossTerm,
+    RandomResolutionSTFTLossTerm,
+    SumAndDifferenceSTFTLossTerm,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,7 +20,8 @@ def require(term: str, option: str, module: str, package: str, extra: str) -> No
     except ImportError as exc:
         raise MissingDependency(
             f"{term}: {option} needs {package}, which cannot be imported ({exc}); "
-            f"pip install {package}  (or pip install 'distill-auraloss[{extra}]')") from None
+            f"pip install {package}  (or pip install 'distill-auraloss[{extra}]')"
+        ) from None
 
 
 def filterbank(kind: str, sample_rate: float, fft_size: int, bins: int) -> np.ndarray:
@@ -34,8 +35,7 @@ def filterbank(kind: str, sample_rate: float, fft_size: int, bins: int) -> np.nd
         return librosa.filters.chroma(sr=sample_rate, n_fft=fft_size, n_chroma=bins)
 
 
-def check_bands(term: str, kind: str, sample_rate: float, fft_sizes: Iterable[int], bins: int,
-                bins_field: str) -> None:
+def check_bands(term: str, kind: str, sample_rate: float, fft_sizes: Iterable[int], bins: int, bins_field: str) -> None:
     """Refuse a filterbank with an all-zero band: auraloss would take log(0) there and return NaN."""
     for fft in sorted(set(fft_sizes)):
         empty = int((filterbank(kind, sample_rate, fft, bins).sum(axis=1) == 0).sum())
@@ -43,4 +43,5 @@ def check_bands(term: str, kind: str, sample_rate: float, fft_sizes: Iterable[in
             raise ValueError(
                 f"{term}: {bins_field} = {bins} at sample_rate = {sample_rate:g} leaves {empty} of {bins} {kind} "
                 f"bands without any FFT bin at fft size {fft}; their log magnitude is log(0) and the loss NaN; "
-                f"expected a smaller {bins_field} or a larger fft size")
+                f"expected a smaller {bins_field} or a larger fft size"
+            )

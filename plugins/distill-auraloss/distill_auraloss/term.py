@@ -17,8 +17,11 @@ WAVEFORMS = {"recon": "B, C, N", "target": "B, C, N"}
 
 def auraloss_kwargs(config: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config's fields as auraloss keyword arguments: without ``weight``, tuples as lists."""
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in attrs.asdict(config, recurse=False).items() if k != "weight" and k not in drop}
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in attrs.asdict(config, recurse=False).items()
+        if k != "weight" and k not in drop
+    }
 
 
 class AuralossTerm(LossTerm):
@@ -65,8 +68,10 @@ class AuralossTerm(LossTerm):
         """recon and target checked, contiguous, in one float dtype of float32 or wider."""
         x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"], channels=self.channels)
         if x.shape[-1] < self.min_samples:
-            raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples per signal, too short for "
-                             f"{self.auraloss_name()}; {self.length_reason()}")
+            raise BatchError(
+                f"{self.name}: batch['recon'] has {x.shape[-1]} samples per signal, too short for "
+                f"{self.auraloss_name()}; {self.length_reason()}"
+            )
         x, y = upcast(x.contiguous(), y.contiguous())  # auraloss reshapes with .view
         if y.dtype != x.dtype:
             y = y.to(x.dtype)

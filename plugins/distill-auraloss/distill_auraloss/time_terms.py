@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import auraloss
 
-from .configs import (DCLossConfig, ESRLossConfig, LogCoshLossConfig, SDSDRLossConfig, SISDRLossConfig,
-                      SNRLossConfig)
+from .configs import DCLossConfig, ESRLossConfig, LogCoshLossConfig, SDSDRLossConfig, SISDRLossConfig, SNRLossConfig
 from .term import AuralossTerm, PerChannelTerm
 
 

@@ -8,7 +8,8 @@ module, and the architectures load when a config first uses the term, or on firs
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
@@ -30,16 +31,59 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __version__ = "0.1.0"
 _LAZY = {
-    "Adversarial": "adversarial", "StateMismatch": "adversarial",
-    "CommonOptions": "base", "Discriminator": "base", "SubOutput": "base",
-    "AdversarialConfig": "config", "DiscriminatorSpec": "config", "FeatureMatchingConfig": "config",
-    "OptimizerConfig": "config", "SchedulerConfig": "config",
+    "Adversarial": "adversarial",
+    "StateMismatch": "adversarial",
+    "CommonOptions": "base",
+    "Discriminator": "base",
+    "SubOutput": "base",
+    "AdversarialConfig": "config",
+    "DiscriminatorSpec": "config",
+    "FeatureMatchingConfig": "config",
+    "OptimizerConfig": "config",
+    "SchedulerConfig": "config",
     "discriminators": "hookspecs",
-    "FORMS": "losses", "discriminator_loss": "losses", "feature_matching": "losses", "generator_loss": "losses",
-    "MPD": "mpd", "MPDConfig": "mpd", "MRD": "mrd", "MRDConfig": "mrd", "MSD": "msd", "MSDConfig": "msd",
-    "MSSTFTD": "msstftd", "MSSTFTDConfig": "msstftd", "PRESETS": "presets", "AdversarialLoss": "term",
+    "FORMS": "losses",
+    "discriminator_loss": "losses",
+    "feature_matching": "losses",
+    "generator_loss": "losses",
+    "MPD": "mpd",
+    "MPDConfig": "mpd",
+    "MRD": "mrd",
+    "MRDConfig": "mrd",
+    "MSD": "msd",
+    "MSDConfig": "msd",
+    "MSSTFTD": "msstftd",
+    "MSSTFTDConfig": "msstftd",
+    "PRESETS": "presets",
+    "AdversarialLoss": "term",
 }
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Adversarial",
+    "AdversarialConfig",
+    "AdversarialLoss",
+    "CommonOptions",
+    "Discriminator",
+    "DiscriminatorSpec",
+    "FORMS",
+    "FeatureMatchingConfig",
+    "MPD",
+    "MPDConfig",
+    "MRD",
+    "MRDConfig",
+    "MSD",
+    "MSDConfig",
+    "MSSTFTD",
+    "MSSTFTDConfig",
+    "OptimizerConfig",
+    "PRESETS",
+    "SchedulerConfig",
+    "StateMismatch",
+    "SubOutput",
+    "discriminator_loss",
+    "discriminators",
+    "feature_matching",
+    "generator_loss",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562

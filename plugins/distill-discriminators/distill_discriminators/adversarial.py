@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,8 +75,12 @@ class Adversarial(nn.Module):
                 outputs = self.judge(torch.cat([fake.detach(), real.detach()]))
                 fakes = [[halve(o, slice(0, n)) for o in subs] for subs in outputs]
                 reals = [[halve(o, slice(n, None)) for o in subs] for subs in outputs]
-            loss = torch.stack([spec.weight * discriminator_loss(self.config.loss, r, f, spec.reduce)
-                                for spec, r, f in zip(self.config.discriminators, reals, fakes)]).sum()
+            loss = torch.stack(
+                [
+                    spec.weight * discriminator_loss(self.config.loss, r, f, spec.reduce)
+                    for spec, r, f in zip(self.config.discriminators, reals, fakes)
+                ]
+            ).sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         bad = ~torch.isfinite(loss)
@@ -87,8 +92,10 @@ class Adversarial(nn.Module):
         self.updates += (~bad).long()
         self.skipped += bad.long()
         with torch.no_grad():
-            scores = {"real_score": torch.stack([mean_score(r) for r in reals]).mean(),
-                      "fake_score": torch.stack([mean_score(f) for f in fakes]).mean()}
+            scores = {
+                "real_score": torch.stack([mean_score(r) for r in reals]).mean(),
+                "fake_score": torch.stack([mean_score(f) for f in fakes]).mean(),
+            }
         return {"disc_loss": loss.detach(), **scores}
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -104,11 +111,15 @@ class Adversarial(nn.Module):
                 reals = self.judge(real.detach())
             fakes = self.judge(fake)
         specs, fm = self.config.discriminators, self.config.feature_matching
-        gen = torch.stack([s.weight * generator_loss(self.config.loss, f, s.reduce)
-                           for s, f in zip(specs, fakes)]).sum()
-        feat = torch.stack([s.weight * feature_matching(r, f, layers=fm.layers, include_logits=fm.include_logits,
-                                                        how=s.feat_reduce)
-                            for s, r, f in zip(specs, reals, fakes)]).sum()
+        gen = torch.stack(
+            [s.weight * generator_loss(self.config.loss, f, s.reduce) for s, f in zip(specs, fakes)]
+        ).sum()
+        feat = torch.stack(
+            [
+                s.weight * feature_matching(r, f, layers=fm.layers, include_logits=fm.include_logits, how=s.feat_reduce)
+                for s, r, f in zip(specs, reals, fakes)
+            ]
+        ).sum()
         return {"gen": gen, "feat": feat}
 
     def generator_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -144,17 +155,19 @@ class Adversarial(nn.Module):
 
     # --- state ------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "discriminators": describe(self),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+        return {
+            "fingerprint": self.fingerprint,
+            "discriminators": describe(self),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
 
     def set_extra_state(self, state: Any) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
 
-    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any
-                              ) -> None:
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         check_fingerprint(self, state_dict.get(prefix + EXTRA), prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -167,14 +180,16 @@ class Adversarial(nn.Module):
             raise StateMismatch(f"init_from = {str(path)!r}: cannot read it ({type(exc).__name__}: {exc})") from exc
         found = find_state(data)
         if found is None:
-            raise StateMismatch(f"init_from = {str(path)!r} holds no discriminator state (no "
-                                f"'{EXTRA}' with a fingerprint in it, at any level)")
+            raise StateMismatch(
+                f"init_from = {str(path)!r} holds no discriminator state (no "
+                f"'{EXTRA}' with a fingerprint in it, at any level)"
+            )
         state, prefix = found
         check_fingerprint(self, state[prefix + EXTRA], f"init_from = {str(path)!r}")
-        ours = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        ours = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if weights_only:
             ours = {k: v for k, v in ours.items() if k.startswith("discriminators.")}
-            self.discriminators.load_state_dict({k[len("discriminators."):]: v for k, v in ours.items()})
+            self.discriminators.load_state_dict({k[len("discriminators.") :]: v for k, v in ours.items()})
         else:
             self.load_state_dict(ours)
 
@@ -187,8 +202,10 @@ def halve(out: SubOutput, part: slice) -> SubOutput:
 def check_pair(fake: torch.Tensor, real: torch.Tensor) -> None:
     """fake and real: waveforms [B, C, N] of one shape (metadata only, no sync)."""
     if fake.dim() != 3 or fake.shape != real.shape:
-        raise ValueError(f"adversarial: expected fake and real waveforms [B, C, N] of one shape, got fake "
-                         f"{list(fake.shape)} and real {list(real.shape)}")
+        raise ValueError(
+            f"adversarial: expected fake and real waveforms [B, C, N] of one shape, got fake "
+            f"{list(fake.shape)} and real {list(real.shape)}"
+        )
 
 
 def describe(adv: Adversarial) -> str:
@@ -212,12 +229,16 @@ def check_fingerprint(adv: Adversarial, extra: Any, where: str) -> None:
     """Refuse, in one line, a saved state made for another discriminator."""
     saved = extra.get("fingerprint") if isinstance(extra, Mapping) else None
     if saved is None:
-        raise StateMismatch(f"{where or 'state'}: no discriminator fingerprint in the saved state; it was not "
-                            f"saved by Adversarial.state_dict()")
+        raise StateMismatch(
+            f"{where or 'state'}: no discriminator fingerprint in the saved state; it was not "
+            f"saved by Adversarial.state_dict()"
+        )
     if saved != adv.fingerprint:
-        raise StateMismatch(f"{where or 'state'}: saved discriminator {saved} [{extra.get('discriminators')}] "
-                            f"does not match this one {adv.fingerprint} [{describe(adv)}]; use the config it "
-                            f"was saved with, or init = 'fresh'")
+        raise StateMismatch(
+            f"{where or 'state'}: saved discriminator {saved} [{extra.get('discriminators')}] "
+            f"does not match this one {adv.fingerprint} [{describe(adv)}]; use the config it "
+            f"was saved with, or init = 'fresh'"
+        )
 
 
 def find_state(data: Any, depth: int = 0) -> tuple[Mapping[str, Any], str] | None:

@@ -49,8 +49,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[SubOutput]:
         if x.dim() != 3:
-            raise ValueError(f"discriminator {self.name!r}: expected waveforms [B, C, N], got shape "
-                             f"{list(x.shape)}")
+            raise ValueError(f"discriminator {self.name!r}: expected waveforms [B, C, N], got shape {list(x.shape)}")
         x = x.reshape(-1, 1, x.shape[-1])
         if self.config.normalize_input:
             x = x - x.mean(dim=-1, keepdim=True)

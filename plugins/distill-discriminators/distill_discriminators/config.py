@@ -116,8 +116,12 @@ class SchedulerConfig:
         if self.warmup_steps < 0:
             problems.append(("warmup_steps", f"expected >= 0, got {self.warmup_steps}"))
         if self.name == "cosine" and self.total_steps <= self.warmup_steps:
-            problems.append(("total_steps", f"expected more than warmup_steps={self.warmup_steps} for 'cosine', "
-                                            f"got {self.total_steps}"))
+            problems.append(
+                (
+                    "total_steps",
+                    f"expected more than warmup_steps={self.warmup_steps} for 'cosine', got {self.total_steps}",
+                )
+            )
         if problems:
             raise InvalidConfig(problems)
 
@@ -170,8 +174,11 @@ class AdversarialConfig:
             for key, value in PRESETS[self.preset].items():
                 if getattr(self, key) is None:
                     setattr(self, key, converter.structure(value, fields[key].type))
-        missing = [k for k in ("discriminators", "loss", "feature_matching", "gen_weight", "feat_weight",
-                               "optimizer") if getattr(self, k) is None]
+        missing = [
+            k
+            for k in ("discriminators", "loss", "feature_matching", "gen_weight", "feat_weight", "optimizer")
+            if getattr(self, k) is None
+        ]
         problems += [(k, "missing: give it, or a preset that sets it") for k in missing]
         if self.scheduler is None:
             self.scheduler = SchedulerConfig()
@@ -192,7 +199,6 @@ class AdversarialConfig:
         if problems:
             raise InvalidConfig(problems)
 
-
     def _width_problems(self) -> Problems:
         """Each discriminator's options with the shared ``width`` applied (e.g. MSD's grouped convs need a
         multiple of 1/8): found here, when the config loads, not when the loss is built."""
@@ -201,10 +207,16 @@ class AdversarialConfig:
             if "width" in spec.options:
                 continue  # its own width was checked with its options
             options = {**spec.options, "width": self.width}
-            _, found = structure_checked(options, spec.discriminator_class().config_class,
-                                         f"discriminators[{i}].options")
-            problems += [(p.replace(f"discriminators[{i}].options.width", "width"),
-                          f"{r} (for discriminators[{i}], kind {spec.kind!r})") for p, r in found]
+            _, found = structure_checked(
+                options, spec.discriminator_class().config_class, f"discriminators[{i}].options"
+            )
+            problems += [
+                (
+                    p.replace(f"discriminators[{i}].options.width", "width"),
+                    f"{r} (for discriminators[{i}], kind {spec.kind!r})",
+                )
+                for p, r in found
+            ]
         return problems
 
 

@@ -9,8 +9,6 @@ kinds then would wait on the discovery that asks.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from distill_core import hookimpl
 from distill_core.config.converter import did_you_mean
 from distill_core.registry.discovery import Registry, get_registry
@@ -49,10 +47,16 @@ class DiscriminatorRegistry:
     def add(self, cls: type[Discriminator], source: str) -> None:
         """One class, checked for what a config needs: a ``name`` and a ``config_class``."""
         name = getattr(cls, "name", None)
-        if not (isinstance(name, str) and name and isinstance(cls, type) and issubclass(cls, Discriminator)
-                and hasattr(cls, "config_class")):
-            raise TypeError(f"{source}: register() expects a Discriminator subclass with a name and a "
-                            f"config_class, got {cls!r}")
+        if not (
+            isinstance(name, str)
+            and name
+            and isinstance(cls, type)
+            and issubclass(cls, Discriminator)
+            and hasattr(cls, "config_class")
+        ):
+            raise TypeError(
+                f"{source}: register() expects a Discriminator subclass with a name and a config_class, got {cls!r}"
+            )
         if name in self.classes and self.classes[name] is not cls:
             raise TypeError(f"discriminator name {name!r} is registered by {self.sources[name]} and {source}")
         self.classes[name], self.sources[name] = cls, source
@@ -63,8 +67,10 @@ class DiscriminatorRegistry:
         if kind not in self.classes and self.core is not get_registry():
             self.collect(get_registry())
         if kind not in self.classes:
-            raise KeyError(f"unknown discriminator kind {kind!r}{did_you_mean(kind, self.classes)} "
-                           f"(installed: {', '.join(sorted(self.classes))})")
+            raise KeyError(
+                f"unknown discriminator kind {kind!r}{did_you_mean(kind, self.classes)} "
+                f"(installed: {', '.join(sorted(self.classes))})"
+            )
         return self.classes[kind]
 
 

@@ -5,7 +5,8 @@ keeps 3 significant digits, and a hinge loss near 0 would be all rounding)."""
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch.nn import functional as F
@@ -46,8 +47,8 @@ def _hinge_fake(fake: torch.Tensor) -> torch.Tensor:
 
 # form -> (generator's loss on D(fake), discriminator's loss on D(real), discriminator's loss on D(fake))
 FORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], ...]] = {
-    "lsgan": (_lsgan_gen, _lsgan_real, _lsgan_fake),             # Mao et al. 2017: HiFi-GAN, DAC
-    "hinge": (_hinge_gen, _hinge_real, _hinge_fake),             # Lim & Ye 2017: audiocraft's 'hinge'
+    "lsgan": (_lsgan_gen, _lsgan_real, _lsgan_fake),  # Mao et al. 2017: HiFi-GAN, DAC
+    "hinge": (_hinge_gen, _hinge_real, _hinge_fake),  # Lim & Ye 2017: audiocraft's 'hinge'
     "hinge_clamped": (_hinge_clamped_gen, _hinge_real, _hinge_fake),  # Vocos; audiocraft's 'hinge2'
 }
 
@@ -69,15 +70,20 @@ def generator_loss(form: str, fake: list[SubOutput], how: Reduce = "sum") -> tor
     return reduce([gen(wide(out.logits)) for out in fake], how)
 
 
-def discriminator_loss(form: str, real: list[SubOutput], fake: list[SubOutput], how: Reduce = "sum"
-                       ) -> torch.Tensor:
+def discriminator_loss(form: str, real: list[SubOutput], fake: list[SubOutput], how: Reduce = "sum") -> torch.Tensor:
     """The discriminator's loss: real towards 'real', fake towards 'fake', per sub-discriminator, reduced."""
     _, on_real, on_fake = FORMS[form]
     return reduce([on_real(wide(r.logits)) + on_fake(wide(f.logits)) for r, f in zip(real, fake)], how)
 
 
-def feature_matching(real: list[SubOutput], fake: list[SubOutput], *, layers: Reduce = "sum",
-                     include_logits: bool = False, how: Reduce = "sum") -> torch.Tensor:
+def feature_matching(
+    real: list[SubOutput],
+    fake: list[SubOutput],
+    *,
+    layers: Reduce = "sum",
+    include_logits: bool = False,
+    how: Reduce = "sum",
+) -> torch.Tensor:
     """Mean absolute difference of each feature map (and the logits, if included), summed or averaged over a
     sub-discriminator's layers, then summed or averaged over sub-discriminators. The real side is a target."""
     per_sub = []

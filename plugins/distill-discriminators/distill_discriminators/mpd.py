@@ -7,8 +7,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features, raise_problems
-from .base import scaled
+from .base import (
+    CommonOptions,
+    Discriminator,
+    SubOutput,
+    check_positive,
+    check_width,
+    keep_features,
+    raise_problems,
+    scaled,
+)
 from .convs import Norm, conv2d
 
 CHANNELS = (32, 128, 512, 1024, 1024)
@@ -53,7 +61,8 @@ class PeriodDiscriminator(nn.Module):
         strides = [s] * (len(CHANNELS) - 1) + [1]
         self.convs = nn.ModuleList(
             conv2d(cin, cout, (k, 1), (st, 1), padding=(pad, 0), norm=config.norm)
-            for cin, cout, st in zip(channels, channels[1:], strides))
+            for cin, cout, st in zip(channels, channels[1:], strides)
+        )
         self.conv_post = conv2d(channels[-1], 1, (3, 1), 1, padding=(1, 0), norm=config.norm)
 
     def forward(self, x: torch.Tensor) -> SubOutput:

@@ -10,8 +10,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features, raise_problems
-from .base import scaled
+from .base import (
+    CommonOptions,
+    Discriminator,
+    SubOutput,
+    check_positive,
+    check_width,
+    keep_features,
+    raise_problems,
+    scaled,
+)
 from .convs import conv2d
 
 BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
@@ -41,8 +49,9 @@ class MRDConfig(CommonOptions):
         if not 0 < self.hop_factor <= 1:
             problems.append(("hop_factor", f"expected a fraction of the window in (0, 1], got {self.hop_factor}"))
         elif self.padding == "dac" and self.hop_factor != 0.25:
-            problems.append(("hop_factor", f"padding 'dac' (match_stride) needs hop_factor 0.25, got "
-                                           f"{self.hop_factor}"))
+            problems.append(
+                ("hop_factor", f"padding 'dac' (match_stride) needs hop_factor 0.25, got {self.hop_factor}")
+            )
         if not self.bands:
             problems.append(("bands", "expected at least one (low, high) band"))
         for i, (lo, hi) in enumerate(self.bands):
@@ -74,9 +83,13 @@ class BandDiscriminator(nn.Module):
         self.register_buffer("window", torch.hann_window(fft_size, dtype=torch.float64).float(), persistent=False)
 
         def stack() -> nn.ModuleList:
-            return nn.ModuleList([conv2d(2, ch, (3, 9), (1, 1), padding=(1, 4)),
-                                  *(conv2d(ch, ch, (3, 9), (1, 2), padding=(1, 4)) for _ in range(3)),
-                                  conv2d(ch, ch, (3, 3), (1, 1), padding=(1, 1))])
+            return nn.ModuleList(
+                [
+                    conv2d(2, ch, (3, 9), (1, 1), padding=(1, 4)),
+                    *(conv2d(ch, ch, (3, 9), (1, 2), padding=(1, 4)) for _ in range(3)),
+                    conv2d(ch, ch, (3, 3), (1, 1), padding=(1, 1)),
+                ]
+            )
 
         self.band_convs = nn.ModuleList(stack() for _ in self.bins)
         self.conv_post = conv2d(ch, 1, (3, 3), (1, 1), padding=(1, 1))
@@ -88,8 +101,7 @@ class BandDiscriminator(nn.Module):
             n, hop = x.shape[-1], self.hop
             side = (self.fft_size - hop) // 2
             x = F.pad(x[:, None], (side, side + (-n) % hop), mode="reflect")[:, 0]
-        spec = torch.stft(x, self.fft_size, self.hop, window=self.window.to(x.dtype), center=True,
-                          return_complex=True)
+        spec = torch.stft(x, self.fft_size, self.hop, window=self.window.to(x.dtype), center=True, return_complex=True)
         if self.config.padding == "dac":
             spec = spec[..., 2:-2]
         return torch.view_as_real(spec).permute(0, 3, 2, 1)

@@ -8,13 +8,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features, raise_problems
-from .base import scaled
+from .base import (
+    CommonOptions,
+    Discriminator,
+    SubOutput,
+    check_positive,
+    check_width,
+    keep_features,
+    raise_problems,
+    scaled,
+)
 from .convs import conv1d
 
 # (channels out, kernel, stride, groups) of HiFi-GAN's DiscriminatorS
-LAYERS = ((128, 15, 1, 1), (128, 41, 2, 4), (256, 41, 2, 16), (512, 41, 4, 16), (1024, 41, 4, 16),
-          (1024, 41, 1, 16), (1024, 5, 1, 1))
+LAYERS = (
+    (128, 15, 1, 1),
+    (128, 41, 2, 4),
+    (256, 41, 2, 16),
+    (512, 41, 4, 16),
+    (1024, 41, 4, 16),
+    (1024, 41, 1, 16),
+    (1024, 5, 1, 1),
+)
 
 
 @attrs.define
@@ -37,8 +52,13 @@ class MSDConfig(CommonOptions):
             for i, (cout, _, _, groups) in enumerate(LAYERS):
                 cout = scaled(cout, self.width)
                 if cin % groups or cout % groups:
-                    problems.append(("width", f"width {self.width} gives conv {i} {cin} -> {cout} channels, "
-                                              f"not divisible by its {groups} groups; use a multiple of 1/8"))
+                    problems.append(
+                        (
+                            "width",
+                            f"width {self.width} gives conv {i} {cin} -> {cout} channels, "
+                            f"not divisible by its {groups} groups; use a multiple of 1/8",
+                        )
+                    )
                     break
                 cin = cout
         raise_problems(problems)
@@ -76,7 +96,8 @@ class MSD(Discriminator):
         super().__init__(config)
         self.discriminators = nn.ModuleList(
             ScaleDiscriminator(config, "spectral" if i == 0 and config.spectral_first else "weight")
-            for i in range(config.scales))
+            for i in range(config.scales)
+        )
         self.pool = nn.AvgPool1d(4, 2, padding=2)
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:

@@ -8,8 +8,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import CommonOptions, Discriminator, SubOutput, check_positive, check_width, keep_features
-from .base import raise_problems, scaled
+from .base import (
+    CommonOptions,
+    Discriminator,
+    SubOutput,
+    check_positive,
+    check_width,
+    keep_features,
+    raise_problems,
+    scaled,
+)
 from .convs import Norm, conv2d
 
 
@@ -45,8 +53,12 @@ class MSSTFTDConfig(CommonOptions):
             check_positive(problems, name, getattr(self, name))
         lengths = {k: len(getattr(self, k)) for k in ("n_ffts", "hop_lengths", "win_lengths")}
         if len(set(lengths.values())) > 1:
-            problems.append(("hop_lengths", "expected one entry per scale: " +
-                             ", ".join(f"{k} has {n}" for k, n in lengths.items())))
+            problems.append(
+                (
+                    "hop_lengths",
+                    "expected one entry per scale: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()),
+                )
+            )
         for i, (n_fft, win) in enumerate(zip(self.n_ffts, self.win_lengths)):
             if win > n_fft:
                 problems.append((f"win_lengths[{i}]", f"expected at most n_ffts[{i}]={n_fft}, got {win}"))
@@ -69,14 +81,23 @@ class STFTDiscriminator(nn.Module):
         k = config.kernel_size
 
         def channels(i: int) -> int:
-            return scaled(min(config.filters_scale ** i * config.filters, config.max_filters), config.width)
+            return scaled(min(config.filters_scale**i * config.filters, config.max_filters), config.width)
 
         convs = [conv2d(2, channels(0), k, padding=same_padding(k), norm="none")]
         cin = channels(1)
         for i, d in enumerate(config.dilations):
             cout = channels(i + 1)
-            convs.append(conv2d(cin, cout, k, stride=config.stride, dilation=(d, 1),
-                                padding=same_padding(k, (d, 1)), norm=config.norm))
+            convs.append(
+                conv2d(
+                    cin,
+                    cout,
+                    k,
+                    stride=config.stride,
+                    dilation=(d, 1),
+                    padding=same_padding(k, (d, 1)),
+                    norm=config.norm,
+                )
+            )
             cin = cout
         cout = channels(len(config.dilations) + 1)
         square = (k[0], k[0])
@@ -86,8 +107,7 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SubOutput:
         window = self.window.to(x.dtype)
-        spec = torch.stft(x[:, 0], self.n_fft, self.hop, window.shape[0], window, center=False,
-                          return_complex=True)
+        spec = torch.stft(x[:, 0], self.n_fft, self.hop, window.shape[0], window, center=False, return_complex=True)
         if self.config.normalized:
             spec = spec / window.pow(2).sum().sqrt()
         z = torch.view_as_real(spec).permute(0, 3, 2, 1)
@@ -107,8 +127,8 @@ class MSSTFTD(Discriminator):
     def __init__(self, config: MSSTFTDConfig) -> None:
         super().__init__(config)
         self.discriminators = nn.ModuleList(
-            STFTDiscriminator(n, h, w, config) for n, h, w in zip(config.n_ffts, config.hop_lengths,
-                                                                  config.win_lengths))
+            STFTDiscriminator(n, h, w, config) for n, h, w in zip(config.n_ffts, config.hop_lengths, config.win_lengths)
+        )
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:
         return [d(x) for d in self.discriminators]

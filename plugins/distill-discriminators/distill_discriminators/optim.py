@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -13,18 +13,24 @@ from .config import OptimizerConfig, SchedulerConfig
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
     """Adam or AdamW with the fused kernel (CPU and CUDA have it): it takes a non-finite flag on the device."""
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
-    return cls(list(params), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-               weight_decay=config.weight_decay, fused=True)
+    return cls(
+        list(params),
+        lr=config.lr,
+        betas=tuple(config.betas),
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=True,
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig
-                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: SchedulerConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The configured schedule, or None."""
     if config.name == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma)
     if config.name == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(config.warmup_steps,
-                                                                             config.total_steps))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(config.warmup_steps, config.total_steps))
     return None
 
 

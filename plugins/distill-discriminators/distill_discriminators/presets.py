@@ -46,10 +46,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Adam(3e-4, (0.5, 0.9)), no weight decay, no clip.
     "encodec": {
         "discriminators": [
-            {"kind": "msstftd", "reduce": "mean", "feat_reduce": "mean",
-             "options": {"filters": 32, "n_ffts": [1024, 2048, 512, 256, 128],
-                         "hop_lengths": [256, 512, 128, 64, 32], "win_lengths": [1024, 2048, 512, 256, 128],
-                         "negative_slope": 0.3}},
+            {
+                "kind": "msstftd",
+                "reduce": "mean",
+                "feat_reduce": "mean",
+                "options": {
+                    "filters": 32,
+                    "n_ffts": [1024, 2048, 512, 256, 128],
+                    "hop_lengths": [256, 512, 128, 64, 32],
+                    "win_lengths": [1024, 2048, 512, 256, 128],
+                    "negative_slope": 0.3,
+                },
+            },
         ],
         "loss": "hinge",
         "feature_matching": {"layers": "mean", "include_logits": False},
@@ -63,11 +71,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # feature-matching sums averaged over sub-discriminators; AdamW(5e-4, (0.8, 0.9)), cosine over 1M D steps.
     "vocos": {
         "discriminators": [
-            {"kind": "mpd", "feat_reduce": "mean",
-             "options": {"periods": [2, 3, 5, 7, 11], "first_layer_features": False}},
-            {"kind": "mrd", "weight": 0.1, "reduce": "mean", "feat_reduce": "mean",
-             "options": {"fft_sizes": [2048, 1024, 512], "padding": "center", "normalize_input": True,
-                         "first_layer_features": False}},
+            {
+                "kind": "mpd",
+                "feat_reduce": "mean",
+                "options": {"periods": [2, 3, 5, 7, 11], "first_layer_features": False},
+            },
+            {
+                "kind": "mrd",
+                "weight": 0.1,
+                "reduce": "mean",
+                "feat_reduce": "mean",
+                "options": {
+                    "fft_sizes": [2048, 1024, 512],
+                    "padding": "center",
+                    "normalize_input": True,
+                    "first_layer_features": False,
+                },
+            },
         ],
         "loss": "hinge_clamped",
         "feature_matching": {"layers": "sum", "include_logits": True},

@@ -7,7 +7,8 @@ says else). ``CombinedLoss.update(batch)`` runs D's step (``update``) once per t
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 

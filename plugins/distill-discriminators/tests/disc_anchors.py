@@ -61,7 +61,8 @@ def use_anchors() -> None:
         package_folder("audiocraft.modules", base / "modules")
         conv = importlib.import_module("audiocraft.modules.conv")
         sys.modules["audiocraft.modules"].__dict__.update(
-            {k: v for k, v in vars(conv).items() if not k.startswith("_")})
+            {k: v for k, v in vars(conv).items() if not k.startswith("_")}
+        )
         sys.modules.setdefault("flashy", types.ModuleType("flashy"))
     for name in ("vocos", "bigvgan"):  # their __init__s import the pretrained-model loaders (huggingface_hub)
         if name not in sys.modules:

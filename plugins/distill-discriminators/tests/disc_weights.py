@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -27,8 +27,9 @@ def load_anchor(module: nn.Module, anchor: nn.Module, unwrap: Callable[[str], st
     load_state(module, anchor.state_dict(), unwrap)
 
 
-def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], unwrap: Callable[[str], str] = lambda n: n
-               ) -> None:
+def load_state(
+    module: nn.Module, state: Mapping[str, torch.Tensor], unwrap: Callable[[str], str] = lambda n: n
+) -> None:
     """Load an anchor's state_dict (its names) into ``module``; every one of ours must be given, with its shape."""
     ours = module.state_dict()
     theirs = {renamed(k, ours, unwrap): v for k, v in state.items() if not k.endswith("window")}

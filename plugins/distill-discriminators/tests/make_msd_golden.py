@@ -88,21 +88,28 @@ def decoded(codes: dict[str, tuple[torch.Tensor, int]]) -> dict[str, torch.Tenso
 
 def power_vectors(msd: nn.Module) -> dict[str, torch.Tensor]:
     """Spectral norm's u and v buffers, by state_dict name."""
-    return {k: v.clone() for k, v in msd.state_dict().items()
-            if k.endswith(("weight_u", "weight_v")) and k.replace(k.rpartition(".")[2], "weight_orig")
-            in msd.state_dict()}
+    return {
+        k: v.clone()
+        for k, v in msd.state_dict().items()
+        if k.endswith(("weight_u", "weight_v")) and k.replace(k.rpartition(".")[2], "weight_orig") in msd.state_dict()
+    }
 
 
 def provenance(checkout: Path) -> dict[str, str]:
     """Which HiFi-GAN made the goldens: its commit when the checkout is a git one, and models.py's hash."""
     digest = hashlib.sha256((checkout / "models.py").read_bytes()).hexdigest()
     try:
-        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
-    return {"repository": "jik876/hifi-gan", "commit": commit, "models.py sha256": digest,
-            "torch": str(torch.__version__)}
+    return {
+        "repository": "jik876/hifi-gan",
+        "commit": commit,
+        "models.py sha256": digest,
+        "torch": str(torch.__version__),
+    }
 
 
 def main() -> None:
@@ -124,8 +131,9 @@ def main() -> None:
     real, fake = torch.randn(SHAPE, generator=g), 0.5 * torch.randn(SHAPE, generator=g)
 
     # train.py's D step (the MSD half): both branches through msd(y, y_hat), real first per scale
-    optimizer = torch.optim.AdamW(msd.parameters(), config["learning_rate"],
-                                  betas=[config["adam_b1"], config["adam_b2"]])
+    optimizer = torch.optim.AdamW(
+        msd.parameters(), config["learning_rate"], betas=[config["adam_b1"], config["adam_b2"]]
+    )
     msd.train()
     r_logits, f_logits, r_maps, f_maps = msd(real, fake.detach())
     d_loss, _, _ = models.discriminator_loss(r_logits, f_logits)
@@ -145,22 +153,38 @@ def main() -> None:
         feat_train = models.feature_loss(t_real_maps, t_fake_maps)
 
     golden = {
-        "provenance": provenance(checkout), "width": args.width, "seed": SEED,
+        "provenance": provenance(checkout),
+        "width": args.width,
+        "seed": SEED,
         "optimizer": {"lr": config["learning_rate"], "betas": [config["adam_b1"], config["adam_b2"]]},
-        "codes": codes, "vectors": initial_vectors, "real": real, "fake": fake,
-        "d_step": {"real_logits": [t.detach() for t in r_logits], "fake_logits": [t.detach() for t in f_logits],
-                   "real_maps": [[t.detach() for t in m] for m in r_maps],
-                   "fake_maps": [[t.detach() for t in m] for m in f_maps], "loss": d_loss.detach()},
-        "after_step": {"vectors": vectors_after, "fake_logits": list(g_logits), "gen_loss": gen_eval,
-                       "feat_loss": feat_eval, "train_mode_gen_loss": gen_train,
-                       "train_mode_feat_loss": feat_train},
+        "codes": codes,
+        "vectors": initial_vectors,
+        "real": real,
+        "fake": fake,
+        "d_step": {
+            "real_logits": [t.detach() for t in r_logits],
+            "fake_logits": [t.detach() for t in f_logits],
+            "real_maps": [[t.detach() for t in m] for m in r_maps],
+            "fake_maps": [[t.detach() for t in m] for m in f_maps],
+            "loss": d_loss.detach(),
+        },
+        "after_step": {
+            "vectors": vectors_after,
+            "fake_logits": list(g_logits),
+            "gen_loss": gen_eval,
+            "feat_loss": feat_eval,
+            "train_mode_gen_loss": gen_train,
+            "train_mode_feat_loss": feat_train,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(golden, args.out)
     params = sum(p.numel() for p in msd.parameters())
-    print(f"{args.out}: {args.out.stat().st_size / 1024:.0f} KiB; MSD at width {args.width}: {params} parameters; "
-          f"D loss {d_loss.item():.6f}; generator pass, eval mode: gen {gen_eval.item():.6f} feat "
-          f"{feat_eval.item():.6f}; train mode (train.py): gen {gen_train.item():.6f} feat {feat_train.item():.6f}")
+    print(
+        f"{args.out}: {args.out.stat().st_size / 1024:.0f} KiB; MSD at width {args.width}: {params} parameters; "
+        f"D loss {d_loss.item():.6f}; generator pass, eval mode: gen {gen_eval.item():.6f} feat "
+        f"{feat_eval.item():.6f}; train mode (train.py): gen {gen_train.item():.6f} feat {feat_train.item():.6f}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill_discriminators import Adversarial, AdversarialConfig, StateMismatch
 from torch import nn
 
-from distill_discriminators import Adversarial, AdversarialConfig, StateMismatch
-
-SMALL = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-         {"kind": "mrd", "options": {"fft_sizes": [128, 64], "normalize_input": True}}]
+SMALL = [
+    {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+    {"kind": "mrd", "options": {"fft_sizes": [128, 64], "normalize_input": True}},
+]
 
 
 def small(preset="dac", **overrides):
-    return AdversarialConfig(preset=preset, discriminators=overrides.pop("discriminators", SMALL), width=1 / 16,
-                             **overrides)
+    return AdversarialConfig(
+        preset=preset, discriminators=overrides.pop("discriminators", SMALL), width=1 / 16, **overrides
+    )
 
 
 def waves(b=2, n=1024, seed=0):
@@ -106,8 +108,9 @@ def test_a_plain_pytorch_loop_resumes_bit_exact(tmp_path):
 
     adv2, gen2, opt2 = build()
     train(adv2, gen2, opt2, 2)
-    torch.save({"adversarial": adv2.state_dict(), "gen": gen2.state_dict(), "opt": opt2.state_dict()},
-               tmp_path / "ck.pt")
+    torch.save(
+        {"adversarial": adv2.state_dict(), "gen": gen2.state_dict(), "opt": opt2.state_dict()}, tmp_path / "ck.pt"
+    )
     adv3, gen3, opt3 = build()
     ck = torch.load(tmp_path / "ck.pt", weights_only=True)
     adv3.load_state_dict(ck["adversarial"])
@@ -137,8 +140,10 @@ def test_init_weights_only_and_resume_from_a_checkpoint_file(tmp_path):
     torch.manual_seed(0)
     adv, gen = Adversarial(small()), nn.Conv1d(1, 1, 3, padding=1)
     train(adv, gen, torch.optim.Adam(gen.parameters()), 2)
-    torch.save({"epoch": 3, "loss": {"terms.adversarial.adversarial." + k: v for k, v in adv.state_dict().items()}},
-               tmp_path / "last.pt")
+    torch.save(
+        {"epoch": 3, "loss": {"terms.adversarial.adversarial." + k: v for k, v in adv.state_dict().items()}},
+        tmp_path / "last.pt",
+    )
     torch.manual_seed(1)
     warm = Adversarial(small(init="weights_only", init_from=str(tmp_path / "last.pt")))
     assert all(torch.equal(a, b) for a, b in zip(d_params(adv), d_params(warm)))

@@ -6,25 +6,52 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill_discriminators import (
+    FORMS,
+    AdversarialConfig,
+    AdversarialLoss,
+    SubOutput,
+    discriminator_loss,
+    feature_matching,
+    generator_loss,
+)
 
 from distill_core.testing import check_term
-from distill_discriminators import (FORMS, AdversarialConfig, AdversarialLoss, SubOutput, discriminator_loss,
-                                    feature_matching, generator_loss)
 
 # every preset's loss form, feature matching, reductions and input handling; fewer periods and scales, so the
 # float64 gradcheck stays quick
 SETUPS = {
-    "dac": [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-            {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}}],
-    "hifigan_v1": [{"kind": "mpd", "options": {"periods": [2, 3]}},
-                   {"kind": "msd", "options": {"scales": 3, "spectral_first": True, "width": 0.125}}],
-    "encodec": [{"kind": "msstftd", "reduce": "mean", "feat_reduce": "mean",
-                 "options": {"filters": 32, "n_ffts": [256, 128], "hop_lengths": [64, 32],
-                             "win_lengths": [256, 128]}}],
-    "vocos": [{"kind": "mpd", "feat_reduce": "mean", "options": {"periods": [2], "first_layer_features": False}},
-              {"kind": "mrd", "weight": 0.1, "reduce": "mean", "feat_reduce": "mean",
-               "options": {"fft_sizes": [256, 128], "padding": "center", "normalize_input": True,
-                           "first_layer_features": False}}],
+    "dac": [
+        {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+        {"kind": "mrd", "options": {"fft_sizes": [256, 128], "padding": "dac", "normalize_input": True}},
+    ],
+    "hifigan_v1": [
+        {"kind": "mpd", "options": {"periods": [2, 3]}},
+        {"kind": "msd", "options": {"scales": 3, "spectral_first": True, "width": 0.125}},
+    ],
+    "encodec": [
+        {
+            "kind": "msstftd",
+            "reduce": "mean",
+            "feat_reduce": "mean",
+            "options": {"filters": 32, "n_ffts": [256, 128], "hop_lengths": [64, 32], "win_lengths": [256, 128]},
+        }
+    ],
+    "vocos": [
+        {"kind": "mpd", "feat_reduce": "mean", "options": {"periods": [2], "first_layer_features": False}},
+        {
+            "kind": "mrd",
+            "weight": 0.1,
+            "reduce": "mean",
+            "feat_reduce": "mean",
+            "options": {
+                "fft_sizes": [256, 128],
+                "padding": "center",
+                "normalize_input": True,
+                "first_layer_features": False,
+            },
+        },
+    ],
 }
 
 
@@ -36,8 +63,9 @@ def waveforms(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tenso
 @pytest.mark.parametrize("preset", sorted(SETUPS))
 def test_the_adversarial_term_passes_the_test_kit(preset):
     torch.manual_seed(0)
-    check_term(AdversarialLoss, waveforms, AdversarialConfig(preset=preset, discriminators=SETUPS[preset],
-                                                             width=1 / 16))
+    check_term(
+        AdversarialLoss, waveforms, AdversarialConfig(preset=preset, discriminators=SETUPS[preset], width=1 / 16)
+    )
 
 
 def test_losses_of_half_precision_outputs_are_reduced_in_float32():

@@ -10,8 +10,10 @@ from torch import nn
 
 from distill_core import CombinedLoss, ConfigError, load_config
 
-SMALL = [{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
-         {"kind": "mrd", "options": {"fft_sizes": [128, 64], "normalize_input": True}}]
+SMALL = [
+    {"kind": "mpd", "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True}},
+    {"kind": "mrd", "options": {"fft_sizes": [128, 64], "normalize_input": True}},
+]
 
 
 def config(preset="dac", update=None, **section):
@@ -30,12 +32,24 @@ def d_params(loss):
     return [p.detach().clone() for p in loss.terms["adversarial"].adversarial.discriminators.parameters()]
 
 
-@pytest.mark.parametrize("preset, gen, feat", [("dac", 1.0, 2.0), ("hifigan_v1", 1.0, 2.0), ("encodec", 4.0, 4.0),
-                                               ("vocos", 1.0, 1.0)])
+@pytest.mark.parametrize(
+    "preset, gen, feat", [("dac", 1.0, 2.0), ("hifigan_v1", 1.0, 2.0), ("encodec", 4.0, 4.0), ("vocos", 1.0, 1.0)]
+)
 def test_gen_and_feat_are_components_with_the_presets_weights(preset, gen, feat):
     torch.manual_seed(0)
-    loss = CombinedLoss(config(preset, discriminators=SMALL if preset != "encodec" else [
-        {"kind": "msstftd", "options": {"filters": 8, "n_ffts": [128], "hop_lengths": [32], "win_lengths": [128]}}]))
+    loss = CombinedLoss(
+        config(
+            preset,
+            discriminators=SMALL
+            if preset != "encodec"
+            else [
+                {
+                    "kind": "msstftd",
+                    "options": {"filters": 8, "n_ffts": [128], "hop_lengths": [32], "win_lengths": [128]},
+                }
+            ],
+        )
+    )
     assert loss.weights() == {"adversarial": 1.0, "wave_l1": 1.0, "adversarial_gen": gen, "adversarial_feat": feat}
     fake, real = waves(0)
     out = loss({"recon": fake, "target": real})
@@ -50,8 +64,9 @@ def test_an_outputs_table_overrides_the_preset_and_unknown_outputs_are_named():
     assert loss.weights(0, 10)["adversarial_feat"] == 0.0 and loss.weights(0, 10)["adversarial_gen"] == 1.0
     with pytest.raises(ConfigError) as e:
         config(outputs={"disc": 1.0})
-    assert dict(e.value.problems)["terms.adversarial.outputs.disc"] == ("'adversarial' has no output 'disc'; its "
-                                                                        "outputs: gen, feat")
+    assert dict(e.value.problems)["terms.adversarial.outputs.disc"] == (
+        "'adversarial' has no output 'disc'; its outputs: gen, feat"
+    )
 
 
 def test_update_runs_d_step_and_its_figures_never_collide_with_outputs():
@@ -108,8 +123,10 @@ def test_three_steps_saved_and_loaded_then_three_more_equal_six_straight(tmp_pat
     first = build(update)
     train(*first, 3)
     generator, optimizer, loss = first
-    torch.save({"model": generator.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss.state_dict()},
-               tmp_path / "last.pt")
+    torch.save(
+        {"model": generator.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss.state_dict()},
+        tmp_path / "last.pt",
+    )
     resumed = build(update)
     torch.manual_seed(123)  # whatever the process did in between
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -165,11 +182,27 @@ def test_a_width_the_discriminators_cannot_take_is_reported_when_the_config_load
 def test_gen_and_feat_are_balanced_on_their_own():
     """EnCodec trains adv 4 and feat 4 through its balancer: each output gets its share of the gradient at recon."""
     torch.manual_seed(0)
-    section = {"preset": "encodec", "width": 1 / 4, "discriminators": [
-        {"kind": "msstftd", "reduce": "mean", "feat_reduce": "mean",
-         "options": {"filters": 8, "n_ffts": [128], "hop_lengths": [32], "win_lengths": [128]}}]}
-    loss = CombinedLoss(load_config({"recipe": "none", "balancer": {"enabled": True},
-                                     "terms": {"adversarial": section, "wave_l1": {"weight": 2.0}}}))
+    section = {
+        "preset": "encodec",
+        "width": 1 / 4,
+        "discriminators": [
+            {
+                "kind": "msstftd",
+                "reduce": "mean",
+                "feat_reduce": "mean",
+                "options": {"filters": 8, "n_ffts": [128], "hop_lengths": [32], "win_lengths": [128]},
+            }
+        ],
+    }
+    loss = CombinedLoss(
+        load_config(
+            {
+                "recipe": "none",
+                "balancer": {"enabled": True},
+                "terms": {"adversarial": section, "wave_l1": {"weight": 2.0}},
+            }
+        )
+    )
     assert loss.balancer.terms == ["adversarial_gen", "adversarial_feat", "wave_l1"]
     noise, real = waves(0)
     fake = noise.requires_grad_(True)

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill_discriminators import (
+    PRESETS,
+    AdversarialConfig,
+    AdversarialLoss,
+    MPDConfig,
+    MRDConfig,
+    MSDConfig,
+    SubOutput,
+    discriminator_loss,
+    discriminators,
+    feature_matching,
+    generator_loss,
+)
 
 from distill_core import InvalidConfig, load_config
 from distill_core.config.converter import structure_checked
 from distill_core.testing import check_discovery
-from distill_discriminators import (PRESETS, AdversarialConfig, AdversarialLoss, MPDConfig, MRDConfig, MSDConfig,
-                                    SubOutput, discriminator_loss, discriminators, feature_matching,
-                                    generator_loss)
 
 
 def test_discovery_finds_the_term_and_the_four_discriminators():
@@ -19,14 +29,17 @@ def test_discovery_finds_the_term_and_the_four_discriminators():
     assert {"mpd", "msd", "mrd", "msstftd"} <= set(discriminators().classes)
 
 
-@pytest.mark.parametrize("cls, options, path", [
-    (MPDConfig, {"periods": (2, 0)}, "periods[1]"),
-    (MPDConfig, {"width": 0.0}, "width"),
-    (MSDConfig, {"width": 0.1}, "width"),
-    (MRDConfig, {"bands": ((0.5, 0.2),)}, "bands[0]"),
-    (MRDConfig, {"fft_sizes": (16,), "bands": ((0.0, 0.05), (0.05, 1.0))}, "bands[0]"),
-    (MRDConfig, {"hop_factor": 0.5}, "hop_factor"),
-])
+@pytest.mark.parametrize(
+    "cls, options, path",
+    [
+        (MPDConfig, {"periods": (2, 0)}, "periods[1]"),
+        (MPDConfig, {"width": 0.0}, "width"),
+        (MSDConfig, {"width": 0.1}, "width"),
+        (MRDConfig, {"bands": ((0.5, 0.2),)}, "bands[0]"),
+        (MRDConfig, {"fft_sizes": (16,), "bands": ((0.0, 0.05), (0.05, 1.0))}, "bands[0]"),
+        (MRDConfig, {"hop_factor": 0.5}, "hop_factor"),
+    ],
+)
 def test_discriminator_config_errors_name_the_field(cls, options, path):
     with pytest.raises(InvalidConfig) as e:
         cls(**options)
@@ -35,14 +48,16 @@ def test_discriminator_config_errors_name_the_field(cls, options, path):
 
 def test_a_config_file_error_names_its_path(tmp_path):
     f = tmp_path / "loss.toml"
-    f.write_text('recipe = "none"\n[terms.adversarial]\npreset = "dac"\n'
-                 '[[terms.adversarial.discriminators]]\nkind = "mdp"\n')
+    f.write_text(
+        'recipe = "none"\n[terms.adversarial]\npreset = "dac"\n[[terms.adversarial.discriminators]]\nkind = "mdp"\n'
+    )
     with pytest.raises(Exception) as e:
         load_config(f)
     assert "terms.adversarial.discriminators[0].kind: unknown discriminator kind 'mdp'" in str(e.value)
     assert "installed: mpd, mrd, msd, msstftd" in str(e.value)
-    _, problems = structure_checked({"discriminators": [{"kind": "mpd", "options": {"periods": [1, -3]}}]},
-                                    AdversarialConfig, "terms.adversarial")
+    _, problems = structure_checked(
+        {"discriminators": [{"kind": "mpd", "options": {"periods": [1, -3]}}]}, AdversarialConfig, "terms.adversarial"
+    )
     assert [p for p, _ in problems] == ["terms.adversarial.discriminators[0].options.periods[1]"]
 
 
@@ -51,12 +66,20 @@ def test_one_line_gives_the_anchors_setup(tmp_path, preset):
     f = tmp_path / "loss.toml"
     f.write_text(f'recipe = "none"\n[terms.adversarial]\npreset = "{preset}"\n')
     config = load_config(f).terms["adversarial"]
-    expected = {"dac": ("lsgan", 1.0, 2.0, 10.0), "hifigan_v1": ("lsgan", 1.0, 2.0, 0.0),
-                "encodec": ("hinge", 4.0, 4.0, 0.0), "vocos": ("hinge_clamped", 1.0, 1.0, 0.0)}[preset]
+    expected = {
+        "dac": ("lsgan", 1.0, 2.0, 10.0),
+        "hifigan_v1": ("lsgan", 1.0, 2.0, 0.0),
+        "encodec": ("hinge", 4.0, 4.0, 0.0),
+        "vocos": ("hinge_clamped", 1.0, 1.0, 0.0),
+    }[preset]
     assert (config.loss, config.gen_weight, config.feat_weight, config.grad_clip) == expected
     kinds = [d.kind for d in config.discriminators]
-    assert kinds == {"dac": ["mpd", "mrd"], "hifigan_v1": ["mpd", "msd"], "encodec": ["msstftd"],
-                     "vocos": ["mpd", "mrd"]}[preset]
+    assert (
+        kinds
+        == {"dac": ["mpd", "mrd"], "hifigan_v1": ["mpd", "msd"], "encodec": ["msstftd"], "vocos": ["mpd", "mrd"]}[
+            preset
+        ]
+    )
 
 
 def test_an_override_keeps_the_rest_of_the_preset():

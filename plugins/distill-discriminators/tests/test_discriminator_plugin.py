@@ -5,12 +5,12 @@ a config names its kind like a built-in one."""
 from __future__ import annotations
 
 import torch
+from distill_discriminators import Adversarial, AdversarialConfig, hookspecs
 
 from distill_core.registry.discovery import Registry, reset_registry
 from distill_core.testing import write_distribution
-from distill_discriminators import Adversarial, AdversarialConfig, hookspecs
 
-PLUGIN = '''
+PLUGIN = """
 import attrs, torch
 from distill_core import hookimpl
 from distill_discriminators import CommonOptions, Discriminator, SubOutput
@@ -36,7 +36,7 @@ class Tiny(Discriminator):
 @hookimpl
 def distill_discriminators(register):
     register(Tiny)
-'''
+"""
 
 
 def test_a_discriminator_only_plugin_is_discovered_through_the_core(tmp_path, monkeypatch):
@@ -50,11 +50,14 @@ def test_a_discriminator_only_plugin_is_discovered_through_the_core(tmp_path, mo
         assert not [b for b in core.broken if "tiny" in str(b)], core.broken  # no terms, and not broken
         registry = hookspecs.discriminators()
         assert registry.get("tiny").__module__ == "tiny_disc"
-        assert registry.sources["tiny"] == "distill-tiny-disc:tiny_disc" and registry.sources["mpd"] == \
-            "distill-discriminators"
+        assert (
+            registry.sources["tiny"] == "distill-tiny-disc:tiny_disc"
+            and registry.sources["mpd"] == "distill-discriminators"
+        )
         torch.manual_seed(0)
-        adv = Adversarial(AdversarialConfig(preset="dac", discriminators=[{"kind": "tiny",
-                                                                            "options": {"channels": 2}}]))
+        adv = Adversarial(
+            AdversarialConfig(preset="dac", discriminators=[{"kind": "tiny", "options": {"channels": 2}}])
+        )
         fake, real = torch.randn(2, 1, 256), torch.randn(2, 1, 256)
         assert set(adv.update(fake, real)) == {"disc_loss", "real_score", "fake_score"}
         assert "kind: unknown discriminator kind 'tinny'; did you mean 'tiny'?" in _problem({"kind": "tinny"})

@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "config.md"
 
 def test_the_docs_gan_config_gives_the_keys_of_its_table(tmp_path):
     text = DOC.read_text()
-    section = text[text.index("## Stateful and multi-output terms"):text.index("## Output of CombinedLoss")]
+    section = text[text.index("## Stateful and multi-output terms") : text.index("## Output of CombinedLoss")]
     toml = re.search(r"```toml\n(# gan\.toml.*?)```", section, re.S)
     assert toml, "docs/config.md lost its adversarial config"
     (tmp_path / "gan.toml").write_text(toml.group(1))

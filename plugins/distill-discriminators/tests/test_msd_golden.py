@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from disc_weights import assert_close, load_state
 from distill_discriminators import Adversarial, AdversarialConfig
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from disc_anchors import anchor
-from distill_discriminators import Adversarial, AdversarialConfig, MPD, MPDConfig, MSSTFTD, MSSTFTDConfig
 from disc_weights import assert_close, audiocraft_unwrap, dac_unwrap, load_anchor, randomise
+from distill_discriminators import MPD, Adversarial, AdversarialConfig, MPDConfig
 
 
 def waves(b=2, n=3000, seed=0):
@@ -31,14 +30,19 @@ def compare_subs(ours, fmaps_and_logits, what):
 
 # --- DAC: Discriminator (MPD + MRD on preprocessed audio) and GANLoss -----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def dac_pair():
     disc = anchor("dac.model.discriminator")
     torch.manual_seed(0)
     theirs = disc.Discriminator(periods=[3], fft_sizes=[2048, 512])
-    config = AdversarialConfig(preset="dac", discriminators=[
-        {"kind": "mpd", "options": {"periods": [3], "always_pad": True, "normalize_input": True}},
-        {"kind": "mrd", "options": {"fft_sizes": [2048, 512], "padding": "dac", "normalize_input": True}}])
+    config = AdversarialConfig(
+        preset="dac",
+        discriminators=[
+            {"kind": "mpd", "options": {"periods": [3], "always_pad": True, "normalize_input": True}},
+            {"kind": "mrd", "options": {"fft_sizes": [2048, 512], "padding": "dac", "normalize_input": True}},
+        ],
+    )
     ours = Adversarial(config)
     randomise(theirs)
     # DAC's Discriminator lists MPD's and MRD's sub-discriminators in one ModuleList; ours keeps one per kind
@@ -72,16 +76,30 @@ def test_dac_gan_losses_equal_dacs(dac_pair):
 
 # --- Vocos: MPD, MRD, hinge losses, feature matching, and the experiment's combination -------------------------
 
+
 @pytest.fixture(scope="module")
 def vocos_pair():
     disc = anchor("vocos.discriminators")
     torch.manual_seed(0)
     mpd, mrd = disc.MultiPeriodDiscriminator(periods=(5,)), disc.MultiResolutionDiscriminator(fft_sizes=(512, 256))
-    config = AdversarialConfig(preset="vocos", discriminators=[
-        {"kind": "mpd", "feat_reduce": "mean", "options": {"periods": [5], "first_layer_features": False}},
-        {"kind": "mrd", "weight": 0.1, "reduce": "mean", "feat_reduce": "mean",
-         "options": {"fft_sizes": [512, 256], "padding": "center", "normalize_input": True,
-                     "first_layer_features": False}}])
+    config = AdversarialConfig(
+        preset="vocos",
+        discriminators=[
+            {"kind": "mpd", "feat_reduce": "mean", "options": {"periods": [5], "first_layer_features": False}},
+            {
+                "kind": "mrd",
+                "weight": 0.1,
+                "reduce": "mean",
+                "feat_reduce": "mean",
+                "options": {
+                    "fft_sizes": [512, 256],
+                    "padding": "center",
+                    "normalize_input": True,
+                    "first_layer_features": False,
+                },
+            },
+        ],
+    )
     ours = Adversarial(config)
     randomise(mpd, 1)
     randomise(mrd, 2)
@@ -128,22 +146,26 @@ def test_vocos_losses_equal_vocos_experiment(vocos_pair):
 
 # --- audiocraft (EnCodec): MS-STFTD at a small `filters`, AdversarialLoss with hinge and normalised FM -------
 
+
 @pytest.fixture(scope="module")
 def audiocraft_pair():
+    import sys
     import types
 
-    import sys
     msstftd = anchor("audiocraft.adversarial.discriminators.msstftd")
     flashy = sys.modules["flashy"]  # audiocraft's distributed and read-only helpers: no-ops in one process
     from contextlib import nullcontext
+
     flashy.distrib = types.SimpleNamespace(broadcast_model=lambda m: None, eager_sync_model=lambda m: nullcontext())
     flashy.utils = types.SimpleNamespace(readonly=lambda m: nullcontext())
     options = dict(filters=4, n_ffts=[256, 512, 128], hop_lengths=[64, 128, 32], win_lengths=[256, 400, 128])
     torch.manual_seed(0)
     theirs = msstftd.MultiScaleSTFTDiscriminator(**options, activation_params={"negative_slope": 0.3})
     randomise(theirs, 3)
-    config = AdversarialConfig(preset="encodec", discriminators=[
-        {"kind": "msstftd", "reduce": "mean", "feat_reduce": "mean", "options": options}])
+    config = AdversarialConfig(
+        preset="encodec",
+        discriminators=[{"kind": "msstftd", "reduce": "mean", "feat_reduce": "mean", "options": options}],
+    )
     ours = Adversarial(config)
     load_anchor(ours.discriminators[0].discriminators, theirs.discriminators, audiocraft_unwrap)
     return theirs, ours
@@ -162,10 +184,14 @@ def test_encodec_losses_equal_audiocrafts_adversarial_loss(audiocraft_pair):
     theirs, ours = audiocraft_pair
     losses = anchor("audiocraft.adversarial.losses")
     optimizer = torch.optim.SGD(theirs.parameters(), lr=0.0)  # their train_adv steps: lr 0 leaves D as it is
-    adv = losses.AdversarialLoss(theirs, optimizer, loss=losses.get_adv_criterion("hinge"),
-                                 loss_real=losses.get_real_criterion("hinge"),
-                                 loss_fake=losses.get_fake_criterion("hinge"),
-                                 loss_feat=losses.FeatureMatchingLoss(torch.nn.L1Loss(), normalize=True))
+    adv = losses.AdversarialLoss(
+        theirs,
+        optimizer,
+        loss=losses.get_adv_criterion("hinge"),
+        loss_real=losses.get_real_criterion("hinge"),
+        loss_fake=losses.get_fake_criterion("hinge"),
+        loss_feat=losses.FeatureMatchingLoss(torch.nn.L1Loss(), normalize=True),
+    )
     fake, real = waves(n=2048, seed=4)
     with torch.no_grad():
         gen, feat = adv(fake, real)
@@ -176,6 +202,7 @@ def test_encodec_losses_equal_audiocrafts_adversarial_loss(audiocraft_pair):
 
 
 # --- HiFi-GAN's MPD as BigVGAN ships it (a channel multiplier), and HiFi-GAN's losses ----------------------
+
 
 def test_hifigan_mpd_and_losses_equal_bigvgans():
     import types
@@ -193,7 +220,9 @@ def test_hifigan_mpd_and_losses_equal_bigvgans():
         got_fake, got_real = ours(fake), ours(real)
         compare_subs(got_fake, [(f[:-1], f[-1]) for f in fg], "hifigan mpd")
         from distill_discriminators import discriminator_loss, feature_matching, generator_loss
+
         assert_close(discriminator_loss("lsgan", got_real, got_fake), loss.discriminator_loss(r, g)[0], "D loss")
         assert_close(generator_loss("lsgan", got_fake), loss.generator_loss(g)[0], "G loss")
-        assert_close(2 * feature_matching(got_real, got_fake, include_logits=True), loss.feature_loss(fr, fg),
-                     "feature loss x2")
+        assert_close(
+            2 * feature_matching(got_real, got_fake, include_logits=True), loss.feature_loss(fr, fg), "feature loss x2"
+        )

@@ -1,16 +1,18 @@
 import pytest
 import torch
+from distill_if_recon import IFReconConfig, IFReconLoss
 
 import distill_core
 from distill_core import BatchError, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_if_recon import IFReconConfig, IFReconLoss
 
 
 def spectrograms(dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
-            "target": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device)}
+    return {
+        "recon": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
+        "target": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
+    }
 
 
 def test_value_against_a_loop_reference():
@@ -40,11 +42,18 @@ def test_conformance():
     check_term(IFReconLoss, lambda dtype, device: spectrograms(dtype, device))
 
 
-@pytest.mark.parametrize("recon,target,message", [
-    (torch.rand(3, 2, 8), torch.rand(3, 2, 8), "if_recon: batch['recon'] expected shape [B, 2, F, T] (4-D), got [3, 2, 8]"),
-    (torch.rand(3, 4, 8, 5), torch.rand(3, 4, 8, 5), "with 2 channels in dim 1"),
-    (torch.rand(3, 2, 8, 5), torch.rand(3, 2, 8, 6), "expected equal shapes"),
-])
+@pytest.mark.parametrize(
+    "recon,target,message",
+    [
+        (
+            torch.rand(3, 2, 8),
+            torch.rand(3, 2, 8),
+            "if_recon: batch['recon'] expected shape [B, 2, F, T] (4-D), got [3, 2, 8]",
+        ),
+        (torch.rand(3, 4, 8, 5), torch.rand(3, 4, 8, 5), "with 2 channels in dim 1"),
+        (torch.rand(3, 2, 8, 5), torch.rand(3, 2, 8, 6), "expected equal shapes"),
+    ],
+)
 def test_bad_shapes(recon, target, message):
     with pytest.raises(BatchError) as err:
         IFReconLoss(IFReconConfig())({"recon": recon, "target": target})

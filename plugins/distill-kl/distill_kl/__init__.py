@@ -30,17 +30,24 @@ class KLConfig:
     weight: Weight = _RECIPE_WARMUP
     free_bits: float = attrs.field(default=0.1)
 
-    def __init__(self, weight_max: float | None = None, warmup_fraction: float | None = None,
-                 free_bits: float = 0.1, *, weight: Weight | None = None) -> None:
+    def __init__(
+        self,
+        weight_max: float | None = None,
+        warmup_fraction: float | None = None,
+        free_bits: float = 0.1,
+        *,
+        weight: Weight | None = None,
+    ) -> None:
         if weight is not None and (weight_max is not None or warmup_fraction is not None):
             raise ValueError("kl: give weight, or the seed's weight_max/warmup_fraction, not both")
         if weight is None:
             if weight_max is None and warmup_fraction is None:
                 weight = _RECIPE_WARMUP
             else:
-                weight = LinearWarmup(max=_RECIPE_WARMUP.max if weight_max is None else weight_max,
-                                      warmup_fraction=_RECIPE_WARMUP.warmup_fraction if warmup_fraction is None
-                                      else warmup_fraction)
+                weight = LinearWarmup(
+                    max=_RECIPE_WARMUP.max if weight_max is None else weight_max,
+                    warmup_fraction=_RECIPE_WARMUP.warmup_fraction if warmup_fraction is None else warmup_fraction,
+                )
         self.__attrs_init__(weight, free_bits)
 
     @free_bits.validator

@@ -2,17 +2,19 @@ import math
 
 import pytest
 import torch
+from distill_kl import KLConfig, KLLoss
 
 import distill_core
 from distill_core import BatchError, LinearWarmup, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_kl import KLConfig, KLLoss
 
 
 def latents(dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"mu": torch.randn(4, 6, generator=g, dtype=dtype).to(device),
-            "logvar": (0.5 * torch.randn(4, 6, generator=g, dtype=dtype)).to(device)}
+    return {
+        "mu": torch.randn(4, 6, generator=g, dtype=dtype).to(device),
+        "logvar": (0.5 * torch.randn(4, 6, generator=g, dtype=dtype)).to(device),
+    }
 
 
 def reference(mu, logvar, free_bits):
@@ -48,12 +50,15 @@ def test_conformance():
     check_term(KLLoss, lambda dtype, device: latents(dtype, device))
 
 
-@pytest.mark.parametrize("mu,logvar,message", [
-    (torch.randn(4), torch.randn(4), "kl: batch['mu'] expected shape [B, D] (2-D), got [4] (1-D)"),
-    (torch.randn(4, 6), torch.randn(4, 5), "batch['mu'] has shape [4, 6] but batch['logvar'] has [4, 5]"),
-    (torch.randn(4, 6), torch.randn(3, 6), "batch['logvar'] has [3, 6]"),
-    (torch.zeros(4, 6, dtype=torch.long), torch.randn(4, 6), "expected a floating dtype, got torch.int64"),
-])
+@pytest.mark.parametrize(
+    "mu,logvar,message",
+    [
+        (torch.randn(4), torch.randn(4), "kl: batch['mu'] expected shape [B, D] (2-D), got [4] (1-D)"),
+        (torch.randn(4, 6), torch.randn(4, 5), "batch['mu'] has shape [4, 6] but batch['logvar'] has [4, 5]"),
+        (torch.randn(4, 6), torch.randn(3, 6), "batch['logvar'] has [3, 6]"),
+        (torch.zeros(4, 6, dtype=torch.long), torch.randn(4, 6), "expected a floating dtype, got torch.int64"),
+    ],
+)
 def test_bad_shapes(mu, logvar, message):
     with pytest.raises(BatchError) as err:
         KLLoss(KLConfig())({"mu": mu, "logvar": logvar})

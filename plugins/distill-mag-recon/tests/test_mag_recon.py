@@ -1,16 +1,18 @@
 import pytest
 import torch
+from distill_mag_recon import MagReconConfig, MagReconLoss
 
 import distill_core
 from distill_core import BatchError, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_mag_recon import MagReconConfig, MagReconLoss
 
 
 def spectrograms(dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
-            "target": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device)}
+    return {
+        "recon": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
+        "target": torch.rand(3, 2, 8, 5, generator=g, dtype=dtype).to(device),
+    }
 
 
 def test_value_against_a_loop_reference():
@@ -36,12 +38,23 @@ def test_conformance():
     check_term(MagReconLoss, lambda dtype, device: spectrograms(dtype, device))
 
 
-@pytest.mark.parametrize("recon,target,message", [
-    (torch.rand(3, 8, 5), torch.rand(3, 2, 8, 5), "mag_recon: batch['recon'] expected shape [B, 2, F, T] (4-D), got [3, 8, 5]"),
-    (torch.rand(3, 1, 8, 5), torch.rand(3, 1, 8, 5), "with 2 channels in dim 1, got [3, 1, 8, 5]"),
-    (torch.rand(3, 2, 8, 5), torch.rand(4, 2, 8, 5), "batch['target'] has [4, 2, 8, 5]"),
-    (torch.zeros(3, 2, 8, 5, dtype=torch.int32), torch.rand(3, 2, 8, 5), "expected a floating dtype, got torch.int32"),
-])
+@pytest.mark.parametrize(
+    "recon,target,message",
+    [
+        (
+            torch.rand(3, 8, 5),
+            torch.rand(3, 2, 8, 5),
+            "mag_recon: batch['recon'] expected shape [B, 2, F, T] (4-D), got [3, 8, 5]",
+        ),
+        (torch.rand(3, 1, 8, 5), torch.rand(3, 1, 8, 5), "with 2 channels in dim 1, got [3, 1, 8, 5]"),
+        (torch.rand(3, 2, 8, 5), torch.rand(4, 2, 8, 5), "batch['target'] has [4, 2, 8, 5]"),
+        (
+            torch.zeros(3, 2, 8, 5, dtype=torch.int32),
+            torch.rand(3, 2, 8, 5),
+            "expected a floating dtype, got torch.int32",
+        ),
+    ],
+)
 def test_bad_shapes(recon, target, message):
     with pytest.raises(BatchError) as err:
         MagReconLoss(MagReconConfig())({"recon": recon, "target": target})

@@ -7,7 +7,8 @@ configs) when a config first uses one, or on first access to a name below (PEP 5
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
@@ -21,8 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 __all__ = ["AudiocraftConfig", "AudiocraftMel", "AudiocraftMsspecLoss", "MelConfig", "MelLoss", "MultiScaleMel"]
 
-_LAZY = {"AudiocraftMel": "audiocraft", "MultiScaleMel": "fast", "MelConfig": "config",
-         "AudiocraftConfig": "config", "MelLoss": "terms", "AudiocraftMsspecLoss": "terms"}
+_LAZY = {
+    "AudiocraftMel": "audiocraft",
+    "MultiScaleMel": "fast",
+    "MelConfig": "config",
+    "AudiocraftConfig": "config",
+    "MelLoss": "terms",
+    "AudiocraftMsspecLoss": "terms",
+}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562

@@ -47,16 +47,19 @@ class AudiocraftMel(ClosedFormLoss):
         # the same as librosa's k * sr / n_fft for even rates, one Hz lower for odd ones.
         grid_rate = 2 * (config.sample_rate // 2)
         self.scales = torch.nn.ModuleList(
-            MelScale(w, config.n_mels, config.f_min, config.fmax, grid_rate, htk=True, norm=None,
-                     window=torch.hann_window(w))  # torchaudio's window_fn(w), float32 throughout
-            for w in config.window_lengths)
+            MelScale(
+                w, config.n_mels, config.f_min, config.fmax, grid_rate, htk=True, norm=None, window=torch.hann_window(w)
+            )  # torchaudio's window_fn(w), float32 throughout
+            for w in config.window_lengths
+        )
         self.pads = [(w - w // 4) // 2 for w in config.window_lengths]
         self.pad = max(self.pads)
         self.alphas = [math.sqrt(w - 1) if config.alphas else 1.0 for w in config.window_lengths]
         self.norm = sum(a + 1 for a in self.alphas) if config.normalized else 1.0
         # |X / ||window|| |^2 = |X|^2 / sum(window^2): folded into the filterbank products as a factor.
-        self.power_scale = [1.0 / float(s.window.double().pow(2).sum()) if config.normalized else 1.0
-                            for s in self.scales]
+        self.power_scale = [
+            1.0 / float(s.window.double().pow(2).sum()) if config.normalized else 1.0 for s in self.scales
+        ]
 
     def _scale(self, i: int, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
         """The loss of scale i from its padded signals, adding its gradient to ``grad`` when given."""
@@ -77,8 +80,9 @@ class AudiocraftMel(ClosedFormLoss):
         scale.adjoint_into(grad, spec.mul_(grad_power))
         return loss
 
-    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def loss_and_grad(
+        self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss of [R, N] signals and, when asked, its gradient w.r.t. x.
 
         Both signals are reflect-padded once, for the longest window; each scale reads a slice of that, plus
@@ -98,5 +102,5 @@ class AudiocraftMel(ClosedFormLoss):
             grad = grad_padded[:, span] if not tail else torch.zeros_like(xs)
             total = total + self._scale(i, xs, ys, grad)
             if tail:
-                grad_padded[:, span] += grad[:, :length + 2 * p]
+                grad_padded[:, span] += grad[:, : length + 2 * p]
         return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None

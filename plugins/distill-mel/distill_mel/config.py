@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import attrs
 from cattrs.errors import ClassValidationError
+
 from distill_core import InvalidConfig, Weight, converter
 from distill_core.config.converter import structure_hook
 
 Problems = list[tuple[str, str]]
 
-MAX_SIZE = 2 ** 20
+MAX_SIZE = 2**20
 """Largest window (FFT size) and sample rate accepted, as the stft term's: bigger ones are typos that would
 allocate gigabytes (a window of 2^30 samples is 8.6 GB in float64)."""
-MAX_FILTERBANK = 2 ** 26
+MAX_FILTERBANK = 2**26
 """Largest mel filterbank (n_mels * (window // 2 + 1) entries, 256 MiB in float32) a scale may ask for."""
 
 
@@ -32,8 +34,10 @@ def bands_against_fft(n_mels: int, fft: int, fft_name: str) -> list[str]:
     if n_mels > fft:
         return [f"expected at most {fft_name}={fft} mel bands (the FFT size), got {n_mels}"]
     if n_mels * (fft // 2 + 1) > MAX_FILTERBANK:
-        return [f"{n_mels} bands at {fft_name}={fft} ask for a {n_mels} x {fft // 2 + 1} filterbank; expected "
-                f"n_mels * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)"]
+        return [
+            f"{n_mels} bands at {fft_name}={fft} ask for a {n_mels} x {fft // 2 + 1} filterbank; expected "
+            f"n_mels * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)"
+        ]
     return []
 
 
@@ -83,21 +87,30 @@ class MelConfig:
             problems += [(k, "expected at least one scale") for k, n in lengths.items() if n == 0]
         elif len(set(lengths.values())) > 1:
             first = next(k for k, n in lengths.items() if n != lengths["window_lengths"])
-            problems.append((first, "expected one entry per scale: " + ", ".join(f"{k} has {n}" for k, n in
-                                                                                 lengths.items())))
+            problems.append(
+                (first, "expected one entry per scale: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()))
+            )
         for i, w in enumerate(self.window_lengths):
             if w < 4:
-                problems.append((f"window_lengths[{i}]", f"expected a window of at least 4 samples (hop = "
-                                                         f"window // 4 >= 1), got {w}"))
+                problems.append(
+                    (
+                        f"window_lengths[{i}]",
+                        f"expected a window of at least 4 samples (hop = window // 4 >= 1), got {w}",
+                    )
+                )
             elif w > MAX_SIZE:
-                problems.append((f"window_lengths[{i}]", f"expected a window of at most {MAX_SIZE} samples (2^20), "
-                                                         f"got {w}"))
+                problems.append(
+                    (f"window_lengths[{i}]", f"expected a window of at most {MAX_SIZE} samples (2^20), got {w}")
+                )
         for i, m in enumerate(self.n_mels):
             if m < 1:
                 problems.append((f"n_mels[{i}]", f"expected at least 1 mel band, got {m}"))
         if not problems:
-            problems += [(f"n_mels[{i}]", reason) for i, (m, w) in enumerate(zip(self.n_mels, self.window_lengths))
-                         for reason in bands_against_fft(m, w, f"window_lengths[{i}]")]
+            problems += [
+                (f"n_mels[{i}]", reason)
+                for i, (m, w) in enumerate(zip(self.n_mels, self.window_lengths))
+                for reason in bands_against_fft(m, w, f"window_lengths[{i}]")
+            ]
         return problems
 
     def _number_problems(self) -> Problems:
@@ -120,8 +133,12 @@ class MelConfig:
             if not (math.isfinite(lo) and lo >= 0):
                 problems.append((f"mel_fmin[{i}]", f"expected a frequency >= 0 Hz, got {lo!r}"))
             elif not (lo < hi <= nyquist):
-                problems.append((f"mel_fmax[{i}]", f"expected mel_fmin[{i}]={lo!r} < mel_fmax <= sample_rate / 2 "
-                                                   f"= {nyquist!r}, got {hi!r}"))
+                problems.append(
+                    (
+                        f"mel_fmax[{i}]",
+                        f"expected mel_fmin[{i}]={lo!r} < mel_fmax <= sample_rate / 2 = {nyquist!r}, got {hi!r}",
+                    )
+                )
         return problems
 
 
@@ -149,13 +166,20 @@ class AudiocraftConfig:
     def __attrs_post_init__(self) -> None:
         problems = sample_rate_problems(self.sample_rate) + self._range_problems()
         if not (math.isfinite(self.floor_level) and self.floor_level > 0):
-            problems.append(("floor_level", f"expected a finite number > 0 (added to the mels before log10), "
-                                            f"got {self.floor_level!r}"))
+            problems.append(
+                (
+                    "floor_level",
+                    f"expected a finite number > 0 (added to the mels before log10), got {self.floor_level!r}",
+                )
+            )
         if self.n_mels < 1:
             problems.append(("n_mels", f"expected at least 1 mel band, got {self.n_mels}"))
         elif not problems:
-            problems += [("n_mels", r) for i in range(self.range_start, self.range_end)
-                         for r in bands_against_fft(self.n_mels, 2 ** i, f"2^{i}")][:1]
+            problems += [
+                ("n_mels", r)
+                for i in range(self.range_start, self.range_end)
+                for r in bands_against_fft(self.n_mels, 2**i, f"2^{i}")
+            ][:1]
         if not problems:
             problems += self._band_problems()
         if problems:
@@ -164,7 +188,7 @@ class AudiocraftConfig:
     @property
     def window_lengths(self) -> tuple[int, ...]:
         """The FFT size (= window length) of every scale: 2^i for range_start <= i < range_end."""
-        return tuple(2 ** i for i in range(self.range_start, self.range_end))
+        return tuple(2**i for i in range(self.range_start, self.range_end))
 
     @property
     def fmax(self) -> float:
@@ -174,11 +198,21 @@ class AudiocraftConfig:
     def _range_problems(self) -> Problems:
         largest = MAX_SIZE.bit_length() - 1
         if not 2 <= self.range_start <= largest:
-            return [("range_start", f"expected 2 <= range_start <= {largest} (windows of 2^range_start samples, "
-                                    f"from 4 to 2^{largest}), got {self.range_start}")]
+            return [
+                (
+                    "range_start",
+                    f"expected 2 <= range_start <= {largest} (windows of 2^range_start samples, "
+                    f"from 4 to 2^{largest}), got {self.range_start}",
+                )
+            ]
         if not self.range_start < self.range_end <= largest + 1:
-            return [("range_end", f"expected range_start={self.range_start} < range_end <= {largest + 1} (the "
-                                  f"scales are 2^range_start ... 2^(range_end - 1)), got {self.range_end}")]
+            return [
+                (
+                    "range_end",
+                    f"expected range_start={self.range_start} < range_end <= {largest + 1} (the "
+                    f"scales are 2^range_start ... 2^(range_end - 1)), got {self.range_end}",
+                )
+            ]
         return []
 
     def _band_problems(self) -> Problems:
@@ -186,8 +220,12 @@ class AudiocraftConfig:
         if not (math.isfinite(self.f_min) and self.f_min >= 0):
             return [("f_min", f"expected a frequency >= 0 Hz, got {self.f_min!r}")]
         if not self.f_min < self.fmax <= nyquist:
-            return [("f_max" if self.f_max is not None else "f_min",
-                     f"expected f_min={self.f_min!r} < f_max={self.fmax!r} <= sample_rate / 2 = {nyquist!r}")]
+            return [
+                (
+                    "f_max" if self.f_max is not None else "f_min",
+                    f"expected f_min={self.f_min!r} < f_max={self.fmax!r} <= sample_rate / 2 = {nyquist!r}",
+                )
+            ]
         return []
 
 

@@ -45,8 +45,18 @@ def below(value: float, dtype: torch.dtype) -> float:
 class MelScale(nn.Module):
     """One scale: window length, hop, periodic Hann window, and the filterbank as banded products."""
 
-    def __init__(self, window_length: int, n_mels: int, fmin: float, fmax: float, sample_rate: float, *,
-                 htk: bool = False, norm: str | None = "slaney", window: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        window_length: int,
+        n_mels: int,
+        fmin: float,
+        fmax: float,
+        sample_rate: float,
+        *,
+        htk: bool = False,
+        norm: str | None = "slaney",
+        window: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.window_length, self.hop, self.pad = window_length, window_length // 4, window_length // 2
         if window is None:  # DAC's: scipy's periodic Hann window (float64) cast to float32
@@ -54,8 +64,9 @@ class MelScale(nn.Module):
         self.register_buffer("window", window, persistent=False)
         # irfft returns frames / (w / 2) once DC (and Nyquist, for even w) are doubled: fold w / 2 in here.
         self.register_buffer("backward_window", window * (window_length / 2), persistent=False)
-        fb = torch.from_numpy(mel_filterbank(sample_rate, window_length, n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                                             norm=norm))
+        fb = torch.from_numpy(
+            mel_filterbank(sample_rate, window_length, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+        )
         self.register_buffer("fb", fb, persistent=False)
         self.to_mel = BandedMatmul(fb.T)  # [..., F] -> [..., n_mels]
         # The adjoint, with the DC (and, for even w, Nyquist) columns doubled: irfft halves every bin but
@@ -68,8 +79,9 @@ class MelScale(nn.Module):
 
     def spectrum(self, padded: torch.Tensor) -> torch.Tensor:
         """[R, T, w // 2 + 1] complex STFT of [R, N + 2 pad] reflect-padded signals, frames first."""
-        return torch.stft(padded, self.window_length, self.hop, window=self.window.to(padded.dtype), center=False,
-                          return_complex=True).transpose(1, 2)
+        return torch.stft(
+            padded, self.window_length, self.hop, window=self.window.to(padded.dtype), center=False, return_complex=True
+        ).transpose(1, 2)
 
     def magnitude(self, spec: torch.Tensor) -> torch.Tensor:
         """|X| as sqrt(re^2 + im^2), one new tensor and no complex abs."""
@@ -83,15 +95,15 @@ class MelScale(nn.Module):
 
     def adjoint_into(self, grad_padded: torch.Tensor, grad_spec: torch.Tensor) -> None:
         """Add dL/d(padded signal) [R, N + 2 pad] from dL/dX [R, T, F] (DC and Nyquist already doubled)."""
-        overlap_add_into(grad_padded, torch.fft.irfft(grad_spec, n=self.window_length), self.backward_window,
-                         self.hop)
+        overlap_add_into(grad_padded, torch.fft.irfft(grad_spec, n=self.window_length), self.backward_window, self.hop)
 
 
 class ClosedFormLoss(nn.Module):
     """A loss of [..., N] signals, the target a constant, whose gradient in x is computed with its value."""
 
-    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def loss_and_grad(
+        self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss of [R, N] signals and, when asked, its gradient w.r.t. x."""
         raise NotImplementedError
 
@@ -112,13 +124,15 @@ class MultiScaleMel(ClosedFormLoss):
         self.config = config
         self.scales = nn.ModuleList(
             MelScale(w, m, lo, hi, config.sample_rate)
-            for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs))
+            for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs)
+        )
         self.pad = max(scale.pad for scale in self.scales)
         # The clamp's threshold per dtype, found once here rather than on every step.
         self.below_eps = {dtype: below(config.clamp_eps, dtype) for dtype in (torch.float32, torch.float64)}
 
-    def _log_distance(self, mel_x: torch.Tensor, target_mel: torch.Tensor, want_grad: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _log_distance(
+        self, mel_x: torch.Tensor, target_mel: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(sum |log10 c(M) - log10 c(Y)|, its derivative in M, 0 where the clamp holds M); Y is overwritten."""
         eps = self.config.clamp_eps
         log_diff = mel_x.clamp(min=eps).log10_().sub_(target_mel.clamp_(min=eps).log10_())
@@ -130,8 +144,9 @@ class MultiScaleMel(ClosedFormLoss):
         kept = F.threshold(mel_x, below(eps, mel_x.dtype) if threshold is None else threshold, math.inf)
         return distance, log_diff.sign_().div_(kept)
 
-    def _scale(self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, grad_padded: torch.Tensor | None
-               ) -> torch.Tensor:
+    def _scale(
+        self, scale: MelScale, x: torch.Tensor, y: torch.Tensor, grad_padded: torch.Tensor | None
+    ) -> torch.Tensor:
         """The loss of one scale from its padded signals, adding its gradient to ``grad_padded`` when given."""
         cfg = self.config
         want_grad = grad_padded is not None
@@ -168,8 +183,9 @@ class MultiScaleMel(ClosedFormLoss):
         scale.adjoint_into(grad_padded, spec.mul_(grad_abs))
         return loss
 
-    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def loss_and_grad(
+        self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The summed loss of [R, N] signals and, when asked, its gradient w.r.t. x.
 
         Both signals are reflect-padded once, for the longest window; a shorter window's padding is a slice
@@ -182,8 +198,9 @@ class MultiScaleMel(ClosedFormLoss):
         total = x.new_zeros(())
         for scale in self.scales:
             span = slice(pad - scale.pad, pad + length + scale.pad)
-            total = total + self._scale(scale, x_padded[:, span], y_padded[:, span],
-                                        grad_padded[:, span] if want_grad else None)
+            total = total + self._scale(
+                scale, x_padded[:, span], y_padded[:, span], grad_padded[:, span] if want_grad else None
+            )
         return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None
 
 

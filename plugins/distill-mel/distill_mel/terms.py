@@ -28,11 +28,15 @@ class _WaveformSpectralTerm(LossTerm):
     def forward(self, batch: Batch) -> torch.Tensor:
         x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"])
         if x.shape[-1] < self.min_samples:
-            raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples; {self.padding} needs more "
-                             f"than {self.min_samples - 1}")
+            raise BatchError(
+                f"{self.name}: batch['recon'] has {x.shape[-1]} samples; {self.padding} needs more "
+                f"than {self.min_samples - 1}"
+            )
         if y.requires_grad and torch.is_grad_enabled():
-            raise BatchError(f"{self.name}: batch['target'] requires grad, but the {self.name} term treats the "
-                             f"target as a constant; pass target.detach()")
+            raise BatchError(
+                f"{self.name}: batch['target'] requires grad, but the {self.name} term treats the "
+                f"target as a constant; pass target.detach()"
+            )
         x, y = upcast(x, y)
         with torch.autocast(x.device.type, enabled=False):  # FFTs and logs in float32 or wider
             return self.loss(x, y.to(x.dtype))
@@ -67,5 +71,6 @@ class AudiocraftMsspecLoss(_WaveformSpectralTerm):
 
         self.loss = AudiocraftMel(config)
         self.min_samples = self.loss.pad + 1
-        self.padding = (f"the reflect padding of (w - w // 4) // 2 = {self.loss.pad} for the window "
-                        f"2^{config.range_end - 1}")
+        self.padding = (
+            f"the reflect padding of (w - w // 4) // 2 = {self.loss.pad} for the window 2^{config.range_end - 1}"
+        )

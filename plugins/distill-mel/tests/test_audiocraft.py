@@ -10,19 +10,30 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
+from distill_mel.audiocraft import whole_frames
 from torch.nn import functional as F
 
 from distill_core import BatchError, ConfigError, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
-from distill_mel.audiocraft import whole_frames
 
 ALSA = Path("/usr/share/sounds/alsa")
 SMALL = dict(sample_rate=16000, range_start=4, range_end=7, n_mels=12)
 
 
-def reference(x, y, sample_rate=24000, range_start=6, range_end=11, n_mels=64, f_min=64.0, f_max=None, normalized=True,
-              alphas=False, floor_level=1e-5):
+def reference(
+    x,
+    y,
+    sample_rate=24000,
+    range_start=6,
+    range_end=11,
+    n_mels=64,
+    f_min=64.0,
+    f_max=None,
+    normalized=True,
+    alphas=False,
+    floor_level=1e-5,
+):
     """audiocraft 1.3.0's MultiScaleMelSpectrogramLoss from its code (losses/specloss.py): per scale 2^i a reflect
     padding of (w - hop) // 2, zeros to whole frames (modules/conv.py pad_for_conv1d), torchaudio's
     MelSpectrogram without centring (periodic Hann window, |X|^2 divided by sum(window^2) when normalized,
@@ -32,11 +43,12 @@ def reference(x, y, sample_rate=24000, range_start=6, range_end=11, n_mels=64, f
     f_max = float(sample_rate // 2) if f_max is None else f_max
     loss, total = 0.0, 0.0
     for i in range(range_start, range_end):
-        w = 2 ** i
+        w = 2**i
         hop = int(w / 4)
         window = torch.hann_window(w).to(x.dtype)  # torchaudio's window_fn(win_length): float32
-        fb = torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=w, n_mels=n_mels, fmin=f_min, fmax=f_max,
-                                                  htk=True, norm=None)).to(x.dtype)
+        fb = torch.from_numpy(
+            librosa.filters.mel(sr=sample_rate, n_fft=w, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=True, norm=None)
+        ).to(x.dtype)
 
         def mel(s):
             p = (w - hop) // 2
@@ -51,8 +63,9 @@ def reference(x, y, sample_rate=24000, range_start=6, range_end=11, n_mels=64, f
         alpha = math.sqrt(w - 1) if alphas else 1.0
         total += alpha + 1
         mx, my = mel(x), mel(y)
-        loss = loss + F.l1_loss(mx, my) + alpha * F.mse_loss(torch.log10(floor_level + mx),
-                                                             torch.log10(floor_level + my))
+        loss = (
+            loss + F.l1_loss(mx, my) + alpha * F.mse_loss(torch.log10(floor_level + mx), torch.log10(floor_level + my))
+        )
     return loss / total if normalized else loss
 
 
@@ -89,11 +102,13 @@ def assert_equal_to_reference(options, x, y):
 
 CASES = {
     "compression solver defaults, 24 kHz": dict(sample_rate=24000),
-    "class defaults (f_min 0, alphas, not normalized), 32 kHz": dict(sample_rate=32000, f_min=0.0, alphas=True,
-                                                                      normalized=False),
+    "class defaults (f_min 0, alphas, not normalized), 32 kHz": dict(
+        sample_rate=32000, f_min=0.0, alphas=True, normalized=False
+    ),
     "small, f_max below Nyquist": dict(SMALL, f_max=5000.0),
-    "many empty filters (64 bands at window 16)": dict(sample_rate=16000, range_start=4, range_end=6, n_mels=16,
-                                                       f_min=0.0),
+    "many empty filters (64 bands at window 16)": dict(
+        sample_rate=16000, range_start=4, range_end=6, n_mels=16, f_min=0.0
+    ),
     "large floor": dict(SMALL, floor_level=0.3, alphas=True),
 }
 
@@ -126,8 +141,10 @@ def read_wav(path: Path) -> torch.Tensor:
     return torch.from_numpy(pcm[:, 0].astype(np.float32) / 32768)
 
 
-@pytest.mark.skipif(not (ALSA / "Front_Center.wav").is_file(),
-                    reason="alsa-utils' voice recordings (/usr/share/sounds/alsa) are not installed")
+@pytest.mark.skipif(
+    not (ALSA / "Front_Center.wav").is_file(),
+    reason="alsa-utils' voice recordings (/usr/share/sounds/alsa) are not installed",
+)
 def test_real_speech_against_a_degraded_copy():
     speech = read_wav(ALSA / "Front_Center.wav")[:24000]  # 0.5 s of a voice at 48 kHz
     g = torch.Generator().manual_seed(1)
@@ -168,17 +185,23 @@ def test_every_combination_of_normalized_and_alphas_equals_the_reference():
 def test_shortest_signal_the_padding_allows():
     x, y = waves(b=1, n=385)  # the window 1024 reflect-pads (1024 - 256) // 2 = 384 samples each side
     assert_equal_to_reference({}, x, y)
-    with pytest.raises(BatchError, match=r"audiocraft_msspec: batch\['recon'\] has 384 samples; the reflect "
-                                         r"padding of \(w - w // 4\) // 2 = 384 for the window 2\^10 needs more "
-                                         r"than 384"):
+    with pytest.raises(
+        BatchError,
+        match=r"audiocraft_msspec: batch\['recon'\] has 384 samples; the reflect "
+        r"padding of \(w - w // 4\) // 2 = 384 for the window 2\^10 needs more "
+        r"than 384",
+    ):
         AudiocraftMsspecLoss(AudiocraftConfig())({"recon": x[..., :384], "target": y[..., :384]})
 
 
 def test_target_requiring_grad_is_refused():
     x, y = waves()
-    with pytest.raises(BatchError, match=r"audiocraft_msspec: batch\['target'\] requires grad, but the "
-                                         r"audiocraft_msspec term treats the target as a constant; pass "
-                                         r"target.detach\(\)"):
+    with pytest.raises(
+        BatchError,
+        match=r"audiocraft_msspec: batch\['target'\] requires grad, but the "
+        r"audiocraft_msspec term treats the target as a constant; pass "
+        r"target.detach\(\)",
+    ):
         AudiocraftMsspecLoss(AudiocraftConfig(**SMALL))({"recon": x, "target": y.requires_grad_(True)})
 
 
@@ -210,8 +233,11 @@ def test_no_grad_path_equals_grad_path():
 
 
 def test_conformance():
-    check_term(AudiocraftMsspecLoss, lambda dtype, device: dict(zip(("recon", "target"), (
-        t.to(device) for t in waves(n=400, dtype=dtype)))), AudiocraftConfig(**SMALL))
+    check_term(
+        AudiocraftMsspecLoss,
+        lambda dtype, device: dict(zip(("recon", "target"), (t.to(device) for t in waves(n=400, dtype=dtype)))),
+        AudiocraftConfig(**SMALL),
+    )
 
 
 def test_discovered_with_distribution_and_version():
@@ -230,8 +256,10 @@ def test_config_round_trips_through_a_file(tmp_path):
 
 
 CONFIG_ERRORS = [
-    ({"sample_rate": 10 ** 12}, "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 "
-                                "(2^20), got 1000000000000"),
+    (
+        {"sample_rate": 10**12},
+        "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 1000000000000",
+    ),
     ({"sample_rate": 1e12}, "terms.audiocraft_msspec.sample_rate: expected int, got 1000000000000.0"),
     ({"sample_rate": 0}, "terms.audiocraft_msspec.sample_rate: expected a sample rate in Hz from 1 to 1048576"),
     ({"range_start": 1}, "terms.audiocraft_msspec.range_start: expected 2 <= range_start <= 20"),
@@ -239,9 +267,11 @@ CONFIG_ERRORS = [
     ({"range_start": 8, "range_end": 8}, "terms.audiocraft_msspec.range_end: expected range_start=8 < range_end"),
     ({"n_mels": 0}, "terms.audiocraft_msspec.n_mels: expected at least 1 mel band, got 0"),
     ({"n_mels": 100}, "terms.audiocraft_msspec.n_mels: expected at most 2^6=64 mel bands (the FFT size), got 100"),
-    ({"range_start": 16, "range_end": 21, "n_mels": 1000},
-     "terms.audiocraft_msspec.n_mels: 1000 bands at 2^18=262144 ask for a 1000 x 131073 filterbank; expected "
-     "n_mels * (fft // 2 + 1) <= 67108864 (2^26)"),
+    (
+        {"range_start": 16, "range_end": 21, "n_mels": 1000},
+        "terms.audiocraft_msspec.n_mels: 1000 bands at 2^18=262144 ask for a 1000 x 131073 filterbank; expected "
+        "n_mels * (fft // 2 + 1) <= 67108864 (2^26)",
+    ),
     ({"floor_level": 0.0}, "terms.audiocraft_msspec.floor_level: expected a finite number > 0"),
     ({"f_min": -1.0}, "terms.audiocraft_msspec.f_min: expected a frequency >= 0 Hz, got -1.0"),
     ({"f_max": 20000.0}, "terms.audiocraft_msspec.f_max: expected f_min=64.0 < f_max=20000.0 <= sample_rate / 2"),

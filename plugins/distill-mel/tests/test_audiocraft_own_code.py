@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from distill_mel import AudiocraftConfig, AudiocraftMsspecLoss
 
 SOURCES = os.environ.get("DISTILL_AUDIOCRAFT_SOURCES")
-HOW = ("set DISTILL_AUDIOCRAFT_SOURCES to a folder with audiocraft-1.3.0.tar.gz and torchaudio-2.1.1-*.whl "
-       "(pip download --no-deps; see this file's docstring)")
+HOW = (
+    "set DISTILL_AUDIOCRAFT_SOURCES to a folder with audiocraft-1.3.0.tar.gz and torchaudio-2.1.1-*.whl "
+    "(pip download --no-deps; see this file's docstring)"
+)
 
 
 def archives() -> tuple[Path, Path] | None:
@@ -67,21 +68,42 @@ def audiocraft(monkeypatch_module):
         functional = whl.read("torchaudio/functional/functional.py").decode()
         transforms = whl.read("torchaudio/transforms/_transforms.py").decode()
 
-    ta = dict(torch=torch, math=math, warnings=warnings, Tensor=torch.Tensor,
-              **{k: getattr(typing, k) for k in ("Optional", "Union", "Callable", "List", "Tuple", "Sequence")})
-    picked(functional, "torchaudio/functional/functional.py", {"spectrogram", "_get_spec_norms", "melscale_fbanks",
-                                                               "_hz_to_mel", "_mel_to_hz",
-                                                               "_create_triangular_filterbank"}, ta)
+    ta = dict(
+        torch=torch,
+        math=math,
+        warnings=warnings,
+        Tensor=torch.Tensor,
+        **{k: getattr(typing, k) for k in ("Optional", "Union", "Callable", "List", "Tuple", "Sequence")},
+    )
+    picked(
+        functional,
+        "torchaudio/functional/functional.py",
+        {
+            "spectrogram",
+            "_get_spec_norms",
+            "melscale_fbanks",
+            "_hz_to_mel",
+            "_mel_to_hz",
+            "_create_triangular_filterbank",
+        },
+        ta,
+    )
     ta["F"] = types.SimpleNamespace(spectrogram=ta["spectrogram"], melscale_fbanks=ta["melscale_fbanks"])
     picked(transforms, "torchaudio/transforms/_transforms.py", {"Spectrogram", "MelScale", "MelSpectrogram"}, ta)
-    padding = picked(conv, "audiocraft/modules/conv.py", {"get_extra_padding_for_conv1d", "pad_for_conv1d"},
-                     dict(torch=torch, math=math, F=torch.nn.functional, tp=typing))
+    padding = picked(
+        conv,
+        "audiocraft/modules/conv.py",
+        {"get_extra_padding_for_conv1d", "pad_for_conv1d"},
+        dict(torch=torch, math=math, F=torch.nn.functional, tp=typing),
+    )
 
-    modules = {"torchaudio": types.ModuleType("torchaudio"),
-               "torchaudio.transforms": types.ModuleType("torchaudio.transforms"),
-               "audiocraft_oracle": types.ModuleType("audiocraft_oracle"),
-               "audiocraft_oracle.modules": types.ModuleType("audiocraft_oracle.modules"),
-               "audiocraft_oracle.losses": types.ModuleType("audiocraft_oracle.losses")}
+    modules = {
+        "torchaudio": types.ModuleType("torchaudio"),
+        "torchaudio.transforms": types.ModuleType("torchaudio.transforms"),
+        "audiocraft_oracle": types.ModuleType("audiocraft_oracle"),
+        "audiocraft_oracle.modules": types.ModuleType("audiocraft_oracle.modules"),
+        "audiocraft_oracle.losses": types.ModuleType("audiocraft_oracle.losses"),
+    }
     modules["torchaudio.transforms"].MelSpectrogram = ta["MelSpectrogram"]
     modules["torchaudio"].transforms = modules["torchaudio.transforms"]
     modules["audiocraft_oracle.modules"].pad_for_conv1d = padding["pad_for_conv1d"]
@@ -101,8 +123,9 @@ def monkeypatch_module():
 
 
 def test_the_defaults_are_the_compression_solvers_msspec(audiocraft):
-    omegaconf = pytest.importorskip("omegaconf", reason="audiocraft reads its configs with OmegaConf (YAML 1.2 "
-                                                        "numbers: 1e-5 is a float)")
+    omegaconf = pytest.importorskip(
+        "omegaconf", reason="audiocraft reads its configs with OmegaConf (YAML 1.2 numbers: 1e-5 is a float)"
+    )
     solver = omegaconf.OmegaConf.create(audiocraft[1])
     assert solver.losses.msspec == 2.0
     section = {k: solver.msspec[k] for k in solver.msspec if k != "sample_rate"}  # sample_rate: ??? (required)
@@ -110,8 +133,11 @@ def test_the_defaults_are_the_compression_solvers_msspec(audiocraft):
     assert section == {k: getattr(ours, k) for k in section}
 
 
-OPTIONS = [dict(sample_rate=24000, f_min=64, normalized=True, alphas=False), dict(sample_rate=32000),
-           dict(sample_rate=22051, f_min=64, normalized=True, alphas=False)]
+OPTIONS = [
+    dict(sample_rate=24000, f_min=64, normalized=True, alphas=False),
+    dict(sample_rate=32000),
+    dict(sample_rate=22051, f_min=64, normalized=True, alphas=False),
+]
 
 
 def both(audiocraft, options, dtype, shared_filters: bool):
@@ -137,8 +163,9 @@ def both(audiocraft, options, dtype, shared_filters: bool):
     return out
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=["solver's msspec at 24 kHz", "class defaults at 32 kHz",
-                                                  "odd rate 22051 Hz"])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["solver's msspec at 24 kHz", "class defaults at 32 kHz", "odd rate 22051 Hz"]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_with_the_same_filters_audiocrafts_own_code_gives_the_same_value_and_gradient(audiocraft, options, dtype):
     (v1, g1), (v2, g2) = both(audiocraft, options, dtype, shared_filters=True)
@@ -147,8 +174,9 @@ def test_with_the_same_filters_audiocrafts_own_code_gives_the_same_value_and_gra
     torch.testing.assert_close(g2, g1, rtol=tol, atol=tol * float(g1.abs().max()))
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=["solver's msspec at 24 kHz", "class defaults at 32 kHz",
-                                                  "odd rate 22051 Hz"])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["solver's msspec at 24 kHz", "class defaults at 32 kHz", "odd rate 22051 Hz"]
+)
 def test_with_torchaudios_own_filters_the_value_differs_by_their_float32_rounding(audiocraft, options):
     """torchaudio builds its filterbank in float32 (within 6.9e-6 of librosa's float64 one, cast): values agree to
     1e-6; gradients where normalised mels sit near floor_level are more sensitive (seen: up to 5.8e-4 of the

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill_mel import MelConfig, MelLoss
+from distill_mel.banded import BandedMatmul
 from torch.nn import functional as F
 
 import distill_core
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.dsp.mel import mel_filterbank
 from distill_core.testing import check_discovery, check_term
-from distill_mel import MelConfig, MelLoss
-from distill_mel.banded import BandedMatmul
 
 SMALL = dict(n_mels=(5, 10, 20), window_lengths=(32, 64, 128), sample_rate=16000)
 
@@ -21,8 +21,19 @@ def waves(b=2, c=1, n=3000, seed=0, dtype=torch.float32):
     return torch.randn(b, c, n, generator=g, dtype=dtype), torch.randn(b, c, n, generator=g, dtype=dtype)
 
 
-def reference(x, y, n_mels, window_lengths, sample_rate, fmin=None, fmax=None, clamp_eps=1e-5, pow=1.0,
-              log_weight=1.0, mag_weight=0.0):
+def reference(
+    x,
+    y,
+    n_mels,
+    window_lengths,
+    sample_rate,
+    fmin=None,
+    fmax=None,
+    clamp_eps=1e-5,
+    pow=1.0,
+    log_weight=1.0,
+    mag_weight=0.0,
+):
     """DAC's MelSpectrogramLoss from its definition: per scale a centred, reflect-padded STFT with a periodic
     Hann window of length w (float32, as audiotools casts scipy's) and hop w // 4, |.|, mel filters, then L1
     of clamp/pow/log10 (and of the mels); summed over scales."""
@@ -35,8 +46,9 @@ def reference(x, y, n_mels, window_lengths, sample_rate, fmin=None, fmax=None, c
         fb = torch.from_numpy(mel_filterbank(sample_rate, w, m, fmin=lo, fmax=hi)).to(x.dtype)
 
         def mels(s):
-            return fb @ torch.stft(s, w, w // 4, window=window, center=True, pad_mode="reflect",
-                                   return_complex=True).abs()
+            return (
+                fb @ torch.stft(s, w, w // 4, window=window, center=True, pad_mode="reflect", return_complex=True).abs()
+            )
 
         mx, my = mels(x), mels(y)
         log = lambda s: s.clamp(clamp_eps).pow(pow).log10()  # noqa: E731
@@ -64,8 +76,9 @@ def reference_fn(**options):
 
 
 CASES = {
-    "dac defaults": dict(n_mels=(5, 10, 20, 40, 80, 160, 320), window_lengths=(32, 64, 128, 256, 512, 1024, 2048),
-                         sample_rate=44100),
+    "dac defaults": dict(
+        n_mels=(5, 10, 20, 40, 80, 160, 320), window_lengths=(32, 64, 128, 256, 512, 1024, 2048), sample_rate=44100
+    ),
     "small": SMALL,
     "pow 2, mag_weight 1": dict(SMALL, pow=2.0, mag_weight=1.0),
     "mag only": dict(SMALL, log_weight=0.0, mag_weight=0.5),
@@ -93,8 +106,11 @@ def test_value_and_gradient_equal_the_autograd_reference(options):
     assert_equal_to_reference(options, *waves(b=2, c=2, n=2500))
 
 
-@pytest.mark.parametrize("options", [CASES["dac defaults"], dict(SMALL, pow=1.5, mag_weight=0.3)],
-                         ids=["dac defaults", "pow 1.5, mag_weight 0.3"])
+@pytest.mark.parametrize(
+    "options",
+    [CASES["dac defaults"], dict(SMALL, pow=1.5, mag_weight=0.3)],
+    ids=["dac defaults", "pow 1.5, mag_weight 0.3"],
+)
 def test_float64_equals_reference_to_rounding(options):
     x, y = waves(b=2, c=2, n=2500, dtype=torch.float64)
     term = MelLoss(MelConfig(**options)).double()
@@ -107,8 +123,11 @@ def test_float64_equals_reference_to_rounding(options):
 def test_shortest_signal_the_padding_allows():
     x, y = waves(b=1, n=65)  # the largest window 128 reflect-pads 64 samples each side
     assert_equal_to_reference(SMALL, x, y)
-    with pytest.raises(BatchError, match=r"has 64 samples; the reflect padding of window_lengths\[2\]=128 needs "
-                                         "more than 64"):
+    with pytest.raises(
+        BatchError,
+        match=r"has 64 samples; the reflect padding of window_lengths\[2\]=128 needs "
+        "more than 64",
+    ):
         MelLoss(MelConfig(**SMALL))({"recon": x[..., :64], "target": y[..., :64]})
 
 
@@ -149,8 +168,11 @@ def test_dac_training_defaults():
 
 
 def test_conformance():
-    check_term(MelLoss, lambda dtype, device: dict(zip(("recon", "target"), (
-        t.to(device) for t in waves(n=400, dtype=dtype)))), MelConfig(**SMALL))
+    check_term(
+        MelLoss,
+        lambda dtype, device: dict(zip(("recon", "target"), (t.to(device) for t in waves(n=400, dtype=dtype)))),
+        MelConfig(**SMALL),
+    )
 
 
 def test_discovered_with_distribution_and_version():
@@ -169,32 +191,46 @@ def test_config_round_trips_through_a_file(tmp_path):
 
 
 CONFIG_ERRORS = [
-    ({"n_mels": [5, 10], "window_lengths": [32, 64, 128]},
-     "terms.mel.n_mels: expected one entry per scale: n_mels has 2, window_lengths has 3"),
+    (
+        {"n_mels": [5, 10], "window_lengths": [32, 64, 128]},
+        "terms.mel.n_mels: expected one entry per scale: n_mels has 2, window_lengths has 3",
+    ),
     ({"window_lengths": 512}, "terms.mel.window_lengths:"),
     ({"window_lengths": [512, "a"]}, "terms.mel.window_lengths[1]: expected int, got 'a'"),
-    ({"n_mels": [5, 10], "window_lengths": [32, 64], "mel_fmax": [8000]},
-     "terms.mel.mel_fmax: expected one entry per scale: n_mels has 2, window_lengths has 2, mel_fmax has 1"),
+    (
+        {"n_mels": [5, 10], "window_lengths": [32, 64], "mel_fmax": [8000]},
+        "terms.mel.mel_fmax: expected one entry per scale: n_mels has 2, window_lengths has 2, mel_fmax has 1",
+    ),
     ({"n_mels": [], "window_lengths": []}, "terms.mel.n_mels: expected at least one scale"),
     ({"n_mels": [5, 0], "window_lengths": [2, 64]}, "terms.mel.window_lengths[0]: expected a window of at least 4"),
     ({"n_mels": [5, 0], "window_lengths": [32, 64]}, "terms.mel.n_mels[1]: expected at least 1 mel band, got 0"),
-    ({"n_mels": [5], "window_lengths": [32], "mel_fmax": [30000]},
-     "terms.mel.mel_fmax[0]: expected mel_fmin[0]=0.0 < mel_fmax <= sample_rate / 2 = 22050.0, got 30000.0"),
+    (
+        {"n_mels": [5], "window_lengths": [32], "mel_fmax": [30000]},
+        "terms.mel.mel_fmax[0]: expected mel_fmin[0]=0.0 < mel_fmax <= sample_rate / 2 = 22050.0, got 30000.0",
+    ),
     ({"n_mels": [5], "window_lengths": [32], "mel_fmin": [-1]}, "terms.mel.mel_fmin[0]: expected a frequency >= 0"),
     ({"clamp_eps": 0}, "terms.mel.clamp_eps: expected a finite number > 0, got 0.0"),
     ({"pow": -1}, "terms.mel.pow: expected a finite number > 0"),
     ({"mag_weight": -1}, "terms.mel.mag_weight: expected a finite number >= 0"),
     ({"sample_rate": 0}, "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 0"),
-    ({"sample_rate": 10 ** 20},
-     "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000"),
+    (
+        {"sample_rate": 10**20},
+        "terms.mel.sample_rate: expected a sample rate in Hz from 1 to 1048576 (2^20), got 100000000000000000000",
+    ),
     ({"sample_rate": 1e20}, "terms.mel.sample_rate: expected int, got 1e+20"),
-    ({"n_mels": [1000000], "window_lengths": [2048]},
-     "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000"),
-    ({"n_mels": [5, 40], "window_lengths": [32, 2 ** 30]},
-     "terms.mel.window_lengths[1]: expected a window of at most 1048576 samples (2^20), got 1073741824"),
-    ({"n_mels": [100000], "window_lengths": [2 ** 18]},
-     "terms.mel.n_mels[0]: 100000 bands at window_lengths[0]=262144 ask for a 100000 x 131073 filterbank; "
-     "expected n_mels * (fft // 2 + 1) <= 67108864 (2^26)"),
+    (
+        {"n_mels": [1000000], "window_lengths": [2048]},
+        "terms.mel.n_mels[0]: expected at most window_lengths[0]=2048 mel bands (the FFT size), got 1000000",
+    ),
+    (
+        {"n_mels": [5, 40], "window_lengths": [32, 2**30]},
+        "terms.mel.window_lengths[1]: expected a window of at most 1048576 samples (2^20), got 1073741824",
+    ),
+    (
+        {"n_mels": [100000], "window_lengths": [2**18]},
+        "terms.mel.n_mels[0]: 100000 bands at window_lengths[0]=262144 ask for a 100000 x 131073 filterbank; "
+        "expected n_mels * (fft // 2 + 1) <= 67108864 (2^26)",
+    ),
     ({"preset": "encodec"}, "terms.mel.preset: expected one of 'dac', got 'encodec'"),
     ({"window_length": [32]}, "terms.mel.window_length: unknown key; did you mean 'window_lengths'?"),
 ]
@@ -213,14 +249,22 @@ def test_config_class_raises_invalid_config():
 
 
 BAD = [
-    ({"recon": torch.rand(2, 64, 10), "target": torch.rand(2, 2, 64, 10)},
-     "mel: batch['target'] expected shape [B, C, N] (3-D), got [2, 2, 64, 10] (4-D)"),
-    ({"recon": torch.rand(2, 1, 500), "target": torch.rand(2, 1, 400)},
-     "mel: batch['recon'] has shape [2, 1, 500] but batch['target'] has [2, 1, 400]"),
-    ({"recon": torch.ones(2, 1, 500, dtype=torch.int64), "target": torch.rand(2, 1, 500)},
-     "expected a floating dtype, got torch.int64"),
-    ({"recon": torch.rand(2, 1, 500), "target": torch.rand(2, 1, 500).requires_grad_(True)},
-     "mel: batch['target'] requires grad, but the mel term treats the target as a constant; pass target.detach()"),
+    (
+        {"recon": torch.rand(2, 64, 10), "target": torch.rand(2, 2, 64, 10)},
+        "mel: batch['target'] expected shape [B, C, N] (3-D), got [2, 2, 64, 10] (4-D)",
+    ),
+    (
+        {"recon": torch.rand(2, 1, 500), "target": torch.rand(2, 1, 400)},
+        "mel: batch['recon'] has shape [2, 1, 500] but batch['target'] has [2, 1, 400]",
+    ),
+    (
+        {"recon": torch.ones(2, 1, 500, dtype=torch.int64), "target": torch.rand(2, 1, 500)},
+        "expected a floating dtype, got torch.int64",
+    ),
+    (
+        {"recon": torch.rand(2, 1, 500), "target": torch.rand(2, 1, 500).requires_grad_(True)},
+        "mel: batch['target'] requires grad, but the mel term treats the target as a constant; pass target.detach()",
+    ),
 ]
 
 
@@ -239,8 +283,15 @@ def test_identical_signals_give_zero_and_a_zero_gradient():
     assert float(out.detach()) == 0.0 and torch.count_nonzero(x.grad) == 0
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(44100, 2048, 320, 0.0, None), (16000, 512, 40, 300.0, 5000.0),
-                                                       (22050, 67, 12, 0.0, None), (44100, 32, 5, 0.0, None)])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax",
+    [
+        (44100, 2048, 320, 0.0, None),
+        (16000, 512, 40, 300.0, 5000.0),
+        (22050, 67, 12, 0.0, None),
+        (44100, 32, 5, 0.0, None),
+    ],
+)
 def test_banded_products_equal_the_dense_ones(sr, n_fft, n_mels, fmin, fmax):
     fb = torch.from_numpy(mel_filterbank(sr, n_fft, n_mels, fmin=fmin, fmax=fmax)).double()
     mag = torch.rand(2, 7, fb.shape[1], dtype=torch.float64)
@@ -259,9 +310,10 @@ def test_dac_largest_scale_skips_the_zeros():
 def test_a_bound_is_the_only_problem_reported():
     """The class's own problems alone: not re-checked with the offending field at its default (7 windows)."""
     with pytest.raises(ConfigError) as err:
-        mel_config(n_mels=[80], window_lengths=[2 ** 30])
-    assert err.value.problems == [("terms.mel.window_lengths[0]",
-                                   "expected a window of at most 1048576 samples (2^20), got 1073741824")]
+        mel_config(n_mels=[80], window_lengths=[2**30])
+    assert err.value.problems == [
+        ("terms.mel.window_lengths[0]", "expected a window of at most 1048576 samples (2^20), got 1073741824")
+    ]
     with pytest.raises(ConfigError) as err:  # field type errors still come with the class's other problems
         mel_config(n_mels=["many"], clamp_eps=0)
     assert [p for p, _ in err.value.problems] == ["terms.mel.n_mels[0]", "terms.mel.clamp_eps"]
@@ -274,13 +326,20 @@ def test_discovery_leaves_the_closed_form_losses_unloaded():
     import subprocess
     import sys
 
-    script = ("import sys, distill_core\nregistry = distill_core.get_registry()\n"
-              "assert 'mel' in registry and 'audiocraft_msspec' in registry\n"
-              "print(sorted(m for m in ('distill_mel.terms', 'distill_mel.config') if m in sys.modules))\n"
-              "assert {'mel', 'audiocraft_msspec'} <= set(registry.terms)\n"
-              "print(sorted(m for m in ('distill_mel.fast', 'distill_mel.audiocraft') if m in sys.modules))\n"
-              "import distill_mel\nterm = distill_mel.MelLoss(distill_mel.MelConfig())\n"
-              "print(type(term.loss) is distill_mel.MultiScaleMel, distill_mel.AudiocraftMel.__module__)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         env={**os.environ, "DISTILL_PLUGINS": "distill-mel"}).stdout.split("\n")
+    script = (
+        "import sys, distill_core\nregistry = distill_core.get_registry()\n"
+        "assert 'mel' in registry and 'audiocraft_msspec' in registry\n"
+        "print(sorted(m for m in ('distill_mel.terms', 'distill_mel.config') if m in sys.modules))\n"
+        "assert {'mel', 'audiocraft_msspec'} <= set(registry.terms)\n"
+        "print(sorted(m for m in ('distill_mel.fast', 'distill_mel.audiocraft') if m in sys.modules))\n"
+        "import distill_mel\nterm = distill_mel.MelLoss(distill_mel.MelConfig())\n"
+        "print(type(term.loss) is distill_mel.MultiScaleMel, distill_mel.AudiocraftMel.__module__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DISTILL_PLUGINS": "distill-mel"},
+    ).stdout.split("\n")
     assert out[:3] == ["[]", "[]", "True distill_mel.audiocraft"]

@@ -13,8 +13,7 @@ from .config import STFTConfig, empty_mel_filters
 from .fast import COMPONENTS, FastMultiResolutionSTFT
 
 __version__ = "0.1.0"
-__all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference", "empty_mel_filters",
-           "COMPONENTS"]
+__all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference", "empty_mel_filters", "COMPONENTS"]
 
 
 def auraloss_reference(config: STFTConfig) -> nn.Module:
@@ -23,12 +22,24 @@ def auraloss_reference(config: STFTConfig) -> nn.Module:
 
     mel = config.scale == "mel"
     return auraloss.freq.MultiResolutionSTFTLoss(
-        fft_sizes=list(config.fft_sizes), hop_sizes=list(config.hop_sizes), win_lengths=list(config.win_lengths),
-        window=config.window, w_sc=config.w_sc, w_log_mag=config.w_log_mag, w_lin_mag=config.w_lin_mag,
-        w_phs=config.w_phs, sample_rate=config.sample_rate if mel or config.perceptual_weighting else None,
-        scale="mel" if mel else None, n_bins=config.n_bins if mel else None,
-        perceptual_weighting=config.perceptual_weighting, scale_invariance=config.scale_invariance,
-        mag_distance=config.mag_distance, eps=config.eps, reduction=config.reduction, output=config.output)
+        fft_sizes=list(config.fft_sizes),
+        hop_sizes=list(config.hop_sizes),
+        win_lengths=list(config.win_lengths),
+        window=config.window,
+        w_sc=config.w_sc,
+        w_log_mag=config.w_log_mag,
+        w_lin_mag=config.w_lin_mag,
+        w_phs=config.w_phs,
+        sample_rate=config.sample_rate if mel or config.perceptual_weighting else None,
+        scale="mel" if mel else None,
+        n_bins=config.n_bins if mel else None,
+        perceptual_weighting=config.perceptual_weighting,
+        scale_invariance=config.scale_invariance,
+        mag_distance=config.mag_distance,
+        eps=config.eps,
+        reduction=config.reduction,
+        output=config.output,
+    )
 
 
 class STFTLoss(LossTerm):
@@ -69,19 +80,25 @@ class STFTLoss(LossTerm):
         i = self._largest
         fft = self.config.fft_sizes[i]
         if x.shape[-1] <= fft // 2:  # torch.stft's centre padding reflects fft // 2 samples at each end
-            raise BatchError(f"{self.name}: batch['recon'] {what} has {x.shape[-1]} samples, shorter than the "
-                             f"largest FFT size {fft} allows: expected more than fft_sizes[{i}] // 2 = "
-                             f"{fft // 2} samples (torch.stft's reflect padding)")
+            raise BatchError(
+                f"{self.name}: batch['recon'] {what} has {x.shape[-1]} samples, shorter than the "
+                f"largest FFT size {fft} allows: expected more than fft_sizes[{i}] // 2 = "
+                f"{fft // 2} samples (torch.stft's reflect padding)"
+            )
         if self.config.scale_invariance and self.config.backend == "auraloss" and x.shape[0] * x.shape[1] > 1:
-            raise BatchError(f"{self.name}: scale_invariance with backend = 'auraloss' needs one signal per batch "
-                             f"(auraloss 0.4 cannot broadcast its per-signal scale), got batch['recon'] "
-                             f"[{x.shape[0]}, {x.shape[1]}, ...]; use backend = 'fast'")
+            raise BatchError(
+                f"{self.name}: scale_invariance with backend = 'auraloss' needs one signal per batch "
+                f"(auraloss 0.4 cannot broadcast its per-signal scale), got batch['recon'] "
+                f"[{x.shape[0]}, {x.shape[1]}, ...]; use backend = 'fast'"
+            )
         if self.config.perceptual_weighting and self.config.backend == "auraloss":
             taps = self.loss.stft_losses[0].prefilter.fir.weight
             if upcast(x)[0].dtype != taps.dtype:
-                raise BatchError(f"{self.name}: perceptual_weighting with backend = 'auraloss' filters in the "
-                                 f"module's dtype {taps.dtype}, got batch['recon'] in {x.dtype}; convert the term "
-                                 f"(term.to({x.dtype})) or use backend = 'fast'")
+                raise BatchError(
+                    f"{self.name}: perceptual_weighting with backend = 'auraloss' filters in the "
+                    f"module's dtype {taps.dtype}, got batch['recon'] in {x.dtype}; convert the term "
+                    f"(term.to({x.dtype})) or use backend = 'fast'"
+                )
         return x, y
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -100,8 +117,12 @@ class STFTLoss(LossTerm):
             self.components = self.loss.components
             return out
         loss, *parts = out  # auraloss: (loss, [sc per resolution], [log ...], [lin ...], [phs ...])
-        self.components = torch.stack([torch.stack([torch.as_tensor(v, dtype=loss.dtype, device=loss.device)
-                                                    .detach() for v in row]) for row in parts])
+        self.components = torch.stack(
+            [
+                torch.stack([torch.as_tensor(v, dtype=loss.dtype, device=loss.device).detach() for v in row])
+                for row in parts
+            ]
+        )
         return loss
 
 

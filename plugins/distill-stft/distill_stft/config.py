@@ -6,13 +6,14 @@ from typing import Literal
 
 import attrs
 import numpy as np
+
 from distill_core import InvalidConfig, Weight
 from distill_core.dsp.mel import hz_to_mel, mel_to_hz
 
 WINDOWS = ("hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window")
-MAX_SIZE = 2 ** 20
+MAX_SIZE = 2**20
 """Largest fft/hop/win size accepted: bigger ones are typos that would allocate terabytes."""
-MAX_FILTERBANK = 2 ** 26
+MAX_FILTERBANK = 2**26
 """Largest mel filterbank (n_bins * (fft // 2 + 1) entries, 256 MiB in float32) a config may ask for."""
 
 _SIZES = {"schema": {"items": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}}}
@@ -42,8 +43,9 @@ class STFTConfig:
     fft_sizes: tuple[int, ...] = attrs.field(default=(512, 1024, 2048), metadata=_SIZES)
     hop_sizes: tuple[int, ...] = attrs.field(default=(128, 256, 512), metadata=_SIZES)
     win_lengths: tuple[int, ...] = attrs.field(default=(512, 1024, 2048), metadata=_SIZES)
-    window: Literal["hann_window", "hamming_window", "blackman_window", "bartlett_window",
-                    "kaiser_window"] = "hann_window"
+    window: Literal["hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window"] = (
+        "hann_window"
+    )
     w_sc: float = 1.0
     w_log_mag: float = 1.0
     w_lin_mag: float = 0.0
@@ -69,15 +71,31 @@ class STFTConfig:
         if not self.eps > 0:
             problems.append(("eps", f"expected eps > 0, got {self.eps!r}"))
         if self.reduction == "none":
-            problems.append(("reduction", "'none' makes auraloss return per-bin tensors of a different shape at "
-                                          "each resolution, and a term returns one number; expected 'mean' or "
-                                          "'sum'"))
-        needs_rate = [why for why, on in (("scale = 'mel'", self.scale == "mel"),
-                                          ("perceptual_weighting = true", self.perceptual_weighting)) if on]
+            problems.append(
+                (
+                    "reduction",
+                    "'none' makes auraloss return per-bin tensors of a different shape at "
+                    "each resolution, and a term returns one number; expected 'mean' or "
+                    "'sum'",
+                )
+            )
+        needs_rate = [
+            why
+            for why, on in (
+                ("scale = 'mel'", self.scale == "mel"),
+                ("perceptual_weighting = true", self.perceptual_weighting),
+            )
+            if on
+        ]
         if needs_rate and (self.sample_rate is None or not 0 < self.sample_rate <= MAX_SIZE):
-            problems.append(("sample_rate", "a positive sample_rate is required when "
-                                            f"{' and '.join(needs_rate)} (at most {MAX_SIZE}), "
-                                            f"got {self.sample_rate!r}"))
+            problems.append(
+                (
+                    "sample_rate",
+                    "a positive sample_rate is required when "
+                    f"{' and '.join(needs_rate)} (at most {MAX_SIZE}), "
+                    f"got {self.sample_rate!r}",
+                )
+            )
         if self.scale == "mel":
             if self.n_bins is None or self.n_bins <= 0:
                 problems.append(("n_bins", "a positive n_bins is required when scale = 'mel'"))
@@ -93,8 +111,13 @@ class STFTConfig:
         if 0 in lengths.values():
             problems += [(k, "expected at least one resolution") for k, n in lengths.items() if n == 0]
         elif len(set(lengths.values())) > 1:
-            problems.append(("hop_sizes", "fft_sizes, hop_sizes and win_lengths must have equal lengths, got "
-                                          + ", ".join(f"{k}={n}" for k, n in lengths.items())))
+            problems.append(
+                (
+                    "hop_sizes",
+                    "fft_sizes, hop_sizes and win_lengths must have equal lengths, got "
+                    + ", ".join(f"{k}={n}" for k, n in lengths.items()),
+                )
+            )
         for key, values in sizes.items():
             for i, v in enumerate(values):
                 if v <= 0:
@@ -104,10 +127,13 @@ class STFTConfig:
         if not problems:
             for i, (fft, hop, win) in enumerate(zip(self.fft_sizes, self.hop_sizes, self.win_lengths)):
                 if hop > win:
-                    problems.append((f"hop_sizes[{i}]", f"hop {hop} exceeds win_lengths[{i}]={win}; expected hop <= win"))
+                    problems.append(
+                        (f"hop_sizes[{i}]", f"hop {hop} exceeds win_lengths[{i}]={win}; expected hop <= win")
+                    )
                 if win > fft:
-                    problems.append((f"win_lengths[{i}]", f"window {win} exceeds fft_sizes[{i}]={fft}; "
-                                                          "expected win <= fft"))
+                    problems.append(
+                        (f"win_lengths[{i}]", f"window {win} exceeds fft_sizes[{i}]={fft}; expected win <= fft")
+                    )
         return problems
 
     def _mel_problems(self) -> list[tuple[str, str]]:
@@ -117,12 +143,22 @@ class STFTConfig:
             return [("n_bins", f"n_bins {n} exceeds the smallest FFT size {min(self.fft_sizes)}")]
         for i, fft in enumerate(self.fft_sizes):
             if n * (fft // 2 + 1) > MAX_FILTERBANK:
-                return [("n_bins", f"n_bins {n} with fft_sizes[{i}]={fft} asks for a {n} x {fft // 2 + 1} mel "
-                                   f"filterbank; expected n_bins * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)")]
+                return [
+                    (
+                        "n_bins",
+                        f"n_bins {n} with fft_sizes[{i}]={fft} asks for a {n} x {fft // 2 + 1} mel "
+                        f"filterbank; expected n_bins * (fft // 2 + 1) <= {MAX_FILTERBANK} (2^26)",
+                    )
+                ]
         for i, fft in enumerate(self.fft_sizes):
             empty = empty_mel_filters(self.sample_rate, fft, n)
             if empty:
-                return [("n_bins", f"n_bins {n} at sample_rate {self.sample_rate} leaves {empty} empty mel "
-                                   f"filters for fft_sizes[{i}]={fft} (their log magnitude would be -inf); "
-                                   f"expected fewer n_bins or larger fft_sizes")]
+                return [
+                    (
+                        "n_bins",
+                        f"n_bins {n} at sample_rate {self.sample_rate} leaves {empty} empty mel "
+                        f"filters for fft_sizes[{i}]={fft} (their log magnitude would be -inf); "
+                        f"expected fewer n_bins or larger fft_sizes",
+                    )
+                ]
         return []

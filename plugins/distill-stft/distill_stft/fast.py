@@ -23,9 +23,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import STFTConfig
 from distill_core.dsp.frames import overlap_add_into, reflect_pad_adjoint
 from distill_core.dsp.mel import mel_filterbank
+
+from .config import STFTConfig
 
 
 class _Resolution(nn.Module):
@@ -38,7 +39,7 @@ class _Resolution(nn.Module):
         self.register_buffer("window", window, persistent=False)
         left = (fft - win) // 2
         padded = torch.zeros(fft)
-        padded[left:left + win] = window
+        padded[left : left + win] = window
         # irfft gives frames/(fft/2) once DC and Nyquist are doubled; fold that scale into the window.
         self.register_buffer("backward_window", padded * (fft / 2), persistent=False)
         self.mel = config.scale == "mel"
@@ -63,8 +64,10 @@ def a_weighting_taps(sample_rate: int) -> torch.Tensor:
     try:
         import scipy.signal  # noqa: F401  (auraloss imports it inside FIRFilter)
     except ImportError as exc:
-        raise ImportError("stft: perceptual_weighting = true needs scipy (auraloss designs its A-weighting "
-                          "filter with scipy.signal); install it with `pip install scipy`") from exc
+        raise ImportError(
+            "stft: perceptual_weighting = true needs scipy (auraloss designs its A-weighting "
+            "filter with scipy.signal); install it with `pip install scipy`"
+        ) from exc
     from auraloss.perceptual import FIRFilter
 
     return FIRFilter(filter_type="aw", fs=sample_rate).fir.weight.data.clone()
@@ -80,8 +83,9 @@ class FastMultiResolutionSTFT(nn.Module):
     def __init__(self, config: STFTConfig) -> None:
         super().__init__()
         self.config = config
-        self.resolutions = nn.ModuleList(_Resolution(f, h, w, config) for f, h, w in
-                                         zip(config.fft_sizes, config.hop_sizes, config.win_lengths))
+        self.resolutions = nn.ModuleList(
+            _Resolution(f, h, w, config) for f, h, w in zip(config.fft_sizes, config.hop_sizes, config.win_lengths)
+        )
         if config.perceptual_weighting:
             self.register_buffer("taps", a_weighting_taps(config.sample_rate), persistent=False)
         self.components: torch.Tensor | None = None
@@ -99,8 +103,7 @@ class FastMultiResolutionSTFT(nn.Module):
         conv = torch.nn.functional.conv_transpose1d if adjoint else torch.nn.functional.conv1d
         return conv(x.unsqueeze(1), taps, padding=taps.shape[-1] // 2).squeeze(1)
 
-    def _distance(self, d: torch.Tensor, weight: float, want_grad: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _distance(self, d: torch.Tensor, weight: float, want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the reduced L1 or L2 distance of d, weight times its derivative in d) under the config's reduction."""
         cfg = self.config
         l1 = cfg.mag_distance == "L1"
@@ -111,8 +114,9 @@ class FastMultiResolutionSTFT(nn.Module):
         g = d.sign() if l1 else d * 2.0
         return value, g.mul_(weight / d.numel() if cfg.reduction == "mean" else weight)
 
-    def _resolution(self, res: _Resolution, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _resolution(
+        self, res: _Resolution, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(loss, its four unweighted components if output = 'full', dL/dx or None) of one resolution."""
         cfg = self.config
         spec, target_spec = res.spectrum(x), res.spectrum(y)
@@ -140,7 +144,7 @@ class FastMultiResolutionSTFT(nn.Module):
                 g = diff * torch.where(num > 0, cfg.w_sc / (num * den), 0.0)
                 grad_m = g
                 if grad_t is not None:
-                    grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den ** 3))
+                    grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den**3))
         if cfg.w_log_mag:
             parts[1], g = self._distance(m.log().sub_(scaled.log()), cfg.w_log_mag, want_grad)
             if want_grad:
@@ -189,15 +193,18 @@ class FastMultiResolutionSTFT(nn.Module):
         x2 = x.reshape(-1, shape[-1])
         y2 = y.detach().reshape(-1, shape[-1])
         if y.requires_grad and torch.is_grad_enabled():
-            raise ValueError("stft: the fast backend treats target as a constant; use backend = 'auraloss' "
-                             "to differentiate through the target")
+            raise ValueError(
+                "stft: the fast backend treats target as a constant; use backend = 'auraloss' "
+                "to differentiate through the target"
+            )
         if x.requires_grad and torch.is_grad_enabled():
             return _FastSTFTLoss.apply(x, y2, self)
         with torch.no_grad():
             return self.loss_and_grad(x2, y2, want_grad=False)[0]
 
-    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def loss_and_grad(
+        self, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss of [R, N] rows and, if asked, its gradient; keeps the [4, resolutions] components."""
         if self.config.perceptual_weighting:
             x, y = self._filter(x), self._filter(y)

@@ -7,10 +7,10 @@ import warnings
 
 import pytest
 import torch
+from distill_stft import COMPONENTS, STFTConfig, STFTLoss, auraloss_reference
 
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.testing import check_term
-from distill_stft import COMPONENTS, STFTConfig, STFTLoss, auraloss_reference
 
 SMALL = dict(fft_sizes=(64, 128, 256), hop_sizes=(16, 32, 64), win_lengths=(48, 128, 200))
 
@@ -39,12 +39,16 @@ def term_fn(config):
     return lambda x, y: term({"recon": x, "target": y})
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"w_lin_mag": 1.0, "mag_distance": "L2"},
-    {"w_phs": 0.5, "reduction": "sum"},
-    {"scale": "mel", "sample_rate": 16000, "n_bins": 16, "w_lin_mag": 0.5},
-], ids=["default", "lin-L2", "phs-sum", "mel"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"w_lin_mag": 1.0, "mag_distance": "L2"},
+        {"w_phs": 0.5, "reduction": "sum"},
+        {"scale": "mel", "sample_rate": 16000, "n_bins": 16, "w_lin_mag": 0.5},
+    ],
+    ids=["default", "lin-L2", "phs-sum", "mel"],
+)
 def test_scale_invariance_equals_auraloss_on_one_signal(options):
     """auraloss 0.4 broadcasts its scale correctly only for a single signal: compare there, fast vs auraloss."""
     if options.get("scale") == "mel":
@@ -53,8 +57,12 @@ def test_scale_invariance_equals_auraloss_on_one_signal(options):
     x, y = waves(n=1024)
     y = 0.3 * x + y  # a target the optimal scale changes visibly
     assert_parity(term_fn(cfg), lambda a, b: auraloss_reference(cfg)(a, b), x, y)
-    assert_parity(term_fn(cfg), term_fn(STFTConfig(**SMALL, input="waveform", scale_invariance=True,
-                                                   backend="auraloss", **options)), x, y)
+    assert_parity(
+        term_fn(cfg),
+        term_fn(STFTConfig(**SMALL, input="waveform", scale_invariance=True, backend="auraloss", **options)),
+        x,
+        y,
+    )
 
 
 def scale_invariant_reference(x, y, eps=1e-8):
@@ -76,8 +84,9 @@ def test_scale_invariance_scales_each_signal_of_a_batch():
     cfg = STFTConfig(**SMALL, input="waveform", scale_invariance=True)
     x, y = waves(b=2, c=2, n=1024, dtype=torch.float64)
     y = y * torch.tensor([0.1, 1.0, 10.0, 3.0], dtype=y.dtype).view(2, 2, 1)
-    assert_parity(lambda a, b: STFTLoss(cfg).double()({"recon": a, "target": b}), scale_invariant_reference, x, y,
-                  rtol=1e-9)
+    assert_parity(
+        lambda a, b: STFTLoss(cfg).double()({"recon": a, "target": b}), scale_invariant_reference, x, y, rtol=1e-9
+    )
     with pytest.raises(Exception, match="must match the size"):
         auraloss_reference(cfg)(x.float(), y.float())
 
@@ -85,8 +94,11 @@ def test_scale_invariance_scales_each_signal_of_a_batch():
 def test_scale_invariance_on_the_auraloss_backend_refuses_batches_it_would_break():
     term = STFTLoss(STFTConfig(**SMALL, input="waveform", scale_invariance=True, backend="auraloss"))
     x, y = waves(b=2)
-    with pytest.raises(BatchError, match=r"scale_invariance with backend = 'auraloss' needs one signal per batch "
-                                         r".*got batch\['recon'\] \[2, 1, \.\.\.\]; use backend = 'fast'"):
+    with pytest.raises(
+        BatchError,
+        match=r"scale_invariance with backend = 'auraloss' needs one signal per batch "
+        r".*got batch\['recon'\] \[2, 1, \.\.\.\]; use backend = 'fast'",
+    ):
         term({"recon": x, "target": y})
 
 
@@ -117,14 +129,19 @@ def test_output_loss_keeps_no_components():
     assert term.components is None
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"reduction": "none"}, "terms.stft.reduction: 'none' makes auraloss return per-bin tensors"),
-    ({"reduction": "avg"}, "terms.stft.reduction: expected one of 'mean', 'sum', 'none', got 'avg'"),
-    ({"output": "tuple"}, "terms.stft.output: expected one of 'loss', 'full', got 'tuple'"),
-    ({"perceptual_weighting": True}, "terms.stft.sample_rate: a positive sample_rate is required when "
-                                     "perceptual_weighting = true"),
-    ({"w_phs": -1.0}, "terms.stft.w_phs: expected a finite number >= 0, got -1.0"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"reduction": "none"}, "terms.stft.reduction: 'none' makes auraloss return per-bin tensors"),
+        ({"reduction": "avg"}, "terms.stft.reduction: expected one of 'mean', 'sum', 'none', got 'avg'"),
+        ({"output": "tuple"}, "terms.stft.output: expected one of 'loss', 'full', got 'tuple'"),
+        (
+            {"perceptual_weighting": True},
+            "terms.stft.sample_rate: a positive sample_rate is required when perceptual_weighting = true",
+        ),
+        ({"w_phs": -1.0}, "terms.stft.w_phs: expected a finite number >= 0, got -1.0"),
+    ],
+)
 def test_option_values_auraloss_cannot_run_are_config_errors(options, message):
     with pytest.raises(ConfigError) as err:
         load_config({"recipe": "none", "terms": {"stft": options}})
@@ -139,8 +156,15 @@ def test_perceptual_weighting_without_scipy_names_the_fix(monkeypatch):
 
 def test_every_option_runs_on_the_fast_path():
     """No option sends the term to auraloss behind the user's back: backend = 'fast' is what builds."""
-    cfg = STFTConfig(**SMALL, w_phs=1.0, perceptual_weighting=True, sample_rate=16000, scale_invariance=True,
-                     reduction="sum", output="full")
+    cfg = STFTConfig(
+        **SMALL,
+        w_phs=1.0,
+        perceptual_weighting=True,
+        sample_rate=16000,
+        scale_invariance=True,
+        reduction="sum",
+        output="full",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to announce: no fallback happens
         assert type(STFTLoss(cfg).loss).__name__ == "FastMultiResolutionSTFT"
@@ -149,22 +173,36 @@ def test_every_option_runs_on_the_fast_path():
 
 
 def test_conformance_with_every_option_on_short_signals():
-    cfg = STFTConfig(fft_sizes=(32, 64), hop_sizes=(8, 16), win_lengths=(32, 48), w_lin_mag=0.5, w_phs=0.2,
-                     perceptual_weighting=True, sample_rate=16000, scale_invariance=True, reduction="sum",
-                     output="full")
+    cfg = STFTConfig(
+        fft_sizes=(32, 64),
+        hop_sizes=(8, 16),
+        win_lengths=(32, 48),
+        w_lin_mag=0.5,
+        w_phs=0.2,
+        perceptual_weighting=True,
+        sample_rate=16000,
+        scale_invariance=True,
+        reduction="sum",
+        output="full",
+    )
 
     def batch(dtype, device):  # [2, 2, 6, 8]: 48 samples per example, shorter than the largest FFT
         g = torch.Generator().manual_seed(3)
         return {k: (torch.rand(2, 2, 6, 8, generator=g, dtype=dtype) + 0.01).to(device) for k in ("recon", "target")}
+
     check_term(STFTLoss, batch, cfg)
 
 
 def test_perceptual_weighting_on_the_auraloss_backend_names_a_dtype_mismatch():
     cfg = STFTConfig(**SMALL, input="waveform", perceptual_weighting=True, sample_rate=16000, backend="auraloss")
     x, y = waves(dtype=torch.float64)
-    with pytest.raises(BatchError, match=r"filters in the module's dtype torch.float32, got batch\['recon'\] in "
-                                         r"torch.float64; convert the term \(term.to\(torch.float64\)\)"):
+    with pytest.raises(
+        BatchError,
+        match=r"filters in the module's dtype torch.float32, got batch\['recon'\] in "
+        r"torch.float64; convert the term \(term.to\(torch.float64\)\)",
+    ):
         STFTLoss(cfg)({"recon": x, "target": y})
     ours = STFTLoss(STFTConfig(**SMALL, input="waveform", perceptual_weighting=True, sample_rate=16000))
-    torch.testing.assert_close(STFTLoss(cfg).double()({"recon": x, "target": y}), ours({"recon": x, "target": y}),
-                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        STFTLoss(cfg).double()({"recon": x, "target": y}), ours({"recon": x, "target": y}), rtol=1e-6, atol=0
+    )

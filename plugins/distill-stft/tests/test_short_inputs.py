@@ -5,9 +5,9 @@ from __future__ import annotations
 import auraloss
 import pytest
 import torch
+from distill_stft import STFTConfig, STFTLoss, auraloss_reference
 
 from distill_core import BatchError
-from distill_stft import STFTConfig, STFTLoss, auraloss_reference
 
 
 def waves(n, b=2, c=1, seed=0):
@@ -44,8 +44,11 @@ def test_short_signal_equals_auraloss(sizes, extra):
 def test_half_the_fft_is_refused_naming_key_length_and_bound():
     term = STFTLoss(STFTConfig(fft_sizes=(64, 255), hop_sizes=(16, 60), win_lengths=(64, 201), input="waveform"))
     x, y = waves(127)
-    with pytest.raises(BatchError, match=r"^stft: batch\['recon'\] waveform has 127 samples, .* expected more "
-                                         r"than fft_sizes\[1\] // 2 = 127 samples"):
+    with pytest.raises(
+        BatchError,
+        match=r"^stft: batch\['recon'\] waveform has 127 samples, .* expected more "
+        r"than fft_sizes\[1\] // 2 = 127 samples",
+    ):
         term({"recon": x, "target": y})
     with pytest.raises(RuntimeError, match="Padding size should be less than"):  # where torch.stft draws the line
         auraloss_reference(term.config)(x, y)
@@ -62,8 +65,9 @@ def test_compute_combined_loss_on_the_seed_spectrogram_shape():
     target = torch.rand(2, 2, 32, 40, generator=g) + 0.01
     mu, logvar = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
     out = compute_combined_loss(recon, target, mu, logvar, LossConfig(), 0.01)
-    seed_stft = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512],
-                                                      win_lengths=[512, 1024, 2048])
+    seed_stft = auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=[512, 1024, 2048], hop_sizes=[128, 256, 512], win_lengths=[512, 1024, 2048]
+    )
     flat = lambda s: s[:, 0:1].reshape(2, 1, -1)  # noqa: E731
     torch.testing.assert_close(out["stft_loss"], seed_stft(flat(recon), flat(target)), rtol=1e-6, atol=0)
     assert torch.isfinite(out["total_loss"])

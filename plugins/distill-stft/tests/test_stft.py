@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill_stft import STFTConfig, STFTLoss, auraloss_reference
 
 import distill_core
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_stft import STFTConfig, STFTLoss, auraloss_reference
 
 SMALL = dict(fft_sizes=(64, 128, 256), hop_sizes=(16, 32, 64), win_lengths=(48, 128, 200))
 MEL = dict(fft_sizes=(256, 512, 1024), hop_sizes=(64, 128, 256), win_lengths=(256, 400, 1024))
@@ -34,7 +34,7 @@ def reference(x, y, fft_sizes, hop_sizes, win_lengths, eps=1e-8):
         w = torch.hann_window(win, dtype=x.dtype)
         mx = torch.stft(x, n_fft, hop, win, w, return_complex=True).abs().pow(2).clamp(min=eps).sqrt()
         my = torch.stft(y, n_fft, hop, win, w, return_complex=True).abs().pow(2).clamp(min=eps).sqrt()
-        sc = torch.sqrt(((my - mx) ** 2).sum()) / torch.sqrt((my ** 2).sum())
+        sc = torch.sqrt(((my - mx) ** 2).sum()) / torch.sqrt((my**2).sum())
         total = total + sc + (mx.log() - my.log()).abs().mean()
     return total / len(fft_sizes)
 
@@ -60,6 +60,7 @@ def auraloss_fn(config):
     def loss(x, y):
         out = module(x, y)
         return (out[0] if isinstance(out, tuple) else out).clamp(min=0)
+
     return loss
 
 
@@ -165,18 +166,36 @@ def test_float64_gradcheck():
 
 def test_conformance():
     cfg = STFTConfig(**SMALL)
-    check_term(STFTLoss, lambda dtype, device: dict(zip(("recon", "target"), (
-        t.to(device) for t in spectrograms(dtype=dtype)))), cfg)
+    check_term(
+        STFTLoss,
+        lambda dtype, device: dict(zip(("recon", "target"), (t.to(device) for t in spectrograms(dtype=dtype)))),
+        cfg,
+    )
 
 
 BAD = [
-    ({"recon": torch.rand(2, 32, 64), "target": torch.rand(2, 2, 32, 64)}, "batch['recon'] expected shape [B, 2, F, T] (4-D), got [2, 32, 64] (3-D)"),
-    ({"recon": torch.rand(2, 3, 32, 64), "target": torch.rand(2, 3, 32, 64)}, "with 2 channels in dim 1, got [2, 3, 32, 64]"),
-    ({"recon": torch.rand(2, 2, 32, 64), "target": torch.rand(3, 2, 32, 64)}, "batch['recon'] has shape [2, 2, 32, 64] but batch['target'] has [3, 2, 32, 64]"),
-    ({"recon": torch.ones(2, 2, 32, 64, dtype=torch.int64), "target": torch.rand(2, 2, 32, 64)}, "expected a floating dtype, got torch.int64"),
+    (
+        {"recon": torch.rand(2, 32, 64), "target": torch.rand(2, 2, 32, 64)},
+        "batch['recon'] expected shape [B, 2, F, T] (4-D), got [2, 32, 64] (3-D)",
+    ),
+    (
+        {"recon": torch.rand(2, 3, 32, 64), "target": torch.rand(2, 3, 32, 64)},
+        "with 2 channels in dim 1, got [2, 3, 32, 64]",
+    ),
+    (
+        {"recon": torch.rand(2, 2, 32, 64), "target": torch.rand(3, 2, 32, 64)},
+        "batch['recon'] has shape [2, 2, 32, 64] but batch['target'] has [3, 2, 32, 64]",
+    ),
+    (
+        {"recon": torch.ones(2, 2, 32, 64, dtype=torch.int64), "target": torch.rand(2, 2, 32, 64)},
+        "expected a floating dtype, got torch.int64",
+    ),
     ({"recon": torch.rand(0, 2, 32, 64), "target": torch.rand(0, 2, 32, 64)}, "is empty"),
-    ({"recon": torch.rand(2, 2, 8, 16), "target": torch.rand(2, 2, 8, 16)}, "batch['recon'] flattened magnitude channel (F*T samples) has 128 samples, shorter than the largest FFT "
-     "size 256 allows: expected more than fft_sizes[2] // 2 = 128 samples"),
+    (
+        {"recon": torch.rand(2, 2, 8, 16), "target": torch.rand(2, 2, 8, 16)},
+        "batch['recon'] flattened magnitude channel (F*T samples) has 128 samples, shorter than the largest FFT "
+        "size 256 allows: expected more than fft_sizes[2] // 2 = 128 samples",
+    ),
     ({"recon": [1.0], "target": torch.rand(2, 2, 8, 8)}, "expected a tensor [B, 2, F, T], got list"),
 ]
 
@@ -193,8 +212,11 @@ def test_waveform_mode_checks():
     term = STFTLoss(STFTConfig(**SMALL, input="waveform"))
     with pytest.raises(BatchError, match=r"expected shape \[B, C, N\] \(3-D\), got \[2, 2, 32, 64\]"):
         term({"recon": torch.rand(2, 2, 32, 64), "target": torch.rand(2, 2, 32, 64)})
-    with pytest.raises(BatchError, match=r"waveform has 100 samples, shorter than the largest FFT size 256 allows: "
-                                         r"expected more than fft_sizes\[2\] // 2 = 128 samples"):
+    with pytest.raises(
+        BatchError,
+        match=r"waveform has 100 samples, shorter than the largest FFT size 256 allows: "
+        r"expected more than fft_sizes\[2\] // 2 = 128 samples",
+    ):
         term({"recon": torch.rand(2, 1, 100), "target": torch.rand(2, 1, 100)})
 
 
@@ -208,13 +230,29 @@ def test_discovered_with_distribution_and_version():
 
 
 def test_config_round_trip_through_a_file(tmp_path):
-    c = load_config({"recipe": "none", "terms": {"stft": {**{k: list(v) for k, v in SMALL.items()},
-                                                          "scale": "mel", "sample_rate": 16000, "n_bins": 20}}})
+    c = load_config(
+        {
+            "recipe": "none",
+            "terms": {
+                "stft": {**{k: list(v) for k, v in SMALL.items()}, "scale": "mel", "sample_rate": 16000, "n_bins": 20}
+            },
+        }
+    )
     path = distill_core.dump_config(c, tmp_path / "stft.toml")
     assert load_config(path) == c
     with pytest.raises(ConfigError, match="terms.stft.n_bins: n_bins 300 exceeds the smallest FFT size 64"):
-        load_config({"terms": {"stft": {**{k: list(v) for k, v in SMALL.items()}, "scale": "mel",
-                                        "sample_rate": 16000, "n_bins": 300}}})
+        load_config(
+            {
+                "terms": {
+                    "stft": {
+                        **{k: list(v) for k, v in SMALL.items()},
+                        "scale": "mel",
+                        "sample_rate": 16000,
+                        "n_bins": 300,
+                    }
+                }
+            }
+        )
 
 
 def test_target_with_grad_needs_the_auraloss_backend():

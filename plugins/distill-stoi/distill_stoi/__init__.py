@@ -6,7 +6,8 @@ uses one, or on first access to a name below (PEP 562).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
@@ -19,8 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __version__ = "0.1.0"
 __all__ = ["ESTOIConfig", "ESTOILoss", "OctaveResample", "STOIConfig", "STOILoss", "intelligibility"]
-_LAZY = {"ESTOIConfig": "config", "STOIConfig": "config", "ESTOILoss": "terms", "STOILoss": "terms",
-         "OctaveResample": "resample", "intelligibility": "intelligibility"}
+_LAZY = {
+    "ESTOIConfig": "config",
+    "STOIConfig": "config",
+    "ESTOILoss": "terms",
+    "STOILoss": "terms",
+    "OctaveResample": "resample",
+    "intelligibility": "intelligibility",
+}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # PEP 562

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import attrs
+
 from distill_core import InvalidConfig, Weight
 
 from .resample import resampling_taps
@@ -18,9 +19,14 @@ def _rate_problems(sample_rate: int) -> Problems:
         return [("sample_rate", f"expected a positive whole number of Hz, got {sample_rate!r}")]
     taps = resampling_taps(sample_rate, 10_000)
     if taps > MAX_RESAMPLING_TAPS:
-        return [("sample_rate", f"resampling {sample_rate} Hz to 10000 Hz needs a filter of {taps} taps (the "
-                                f"ratio does not reduce to small terms); expected a rate such as 8000, 16000, 22050, "
-                                f"24000, 44100 or 48000 (at most {MAX_RESAMPLING_TAPS} taps)")]
+        return [
+            (
+                "sample_rate",
+                f"resampling {sample_rate} Hz to 10000 Hz needs a filter of {taps} taps (the "
+                f"ratio does not reduce to small terms); expected a rate such as 8000, 16000, 22050, "
+                f"24000, 44100 or 48000 (at most {MAX_RESAMPLING_TAPS} taps)",
+            )
+        ]
     return []
 
 

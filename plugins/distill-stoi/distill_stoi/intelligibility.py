@@ -43,7 +43,7 @@ def third_octave_matrix() -> torch.Tensor:
     matrix = torch.zeros(BANDS, FFT_SIZE // 2 + 1, dtype=torch.float64)
     for i in range(BANDS):
         low, high = (LOWEST_CENTRE * 2 ** ((2 * i + s) / 6) for s in (-1, 1))
-        matrix[i, round(low / bin_hz): round(high / bin_hz)] = 1.0
+        matrix[i, round(low / bin_hz) : round(high / bin_hz)] = 1.0
     return matrix
 
 
@@ -52,8 +52,9 @@ def analysis_frames(length: int) -> int:
     return max(0, -(-(length - FRAME) // HOP))
 
 
-def kept_frames(clean: torch.Tensor, processed: torch.Tensor, window: torch.Tensor, dyn_range: float
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def kept_frames(
+    clean: torch.Tensor, processed: torch.Tensor, window: torch.Tensor, dyn_range: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Windowed frames of both signals [R, F, FRAME] with the clean signal's loud frames first, in order, and
     the rest zeroed; and how many were kept per row, [R]."""
     count = analysis_frames(clean.shape[-1])
@@ -98,7 +99,8 @@ def stoi_correlations(clean: torch.Tensor, processed: torch.Tensor, beta: float)
     """Per segment and band [R, BANDS, S], the correlation of the clean envelope with the processed one,
     scaled to the clean energy and clipped at a signal-to-distortion ratio of ``beta`` dB (Taal et al.)."""
     scale = torch.linalg.vector_norm(clean, dim=-1, keepdim=True) / (
-        torch.linalg.vector_norm(processed, dim=-1, keepdim=True) + EPS)
+        torch.linalg.vector_norm(processed, dim=-1, keepdim=True) + EPS
+    )
     clipped = torch.minimum(processed * scale, clean * (1 + 10 ** (-beta / 20)))
     return (unit(clipped, -1) * unit(clean, -1)).sum(dim=-1)
 
@@ -110,9 +112,16 @@ def estoi_correlations(clean: torch.Tensor, processed: torch.Tensor) -> torch.Te
     return (a * b).sum(dim=1)
 
 
-def intelligibility(clean: torch.Tensor, processed: torch.Tensor, *, extended: bool, dyn_range: float = 40.0,
-                    beta: float = -15.0, window: torch.Tensor | None = None, bands: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+def intelligibility(
+    clean: torch.Tensor,
+    processed: torch.Tensor,
+    *,
+    extended: bool,
+    dyn_range: float = 40.0,
+    beta: float = -15.0,
+    window: torch.Tensor | None = None,
+    bands: torch.Tensor | None = None,
+) -> torch.Tensor:
     """STOI (or ESTOI when ``extended``) of [R, N] signals at 10 kHz, one score per row, [R].
 
     A row left with fewer than SEGMENT + 1 analysis frames after silence removal scores 1e-5, as in the

@@ -36,15 +36,24 @@ class _IntelligibilityLoss(LossTerm):
         """The (E)STOI of each example's each channel, [B, C]."""
         x, y = check_pair(self.name, batch, "recon", "target", self.layouts["recon"])
         if x.shape[-1] < self.min_samples:
-            raise BatchError(f"{self.name}: batch['recon'] has {x.shape[-1]} samples at sample_rate="
-                             f"{self.config.sample_rate}; expected at least {self.min_samples} "
-                             f"({self.min_samples / self.config.sample_rate:.3f} s) for one 30-frame segment")
+            raise BatchError(
+                f"{self.name}: batch['recon'] has {x.shape[-1]} samples at sample_rate="
+                f"{self.config.sample_rate}; expected at least {self.min_samples} "
+                f"({self.min_samples / self.config.sample_rate:.3f} s) for one 30-frame segment"
+            )
         x, y = upcast(x, y)
         with torch.autocast(x.device.type, enabled=False):  # FFTs, norms and divisions in float32 or wider
             processed = self.resample(x.reshape(-1, x.shape[-1]))
             clean = self.resample(y.to(x.dtype).reshape(-1, y.shape[-1]))
-            score = intelligibility(clean, processed, extended=self.extended, dyn_range=self.config.dyn_range,
-                                    beta=getattr(self.config, "beta", -15.0), window=self.window, bands=self.bands)
+            score = intelligibility(
+                clean,
+                processed,
+                extended=self.extended,
+                dyn_range=self.config.dyn_range,
+                beta=getattr(self.config, "beta", -15.0),
+                window=self.window,
+                bands=self.bands,
+            )
             return score.view(x.shape[0], -1)
 
     def per_example(self, batch: Batch) -> torch.Tensor:

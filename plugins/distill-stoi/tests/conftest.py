@@ -29,8 +29,9 @@ def at_rate(x: np.ndarray, rate: int, wanted: int) -> np.ndarray:
 def alsa_speech() -> list[np.ndarray]:
     """Three of the alsa-utils voice recordings (48 kHz) at 16 kHz."""
     if not ALSA_VOICES:
-        pytest.skip("alsa-utils is not installed (apt-get install alsa-utils puts voice recordings in "
-                    "/usr/share/sounds/alsa)")
+        pytest.skip(
+            "alsa-utils is not installed (apt-get install alsa-utils puts voice recordings in /usr/share/sounds/alsa)"
+        )
     return [at_rate(*read_wav(p), 16_000) for p in ALSA_VOICES[:3]]
 
 

@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
+from distill_stoi.intelligibility import frame_window, kept_frames
 from pystoi import stoi as pystoi_score
 
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.testing import SYNC_METHODS, check_discovery, check_term
-from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
-from distill_stoi.intelligibility import frame_window, kept_frames
 
 from .conftest import at_rate
 
@@ -29,7 +29,7 @@ def burst_noise(n: int, rate: int, seed: int = 1) -> np.ndarray:
     """White noise under a slow on/off envelope: loud, quiet (-60 dB) and silent stretches."""
     t = np.arange(n) / rate
     envelope = np.where(np.sin(2 * np.pi * 1.3 * t) > -0.3, 1.0, 1e-3)
-    envelope[int(0.45 * n): int(0.55 * n)] = 0.0
+    envelope[int(0.45 * n) : int(0.55 * n)] = 0.0
     return 0.3 * envelope * np.random.default_rng(seed).standard_normal(n)
 
 
@@ -37,15 +37,21 @@ def term_score(name: str, clean: np.ndarray, processed: np.ndarray, rate: int, d
     """The term's score (1 - loss) for one pair of 1-D signals."""
     cls, config, _ = TERMS[name]
     term = cls(config(sample_rate=rate)).to(dtype)
-    batch = {"recon": torch.from_numpy(processed).to(dtype)[None, None],
-             "target": torch.from_numpy(clean).to(dtype)[None, None]}
+    batch = {
+        "recon": torch.from_numpy(processed).to(dtype)[None, None],
+        "target": torch.from_numpy(clean).to(dtype)[None, None],
+    }
     return 1 - float(term(batch))
 
 
 def reference_score(name: str, clean: np.ndarray, processed: np.ndarray, rate: int, dtype=np.float32) -> float:
     """pystoi's score of the same numbers the term sees (float32 inputs widened to float64)."""
-    return pystoi_score(clean.astype(dtype).astype(np.float64), processed.astype(dtype).astype(np.float64), rate,
-                        extended=TERMS[name][2])
+    return pystoi_score(
+        clean.astype(dtype).astype(np.float64),
+        processed.astype(dtype).astype(np.float64),
+        rate,
+        extended=TERMS[name][2],
+    )
 
 
 def pairs(speech: list[np.ndarray]) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -139,7 +145,7 @@ def test_identity_scores_one(name, alsa_speech):
 def noise_batch(n: int, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
     """[2, 1, n] recon and target: the target with a quiet stretch that silence removal drops."""
     target = torch.randn(2, 1, n, dtype=dtype)
-    target[0, :, n // 3: n // 2] *= 1e-3
+    target[0, :, n // 3 : n // 2] *= 1e-3
     recon = target + 0.7 * torch.randn(2, 1, n, dtype=dtype)
     return {"recon": recon.to(device), "target": target.to(device)}
 
@@ -161,8 +167,9 @@ def test_gradcheck_in_float64(name, rate):
     batch = noise_batch(term.min_samples * 3 // 2, torch.float64, torch.device("cpu"))  # 45 frames, ~12 quiet
     recon, target = batch["recon"][:1], batch["target"][:1]
     assert float(term({"recon": recon, "target": target})) < 0.9  # enough loud frames: not pystoi's 1e-5 case
-    assert torch.autograd.gradcheck(lambda r: term({"recon": r, "target": target}),
-                                    (recon.clone().requires_grad_(True),), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda r: term({"recon": r, "target": target}), (recon.clone().requires_grad_(True),), fast_mode=True
+    )
     n = recon.shape[-1]
     loud, quiet = slice(n // 6, n // 6 + 24), slice(5 * n // 12, 5 * n // 12 + 24)  # quiet: n / 3 to n / 2
 
@@ -215,19 +222,27 @@ def test_short_input_is_refused_naming_the_length_needed():
     term = STOILoss(STOIConfig())
     assert term.min_samples == 6554  # 4097 samples at 10 kHz: 31 frames of 256 at hop 128
     x = torch.randn(1, 1, 6553)
-    with pytest.raises(BatchError, match=r"stoi: batch\['recon'\] has 6553 samples at sample_rate=16000; expected "
-                                         r"at least 6554 \(0\.410 s\) for one 30-frame segment"):
+    with pytest.raises(
+        BatchError,
+        match=r"stoi: batch\['recon'\] has 6553 samples at sample_rate=16000; expected "
+        r"at least 6554 \(0\.410 s\) for one 30-frame segment",
+    ):
         term({"recon": x, "target": x})
     term({"recon": torch.randn(1, 1, 6554), "target": torch.randn(1, 1, 6554)})
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"sample_rate": 0}, "terms.stoi.sample_rate: expected a positive whole number of Hz, got 0"),
-    ({"sample_rate": 12345}, "terms.stoi.sample_rate: resampling 12345 Hz to 10000 Hz needs a filter of 5118000 "
-                             "taps"),
-    ({"dyn_range": -1.0}, "terms.stoi.dyn_range: expected a finite number of dB > 0, got -1.0"),
-    ({"beta": float("nan")}, "terms.stoi.beta: expected a finite number of dB in [-100, 100], got nan"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"sample_rate": 0}, "terms.stoi.sample_rate: expected a positive whole number of Hz, got 0"),
+        (
+            {"sample_rate": 12345},
+            "terms.stoi.sample_rate: resampling 12345 Hz to 10000 Hz needs a filter of 5118000 taps",
+        ),
+        ({"dyn_range": -1.0}, "terms.stoi.dyn_range: expected a finite number of dB > 0, got -1.0"),
+        ({"beta": float("nan")}, "terms.stoi.beta: expected a finite number of dB in [-100, 100], got nan"),
+    ],
+)
 def test_config_errors_name_the_field(section, message):
     with pytest.raises(ConfigError) as info:
         load_config({"recipe": "none", "terms": {"stoi": section}})

@@ -1,16 +1,18 @@
 import pytest
 import torch
+from distill_wave_l1 import WaveL1Config, WaveL1Loss
 
 import distill_core
 from distill_core import BatchError, CombinedLoss, load_config
 from distill_core.testing import check_discovery, check_term
-from distill_wave_l1 import WaveL1Config, WaveL1Loss
 
 
 def waves(dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"recon": torch.randn(3, 2, 50, generator=g, dtype=dtype).to(device),
-            "target": torch.randn(3, 2, 50, generator=g, dtype=dtype).to(device)}
+    return {
+        "recon": torch.randn(3, 2, 50, generator=g, dtype=dtype).to(device),
+        "target": torch.randn(3, 2, 50, generator=g, dtype=dtype).to(device),
+    }
 
 
 def test_value_against_a_loop_reference():
@@ -37,8 +39,9 @@ def test_bad_shape_names_the_key():
 
 def test_discovery_and_a_vocoder_config(tmp_path):
     assert str(check_discovery(WaveL1Loss, "distill-wave-l1").provenance) == "distill-wave-l1==0.1.0"
-    c = load_config({"recipe": "none", "terms": {"wave_l1": {"inputs": {"recon": "recon_wave",
-                                                                        "target": "target_wave"}}}})
+    c = load_config(
+        {"recipe": "none", "terms": {"wave_l1": {"inputs": {"recon": "recon_wave", "target": "target_wave"}}}}
+    )
     assert load_config(distill_core.dump_config(c, tmp_path / "c.toml")) == c
     b = waves()
     out = CombinedLoss(c)({"recon_wave": b["recon"], "target_wave": b["target"]})
