@@ -4,28 +4,48 @@ The registry owns every term name. Plugins hand it classes through ``register``,
 its class lives (``register("name", "package.module:Class")``), imported when the term is first used;
 collisions, broken plugins and the distribution behind each term are recorded here and nowhere else. What a
 run remembers about its terms (locks, pins) is ``provenance``'s.
+
+Hooks are called the way pluggy means them to be: every plugin is registered with the plugin manager first,
+then ``pm.hook.distill_loss_terms(register=...)`` runs once, so hook wrappers, tracing and pluggy's argument
+checks apply. Each ``register`` call is credited to the hook implementation it came from, and through it to
+that plugin's distribution.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import keyword
 import os
+import sys
 import threading
 import warnings
-from importlib import metadata
-from types import ModuleType
+from collections.abc import Callable, Iterable
+from types import ModuleType, TracebackType
 from typing import Any
 
-import attrs
 import pluggy
 
 from distill_core.config.converter import did_you_mean
 from distill_core.registry import hookspecs
+from distill_core.registry.diagnoses import (
+    by_provenance,
+    hook_mismatch,
+    implements_another_hook,
+    lookalike_group_hint,
+    no_terms_hint,
+)
+from distill_core.registry.entries import (
+    BrokenPlugin,
+    NoTermsError,
+    PluginError,
+    Provenance,
+    TermInfo,
+    TermReference,
+    UnknownTermError,
+    identity,
+    reference,
+    validate_term_class,
+)
 from distill_core.registry.entrypoints import declared_entry_points, forget
 from distill_core.registry.provenance import (
-    IN_PROCESS,
     TermOrigin,
     last_origin,
     normalise,
@@ -57,132 +77,8 @@ NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "DISTILL_PLUGINS"
 
 
-class PluginError(Exception):
-    """A plugin could not be loaded or registered, or two plugins claim one term name."""
-
-
-class NoTermsError(PluginError):
-    """A plugin's hook registered no term: the hook is missing, unmarked, or never calls ``register``."""
-
-
-class UnknownTermError(LookupError):
-    """A config or call named a term that no installed plugin provides."""
-
-
-@attrs.frozen
-class Provenance:
-    """Where a term came from: the distribution, its version and the entry point (or in-process)."""
-
-    distribution: str = IN_PROCESS
-    version: str = ""
-    entry_point: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.distribution}=={self.version}" if self.version else self.distribution
-
-
-@attrs.frozen
-class TermInfo:
-    """A registered term class and its provenance."""
-
-    name: str
-    cls: type[LossTerm]
-    provenance: Provenance
-
-    @property
-    def config_class(self) -> type:
-        return self.cls.config_class
-
-    @property
-    def module(self) -> str:
-        return self.cls.__module__
-
-
-@attrs.frozen
-class TermReference:
-    """A term registered by name and ``module:Class``: its module is imported, and the class checked, on first use."""
-
-    name: str
-    target: str
-    provenance: Provenance
-
-    def load(self) -> type:
-        """The class ``target`` names (importing its module)."""
-        module, _, qualname = self.target.partition(":")
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        return found
-
-
-def _identity(entry: TermInfo | TermReference) -> str:
-    """``module:Class`` of a registered term, loaded or not: one class registered twice is no conflict."""
-    if isinstance(entry, TermReference):
-        return entry.target
-    return f"{entry.cls.__module__}:{entry.cls.__qualname__}"
-
-
-@attrs.frozen
-class BrokenPlugin:
-    """A plugin that failed to import or register, with the message every later use repeats."""
-
-    name: str
-    provenance: Provenance
-    error: str
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.provenance}): {self.error}"
-
-
 def _flag(env: str) -> bool:
     return os.environ.get(env, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def validate_term_class(cls: Any) -> None:
-    """Check a class against the plugin contract; raise PluginError saying what is wrong."""
-    what = getattr(cls, "__qualname__", repr(cls))
-    if not (isinstance(cls, type) and issubclass(cls, LossTerm)):
-        raise PluginError(f"register() expects a LossTerm subclass, got {what!r}")
-    name = getattr(cls, "name", None)
-    if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
-        raise PluginError(f"{what}.name must be a Python identifier string, got {name!r}")
-    config_class = getattr(cls, "config_class", None)
-    if not (isinstance(config_class, type) and attrs.has(config_class)):
-        raise PluginError(f"{what}.config_class must be an attrs class, got {config_class!r}")
-    if "weight" not in attrs.fields_dict(config_class):
-        raise PluginError(f"{what}.config_class {config_class.__name__} has no 'weight' field")
-    try:
-        config_class()  # defaults must construct; cattrs makes its structure hook on first use, not here
-    except Exception as exc:  # any failure here is the plugin's, reported with its class
-        raise PluginError(
-            f"{what}.config_class {config_class.__name__} cannot be built "
-            f"with its defaults: {type(exc).__name__}: {exc}"
-        ) from exc
-    requires = getattr(cls, "requires", None)
-    if not (isinstance(requires, tuple) and all(isinstance(k, str) for k in requires)):
-        raise PluginError(f"{what}.requires must be a tuple of str batch keys, got {requires!r}")
-
-
-def _dotted(text: str) -> bool:
-    return all(part.isidentifier() for part in text.split("."))
-
-
-def reference(name: Any, target: Any, provenance: Provenance) -> TermReference:
-    """``register(name, "module:Class")``'s entry, checked for form; PluginError says what is wrong."""
-    if target is None:
-        raise PluginError(
-            f"register({name!r}): expected a LossTerm subclass, or a term's name and where its class "
-            f"lives as 'package.module:ClassName'"
-        )
-    if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
-        raise PluginError(f"register({name!r}, {target!r}): a term's name must be a Python identifier string")
-    module, colon, qualname = target.partition(":") if isinstance(target, str) else ("", "", "")
-    if not (colon and _dotted(module) and _dotted(qualname)):
-        raise PluginError(
-            f"register({name!r}, {target!r}): expected where the term's class lives as "
-            f"'package.module:ClassName', as an entry point writes it"
-        )
-    return TermReference(name, target, provenance)
 
 
 class Registry:
@@ -191,6 +87,8 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        # a plugin that declares hooks of its own adds them as it is registered (a historic call)
+        self.pm.hook.distill_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
         self._terms: dict[str, TermInfo | TermReference] = {}  # a reference until its first use
         self._broken: list[BrokenPlugin] = []
         self._conflicts: dict[str, list[TermInfo | TermReference]] = {}
@@ -199,6 +97,7 @@ class Registry:
         self._available: dict[str, tuple[str, str]] = {}  # normalised dist / entry-point name -> (dist, version)
         self._left_out: set[str] = set()  # normalised distributions DISTILL_PLUGINS left out
         self._notes: list[str] = []
+        self._provenance: dict[str, Provenance] = {}  # plugin name in the manager -> where it came from
         self.strict = _flag(STRICT_ENV)
 
     # --- registration -----------------------------------------------------------------------------
@@ -210,38 +109,99 @@ class Registry:
         Failures raise PluginError (callers that discover entry points isolate them); a plugin that adds
         no term raises NoTermsError saying which of the usual causes applies.
         """
-        provenance = provenance or Provenance(entry_point=str(name or getattr(plugin, "__name__", "")))
+        label = self._attach(plugin, name, provenance)
+        try:
+            self._check_pending({label})
+            collected = self._call_term_hooks({label})
+            added = self._accept(label, collected[label])
+        except BaseException:
+            self._detach(label)
+            raise
+        return added
+
+    def _attach(self, plugin: ModuleType | object, name: str | None, provenance: Provenance | None) -> str:
+        """Register ``plugin`` with the plugin manager (pluggy validates its hooks); return its name there."""
         label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        self._provenance[label] = provenance or Provenance(entry_point=str(name or getattr(plugin, "__name__", "")))
         try:
             self.pm.register(plugin, name=label)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(_hook_mismatch(self.pm, plugin, label, exc)) from exc
-        try:
+            del self._provenance[label]
+            raise PluginError(hook_mismatch(self.pm, plugin, label, exc)) from exc
+        return label
+
+    def _detach(self, label: str) -> None:
+        if self.pm.get_plugin(label) is not None:
+            self.pm.unregister(name=label)
+        self._provenance.pop(label, None)
+
+    def _check_pending(self, labels: set[str]) -> set[str]:
+        """Every implementation of these plugins matches a declared hook (a misspelt hook name is an error, not a
+        silent no-op). Raises for the first mismatch when one plugin is checked; with several, each mismatching
+        plugin is left out and recorded as broken, and the rest are returned."""
+        ok = set(labels)
+        while True:
             try:
-                self.pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
+                self.pm.check_pending()
+                return ok
             except pluggy.PluginValidationError as exc:
-                raise PluginError(_hook_mismatch(self.pm, plugin, label, exc)) from exc
-            collected: list[TermInfo | TermReference] = []
+                label = self.pm.get_name(exc.plugin) or ""
+                error = PluginError(hook_mismatch(self.pm, exc.plugin, label, exc))
+                provenance = self._provenance.get(label, Provenance())
+                self._detach(label)
+                if len(labels) == 1 or label not in ok:
+                    raise error from exc
+                ok.discard(label)
+                self._broke(label.partition(":")[2] or label, provenance, error)
 
-            def register(term: Any, target: Any = None) -> None:
-                """``register(TermClass)``, or ``register("name", "package.module:Class")`` to import on first use."""
-                if target is None and not isinstance(term, str):
-                    validate_term_class(term)
-                    collected.append(TermInfo(term.name, term, provenance))
-                else:
-                    collected.append(reference(term, target, provenance))
+    def call_register_hook(self, hook: str, receive: Callable[[str, Any, Any], None]) -> None:
+        """Call ``pm.hook.<hook>(register=...)`` once, through pluggy's own hook caller (wrappers and tracing
+        included). Each ``register(obj, target=None)`` call reaches ``receive(plugin, obj, target)``, where
+        ``plugin`` names the plugin whose implementation made it (``provenance_of`` says where it came from)."""
+        self._call_hook(hook, receive, None)
 
-            impls = [i for i in self.pm.hook.distill_loss_terms.get_hookimpls() if i.plugin is plugin]
-            for impl in impls:  # pass only the arguments the impl declares, as pluggy would
-                impl.function(*[{"register": register}[a] for a in impl.argnames])
-            if not collected and not _implements_another_hook(self.pm, plugin):
-                raise NoTermsError(f"registered no terms: {_no_terms_hint(plugin, impls)}")
-        except BaseException:
-            self.pm.unregister(plugin)
-            raise
-        for entry in collected:
+    def provenance_of(self, plugin: str) -> Provenance:
+        """Where a plugin registered under this name came from (its distribution, version and entry point)."""
+        return self._provenance[plugin]
+
+    def _call_hook(self, hook: str, receive: Callable[[str, Any, Any], None], labels: set[str] | None) -> None:
+        others = [p for n, p in self.pm.list_name_plugin() if labels is not None and n not in labels]
+        caller = self.pm.subset_hook_caller(hook, others) if others else getattr(self.pm.hook, hook)
+        impl_of = _implementations(caller.get_hookimpls())
+
+        def register(obj: Any, target: Any = None) -> None:
+            label = _calling_plugin(sys._getframe(1), impl_of)
+            if label is None or label not in self._provenance:
+                raise PluginError(f"register({obj!r}) was called outside a {hook}(register) hook; call it there")
+            receive(label, obj, target)
+
+        caller(register=register)
+
+    def _call_term_hooks(self, labels: set[str]) -> dict[str, list[TermInfo | TermReference]]:
+        """Run the term hook once over the plugins ``labels`` name; what each one's implementations registered."""
+        collected: dict[str, list[TermInfo | TermReference]] = {label: [] for label in labels}
+
+        def receive(label: str, term: Any, target: Any) -> None:
+            """``register(TermClass)``, or ``register("name", "package.module:Class")`` to import on first use."""
+            provenance = self._provenance[label]
+            if target is None and not isinstance(term, str):
+                validate_term_class(term)
+                collected[label].append(TermInfo(term.name, term, provenance))
+            else:
+                collected[label].append(reference(term, target, provenance))
+
+        self._call_hook(hookspecs.HOOK, receive, labels)
+        return collected
+
+    def _accept(self, label: str, entries: list[TermInfo | TermReference]) -> list[str]:
+        """Add what one plugin registered, or say why a plugin that registered nothing is broken."""
+        plugin = self.pm.get_plugin(label)
+        if not entries and not implements_another_hook(self.pm, plugin) and not _only_wraps(self.pm, plugin):
+            impls = [i for i in getattr(self.pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
+            raise NoTermsError(f"registered no terms: {no_terms_hint(plugin, impls)}")
+        for entry in entries:
             self._add(entry)
-        return [entry.name for entry in collected]
+        return [entry.name for entry in entries]
 
     def register_term(self, cls: type[LossTerm], provenance: Provenance | None = None) -> None:
         """Register one term class directly (notebooks and tests)."""
@@ -253,7 +213,7 @@ class Registry:
             self._conflicts[info.name].append(info)
             return
         existing = self._terms.get(info.name)
-        if existing is not None and _identity(existing) != _identity(info):
+        if existing is not None and identity(existing) != identity(info):
             del self._terms[info.name]
             self._conflicts[info.name] = [existing, info]
             if self.strict:
@@ -262,8 +222,8 @@ class Registry:
         self._terms[info.name] = info
 
     def _conflict_message(self, name: str) -> str:
-        infos = _by_provenance(self._conflicts[name])
-        who = " and ".join(f"{i.provenance} ({_identity(i).replace(':', '.')})" for i in infos)
+        infos = by_provenance(self._conflicts[name])
+        who = " and ".join(f"{i.provenance} ({identity(i).replace(':', '.')})" for i in infos)
         dists = [i.provenance.distribution for i in infos]
         others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
         allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
@@ -280,6 +240,7 @@ class Registry:
         wanted = [n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()]
         allow = {normalise(n) for n in wanted}
         seen: set[tuple[str, str]] = set()
+        attached: dict[str, str] = {}  # plugin name in the manager -> entry-point name, in entry-point order
         for ep, dist_name, version in declared_entry_points(group):
             if (dist_name, ep.name) in seen:  # one name declared twice by one distribution
                 continue
@@ -290,14 +251,50 @@ class Registry:
                 continue
             provenance = Provenance(dist_name, version, f"{ep.name} = {ep.value}")
             try:
-                self.register_plugin(ep.load(), name=f"{dist_name}:{ep.name}", provenance=provenance)
+                label = self._attach(ep.load(), f"{dist_name}:{ep.name}", provenance)
             except Exception as exc:  # isolate: one broken plugin never stops the others
-                error = str(exc) if isinstance(exc, NoTermsError) else f"{type(exc).__name__}: {exc}"
-                broken = BrokenPlugin(ep.name, provenance, error)
-                self._broken.append(broken)
-                if self.strict:
-                    raise PluginError(f"plugin {broken}") from exc
+                self._broke(ep.name, provenance, exc)
+                continue
+            attached[label] = ep.name
+        kept = self._check_pending(set(attached)) if attached else set()
+        attached = {label: name for label, name in attached.items() if label in kept}
+        collected = self._call_isolated(attached)
+        for label, ep_name in attached.items():
+            if label not in collected:
+                continue
+            try:
+                self._accept(label, collected[label])
+            except PluginError as exc:
+                provenance = self._provenance[label]
+                self._detach(label)
+                self._broke(ep_name, provenance, exc)
         self._check_allowlist(wanted)
+
+    def _call_isolated(self, attached: dict[str, str]) -> dict[str, list[TermInfo | TermReference]]:
+        """One hook call over every attached plugin. A plugin whose hook raises is marked broken and left out,
+        and the call runs again over the others (what they registered in the failed call is discarded)."""
+        pending = set(attached)
+        while pending:
+            impl_of = _implementations(getattr(self.pm.hook, hookspecs.HOOK).get_hookimpls())
+            try:
+                return self._call_term_hooks(pending)
+            except Exception as exc:
+                label = _failing_plugin(exc.__traceback__, impl_of)
+                if label is None or label not in pending:
+                    raise
+                provenance = self._provenance[label]
+                self._detach(label)
+                pending.discard(label)
+                self._broke(attached[label], provenance, exc)
+        return {}
+
+    def _broke(self, name: str, provenance: Provenance, exc: Exception) -> None:
+        """Record a plugin that failed to load or register (raise in strict mode)."""
+        error = str(exc) if isinstance(exc, NoTermsError) else f"{type(exc).__name__}: {exc}"
+        broken = BrokenPlugin(name, provenance, error)
+        self._broken.append(broken)
+        if self.strict:
+            raise PluginError(f"plugin {broken}") from exc
 
     def _check_allowlist(self, wanted: list[str]) -> None:
         """Warn (fail, in strict mode) for each name in DISTILL_PLUGINS that no installed plugin answers to."""
@@ -372,7 +369,7 @@ class Registry:
     @property
     def conflicts(self) -> dict[str, list[TermInfo | TermReference]]:
         """Names two plugins claim, with each claim (a class, or a reference not loaded)."""
-        return {k: _by_provenance(v) for k, v in self._conflicts.items()}
+        return {k: by_provenance(v) for k, v in self._conflicts.items()}
 
     def get(self, name: str) -> TermInfo:
         """The term registered as ``name``, or an error that says why it is not usable."""
@@ -418,85 +415,35 @@ class Registry:
         )
 
 
-def lookalike_group_hint(name: str) -> str:
-    """'' or a note that an installed distribution declares ``name`` in an entry-point group named like ours
-    (``distill.terms``, ``distill_loss``): discovery reads only the group ``distill``."""
-    for found in metadata.distributions():
-        for ep in found.entry_points:
-            if ep.name != name or ep.group == hookspecs.PROJECT or ep.group.endswith(".recipes"):  # ours
-                continue
-            if not normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
-                continue
-            dist = found.metadata["Name"]
-            return (
-                f"; the installed distribution {dist} declares {name!r} in the entry-point group "
-                f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
-                f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)"
-            )
-    return ""
+def _implementations(impls: Iterable[Any]) -> dict[int, str]:
+    """Each hook implementation's code object (by identity: equal code in two plugins compares equal) -> its
+    plugin's name in the manager."""
+    return {id(impl.function.__code__): impl.plugin_name for impl in impls}
 
 
-# --- diagnoses for plugins that register nothing or do not match the hookspec ------------------------------
+def _calling_plugin(frame: Any, impl_of: dict[int, str]) -> str | None:
+    """The plugin whose hook implementation is on the stack above ``frame`` (the innermost), or None."""
+    while frame is not None:
+        label = impl_of.get(id(frame.f_code))
+        if label is not None:
+            return label
+        frame = frame.f_back
+    return None
 
 
-def _plugin_label(plugin: Any) -> str:
-    return str(getattr(plugin, "__name__", None) or type(plugin).__name__)
+def _failing_plugin(tb: TracebackType | None, impl_of: dict[int, str]) -> str | None:
+    """The plugin whose hook implementation raised: the innermost implementation frame in the traceback."""
+    found = None
+    while tb is not None:
+        found = impl_of.get(id(tb.tb_frame.f_code), found)
+        tb = tb.tb_next
+    return found
 
 
-def _implements_another_hook(pm: pluggy.PluginManager, plugin: Any) -> bool:
-    """A plugin with no terms that implements another of our hooks (modules terms build) is not broken."""
-    return any(
-        impl.plugin is plugin
-        for name in hookspecs.names()
-        if name != hookspecs.HOOK
-        for impl in getattr(pm.hook, name).get_hookimpls()
-    )
-
-
-def _no_terms_hint(plugin: Any, impls: list[Any]) -> str:
-    """Which of the usual causes applies, and what to check."""
-    hook, where = hookspecs.HOOK, _plugin_label(plugin)
-    if impls and any("register" not in i.argnames for i in impls):
-        return f"{where}.{hook} takes no 'register' argument; expected {hookspecs.signature()}"
-    if impls:
-        return f"{where}.{hook} ran but never called register(); call register(YourTerm) once for each LossTerm class"
-    if callable(getattr(plugin, hook, None)):
-        return (
-            f"{where}.{hook} is not marked as a hook; put @hookimpl (from distill_core import hookimpl) "
-            f"on the line above 'def {hook}(register)'"
-        )
-    callables = [n for n in dir(plugin) if not n.startswith("_") and callable(getattr(plugin, n, None))]
-    return (
-        f"{where} has no {hook} hook{did_you_mean(hook, callables)}; check that the entry point names the "
-        f"module that defines '@hookimpl def {hook}(register)' (a package must import it in __init__.py)"
-    )
-
-
-def _hook_mismatch(pm: pluggy.PluginManager, plugin: Any, label: str, exc: pluggy.PluginValidationError) -> str:
-    """pluggy's validation error, said with the hook a plugin should have written."""
-    expected = hookspecs.signature()
-    specs = hookspecs.names()
-    for attr in dir(plugin):
-        if pm.parse_hookimpl_opts(plugin, attr) is not None:
-            function = getattr(plugin, attr)
-            if attr not in specs:
-                return (
-                    f"plugin {label!r} defines unknown hook {attr!r}{did_you_mean(attr, specs)} "
-                    f"(the hook is {expected})"
-                )
-            params = list(inspect.signature(function).parameters)
-            extra = [p for p in params if p not in hookspecs.argnames(attr)]
-            if extra:
-                return (
-                    f"plugin {label!r}: hook {attr}({', '.join(params)}) takes "
-                    f"{', '.join(map(repr, extra))}, which the hook does not pass; expected {expected}"
-                )
-    return f"plugin {label!r}: {' '.join(str(exc).split())}; expected {expected}"
-
-
-def _by_provenance(infos: list[TermInfo | TermReference]) -> list[TermInfo | TermReference]:
-    """A stable order for messages and listings, whatever the order of sys.path."""
-    return sorted(infos, key=lambda i: str(i.provenance))
+def _only_wraps(pm: pluggy.PluginManager, plugin: Any) -> bool:
+    """A plugin whose term hooks are all wrappers (around the others' calls) is not expected to register terms."""
+    impls = [i for i in getattr(pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
+    return bool(impls) and all(i.wrapper or i.hookwrapper for i in impls)
 
 
 _default: Registry | None = None

@@ -21,29 +21,33 @@ def distill_loss_terms(register: Callable[..., None]) -> None:
     not import them, ``register("term_name", "package.module:TermClass")``: the module is imported and the class
     checked when the term is first used (a failure then names the term and the plugin, as a broken plugin).
 
-    Called once per plugin when a registry is built, never per training step.
+    Called once when a registry is built (one pluggy hook call over every plugin), never per training step.
     """
 
 
-@hookspec
-def distill_discriminators(register: Callable[[type], None]) -> None:
-    """Register module classes that a term builds by name from its config (``kind = "..."`` in its section),
-    by calling ``register(ModuleClass)`` once for each.
+@hookspec(historic=True)
+def distill_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Declare a plugin's own hooks with ``pluginmanager.add_hookspecs(module)``, as ``pytest_addhooks`` does: a
+    plugin whose term builds modules that other plugins provide (e.g. discriminators by ``kind``) owns that hook.
 
-    The core declares the hook and discovers the plugins that implement it (entry-point group ``distill``, like
-    terms; a plugin may implement this hook alone); the term family that builds the modules collects them,
-    checks them and resolves the kinds (``registry.pm.hook.distill_discriminators.get_hookimpls()``).
+    Called for each plugin as it is registered, before any hook of the other plugins is checked.
     """
 
 
-def names() -> list[str]:
-    """Every hook a plugin may implement."""
-    module, pm = sys.modules[__name__], pluggy.PluginManager(PROJECT)
-    return sorted(n for n in dir(module) if pm.parse_hookspec_opts(module, n) is not None)
+def names(pm: pluggy.PluginManager | None = None) -> list[str]:
+    """Every hook a plugin may implement: the core's, and those ``pm``'s plugins declared."""
+    module = sys.modules[__name__]
+    own = {n for n in dir(module) if pluggy.PluginManager(PROJECT).parse_hookspec_opts(module, n) is not None}
+    if pm is not None:
+        own |= {n for n, caller in vars(pm.hook).items() if isinstance(caller, pluggy.HookCaller) and caller.has_spec()}
+    return sorted(own)
 
 
-def argnames(hook: str) -> list[str]:
-    """The arguments the host passes to ``hook``."""
+def argnames(hook: str, pm: pluggy.PluginManager | None = None) -> list[str]:
+    """The arguments the host passes to ``hook`` (one of the core's, or one that ``pm``'s plugins declared)."""
+    caller = getattr(pm.hook, hook, None) if pm is not None else None
+    if isinstance(caller, pluggy.HookCaller) and caller.spec is not None:
+        return list(caller.spec.argnames)
     return list(inspect.signature(getattr(sys.modules[__name__], hook)).parameters)
 
 

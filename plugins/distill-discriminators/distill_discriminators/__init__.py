@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
 
-from .builtin import distill_discriminators  # noqa: F401 - the hook, found where the entry point points
+from .builtin import distill_add_hookspecs, distill_discriminators  # noqa: F401 - the hooks, where the entry point points
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adversarial import Adversarial, StateMismatch

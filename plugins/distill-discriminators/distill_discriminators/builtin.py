@@ -1,11 +1,21 @@
-"""The discriminators this distribution ships, registered through the core's discriminator hook like any plugin's
+"""The discriminators this distribution ships, registered through its own discriminator hook like any plugin's
 (the package exports the hook, so discovery of its ``distill`` entry point finds it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import pluggy
+
 from distill_core import hookimpl
+
+
+@hookimpl
+def distill_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Declare the hook this distribution owns: other plugins register discriminators through it."""
+    from . import hookspecs  # the hook's spec and the kinds' registry, imported once the core's registry is built
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl

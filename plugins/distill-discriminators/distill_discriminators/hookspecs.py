@@ -1,7 +1,9 @@
-"""The registry of discriminator classes, collected through the core's hook ``distill_discriminators(register)``.
+"""The hook this distribution owns, ``distill_discriminators(register)``, and the registry of the discriminator
+classes collected through it.
 
-The core declares the hook and discovers the plugins that implement it (entry-point group ``distill``, as for
-terms); this module runs each plugin's hook and checks what it registers. This distribution's own
+This distribution declares the hook (``distill_add_hookspecs``, as the core's registry builds); the core
+discovers the plugins that implement it (entry-point group ``distill``, as for terms), and this module calls the
+hook once, through pluggy, and checks what each plugin registers. This distribution's own
 discriminators are always there, also with entry-point autoload off, and a kind among them resolves without
 the core's registry: discovery itself builds this term's default config, so asking the core's registry for the
 kinds then would wait on the discovery that asks.
@@ -9,14 +11,29 @@ kinds then would wait on the discovery that asks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pluggy
+
 from distill_core import hookimpl
 from distill_core.config.converter import did_you_mean
 from distill_core.registry.discovery import Registry, get_registry
+from distill_core.registry.hookspecs import PROJECT
 
 from .base import Discriminator
 
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def distill_discriminators(register: Callable[[type], None]) -> None:
+    """Register module classes that the adversarial term builds by name from its config (``kind = "..."``), by
+    calling ``register(ModuleClass)`` once for each (a ``Discriminator`` subclass with ``name`` and
+    ``config_class``). A plugin may implement this hook alone, under the ``distill`` entry-point group."""
+
+
 SELF = "distill-discriminators"
-__all__ = ["DiscriminatorRegistry", "discriminators", "hookimpl"]
+__all__ = ["DiscriminatorRegistry", "discriminators", "distill_discriminators", "hookimpl", "hookspec"]
 
 
 class DiscriminatorRegistry:
@@ -34,15 +51,11 @@ class DiscriminatorRegistry:
         builtin.distill_discriminators(register=lambda cls: self.add(cls, SELF))
 
     def collect(self, core: Registry) -> None:
-        """Every other plugin's ``distill_discriminators`` hook, as the core discovered them."""
-        from . import builtin  # its hook is already in: add_builtin
-
+        """Every plugin's ``distill_discriminators`` hook, in one pluggy call over the plugins the core discovered
+        (this distribution's own classes are in already, under its name)."""
         self.core = core
-        for impl in core.pm.hook.distill_discriminators.get_hookimpls():
-            if impl.function is builtin.distill_discriminators:
-                continue
-            source = core.pm.get_name(impl.plugin) or repr(impl.plugin)
-            impl.function(register=lambda cls, source=source: self.add(cls, source))
+        if core.pm.hook.distill_discriminators.has_spec():  # declared once this distribution's plugin is in
+            core.call_register_hook("distill_discriminators", lambda plugin, cls, _target: self.add(cls, plugin))
 
     def add(self, cls: type[Discriminator], source: str) -> None:
         """One class, checked for what a config needs: a ``name`` and a ``config_class``."""
@@ -57,7 +70,9 @@ class DiscriminatorRegistry:
             raise TypeError(
                 f"{source}: register() expects a Discriminator subclass with a name and a config_class, got {cls!r}"
             )
-        if name in self.classes and self.classes[name] is not cls:
+        if self.classes.get(name) is cls:  # one class registered again (this distribution's own, through the hook)
+            return
+        if name in self.classes:
             raise TypeError(f"discriminator name {name!r} is registered by {self.sources[name]} and {source}")
         self.classes[name], self.sources[name] = cls, source
 
