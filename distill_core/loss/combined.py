@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from distill_core.registry.discovery import Provenance, Registry, get_registry
 from distill_core.terms import pit
 from distill_core.terms.base import Batch, BatchError, check_batch_agrees, check_missing_keys
 from distill_core.terms.layouts import mismatches as layout_mismatches
+from distill_core.terms.stateful import StatefulTerm, end_epoch_step, is_stateful
 
 
 def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -156,8 +157,10 @@ class CombinedLoss(nn.Module):
         self.permutations: dict[str, torch.Tensor] = {}
         self._grouped = {m for g in config.groups.values() for m in g.members}
         # Stateful terms: each one's update step, on detached inputs, on the schedule of its config entry.
-        self._stateful = tuple(name for name, term in built.items() if callable(getattr(term, "update", None)))
-        self._update_plan = {name: (built[name], tuple(self._sources[name].items())) for name in self._stateful}
+        self._stateful = tuple(name for name, term in built.items() if is_stateful(term))
+        self._update_plan: dict[str, tuple[StatefulTerm, tuple[tuple[str, str], ...]]] = {
+            name: (cast(StatefulTerm, built[name]), tuple(self._sources[name].items())) for name in self._stateful
+        }
         self.update_clock = (
             UpdateClock({name: config.update_of(name) for name in self._stateful}) if self._stateful else None
         )
@@ -254,8 +257,8 @@ class CombinedLoss(nn.Module):
         if not self.training:
             return
         for name in self.stateful:
-            step = getattr(self.terms[name], "end_epoch", None)
-            if callable(step):
+            step = end_epoch_step(self.terms[name])
+            if step is not None:
                 step()
 
     def _check_figures(self, name: str, figures: Mapping[str, Any]) -> None:

@@ -39,6 +39,7 @@ from distill_core.registry.provenance import parse_pins, term_origins, unmet_pin
 from distill_core.terms.layouts import Reader
 from distill_core.terms.layouts import conflicts as layout_conflicts
 from distill_core.terms.pit import PITConfig, refusal
+from distill_core.terms.stateful import is_stateful
 from distill_core.util.gcpause import paused_gc
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
@@ -342,7 +343,7 @@ def output_problems(config: LossConfig, name: str, cls: type) -> list[Problem]:
                         f"{term!r} has no output {output!r}{did_you_mean(output, outputs)}; {have}",
                     )
                 )
-        if binding.update is not None and not callable(getattr(cls, "update", None)):
+        if binding.update is not None and not is_stateful(cls):
             problems.append(
                 (
                     join(path, "update"),

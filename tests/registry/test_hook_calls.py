@@ -76,7 +76,8 @@ def test_a_third_party_wrapper_runs_once_around_the_term_hook(site):
     wrapper, one, two = (sys.modules[m] for m in ("hc_wrap", "hc_one", "hc_two"))
     assert wrapper.CALLS == ["before", "after"]  # one hook call, wrapped once
     assert one.CALLS == ["hc_one"] and two.CALLS == ["hc_two"]
-    assert not [b for b in registry.broken if "hc_" in str(b)], registry.broken  # a wrapper-only plugin is no BROKEN one
+    # a wrapper-only plugin is no BROKEN one
+    assert not [b for b in registry.broken if "hc_" in str(b)], registry.broken
     assert str(registry.get("hc_one").provenance) == "distill-hc-one==1.0"
     assert str(registry.get("hc_two").provenance) == "distill-hc-two==1.0"
 
