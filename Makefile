@@ -36,6 +36,9 @@ $(ANCHORS)/.installed: $(STAMP)
 	touch $@
 
 test: $(STAMP) $(ANCHORS)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports  # the layers: core < seed wing < training < CLI (pyproject's [tool.importlinter])
 	$(PY) -m pytest -q
 

@@ -43,7 +43,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     received: list[tuple[int, Any]] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous = {sig: handler for sig, handler in previous.items() if handler is not None}  # None: not Python's
     for sig in previous:
         signal.signal(sig, lambda signum, frame: received.append((signum, frame)))

@@ -241,11 +241,11 @@ class GradientBalancer(nn.Module):
             ratios = contributions / contributions.sum().clamp(min=torch.finfo(torch.float32).tiny)
             nonfinite = (enabled & ~ok).any().to(torch.float32)
             balanced: torch.Tensor | None = None
-            for i, grad in enumerate(grads):
-                if grad is None:
+            for i, part in enumerate(grads):
+                if part is None:
                     continue
-                masked = torch.where(ok[i].to(grad.device), grad, 0.0)
-                scale = scales[i].to(grad.device)
+                masked = torch.where(ok[i].to(part.device), part, 0.0)
+                scale = scales[i].to(part.device)
                 balanced = masked * scale if balanced is None else balanced.addcmul_(masked, scale)
             if balanced is None:
                 balanced = torch.zeros_like(y)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -117,6 +117,10 @@ class TermBinding:
 _DEFAULT: tuple[Registry, LossConfig] | None = None
 
 
+def _pins(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _default(registry: Registry | None = None) -> LossConfig:
     """The default recipe as a config, structured once per registry (shared: copy before handing out)."""
     global _DEFAULT
@@ -148,7 +152,7 @@ class LossConfig:
     terms: dict[str, Any] = _from_default("terms")
     groups: dict[str, GroupConfig] = _from_default("groups")
     fallback: str | None = _from_default("fallback")
-    required_plugins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    required_plugins: tuple[str, ...] = attrs.field(default=(), converter=_pins)
     bindings: dict[str, TermBinding] = attrs.Factory(dict)
     batch: dict[str, str] = _from_default("batch")
     balancer: BalancerConfig = attrs.Factory(BalancerConfig)
@@ -206,7 +210,7 @@ class LossConfig:
             terms=dict(terms),
             groups=dict(groups or {}),
             fallback=fallback,
-            required_plugins=tuple(required_plugins),
+            required_plugins=required_plugins,
             bindings=dict(bindings or {}),
             batch=dict(batch or {}),
             balancer=balancer if balancer is not None else BalancerConfig(),
@@ -286,7 +290,7 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
         if not isinstance(cfg, info.config_class):
             problems.append((path, f"expected a {info.config_class.__name__}, got {type(cfg).__name__}"))
             continue
-        reason = check_weight(cfg.weight)
+        reason = check_weight(cast(Any, cfg).weight)  # an instance of the term's attrs config class
         if reason:
             problems.append((join(path, "weight"), reason))
         requires = tuple(info.cls.requires)
@@ -322,7 +326,7 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
     return problems
 
 
-def output_problems(config: LossConfig, name: str, cls: type) -> list[Problem]:
+def output_problems(config: LossConfig, name: str, cls: Any) -> list[Problem]:
     """A multi-output entry's ``outputs`` names only the term's outputs, each with a valid weight; ``update``
     only on a term with an update step; ``pit`` only on a term with one output."""
     path, term = join("terms", name), config.term_of(name)
@@ -721,7 +725,7 @@ def _output_weights(raw: Any, path: str) -> tuple[dict[str, Weight], list[Proble
     problems: list[Problem] = []
     for output, value in raw.items():
         try:
-            weights[output] = converter.structure(value, Weight)
+            weights[output] = converter.structure(value, cast(Any, Weight))  # a Union: the weight hook
         except Exception as exc:  # the weight hook's and the schedules' own errors, flattened with their path
             problems += problems_from(exc, join(path, output))
             continue

@@ -3,7 +3,7 @@ key as the Hydra config spells it (``loss.terms.sisdr.weight``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from distill_core.config.converter import ConfigError
 from distill_core.loss.config import LossConfig, load_config
@@ -73,12 +73,17 @@ def load_omegaconf(node: Any, key: str | None = None) -> LossConfig:
         data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
         raise ConfigError(
-            [(exc.full_key, "missing value (???): expected a value, set it in the config or on the command line")],
+            [
+                (
+                    exc.full_key or "",
+                    "missing value (???): expected a value, set it in the config or on the command line",
+                )
+            ],
             SOURCE,
         ) from None
     except InterpolationResolutionError as exc:
         reason = str(exc.msg).splitlines()[0]
-        raise ConfigError([(exc.full_key, f"interpolation does not resolve: {reason}")], SOURCE) from None
+        raise ConfigError([(exc.full_key or "", f"interpolation does not resolve: {reason}")], SOURCE) from None
     except OmegaConfBaseException as exc:
         raise ConfigError([(getattr(exc, "full_key", "") or "", str(exc).splitlines()[0])], SOURCE) from None
     if not isinstance(data, dict):
@@ -87,7 +92,7 @@ def load_omegaconf(node: Any, key: str | None = None) -> LossConfig:
         )
     prefix = _node_key(node)
     try:
-        return load_config(data)
+        return load_config(cast(dict[str, Any], data))  # keys checked as any mapping's, by load_config
     except ConfigError as exc:
         if not prefix:
             raise

@@ -40,7 +40,8 @@ def type_schema(t: Any) -> dict[str, Any]:
     if origin is dict:
         return {"type": "object", "additionalProperties": type_schema(args[1]) if len(args) > 1 else {}}
     if attrs.has(t):
-        return class_schema(t, tag=("schedule", t.kind) if t in SCHEDULES.values() else None)
+        kind = next((k for k, c in SCHEDULES.items() if c is t), None)
+        return class_schema(t, tag=("schedule", kind) if kind is not None else None)
     return {}
 
 

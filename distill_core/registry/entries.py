@@ -75,7 +75,7 @@ class TermReference:
     target: str
     provenance: Provenance
 
-    def load(self) -> type:
+    def load(self) -> Any:
         """The class ``target`` names (importing its module)."""
         module, _, qualname = self.target.partition(":")
         found: Any = importlib.import_module(module)

@@ -71,7 +71,7 @@ def _discover() -> dict[str, Recipe]:
                 f"recipe {ep.name!r} ({ep.value}) is a {type(recipe).__name__}, expected a "
                 "distill_core.registry.recipes.Recipe"
             )
-        out.setdefault(ep.name, recipe)  # type: ignore[arg-type]
+        out.setdefault(ep.name, recipe)
     out.setdefault(NONE, Recipe())
     return out
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from distill_core.terms.base import Batch, BatchError
+from distill_core.terms.base import Batch, BatchError, LossTerm
 
 # S! permutations are evaluated at once, each a full term call on the batch: 5 sources are 120 calls' worth of
 # memory and compute; past that the Hungarian assignment (S*S pairs) is the way.
@@ -31,7 +31,7 @@ class PITConfig:
     method: Literal["brute", "hungarian"] = "brute"
 
 
-def refusal(cls: type, pit: PITConfig) -> str | None:
+def refusal(cls: type[LossTerm], pit: PITConfig) -> str | None:
     """Why a term class cannot run under this PIT config, or None when it can."""
     if not callable(getattr(cls, "per_example", None)):
         return (
