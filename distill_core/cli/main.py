@@ -157,7 +157,7 @@ def plugins(as_json: bool, requirements: bool) -> None:
         for line in sorted({str(i.provenance) for i in terms if i.provenance.version}):
             click.echo(line)
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": i.name,
             "distribution": i.provenance.distribution,
@@ -371,11 +371,13 @@ def plot_cmd(runs: tuple[Path, ...], out: Path | None, force: bool) -> None:
         raise CompareError("several runs need --out FILE.png (each run's own losses.png stays as it is)")
     if out is not None and out.exists() and not force:
         raise CompareError(f"{out} already exists; choose another --out or pass --force to replace it")
-    blocking = file_in_the_way(out.parent) if out is not None else None
-    if blocking is not None:
-        raise CompareError(
-            f"--out {out}: {blocking} is a file, so {out.name} cannot be written under it; expected a path in a folder"
-        )
+    if out is not None:
+        blocking = file_in_the_way(out.parent)
+        if blocking is not None:
+            raise CompareError(
+                f"--out {out}: {blocking} is a file, so {out.name} cannot be written under it; "
+                "expected a path in a folder"
+            )
     distinct_runs(list(runs))
     names = [r.name for r in runs]
     labels = names if len(set(names)) == len(names) else [str(r) for r in runs]

@@ -38,7 +38,7 @@ def resolve_loss(
     *,
     fresh: bool = False,
     free_bits: float = 0.1,
-) -> nn.Module:
+) -> CombinedLoss | LegacyVAELoss:
     """A CombinedLoss for a config, the given one, or the legacy loss for None.
 
     ``stft_loss_fn`` is the seed's prebuilt STFT module (``create_stft_loss`` or auraloss's own), used as
@@ -47,7 +47,7 @@ def resolve_loss(
     ``fresh``: a run of ``train`` owns its loss and its state.
     """
     if loss_config is None:
-        loss: nn.Module = LegacyVAELoss(free_bits)
+        loss: CombinedLoss | LegacyVAELoss = LegacyVAELoss(free_bits)
     elif isinstance(loss_config, CombinedLoss):
         loss = loss_config
     elif fresh:

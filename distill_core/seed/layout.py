@@ -140,7 +140,7 @@ def upgrade(data: Mapping[str, Any]) -> Upgrade | None:
     if not legacy:
         return None
     groups = dict(data["groups"])
-    problems: list[Problem] = []
+    problems = []
     for name in legacy:
         section = {k: v for k, v in groups[name].items() if k != "kind"}
         whole = groups[name].get("kind") == GROUP_KIND

@@ -194,7 +194,7 @@ def check_term(
     except PluginError as exc:
         raise AssertionError(f"{name}: discovery would mark this term BROKEN: {exc}") from None
     config = config if config is not None else term_class.config_class()
-    back = converter.structure(converter.unstructure(config), term_class.config_class)
+    back: object = converter.structure(converter.unstructure(config), term_class.config_class)
     assert back == config, f"{name}: config does not round-trip: {config!r} -> {back!r}"
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

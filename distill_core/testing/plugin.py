@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from distill_core.util.extras import require
 
-pytest = require("pytest", "the test kit distill_core.testing")
+if TYPE_CHECKING:  # pragma: no cover
+    import pytest
+else:  # at run time through require: a missing pytest is a MissingExtra naming the extra
+    pytest = require("pytest", "the test kit distill_core.testing")
 
 if TYPE_CHECKING:  # pragma: no cover
     from distill_core.registry.discovery import Registry

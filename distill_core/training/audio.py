@@ -157,10 +157,10 @@ def wav_clips(path: Path, samples: int, sample_rate: int, max_clips: int) -> lis
         clips: list[torch.Tensor] = []
         for k in range(min(max_clips, int(reader.frames // span))):
             want = round((k + 1) * span) - round(k * span)
-            x = reader.read(want)
-            if len(x) < want:  # the header claims more frames than the file holds
+            frames = reader.read(want)
+            if len(frames) < want:  # the header claims more frames than the file holds
                 break
-            clips.append(resample(torch.from_numpy(x), reader.rate, sample_rate, n_out=samples))
+            clips.append(resample(torch.from_numpy(frames), reader.rate, sample_rate, n_out=samples))
         if not clips:
             raise AudioError(f"{path}: contains no audio frames (the header claims {reader.frames})")
         return clips

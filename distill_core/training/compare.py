@@ -161,8 +161,14 @@ def _labels(runs: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(r) for r in runs]
 
 
+def _vae_spectrogram(run: TrainedRun) -> SpectrogramConfig:
+    """A VAE run's analysis settings: load_run records them for every run but a vocoder's."""
+    assert run.spectrogram is not None, f"{run.path}: a VAE run without its spectrogram settings"
+    return run.spectrogram
+
+
 def _sample_rate(run: TrainedRun) -> int:
-    return run.model.config.sample_rate if isinstance(run.model, Vocoder) else run.spectrogram.sample_rate
+    return run.model.config.sample_rate if isinstance(run.model, Vocoder) else _vae_spectrogram(run).sample_rate
 
 
 @torch.no_grad()
@@ -172,10 +178,11 @@ def reconstruct(run: TrainedRun, clips: torch.Tensor, batch_size: int = 16) -> t
     if isinstance(run.model, Vocoder):
         return vocode(run.model, clips)  # vocode's own batches, as examples/compare_vocoder.py scores
     device = next(run.model.parameters()).device
+    spec = _vae_spectrogram(run)
     out = []
     for chunk in clips.split(batch_size):
-        recon, _, _ = run.model(to_spectrogram(chunk, run.spectrogram).to(device))
-        out.append(from_spectrogram(recon.float().cpu(), run.spectrogram))
+        recon, _, _ = run.model(to_spectrogram(chunk, spec).to(device))
+        out.append(from_spectrogram(recon.float().cpu(), spec))
     return torch.cat(out)
 
 
@@ -193,12 +200,13 @@ def _clip_samples(loaded: list[TrainedRun], seconds: float | None) -> tuple[int,
     vaes = [run for run in loaded if not isinstance(run.model, Vocoder)]
     if not vaes:
         return rate, round((VOCODER_SECONDS if seconds is None else seconds) * rate)
-    fixed = vaes[0].spectrogram
+    fixed = _vae_spectrogram(vaes[0])
     for run in vaes[1:]:
-        if run.spectrogram.samples != fixed.samples:
+        spec = _vae_spectrogram(run)
+        if spec.samples != fixed.samples:
             raise CompareError(
-                f"{run.path}: clips of {run.spectrogram.samples} samples at "
-                f"{run.spectrogram.sample_rate} Hz, but {vaes[0].path} uses {fixed.samples} at "
+                f"{run.path}: clips of {spec.samples} samples at "
+                f"{spec.sample_rate} Hz, but {vaes[0].path} uses {fixed.samples} at "
                 f"{fixed.sample_rate} Hz; expected runs with one clip length and rate"
             )
     if seconds is not None and round(seconds * rate) != fixed.samples:
@@ -232,7 +240,7 @@ def compare_runs(
         raise AudioError(f"{data}: every clip is silent; expected audio to reconstruct")
     clips = clips[loud]
     scores: dict[str, dict[str, list[float]]] = {}
-    round_trips = {run.spectrogram for run in loaded if not isinstance(run.model, Vocoder)}
+    round_trips = {_vae_spectrogram(run) for run in loaded if not isinstance(run.model, Vocoder)}
     for spec in sorted(round_trips, key=lambda s: s.bins):
         label = REFERENCE if len(round_trips) == 1 else f"{REFERENCE}, {spec.bins} bins"
         scores[label] = evaluate(clips, from_spectrogram(to_spectrogram(clips, spec), spec), rate)

@@ -29,6 +29,7 @@ from distill_core.engine.passes import (
     train_pass,
 )
 from distill_core.files.atomic import signals_deferred
+from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.lockfile import lock_differences, make_lock
 from distill_core.seed.adapter import VAEAdapter, Views
 from distill_core.seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
@@ -132,7 +133,7 @@ def train(
             resume = check_resume(
                 resume_from,
                 model,
-                loss if config is not None else None,
+                loss if isinstance(loss, CombinedLoss) else None,
                 accept=new_segment is not None,
                 how_to_accept="new_segment=",
             )
@@ -234,7 +235,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "config": converter.unstructure(config) if config is not None else None,
                     "history": history.to_dict(),
-                    "provenance": make_lock(loss) if config is not None else {},
+                    "provenance": make_lock(loss) if isinstance(loss, CombinedLoss) else {},
                     "rng": rng_state(),
                     **(loss_state(loss) if config is not None else {}),
                     "best_val": best,

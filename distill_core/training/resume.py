@@ -113,9 +113,9 @@ def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) 
     saved_lock = saved_lock if isinstance(saved_lock, Mapping) else {}
     now_lock = make_lock(loss) if loss is not None else {}
     for term in [t for t in now_lock if t in saved_lock]:
-        was, now = saved_lock[term], now_lock[term]
-        was = f"{was.get('distribution')}=={was.get('version')}" if isinstance(was, Mapping) else _describe(was)
-        now = f"{now['distribution']}=={now['version']}"
+        saved, current = saved_lock[term], now_lock[term]
+        was = f"{saved.get('distribution')}=={saved.get('version')}" if isinstance(saved, Mapping) else _describe(saved)
+        now = f"{current['distribution']}=={current['version']}"
         if was != now:
             out.append(f"plugin for {term!r}: {was} -> {now}")
     return out

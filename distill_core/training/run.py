@@ -61,7 +61,7 @@ class DemoSettings:
     tensorboard: bool = True
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool) -> tuple[Any, Callable[[StepMetrics | EpochMetrics], None]]:
 
     tqdm = require("tqdm.auto", "distill-loss train").tqdm
     bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
@@ -321,7 +321,7 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         raise ConfigError(problems, str(config_path) if config_path is not None else None)
     specs = to_spectrogram(waves, spec)
     n_val = max(min(settings.samples, waves.shape[0] // 2), waves.shape[0] // 8, 1)
-    if corpus is not None:
+    if corpus is not None and settings.data is not None:  # corpus: read from settings.data
         say(_data_summary(corpus, Path(settings.data), spec, n_val))
     train_set, val_set = TensorDataset(specs[n_val:]), TensorDataset(specs[:n_val])
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, drop_last=False)

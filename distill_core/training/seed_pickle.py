@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -126,7 +127,9 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{p}: reading a seed checkpoint safely needs torch >= {MIN_TORCH} (safe globals "
             f"admitted by name); installed torch {torch.__version__}"
         )
-    admitted = [(record, name) for name, record in _RECORDS.items()]
+    admitted: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (record, name) for name, record in _RECORDS.items()
+    ]
     try:
         with torch.serialization.safe_globals(admitted):
             state = torch.load(p, map_location="cpu", weights_only=True)

@@ -115,8 +115,10 @@ class TensorBoardLogger:
             fenced = "\n".join("    " + line for line in config_text.splitlines())  # a Markdown code block
             self.writer.add_text("config", fenced, global_step=0)
         if hparams:
+            file_writer = self.writer.file_writer
+            assert file_writer is not None  # SummaryWriter's constructor opens it
             for summary in hparams_summary(_flat(hparams), {"total/val": math.nan, "total/train": math.nan}):
-                self.writer.file_writer.add_summary(summary)
+                file_writer.add_summary(summary)
 
     def __call__(self, metrics: Any) -> None:
         if isinstance(metrics, StepMetrics):

@@ -71,6 +71,9 @@ class LogMel(nn.Module):
     output (frames x hop samples) has the input's length whenever N is a multiple of the hop.
     """
 
+    filterbank: torch.Tensor  # [mel_bins, n_fft // 2 + 1], a buffer
+    window: torch.Tensor  # [n_fft], a buffer
+
     def __init__(self, config: VocoderConfig) -> None:
         super().__init__()
         self.n_fft, self.hop = config.n_fft, config.hop
@@ -127,6 +130,7 @@ class Vocoder(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)
         for up, blocks in zip(self.ups, self.fusions):
+            assert isinstance(blocks, nn.ModuleList)  # each fusion is the ModuleList of its ResBlocks (__init__)
             x = up(nn.functional.leaky_relu(x, 0.1))
             x = sum(block(x) for block in blocks) / len(blocks)
         return torch.tanh(self.post(nn.functional.leaky_relu(x, 0.1)))
