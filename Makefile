@@ -11,7 +11,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 # The anchors' own code for distill-discriminators' parity tests (--no-deps: torch stays the CPU build), in a
 # folder of its own that only those tests put on sys.path: plugins/distill-discriminators/tests/disc_anchors.py
-# (asteroid: its PIT wrapper and SDR losses, read by file in tests/test_pit.py).
+# (asteroid: its PIT wrapper and SDR losses, read by file in tests/terms/test_pit.py).
 ANCHORS := $(VENV)/anchors
 ANCHOR_PACKAGES := descript-audio-codec==1.0.0 descript-audiotools==0.7.2 vocos==0.1.0 bigvgan==2.4.1 \
 	audiocraft==1.3.0 torchaudio==2.11.1 einops==0.8.2 julius==0.2.8 flatten-dict==0.5.0 randomname==0.2.1 \
@@ -40,7 +40,8 @@ test: $(STAMP) $(ANCHORS)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports  # the layers: core < seed wing < training < CLI (pyproject's [tool.importlinter])
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not serial"  # two xdist workers; pyproject's markers say what "serial" is
+	$(PY) -m pytest -q -m serial  # then, alone, the tests that touch state shared beyond their tmp_path
 
 demo: $(STAMP)
 	$(VENV)/bin/distill-loss train --name demo --out runs

@@ -1,4 +1,4 @@
-"""Run by tests/test_balancer_ddp.py: balanced steps as one rank of a gloo group, or alone on the full batch."""
+"""Run by tests/loss/test_balancer_ddp.py: balanced steps as one rank of a gloo group, or alone on the full batch."""
 
 from __future__ import annotations
 

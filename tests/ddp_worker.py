@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py: one DDP step and one epoch, as one rank of a gloo group or alone."""
+"""Run by tests/engine/test_distributed.py: one DDP step and one epoch, as one rank of a gloo group or alone."""
 
 from __future__ import annotations
 

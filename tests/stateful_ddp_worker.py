@@ -1,4 +1,4 @@
-"""Run by tests/test_stateful_ddp.py: three training steps with the adversarial term, as one rank of a gloo group
+"""Run by tests/engine/test_stateful_ddp.py: three training steps with the adversarial term, as one rank of a gloo group
 (half the global batch) or alone on the whole batch; saves D's and the generator's weights."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Import the example from its source folder: it is deliberately not installed in the dev environment,
-so that tests/test_third_party_plugin.py can show the before/after of `pip install`."""
+so that tests/registry/test_third_party_plugin.py can show the before/after of `pip install`."""
 
 import sys
 from pathlib import Path
