@@ -197,8 +197,7 @@ class Registry:
         """Add what one plugin registered, or say why a plugin that registered nothing is broken."""
         plugin = self.pm.get_plugin(label)
         if not entries and not implements_another_hook(self.pm, plugin) and not _only_wraps(self.pm, plugin):
-            impls = [i for i in getattr(self.pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
-            raise NoTermsError(f"registered no terms: {no_terms_hint(plugin, impls)}")
+            raise NoTermsError(f"registered no terms: {no_terms_hint(plugin, _term_impls(self.pm, plugin))}")
         for entry in entries:
             self._add(entry)
         return [entry.name for entry in entries]
@@ -440,9 +439,14 @@ def _failing_plugin(tb: TracebackType | None, impl_of: dict[int, str]) -> str | 
     return found
 
 
+def _term_impls(pm: pluggy.PluginManager, plugin: Any) -> list[Any]:
+    """One plugin's implementations of the term hook."""
+    return [i for i in getattr(pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
+
+
 def _only_wraps(pm: pluggy.PluginManager, plugin: Any) -> bool:
     """A plugin whose term hooks are all wrappers (around the others' calls) is not expected to register terms."""
-    impls = [i for i in getattr(pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
+    impls = _term_impls(pm, plugin)
     return bool(impls) and all(i.wrapper or i.hookwrapper for i in impls)
 
 

@@ -28,6 +28,7 @@ from distill_core.registry.discovery import (
 )
 from distill_core.registry.hookspecs import PROJECT
 from distill_core.terms.base import LossTerm
+from distill_core.terms.stateful import is_stateful
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 
@@ -249,7 +250,7 @@ def check_term(
             f"{name}: torch.compile({compile_backend}) gives {float(compiled)}, eager {float(eager)}"
         )
 
-    if callable(getattr(term_class, "update", None)):
+    if is_stateful(term_class):
         check_stateful(term_class, batch_factory, config)
 
 
