@@ -23,6 +23,7 @@ _LAZY = {
     "ConfigError": "config.converter",
     "InvalidConfig": "config.converter",
     "converter": "config.converter",
+    "REQUIRED_IN_FILES": "config.converter",
     "LossConfig": "loss.config",
     "dump_config": "loss.config",
     "dumps_config": "loss.config",
@@ -44,7 +45,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from distill_core.config.converter import ConfigError, InvalidConfig, converter
+    from distill_core.config.converter import REQUIRED_IN_FILES, ConfigError, InvalidConfig, converter
     from distill_core.config.groups import GroupConfig
     from distill_core.loss.balancer import BalancerConfig, GradientBalancer
     from distill_core.loss.combined import CombinedLoss, TermBuildError
@@ -87,6 +88,7 @@ __all__ = [
     "LossConfig",
     "LossTerm",
     "PluginError",
+    "REQUIRED_IN_FILES",
     "Provenance",
     "Recipe",
     "Registry",

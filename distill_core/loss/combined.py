@@ -2,79 +2,33 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-if sys.version_info < (3, 11):  # pragma: no cover - cattrs brings the backport there
-    from exceptiongroup import ExceptionGroup
-
-from distill_core.config.converter import check_weight, problems_from
-from distill_core.config.schedules import weight_at
 from distill_core.loss.balancer import GradientBalancer
-from distill_core.loss.config import LossConfig, as_loss_config, plan_inputs, validate
+from distill_core.loss.checks import validate
 from distill_core.loss.gate import FlagSlot, gate
+from distill_core.loss.model import LossConfig
+from distill_core.loss.outputs import (
+    TermBuildError,
+    TermOutputError,
+    build_message,
+    check_outputs,
+    finite_or_zero,
+    split_outputs,
+    sum_promoted,
+)
+from distill_core.loss.plan import LossPlan, figure_key, output_key, pit_key
+from distill_core.loss.structure import as_loss_config
 from distill_core.loss.update_clock import UpdateClock
 from distill_core.registry.discovery import Provenance, Registry, get_registry
 from distill_core.terms import pit
-from distill_core.terms.base import Batch, BatchError, check_batch_agrees, check_missing_keys
+from distill_core.terms.base import Batch, BatchError, LossTerm, check_batch_agrees, check_missing_keys
 from distill_core.terms.layouts import mismatches as layout_mismatches
-from distill_core.terms.stateful import StatefulTerm, end_epoch_step, is_stateful
-
-
-def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Add tensors with dtype promotion (terms may return different float dtypes)."""
-    total = tensors[0]
-    for t in tensors[1:]:
-        total = total + t
-    return total
-
-
-def _finite_or_zero(value: torch.Tensor) -> torch.Tensor:
-    """A non-finite term adds nothing (its gradient is stopped at its inputs' gates)."""
-    return torch.where(torch.isfinite(value), value, value.new_zeros(()))
-
-
-class TermBuildError(RuntimeError):
-    """A term's constructor raised: names the term and the distribution it came from."""
-
-
-class TermOutputError(BatchError):
-    """A term returned something other than a 0-dim tensor (the weighted sum and backward need scalars)."""
-
-
-def _check_outputs(values: Mapping[str, Any]) -> None:
-    """Each term's value is a 0-dim tensor (metadata only: no host sync)."""
-    for name, value in values.items():
-        if not isinstance(value, torch.Tensor):
-            raise TermOutputError(f"term {name!r} returned {type(value).__name__}; a term returns a 0-dim tensor")
-        if value.dim() != 0:
-            raise TermOutputError(
-                f"term {name!r} returned a tensor of shape {list(value.shape)}; a term returns a "
-                "0-dim tensor (reduce it, e.g. with .mean())"
-            )
-
-
-def _split_outputs(name: str, outputs: tuple[str, ...], result: Any) -> dict[str, Any]:
-    """A multi-output term's mapping as its components ``<name>_<output>``, exactly the declared outputs."""
-    if not isinstance(result, Mapping) or set(result) != set(outputs):
-        got = f"keys {', '.join(map(str, result))}" if isinstance(result, Mapping) else type(result).__name__
-        raise TermOutputError(
-            f"term {name!r} declares outputs {', '.join(outputs)} and returned {got}; a "
-            "multi-output term returns a mapping of each declared output to a 0-dim tensor"
-        )
-    return {f"{name}_{output}": result[output] for output in outputs}
-
-
-def _build_message(exc: Exception) -> str:
-    """A constructor's error in one line; a cattrs exception group flattened into every reason it holds."""
-    problems = problems_from(exc, "")
-    if isinstance(exc, ExceptionGroup) and problems:
-        return "; ".join(f"{p}: {r}" if p else r for p, r in problems)
-    return f"{type(exc).__name__}: {exc}"
+from distill_core.terms.stateful import StatefulTerm, end_epoch_step
 
 
 class CombinedLoss(nn.Module):
@@ -94,75 +48,65 @@ class CombinedLoss(nn.Module):
         super().__init__()
         registry = registry or get_registry()
         config = as_loss_config(config) if config is not None else LossConfig()
-        validate(config, registry)  # check() refuses reserved and repeated output keys
-        group_keys = {name: group.key or f"{name}_loss" for name, group in config.groups.items()}
-        plan = plan_inputs(config, registry)
+        plan = validate(config, registry)  # check() refuses reserved and repeated output keys
         self.config = config
-        self.provenance: dict[str, Provenance] = {}
+        self.provenance: dict[str, Provenance] = {name: t.provenance for name, t in plan.terms.items()}
         built: dict[str, nn.Module] = {}
-        for name, cfg in config.terms.items():
-            info = registry.get(config.term_of(name))
-            self.provenance[name] = info.provenance
+        for name, t in plan.terms.items():
             if prebuilt and name in prebuilt:
                 built[name] = prebuilt[name]
                 continue
             try:
-                built[name] = info.cls(cfg)
+                term: LossTerm = t.cls(config.terms[name])
             except Exception as exc:  # the plugin's constructor; fail only the configs that use it
                 raise TermBuildError(
-                    f"term {name!r} from {info.provenance} failed to build: {_build_message(exc)}"
+                    f"term {name!r} from {t.provenance} failed to build: {build_message(exc)}"
                 ) from exc
-            if name != info.name:
-                built[name].name = name  # a named instance speaks of itself in its errors
+            if name != t.term:
+                # a named instance speaks of itself in its errors: the instance's name over the class's
+                setattr(term, "name", name)  # noqa: B010 - ``name`` is a ClassVar of LossTerm
+            built[name] = term
         self.terms = nn.ModuleDict(built)
-        # Each term's logical inputs and the batch keys that feed them (a prebuilt module may read fewer).
-        self._sources = {
-            name: config.sources(name, tuple(getattr(type(m), "requires", ()))) for name, m in built.items()
-        }
-        self._mapped = {name for name, src in self._sources.items() if any(r != k for r, k in src.items())}
-        self._read_keys = tuple(dict.fromkeys(k for src in self._sources.values() for k in src.values()))
-        self._readers = plan.readers
+        # A prebuilt module may read fewer inputs (and declare other outputs) than the registered term.
+        self.plan: LossPlan = plan.with_modules({name: type(built[name]) for name in prebuilt or () if name in built})
+        plan = self.plan
+        self._sources = {name: t.sources for name, t in plan.terms.items()}
+        self._mapped = {name for name, t in plan.terms.items() if t.mapped}
+        self._read_keys = plan.read_keys
         self._layouts_checked = False
         # Components: one per single-output term (its name), one per output of a multi-output term
         # (``<name>_<output>``); each is weighted, summed, logged and balanced on its own.
-        self._outputs = {name: tuple(getattr(type(m), "outputs", ()) or ()) for name, m in built.items()}
-        self._output_weights = {
-            name: config.output_weights(name, type(m)) for name, m in built.items() if self._outputs[name]
-        }
-        self._components = {
-            name: tuple(f"{name}_{o}" for o in outs) if outs else (name,) for name, outs in self._outputs.items()
-        }
-        self._term_of = {c: name for name, cs in self._components.items() for c in cs}
+        self._outputs = {name: t.outputs for name, t in plan.terms.items()}
+        self._components = {name: t.components for name, t in plan.terms.items()}
+        self._multi = tuple(name for name, t in plan.terms.items() if t.outputs)
         self.balancer: GradientBalancer | None = None
         self._pending: tuple[dict[str, float], torch.Tensor] | None = None
-        self._balanced: frozenset[str] = frozenset()  # the terms whose components the balancer weighs
+        self._balanced = plan.balanced  # the terms whose components the balancer weighs
         if config.balancer.enabled:
-            key = config.balancer.input
-            self._balanced = frozenset(name for name, src in self._sources.items() if key in src.values())
             self.balancer = GradientBalancer(
                 config.balancer, [c for name in built if name in self._balanced for c in self._components[name]]
             )
         # Gradient gates. Plain mode: the non-fallback terms, closed when the total is not finite (only the
         # fallback group's gradient then reaches the model, as in the seed). Balanced mode: the balancer
         # masks its own terms; every other term is gated on its own value being finite.
-        fallback = config.groups[config.fallback].members if config.fallback is not None else None
-        if self.balancer is not None:
-            self._gated = {name: name for name in built if name not in self._balanced}
-        else:
-            self._gated = {name: "" for name in built if fallback is not None and name not in fallback}
-        self._group_keys = group_keys
-        self._pit = {name: p for name in built if (p := config.pit_of(name)) is not None}
+        self._gated = plan.gated
+        self._group_keys = plan.group_keys
+        self._pit = {name: t.pit for name, t in plan.terms.items() if t.pit is not None}
         # Each PIT term's chosen permutation of the last forward, [B, S] (perm[b, j]: the estimate scored
         # against reference j); the output dict carries only its 0-dim share of identities, for logging.
         self.permutations: dict[str, torch.Tensor] = {}
-        self._grouped = {m for g in config.groups.values() for m in g.members}
+        # Each component's group (None: straight into the total), for the weighted sums of forward.
+        self._group_of = {c: t.group for t in plan.terms.values() for c in t.components}
+        self._group_components = {
+            g: tuple(c for m in group.members for c in self._components[m]) for g, group in config.groups.items()
+        }
         # Stateful terms: each one's update step, on detached inputs, on the schedule of its config entry.
-        self._stateful = tuple(name for name, term in built.items() if is_stateful(term))
+        self._stateful = plan.stateful
         self._update_plan: dict[str, tuple[StatefulTerm, tuple[tuple[str, str], ...]]] = {
             name: (cast(StatefulTerm, built[name]), tuple(self._sources[name].items())) for name in self._stateful
         }
         self.update_clock = (
-            UpdateClock({name: config.update_of(name) for name in self._stateful}) if self._stateful else None
+            UpdateClock({name: plan.terms[name].update for name in self._stateful}) if self._stateful else None
         )
         self._tick = self.update_clock.tick if self.update_clock is not None else None  # a plain attribute: fast
         self._figures_checked: set[str] = set()  # the stateful terms whose first figures were checked
@@ -176,37 +120,20 @@ class CombinedLoss(nn.Module):
     def term_keys(self) -> tuple[str, ...]:
         """Each term's output key, ``<name>_loss``, in config order, a multi-output term's followed by each of
         its components' ``<name>_<output>_loss``."""
-        return tuple(
-            key
-            for name in self.terms
-            for key in (f"{name}_loss", *(f"{c}_loss" for c in self._components[name] if self._outputs[name]))
-        )
+        return self.plan.term_keys
 
     @property
     def components(self) -> tuple[str, ...]:
         """What the total sums, each weighted on its own: a single-output term by its name, and each output
         of a multi-output term as ``<name>_<output>`` (its key is ``<component>_loss``)."""
-        return tuple(c for cs in self._components.values() for c in cs)
+        return self.plan.components
 
     def weights(
         self, epoch: int | None = None, total_epochs: int | None = None, overrides: Mapping[str, float] | None = None
     ) -> dict[str, float]:
         """Host-side weights at this point of training: each term's own, each group's, and each output's
         of a multi-output term (under ``<name>_<output>``; its weight in the total is that times the term's)."""
-        out = {name: weight_at(cfg.weight, epoch, total_epochs) for name, cfg in self.config.terms.items()}
-        out.update({g: weight_at(group.weight, epoch, total_epochs) for g, group in self.config.groups.items()})
-        for name, by_output in self._output_weights.items():
-            out.update({f"{name}_{o}": weight_at(w, epoch, total_epochs) for o, w in by_output.items()})
-        if overrides:
-            unknown = [k for k in overrides if k not in out]
-            if unknown:
-                raise KeyError(f"weight override for {unknown[0]!r}: no such term or group; have {', '.join(out)}")
-            for name, value in overrides.items():
-                reason = check_weight(value)
-                if reason or isinstance(value, bool):
-                    raise ValueError(f"weight override for {name!r}: {reason or 'expected a number, got a bool'}")
-                out[name] = float(value)
-        return out
+        return self.plan.weights(epoch, total_epochs, overrides)
 
     def _term_batch(self, batch: Batch, name: str, slots: dict[str, FlagSlot]) -> Batch:
         """What one term sees: its mapped inputs under their logical names, behind its gradient gate."""
@@ -246,7 +173,7 @@ class CombinedLoss(nn.Module):
             figures = term.update(view)
             if figures:
                 for figure, value in figures.items():
-                    out[f"{name}_{figure}"] = value
+                    out[figure_key(name, figure)] = value
                 if name not in self._figures_checked:
                     self._check_figures(name, figures)
         return out
@@ -263,15 +190,9 @@ class CombinedLoss(nn.Module):
 
     def _check_figures(self, name: str, figures: Mapping[str, Any]) -> None:
         """On the first figures: 0-dim tensors whose keys no forward output takes (metadata only)."""
-        taken = (
-            {f"{n}_loss" for n in self.terms}
-            | {f"{c}_loss" for c in self.components}
-            | set(self._group_keys.values())
-            | {"total_loss", "nonfinite"}
-            | {f"{n}_pit_identity" for n in self._pit}
-        )
+        taken = self.plan.forward_keys()
         for figure, value in figures.items():
-            key = f"{name}_{figure}"
+            key = figure_key(name, figure)
             if key in taken:
                 raise TermOutputError(
                     f"term {name!r}: its update step's figure {figure!r} would be logged as "
@@ -299,7 +220,7 @@ class CombinedLoss(nn.Module):
                 check_missing_keys(name, tuple(sources), batch)
         if not self._layouts_checked:
             shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            wrong = layout_mismatches(self._readers, shapes)
+            wrong = layout_mismatches(self.plan.readers, shapes)
             if wrong:
                 raise BatchError("batch layouts do not fit the terms: " + "; ".join(wrong))
             self._layouts_checked = True
@@ -326,39 +247,30 @@ class CombinedLoss(nn.Module):
             view = self._term_batch(batch, name, slots)
             if name in self._pit:
                 values[name], self.permutations[name] = pit.evaluate(term, view, self._pit[name])
-                chosen[f"{name}_pit_identity"] = pit.identity_share(self.permutations[name])
+                chosen[pit_key(name)] = pit.identity_share(self.permutations[name])
             elif self._outputs[name]:
-                values.update(_split_outputs(name, self._outputs[name], term(view)))
+                values.update(split_outputs(name, self._outputs[name], term(view)))
             else:
                 values[name] = term(view)
-        _check_outputs(values)
+        check_outputs(values)
         out: dict[str, torch.Tensor] = {}
-        scale = {c: w[c] for name in self._output_weights for c in self._components[name]}  # output weights
         for name, components in self._components.items():
-            if name in self._output_weights:  # <name>_loss: the outputs summed with their weights
-                weighted = [values[c] * scale[c] for c in components if scale[c] != 0.0]
-                out[f"{name}_loss"] = _sum(weighted) if weighted else values[components[0]].new_zeros(())
-                out.update({f"{c}_loss": values[c] for c in components})
+            if name in self._multi:  # <name>_loss: the outputs summed with their weights
+                weighted = [values[c] * w[c] for c in components if w[c] != 0.0]
+                out[output_key(name)] = sum_promoted(weighted) if weighted else values[components[0]].new_zeros(())
+                out.update({output_key(c): values[c] for c in components})
             else:
-                out[f"{name}_loss"] = values[name]
+                out[output_key(name)] = values[name]
         out.update(chosen)
         anchor = next(iter(values.values())) if values else torch.zeros(())
-        parts: list[torch.Tensor] = []
-        for c, v in values.items():
-            weight = w[self._term_of[c]] * scale.get(c, 1.0)
-            if self._term_of[c] not in self._grouped and weight != 0.0:  # a zero weight adds exactly 0, even to inf
-                parts.append(v * weight)
-        for gname, group in self.config.groups.items():
-            members = [
-                values[c] * (mw * w[m] * scale.get(c, 1.0))
-                for m, mw in group.members.items()
-                for c in self._components[m]
-                if mw * w[m] * scale.get(c, 1.0) != 0.0
-            ]
-            gsum = _sum(members) * w[gname] if members and w[gname] != 0.0 else anchor.new_zeros(())
+        in_group = self.plan.in_group(w)  # a zero weight adds exactly 0, even to inf: such parts are left out
+        parts = [v * in_group[c] for c, v in values.items() if self._group_of[c] is None and in_group[c] != 0.0]
+        for gname, group_components in self._group_components.items():
+            members = [values[c] * in_group[c] for c in group_components if in_group[c] != 0.0]
+            gsum = sum_promoted(members) * w[gname] if members and w[gname] != 0.0 else anchor.new_zeros(())
             out[self._group_keys[gname]] = gsum
             parts.append(gsum)
-        total = _sum(parts) if parts else anchor.new_zeros(())
+        total = sum_promoted(parts) if parts else anchor.new_zeros(())
         fallback = self.config.fallback
         finite = torch.isfinite(total)
         if fallback is not None:  # the seed's guard, as a select on the device: no host sync
@@ -369,8 +281,8 @@ class CombinedLoss(nn.Module):
         out["nonfinite"] = (~finite).to(total.dtype)
         if self.balancer is not None:
             for name, slot in slots.items():
-                slot.open = torch.isfinite(out[f"{name}_loss"])
-            self._pending = (self.effective_weights(w), batch[self.config.balancer.input])
+                slot.open = torch.isfinite(out[output_key(name)])
+            self._pending = (self.plan.effective_weights(w), batch[self.config.balancer.input])
         return out
 
     def _check_balanced_inputs(self, batch: Batch) -> None:
@@ -404,14 +316,7 @@ class CombinedLoss(nn.Module):
     def effective_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
         """Each component's weight in the total: its term's own (times the output's, for a multi-output term's
         ``<name>_<output>``), times its member weight and group weight if grouped."""
-        out: dict[str, float] = {}
-        group_of = {m: (g, mw) for g, group in self.config.groups.items() for m, mw in group.members.items()}
-        for name, components in self._components.items():
-            gname, mw = group_of.get(name, (None, 1.0))
-            own = mw * weights[name] * weights[gname] if gname is not None else weights[name]
-            for c in components:
-                out[c] = own * weights[c] if self._outputs[name] else own
-        return out
+        return self.plan.effective_weights(weights)
 
     def backward(self, out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Backpropagate the last forward's loss into the model: one call for both modes.
@@ -430,13 +335,13 @@ class CombinedLoss(nn.Module):
         self._pending = None
         balanced = self.balancer.terms
         rest = [
-            _finite_or_zero(out[f"{c}_loss"]) * weights[c]
+            finite_or_zero(out[output_key(c)]) * weights[c]
             for c in self.components
             if c not in balanced and weights[c] != 0.0
         ]
         return self.balancer.backward(
-            {name: out[f"{name}_loss"] for name in balanced},
+            {name: out[output_key(name)] for name in balanced},
             {name: weights[name] for name in balanced},
             y,
-            _sum(rest) if rest else None,
+            sum_promoted(rest) if rest else None,
         )

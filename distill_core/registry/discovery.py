@@ -17,19 +17,18 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from types import ModuleType, TracebackType
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from distill_core.config.converter import did_you_mean
 from distill_core.registry import hookspecs
+from distill_core.registry.catalogue import ALLOW_ENV, TermCatalogue
 from distill_core.registry.diagnoses import (
-    by_provenance,
     hook_mismatch,
     implements_another_hook,
-    lookalike_group_hint,
     no_terms_hint,
 )
 from distill_core.registry.entries import (
@@ -40,17 +39,13 @@ from distill_core.registry.entries import (
     TermInfo,
     TermReference,
     UnknownTermError,
-    identity,
     reference,
     validate_term_class,
 )
 from distill_core.registry.entrypoints import declared_entry_points, forget
+from distill_core.registry.hookcalls import calling_plugin, failing_plugin, implementations, only_wraps, term_impls
 from distill_core.registry.provenance import (
-    TermOrigin,
-    last_origin,
     normalise,
-    provider,
-    term_candidates,
     term_origins,
 )
 from distill_core.terms.base import LossTerm
@@ -74,31 +69,22 @@ __all__ = [
 
 STRICT_ENV = "DISTILL_STRICT_PLUGINS"
 NO_AUTOLOAD_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"
-ALLOW_ENV = "DISTILL_PLUGINS"
 
 
 def _flag(env: str) -> bool:
     return os.environ.get(env, "").strip().lower() not in ("", "0", "false", "no")
 
 
-class Registry:
-    """Every known term by name, the plugins that failed, and the pluggy manager behind them."""
+class Registry(TermCatalogue):
+    """The term catalogue filled by plugins: the pluggy manager behind them, and discovery of entry points."""
 
     def __init__(self) -> None:
+        super().__init__(strict=_flag(STRICT_ENV))
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         # a plugin that declares hooks of its own adds them as it is registered (a historic call)
         self.pm.hook.distill_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
-        self._terms: dict[str, TermInfo | TermReference] = {}  # a reference until its first use
-        self._broken: list[BrokenPlugin] = []
-        self._conflicts: dict[str, list[TermInfo | TermReference]] = {}
-        self._broken_terms: dict[str, BrokenPlugin] = {}  # references whose class failed to load or check
-        self._loading = threading.RLock()
-        self._available: dict[str, tuple[str, str]] = {}  # normalised dist / entry-point name -> (dist, version)
-        self._left_out: set[str] = set()  # normalised distributions DISTILL_PLUGINS left out
-        self._notes: list[str] = []
         self._provenance: dict[str, Provenance] = {}  # plugin name in the manager -> where it came from
-        self.strict = _flag(STRICT_ENV)
 
     # --- registration -----------------------------------------------------------------------------
     def register_plugin(
@@ -167,10 +153,10 @@ class Registry:
     def _call_hook(self, hook: str, receive: Callable[[str, Any, Any], None], labels: set[str] | None) -> None:
         others = [p for n, p in self.pm.list_name_plugin() if labels is not None and n not in labels]
         caller = self.pm.subset_hook_caller(hook, others) if others else getattr(self.pm.hook, hook)
-        impl_of = _implementations(caller.get_hookimpls())
+        impl_of = implementations(caller.get_hookimpls())
 
         def register(obj: Any, target: Any = None) -> None:
-            label = _calling_plugin(sys._getframe(1), impl_of)
+            label = calling_plugin(sys._getframe(1), impl_of)
             if label is None or label not in self._provenance:
                 raise PluginError(f"register({obj!r}) was called outside a {hook}(register) hook; call it there")
             receive(label, obj, target)
@@ -196,40 +182,11 @@ class Registry:
     def _accept(self, label: str, entries: list[TermInfo | TermReference]) -> list[str]:
         """Add what one plugin registered, or say why a plugin that registered nothing is broken."""
         plugin = self.pm.get_plugin(label)
-        if not entries and not implements_another_hook(self.pm, plugin) and not _only_wraps(self.pm, plugin):
-            raise NoTermsError(f"registered no terms: {no_terms_hint(plugin, _term_impls(self.pm, plugin))}")
+        if not entries and not implements_another_hook(self.pm, plugin) and not only_wraps(self.pm, plugin):
+            raise NoTermsError(f"registered no terms: {no_terms_hint(plugin, term_impls(self.pm, plugin))}")
         for entry in entries:
             self._add(entry)
         return [entry.name for entry in entries]
-
-    def register_term(self, cls: type[LossTerm], provenance: Provenance | None = None) -> None:
-        """Register one term class directly (notebooks and tests)."""
-        validate_term_class(cls)
-        self._add(TermInfo(cls.name, cls, provenance or Provenance()))
-
-    def _add(self, info: TermInfo | TermReference) -> None:
-        if info.name in self._conflicts:
-            self._conflicts[info.name].append(info)
-            return
-        existing = self._terms.get(info.name)
-        if existing is not None and identity(existing) != identity(info):
-            del self._terms[info.name]
-            self._conflicts[info.name] = [existing, info]
-            if self.strict:
-                raise PluginError(self._conflict_message(info.name))
-            return
-        self._terms[info.name] = info
-
-    def _conflict_message(self, name: str) -> str:
-        infos = by_provenance(self._conflicts[name])
-        who = " and ".join(f"{i.provenance} ({identity(i).replace(':', '.')})" for i in infos)
-        dists = [i.provenance.distribution for i in infos]
-        others = sorted({d for d, _ in self._available.values()} - set(dists[1:]))
-        allow = f"{ALLOW_ENV}={','.join(others)}" if dists[0] in others else f"{ALLOW_ENV}=<the distributions to load>"
-        return (
-            f"term name {name!r} is registered by more than one plugin: {who}; either uninstall one "
-            f"(pip uninstall {' or '.join(dists[1:])}), or load every plugin but it: {allow}"
-        )
 
     # --- entry points ------------------------------------------------------------------------------
     def load_entrypoints(self, group: str = hookspecs.PROJECT) -> None:
@@ -274,11 +231,11 @@ class Registry:
         and the call runs again over the others (what they registered in the failed call is discarded)."""
         pending = set(attached)
         while pending:
-            impl_of = _implementations(getattr(self.pm.hook, hookspecs.HOOK).get_hookimpls())
+            impl_of = implementations(getattr(self.pm.hook, hookspecs.HOOK).get_hookimpls())
             try:
                 return self._call_term_hooks(pending)
             except Exception as exc:
-                label = _failing_plugin(exc.__traceback__, impl_of)
+                label = failing_plugin(exc.__traceback__, impl_of)
                 if label is None or label not in pending:
                     raise
                 provenance = self._provenance[label]
@@ -310,144 +267,6 @@ class Registry:
             if self.strict:
                 raise PluginError(note)
             warnings.warn(note, RuntimeWarning, stacklevel=3)
-
-    # --- lookup -------------------------------------------------------------------------------------
-    def __contains__(self, name: object) -> bool:
-        """Whether a term ``name`` is registered (without loading a term registered by reference)."""
-        return name in self._terms
-
-    @property
-    def terms(self) -> dict[str, TermInfo]:
-        """Usable terms by name (conflicting names excluded): loads and checks every term registered by
-        reference; those that fail join ``broken``."""
-        self._load_all()
-        return {name: info for name, info in self._terms.items() if isinstance(info, TermInfo)}
-
-    @property
-    def broken(self) -> list[BrokenPlugin]:
-        """Plugins that failed to load or register, and terms registered by reference whose class did not."""
-        self._load_all()  # a reference's failure shows only once it is loaded
-        return list(self._broken)
-
-    def _load_all(self) -> None:
-        for name in list(self._terms):
-            self._loaded(name)
-
-    def _loaded(self, name: str) -> TermInfo | None:
-        """The term ``name`` with its class: a reference is imported and checked once, here; a failure is
-        recorded in ``broken`` (raised in strict mode). None when ``name`` is not usable."""
-        entry = self._terms.get(name)
-        if not isinstance(entry, TermReference):
-            return entry
-        with self._loading, paused_gc():
-            entry = self._terms.get(name)
-            if not isinstance(entry, TermReference):  # another thread loaded it
-                return entry
-            try:
-                cls = entry.load()
-                validate_term_class(cls)
-                if cls.name != name:
-                    raise PluginError(f"{entry.target} is registered as {name!r}, but its name is {cls.name!r}")
-            except Exception as exc:  # isolate: a broken term never stops the others
-                error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
-                broken = BrokenPlugin(name, entry.provenance, f"term {name!r} ({entry.target}): {error}")
-                del self._terms[name]
-                self._broken.append(broken)
-                self._broken_terms[name] = broken
-                if self.strict:
-                    raise PluginError(f"plugin {broken}") from exc
-                return None
-            info = self._terms[name] = TermInfo(name, cls, entry.provenance)
-            return info
-
-    @property
-    def notes(self) -> list[str]:
-        """Discovery warnings that are no broken plugin (a DISTILL_PLUGINS name matching nothing)."""
-        return list(self._notes)
-
-    @property
-    def conflicts(self) -> dict[str, list[TermInfo | TermReference]]:
-        """Names two plugins claim, with each claim (a class, or a reference not loaded)."""
-        return {k: by_provenance(v) for k, v in self._conflicts.items()}
-
-    def get(self, name: str) -> TermInfo:
-        """The term registered as ``name``, or an error that says why it is not usable."""
-        info = self._loaded(name) if name in self._terms else None
-        if info is not None:
-            return info
-        if name in self._broken_terms:
-            raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: {self._broken_terms[name]}")
-        if name in self._conflicts:
-            raise UnknownTermError(self._conflict_message(name))
-        expected = provider(name)
-        candidates = term_candidates(name) | ({normalise(expected)} if expected else set())
-        for broken in self._broken:
-            if {normalise(broken.name), normalise(broken.provenance.distribution)} & candidates:
-                raise UnknownTermError(f"term {name!r} comes from a plugin that failed to load: {broken}")
-        origin = last_origin(name)
-        if origin is not None:
-            raise UnknownTermError(self._origin_message(name, origin))
-        installed = ", ".join(sorted(self._terms)) or "none"
-        hint = f"; it is provided by the distribution {expected!r} (pip install {expected})" if expected else ""
-        hint += lookalike_group_hint(name)
-        raise UnknownTermError(
-            f"unknown term {name!r}{did_you_mean(name, self._terms)}{hint}; installed terms: {installed}"
-        )
-
-    def _origin_message(self, name: str, origin: TermOrigin) -> str:
-        """Why a term the lock or the pins remember is missing now, and the command that brings it back."""
-        found = self._available.get(normalise(origin.distribution))
-        if found is not None and normalise(found[0]) in self._left_out:
-            return (
-                f"term {name!r} is not loaded: it came from {origin} ({origin.source}), and "
-                f"{found[0]} {found[1]} is installed but {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} "
-                f"leaves it out; add {found[0]} to {ALLOW_ENV}"
-            )
-        if found is not None:
-            return (
-                f"term {name!r} is not registered: it came from {origin} ({origin.source}), but the "
-                f"installed {found[0]} {found[1]} does not register it; pip install {origin.requirement()}"
-            )
-        return (
-            f"term {name!r} is not installed; it came from {origin} ({origin.source}): "
-            f"pip install {origin.requirement()}"
-        )
-
-
-def _implementations(impls: Iterable[Any]) -> dict[int, str]:
-    """Each hook implementation's code object (by identity: equal code in two plugins compares equal) -> its
-    plugin's name in the manager."""
-    return {id(impl.function.__code__): impl.plugin_name for impl in impls}
-
-
-def _calling_plugin(frame: Any, impl_of: dict[int, str]) -> str | None:
-    """The plugin whose hook implementation is on the stack above ``frame`` (the innermost), or None."""
-    while frame is not None:
-        label = impl_of.get(id(frame.f_code))
-        if label is not None:
-            return label
-        frame = frame.f_back
-    return None
-
-
-def _failing_plugin(tb: TracebackType | None, impl_of: dict[int, str]) -> str | None:
-    """The plugin whose hook implementation raised: the innermost implementation frame in the traceback."""
-    found = None
-    while tb is not None:
-        found = impl_of.get(id(tb.tb_frame.f_code), found)
-        tb = tb.tb_next
-    return found
-
-
-def _term_impls(pm: pluggy.PluginManager, plugin: Any) -> list[Any]:
-    """One plugin's implementations of the term hook."""
-    return [i for i in getattr(pm.hook, hookspecs.HOOK).get_hookimpls() if i.plugin is plugin]
-
-
-def _only_wraps(pm: pluggy.PluginManager, plugin: Any) -> bool:
-    """A plugin whose term hooks are all wrappers (around the others' calls) is not expected to register terms."""
-    impls = _term_impls(pm, plugin)
-    return bool(impls) and all(i.wrapper or i.hookwrapper for i in impls)
 
 
 _default: Registry | None = None

@@ -281,7 +281,7 @@ def vae_recipe() -> dict:
 def test_a_partial_term_section_keeps_the_recipes_other_values(tmp_path, monkeypatch):
     """Defect: a file's [terms.x] section replaces the recipe's section for x instead of merging key by key,
     so the recipe's other values for x fall back to the class defaults."""
-    from distill_core.loss import config as loss_config
+    from distill_core.loss import structure as loss_config
 
     terms = vae_recipe()
     monkeypatch.setitem(terms["kl"], "free_bits", 0.25)

@@ -11,13 +11,10 @@ RandomResolutionSTFTLoss gains ``seed``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import attrs
 
-from distill_core import InvalidConfig, Weight, converter
-from distill_core.config.converter import structure_hook
+from distill_core import REQUIRED_IN_FILES, InvalidConfig, Weight
 
 from .checks import (
     MAX_SIZE,
@@ -154,12 +151,20 @@ class STFTLossConfig:
         _raise(resolutions(self.fft_size, self.hop_size, self.win_length) + spectral(self, [self.fft_size]))
 
 
+def _no_default_rate(loss: str) -> str:
+    """Why a config file must give ``sample_rate`` (the class constructs without it, for discovery)."""
+    return (
+        f"missing: auraloss.freq.{loss} has no default sample rate; expected "
+        "the audio's sample rate in Hz (e.g. sample_rate = 44100)"
+    )
+
+
 @attrs.define
 class MelSTFTLossConfig:
     """auraloss.freq.MelSTFTLoss: STFTLoss on a mel filterbank (librosa's) of ``n_mels`` bands."""
 
     weight: Weight = 1.0
-    sample_rate: float | None = None
+    sample_rate: float | None = attrs.field(default=None, metadata={REQUIRED_IN_FILES: _no_default_rate("MelSTFTLoss")})
     fft_size: int = 1024
     hop_size: int = 256
     win_length: int = 1024
@@ -188,7 +193,9 @@ class ChromaSTFTLossConfig:
     """auraloss.freq.ChromaSTFTLoss: STFTLoss on a chroma filterbank (librosa's) of ``n_chroma`` classes."""
 
     weight: Weight = 1.0
-    sample_rate: float | None = None
+    sample_rate: float | None = attrs.field(
+        default=None, metadata={REQUIRED_IN_FILES: _no_default_rate("ChromaSTFTLoss")}
+    )
     fft_size: int = 1024
     hop_size: int = 256
     win_length: int = 1024
@@ -383,36 +390,3 @@ class RandomResolutionSTFTLossConfig:
                     found += mel_bins("n_mels", self.n_mels, self.sample_rate, self.fft_sizes())  # every size drawn
                 problems += found
         _raise(problems)
-
-
-def require_in_files(cls: type, key: str, reason: str) -> None:
-    """Make a config file give ``key`` although ``cls()`` constructs without it (discovery builds every config
-    class from its defaults): the core's converter refuses a table that leaves it out or sets it to null.
-
-    A hook factory over the core's structure function (which generates code only for a table with a problem)."""
-
-    def requiring(target: type) -> Callable[[Any, type], Any]:
-        structure = structure_hook(target)
-
-        def structure_requiring(data: Any, target: type) -> Any:
-            missing = [(key, reason)] if isinstance(data, Mapping) and data.get(key) is None else []
-            try:
-                config = structure(data, target)
-            except InvalidConfig as exc:  # the class's own problems, reported together with the missing key
-                raise InvalidConfig(missing + list(exc.problems)) from None
-            if missing:
-                raise InvalidConfig(missing)
-            return config
-
-        return structure_requiring
-
-    converter.register_structure_hook_factory(lambda target: target is cls, requiring)
-
-
-for _config, _loss in ((MelSTFTLossConfig, "MelSTFTLoss"), (ChromaSTFTLossConfig, "ChromaSTFTLoss")):
-    require_in_files(
-        _config,
-        "sample_rate",
-        f"missing: auraloss.freq.{_loss} has no default sample rate; expected "
-        "the audio's sample rate in Hz (e.g. sample_rate = 44100)",
-    )

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
-from cattrs.errors import ClassValidationError
 
-from distill_core import InvalidConfig, Weight, converter
-from distill_core.config.converter import structure_hook
+from distill_core import InvalidConfig, Weight
 
 Problems = list[tuple[str, str]]
 
@@ -80,7 +77,7 @@ class MelConfig:
 
     def _scale_problems(self) -> Problems:
         problems: Problems = []
-        lists = {"n_mels": self.n_mels, "window_lengths": self.window_lengths}
+        lists: dict[str, tuple[float, ...]] = {"n_mels": self.n_mels, "window_lengths": self.window_lengths}
         lists.update({k: v for k, v in (("mel_fmin", self.mel_fmin), ("mel_fmax", self.mel_fmax)) if v is not None})
         lengths = {k: len(v) for k, v in lists.items()}
         if 0 in lengths.values():
@@ -227,30 +224,3 @@ class AudiocraftConfig:
                 )
             ]
         return []
-
-
-def report_own_problems_alone(cls: type) -> None:
-    """Let the core see a config class's own problems as such: cattrs wraps what ``__init__`` raises, and the
-    core then re-checks the class with the offending fields at their defaults, which adds problems the user
-    never wrote (window_lengths = [2^30] with one n_mels reported "n_mels has 1, window_lengths has 7").
-
-    A hook factory over the core's structure function (which generates code only for a table with a problem)."""
-
-    def unwrapping(target: type) -> Callable[[Any, type], Any]:
-        structure = structure_hook(target)
-
-        def structure_unwrapped(data: Any, target: type) -> Any:
-            try:
-                return structure(data, target)
-            except ClassValidationError as exc:
-                if exc.exceptions and all(isinstance(e, InvalidConfig) for e in exc.exceptions):
-                    raise InvalidConfig([p for e in exc.exceptions for p in e.problems]) from None
-                raise
-
-        return structure_unwrapped
-
-    converter.register_structure_hook_factory(lambda target: target is cls, unwrapping)
-
-
-report_own_problems_alone(MelConfig)
-report_own_problems_alone(AudiocraftConfig)

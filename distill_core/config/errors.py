@@ -1,0 +1,134 @@
+"""A config's problems as a user reads them: (path, reason) pairs, the errors that carry them, and short,
+bounded descriptions of any value they wrote."""
+
+from __future__ import annotations
+
+import re
+import reprlib
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+
+Problem = tuple[str, str]  # (dotted path, reason)
+
+
+class ConfigError(ValueError):
+    """A config a user wrote is invalid: carries every problem at once, each with its full path."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
+        self.problems: list[Problem] = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"  {p}: {r}" if p else f"  {r}" for p, r in self.problems]
+        super().__init__(
+            f"invalid loss config{where} ({len(self.problems)} problem"
+            f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines)
+        )
+
+    def one_line(self) -> str:
+        """The message on one line: ``invalid loss config in FILE: path: reason; path: reason``."""
+        where = f" in {self.source}" if self.source else ""
+        return f"invalid loss config{where}: " + "; ".join(f"{p}: {r}" if p else r for p, r in self.problems)
+
+
+class InvalidConfig(ValueError):
+    """Raised from a config class's own checks (``__attrs_post_init__``) with every problem it found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{p}: {r}" for p, r in self.problems))
+
+
+def join(path: str, key: str | int) -> str:
+    """Append a field name or index to a dotted config path."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """A short hint naming the closest valid option, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib with small limits: never formats more than a few elements of any container."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset = 3, 6, 6, 4, 6
+        self.maxstring, self.maxlong, self.maxother = 60, 40, 60
+
+    def repr1(self, x: Any, level: int) -> str:
+        for base in (bool, int, float, str, list, tuple, dict, set, frozenset):
+            if isinstance(x, base) and type(x) is not base:  # subclasses (e.g. YAML strings) as their base
+                return getattr(self, f"repr_{base.__name__}", self.repr_instance)(x, level)
+        return super().repr1(x, level)
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _BoundedRepr()
+
+
+def _describe(value: Any) -> str:
+    """A short repr of any value, bounded in time and memory however large the value is."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a user type whose __repr__ raises
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- error paths ---------------------------------------------------------------------------------------
+
+_MAPPING_KEY = re.compile(r"\['([^'\]]*)'\]")  # transform_error's ['key'] of a mapping: our .key
+
+
+def _leaf_problems(exc: BaseException) -> list[Problem]:
+    """One leaf of a cattrs error tree as (path below the leaf, reason) pairs.
+
+    A validator names the field it speaks of by starting its message with ``<field>: `` (as attrs
+    validators here do): that field becomes part of the path."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return [("", "missing (a required field)")]
+    if isinstance(exc, ForbiddenExtraKeysError):
+        fields = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        return [
+            (k, f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
+            for k in sorted(exc.extra_fields)
+        ]
+    if isinstance(exc, InvalidConfig):
+        return list(exc.problems)
+    message = str(exc)
+    head, sep, rest = message.partition(": ")
+    if sep and head.replace("_", "").replace("[", "").replace("]", "").replace(".", "").isalnum() and " " not in head:
+        return [(head, rest)]
+    return [("", message)]
+
+
+def problems_from(exc: BaseException, path: str) -> list[Problem]:
+    """Flatten a cattrs / validator exception tree into (path, reason) pairs a person can read: cattrs's own
+    ``transform_error`` walks the tree and builds each path, ``_leaf_problems`` says each leaf."""
+    leaves: list[list[Problem]] = []
+
+    def leaf(sub: BaseException, _: type | None) -> str:
+        leaves.append(_leaf_problems(sub))
+        return str(len(leaves) - 1)
+
+    out: list[Problem] = []
+    for line in cattrs.transform_error(exc, "$", leaf):
+        index, _, where = line.partition(" @ ")
+        below = _MAPPING_KEY.sub(r".\1", where[1:]).removeprefix(".")
+        base = path + below if below.startswith("[") else join(path, below) if below else path
+        out += [(join(base, p) if p else base, r) for p, r in leaves[int(index)]]
+    return out
