@@ -200,6 +200,7 @@ class RandomResolutionSTFTLossTerm(_SpectralTerm):
     config_class = RandomResolutionSTFTLossConfig
     wraps = auraloss.freq.RandomResolutionSTFTLoss
     bins_field = "n_mels"
+    loss: _RandomResolution  # what build returns
 
     def fft_sizes(self, config: Any) -> list[int]:
         return config.fft_sizes()
@@ -215,7 +216,7 @@ class RandomResolutionSTFTLossTerm(_SpectralTerm):
             require(self.name, f"scale = {config.scale!r}", "librosa.filters", "librosa", "mel")
             check_bands(self.name, config.scale, config.sample_rate, self.fft_sizes(config), config.n_mels, "n_mels")
 
-    def build(self, config: Any) -> nn.Module:
+    def build(self, config: Any) -> _RandomResolution:
         self.refuse(config)
         return _RandomResolution(seed=config.seed, **auraloss_kwargs(config, drop=("seed",)))
 

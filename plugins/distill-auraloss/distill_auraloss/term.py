@@ -93,7 +93,8 @@ class PerChannelTerm(AuralossTerm):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         unreduced = self.build(config)
-        unreduced.reduction = "none"
+        # torch's stub types Module.__setattr__'s value as Tensor | Module; any attribute may be set at runtime
+        unreduced.reduction = "none"  # type: ignore[assignment]
         self._unreduced = (unreduced,)  # a tuple: not a second registered submodule (the same parameters: none)
 
     def per_example(self, batch: Batch) -> torch.Tensor:

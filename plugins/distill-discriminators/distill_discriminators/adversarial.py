@@ -14,14 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
 from distill_core.config.converter import converter
 
 from .base import SubOutput
-from .config import AdversarialConfig
-from .losses import discriminator_loss, feature_matching, generator_loss, mean_score
+from .config import AdversarialConfig, DiscriminatorSpec, FeatureMatchingConfig, OptimizerConfig, SchedulerConfig
+from .losses import LossForm, discriminator_loss, feature_matching, generator_loss, mean_score
 from .optim import make_optimizer, make_scheduler, step_unless
 from .power import power_iterating
 
@@ -32,6 +33,50 @@ class StateMismatch(ValueError):
     """A saved discriminator state that does not fit this discriminator's config and architecture."""
 
 
+@attrs.frozen
+class Resolved:
+    """The fields an AdversarialConfig leaves None until its ``__attrs_post_init__`` fills them in (from the
+    preset, or the defaults), typed as filled: what the Adversarial reads."""
+
+    discriminators: tuple[DiscriminatorSpec, ...]
+    loss: LossForm
+    feature_matching: FeatureMatchingConfig
+    gen_weight: float
+    feat_weight: float
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    grad_clip: float
+
+    @classmethod
+    def of(cls, config: AdversarialConfig) -> Resolved:
+        """``config``'s filled-in fields; one that is still None (set back after validation) is refused."""
+        c = config
+        if (
+            c.discriminators is None
+            or c.loss is None
+            or c.feature_matching is None
+            or c.gen_weight is None
+            or c.feat_weight is None
+            or c.optimizer is None
+            or c.scheduler is None
+            or c.grad_clip is None
+        ):
+            unset = [k for k in attrs.fields_dict(cls) if getattr(c, k) is None]
+            raise ValueError(
+                f"adversarial: {', '.join(unset)} set back to None after the config loaded; expected values"
+            )
+        return cls(
+            c.discriminators,
+            c.loss,
+            c.feature_matching,
+            c.gen_weight,
+            c.feat_weight,
+            c.optimizer,
+            c.scheduler,
+            c.grad_clip,
+        )
+
+
 class Adversarial(nn.Module):
     """The discriminators, their optimizer (and schedule), an update counter, and the losses both sides use.
 
@@ -39,18 +84,23 @@ class Adversarial(nn.Module):
     and handing ``parameters()`` of this module to the generator's optimizer moves nothing.
     """
 
+    updates: torch.Tensor
+    skipped: torch.Tensor
+
     def __init__(self, config: AdversarialConfig) -> None:
         super().__init__()
         self.config = config
-        self.discriminators = nn.ModuleList(spec.build(config.width) for spec in config.discriminators)
+        self.settings = settings = Resolved.of(config)
+        self.discriminators = nn.ModuleList(spec.build(config.width) for spec in settings.discriminators)
         self.discriminators.requires_grad_(False)
-        self.optimizer = make_optimizer(self.discriminators.parameters(), config.optimizer)
-        self.scheduler = make_scheduler(self.optimizer, config.scheduler)
+        self.optimizer = make_optimizer(self.discriminators.parameters(), settings.optimizer)
+        self.scheduler = make_scheduler(self.optimizer, settings.scheduler)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # D updates applied
         self.register_buffer("skipped", torch.zeros((), dtype=torch.int64))  # non-finite D losses skipped
         self.power_iterating = power_iterating(self.discriminators)  # spectral norm's stateful forwards
         self.fingerprint = fingerprint(self)
         if config.init != "fresh":
+            assert config.init_from is not None  # AdversarialConfig requires it unless init = 'fresh'
             self.load_initial(config.init_from, weights_only=config.init == "weights_only")
 
     # --- the two sides ---------------------------------------------------------------------------------
@@ -77,17 +127,17 @@ class Adversarial(nn.Module):
                 reals = [[halve(o, slice(n, None)) for o in subs] for subs in outputs]
             loss = torch.stack(
                 [
-                    spec.weight * discriminator_loss(self.config.loss, r, f, spec.reduce)
-                    for spec, r, f in zip(self.config.discriminators, reals, fakes)
+                    spec.weight * discriminator_loss(self.settings.loss, r, f, spec.reduce)
+                    for spec, r, f in zip(self.settings.discriminators, reals, fakes)
                 ]
             ).sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         bad = ~torch.isfinite(loss)
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.discriminators.parameters(), self.config.grad_clip, foreach=True)
+        if self.settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.discriminators.parameters(), self.settings.grad_clip, foreach=True)
         step_unless(self.optimizer, bad)
-        if self.scheduler is not None and self.config.scheduler.interval == "step":
+        if self.scheduler is not None and self.settings.scheduler.interval == "step":
             self.scheduler.step()
         self.updates += (~bad).long()
         self.skipped += bad.long()
@@ -110,9 +160,9 @@ class Adversarial(nn.Module):
             with torch.no_grad():
                 reals = self.judge(real.detach())
             fakes = self.judge(fake)
-        specs, fm = self.config.discriminators, self.config.feature_matching
+        specs, fm = self.settings.discriminators, self.settings.feature_matching
         gen = torch.stack(
-            [s.weight * generator_loss(self.config.loss, f, s.reduce) for s, f in zip(specs, fakes)]
+            [s.weight * generator_loss(self.settings.loss, f, s.reduce) for s, f in zip(specs, fakes)]
         ).sum()
         feat = torch.stack(
             [
@@ -125,11 +175,11 @@ class Adversarial(nn.Module):
     def generator_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """``gen_weight * gen + feat_weight * feat``: the generator's adversarial loss as one tensor."""
         out = self(fake, real)
-        return self.config.gen_weight * out["gen"] + self.config.feat_weight * out["feat"]
+        return self.settings.gen_weight * out["gen"] + self.settings.feat_weight * out["feat"]
 
     def end_epoch(self) -> None:
         """Step a per-epoch schedule (HiFi-GAN's); a per-step one steps inside ``update``."""
-        if self.scheduler is not None and self.config.scheduler.interval == "epoch":
+        if self.scheduler is not None and self.settings.scheduler.interval == "epoch":
             self.scheduler.step()
 
     @contextmanager
@@ -171,7 +221,7 @@ class Adversarial(nn.Module):
         check_fingerprint(self, state_dict.get(prefix + EXTRA), prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def load_initial(self, path: str | Path | None, *, weights_only: bool) -> None:
+    def load_initial(self, path: str | Path, *, weights_only: bool) -> None:
         """D's starting state from a file holding an Adversarial's state (alone, or anywhere in a checkpoint's
         nested dicts): its weights only, or everything (``resume``)."""
         try:
@@ -211,7 +261,7 @@ def check_pair(fake: torch.Tensor, real: torch.Tensor) -> None:
 def describe(adv: Adversarial) -> str:
     """The discriminators in one line: kind and options, width included."""
     parts = []
-    for spec in adv.config.discriminators:
+    for spec in adv.settings.discriminators:
         options = converter.unstructure(spec.build_config(adv.config.width))
         parts.append(f"{spec.kind}({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})")
     return " + ".join(parts)

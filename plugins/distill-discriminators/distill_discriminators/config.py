@@ -163,8 +163,10 @@ class AdversarialConfig:
         for key in ("discriminators", "feature_matching", "optimizer", "scheduler"):
             value = getattr(self, key)
             if is_plain(value):  # given in Python as plain data, as a file would give it
+                kind = fields[key].type
+                assert kind is not None  # annotated, and resolved by attrs.resolve_types below
                 try:
-                    setattr(self, key, converter.structure(value, fields[key].type))
+                    setattr(self, key, converter.structure(value, kind))
                 except Exception as exc:  # cattrs' exception groups: every reason, with its path
                     problems += problems_from(exc, key)
                     setattr(self, key, None)
@@ -173,7 +175,9 @@ class AdversarialConfig:
         if self.preset is not None:
             for key, value in PRESETS[self.preset].items():
                 if getattr(self, key) is None:
-                    setattr(self, key, converter.structure(value, fields[key].type))
+                    kind = fields[key].type
+                    assert kind is not None  # annotated, and resolved by attrs.resolve_types below
+                    setattr(self, key, converter.structure(value, kind))
         missing = [
             k
             for k in ("discriminators", "loss", "feature_matching", "gen_weight", "feat_weight", "optimizer")

@@ -74,6 +74,8 @@ def band_bins(bands: tuple[tuple[float, float], ...], fft_size: int) -> list[tup
 class BandDiscriminator(nn.Module):
     """One FFT size: complex STFT, per-band conv stacks (stride 2 along frequency), a joint last conv."""
 
+    window: torch.Tensor
+
     def __init__(self, fft_size: int, config: MRDConfig) -> None:
         super().__init__()
         self.config, self.fft_size = config, fft_size
@@ -111,6 +113,7 @@ class BandDiscriminator(nn.Module):
         features, outputs = [], []
         for (lo, hi), stack in zip(self.bins, self.band_convs):
             band, kept = spec[..., lo:hi], []
+            assert isinstance(stack, nn.ModuleList)  # each band's stack is the ModuleList of its convs (__init__)
             for conv in stack:
                 band = F.leaky_relu(conv(band), self.config.negative_slope)
                 kept.append(band)

@@ -18,7 +18,7 @@ from .base import (
     raise_problems,
     scaled,
 )
-from .convs import conv1d
+from .convs import Norm, conv1d
 
 # (channels out, kernel, stride, groups) of HiFi-GAN's DiscriminatorS
 LAYERS = (
@@ -67,7 +67,7 @@ class MSDConfig(CommonOptions):
 class ScaleDiscriminator(nn.Module):
     """One scale: 7 grouped, strided 1-D convs and a 1-channel conv."""
 
-    def __init__(self, config: MSDConfig, norm: str) -> None:
+    def __init__(self, config: MSDConfig, norm: Norm) -> None:
         super().__init__()
         self.config = config
         convs, cin = [], 1

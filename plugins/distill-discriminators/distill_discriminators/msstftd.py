@@ -74,6 +74,8 @@ def same_padding(kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)) ->
 class STFTDiscriminator(nn.Module):
     """One scale: complex STFT as [B, 2, frames, bins], a plain conv, dilated strided convs, two 3x3 convs."""
 
+    window: torch.Tensor
+
     def __init__(self, n_fft: int, hop: int, win: int, config: MSSTFTDConfig) -> None:
         super().__init__()
         self.config, self.n_fft, self.hop = config, n_fft, hop

@@ -13,10 +13,11 @@ from .config import OptimizerConfig, SchedulerConfig
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
     """Adam or AdamW with the fused kernel (CPU and CUDA have it): it takes a non-finite flag on the device."""
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
+    beta1, beta2 = config.betas
     return cls(
         list(params),
         lr=config.lr,
-        betas=tuple(config.betas),
+        betas=(beta1, beta2),
         eps=config.eps,
         weight_decay=config.weight_decay,
         fused=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import torch
 
@@ -45,5 +47,5 @@ class IFReconLoss(LossTerm):
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[..., None]) -> None:
     register(IFReconLoss)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import attrs
 import torch
 
-from distill_core import LinearWarmup, LossTerm, Weight, hookimpl, weight_at
+from distill_core import Cyclical, LinearWarmup, LossTerm, Weight, hookimpl, weight_at
 from distill_core.seed.checks import check_latents
 from distill_core.terms.base import Batch, upcast
 
@@ -64,7 +65,7 @@ class KLConfig:
     def weight_max(self, value: float) -> None:
         if isinstance(self.weight, (int, float)):
             self.weight = float(value)
-        elif hasattr(self.weight, "max"):
+        elif isinstance(self.weight, (LinearWarmup, Cyclical)):  # the schedules with a maximum
             self.weight = attrs.evolve(self.weight, max=value)
         else:
             raise AttributeError(f"kl: a {type(self.weight).kind!r} weight has no maximum to set; assign weight")
@@ -99,5 +100,5 @@ class KLLoss(LossTerm):
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[..., None]) -> None:
     register(KLLoss)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import torch
 
@@ -34,5 +36,5 @@ class MagReconLoss(LossTerm):
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[..., None]) -> None:
     register(MagReconLoss)

@@ -46,24 +46,24 @@ class AudiocraftMel(ClosedFormLoss):
         # torchaudio places FFT bin k at k * (sample_rate // 2) / (n_fft / 2): the grid of a rate 2 * (sr // 2),
         # the same as librosa's k * sr / n_fft for even rates, one Hz lower for odd ones.
         grid_rate = 2 * (config.sample_rate // 2)
-        self.scales = torch.nn.ModuleList(
+        scales = [
             MelScale(
                 w, config.n_mels, config.f_min, config.fmax, grid_rate, htk=True, norm=None, window=torch.hann_window(w)
             )  # torchaudio's window_fn(w), float32 throughout
             for w in config.window_lengths
-        )
+        ]
+        self.scales = torch.nn.ModuleList(scales)
         self.pads = [(w - w // 4) // 2 for w in config.window_lengths]
         self.pad = max(self.pads)
         self.alphas = [math.sqrt(w - 1) if config.alphas else 1.0 for w in config.window_lengths]
         self.norm = sum(a + 1 for a in self.alphas) if config.normalized else 1.0
         # |X / ||window|| |^2 = |X|^2 / sum(window^2): folded into the filterbank products as a factor.
-        self.power_scale = [
-            1.0 / float(s.window.double().pow(2).sum()) if config.normalized else 1.0 for s in self.scales
-        ]
+        self.power_scale = [1.0 / float(s.window.double().pow(2).sum()) if config.normalized else 1.0 for s in scales]
 
     def _scale(self, i: int, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
         """The loss of scale i from its padded signals, adding its gradient to ``grad`` when given."""
         scale, alpha, c2, floor = self.scales[i], self.alphas[i], self.power_scale[i], self.config.floor_level
+        assert isinstance(scale, MelScale)  # the ModuleList holds only MelScale (__init__)
         target_mel = scale.to_mel(scale.power(scale.spectrum(y)), c2)
         spec = scale.spectrum(x)
         mel_x = scale.to_mel(scale.power(spec), c2)
@@ -93,14 +93,15 @@ class AudiocraftMel(ClosedFormLoss):
         grad_padded = torch.zeros_like(x_padded) if want_grad else None
         total = x.new_zeros(())
         for i, (scale, p) in enumerate(zip(self.scales, self.pads)):
+            assert isinstance(scale, MelScale)  # the ModuleList holds only MelScale (__init__)
             span = slice(pad - p, pad + length + p)
             tail = whole_frames(length + 2 * p, scale.window_length, scale.hop)
             xs, ys = (F.pad(s[:, span], (0, tail)) if tail else s[:, span] for s in (x_padded, y_padded))
-            if not want_grad:
+            if grad_padded is None:  # not want_grad
                 total = total + self._scale(i, xs, ys, None)
                 continue
             grad = grad_padded[:, span] if not tail else torch.zeros_like(xs)
             total = total + self._scale(i, xs, ys, grad)
             if tail:
                 grad_padded[:, span] += grad[:, : length + 2 * p]
-        return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None
+        return total, reflect_pad_adjoint(grad_padded, pad, length) if grad_padded is not None else None

@@ -22,6 +22,7 @@ padded gradient.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -44,6 +45,10 @@ def below(value: float, dtype: torch.dtype) -> float:
 
 class MelScale(nn.Module):
     """One scale: window length, hop, periodic Hann window, and the filterbank as banded products."""
+
+    window: torch.Tensor
+    backward_window: torch.Tensor
+    fb: torch.Tensor
 
     def __init__(
         self,
@@ -122,11 +127,12 @@ class MultiScaleMel(ClosedFormLoss):
     def __init__(self, config: MelConfig) -> None:
         super().__init__()
         self.config = config
-        self.scales = nn.ModuleList(
+        scales = [
             MelScale(w, m, lo, hi, config.sample_rate)
             for w, m, lo, hi in zip(config.window_lengths, config.n_mels, config.fmins, config.fmaxs)
-        )
-        self.pad = max(scale.pad for scale in self.scales)
+        ]
+        self.scales = nn.ModuleList(scales)
+        self.pad = max(scale.pad for scale in scales)
         # The clamp's threshold per dtype, found once here rather than on every step.
         self.below_eps = {dtype: below(config.clamp_eps, dtype) for dtype in (torch.float32, torch.float64)}
 
@@ -166,7 +172,7 @@ class MultiScaleMel(ClosedFormLoss):
             # |log10 c(M)^p - log10 c(Y)^p| = p |log10 c(M) - log10 c(Y)| for p > 0: the power is one factor.
             distance, grad_log = self._log_distance(mel_x, target_mel, want_grad)
             loss = loss + (cfg.log_weight * cfg.pow / n) * distance
-        if not want_grad:
+        if grad_padded is None:  # not want_grad
             return loss
         # dL/dM = k_log grad_log + k_mag grad_mag; the last factor rides on the (small) filterbank blocks.
         k_log, k_mag = cfg.log_weight * cfg.pow / (LN10 * n), cfg.mag_weight / n
@@ -197,24 +203,34 @@ class MultiScaleMel(ClosedFormLoss):
         grad_padded = torch.zeros_like(x_padded) if want_grad else None
         total = x.new_zeros(())
         for scale in self.scales:
+            assert isinstance(scale, MelScale)  # the ModuleList holds only MelScale (__init__)
             span = slice(pad - scale.pad, pad + length + scale.pad)
             total = total + self._scale(
-                scale, x_padded[:, span], y_padded[:, span], grad_padded[:, span] if want_grad else None
+                scale, x_padded[:, span], y_padded[:, span], grad_padded[:, span] if grad_padded is not None else None
             )
-        return total, reflect_pad_adjoint(grad_padded, pad, length) if want_grad else None
+        return total, reflect_pad_adjoint(grad_padded, pad, length) if grad_padded is not None else None
+
+
+class _SavedGradient(Protocol):
+    """What _AnalyticLoss uses of autograd's ctx (torch's FunctionCtx declares no ``saved_tensors``)."""
+
+    saved_tensors: tuple[torch.Tensor, ...]
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None: ...
 
 
 class _AnalyticLoss(torch.autograd.Function):
     """Loss in forward, gradient computed alongside it; backward only scales the saved gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, module: ClosedFormLoss) -> torch.Tensor:
+    def forward(ctx: _SavedGradient, x: torch.Tensor, y: torch.Tensor, module: ClosedFormLoss) -> torch.Tensor:
         loss, grad = module.loss_and_grad(x.reshape(-1, x.shape[-1]), y, want_grad=True)
+        assert grad is not None  # want_grad=True: loss_and_grad returns the gradient
         ctx.save_for_backward(grad.view(x.shape))
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx: _SavedGradient, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None

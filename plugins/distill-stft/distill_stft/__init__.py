@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
 
 from distill_core import LossTerm, hookimpl
 from distill_core.seed.checks import check_spectrograms
@@ -12,11 +14,19 @@ from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 from .config import STFTConfig, empty_mel_filters
 from .fast import COMPONENTS, FastMultiResolutionSTFT
 
+if TYPE_CHECKING:  # imported where it is built: discovery imports nothing heavy
+    from auraloss.freq import MultiResolutionSTFTLoss
+
 __version__ = "0.1.0"
 __all__ = ["STFTConfig", "STFTLoss", "FastMultiResolutionSTFT", "auraloss_reference", "empty_mel_filters", "COMPONENTS"]
 
 
-def auraloss_reference(config: STFTConfig) -> nn.Module:
+_PerResolution = list[torch.Tensor | float]
+AuralossFull = tuple[torch.Tensor, _PerResolution, _PerResolution, _PerResolution, _PerResolution]
+"""auraloss's output = 'full': the loss, then per resolution its sc, log, lin and phs terms (0.0 where unweighted)."""
+
+
+def auraloss_reference(config: STFTConfig) -> MultiResolutionSTFTLoss:
     """auraloss's MultiResolutionSTFTLoss with the same settings: the oracle and the ``auraloss`` backend."""
     import auraloss
 
@@ -91,7 +101,7 @@ class STFTLoss(LossTerm):
                 f"(auraloss 0.4 cannot broadcast its per-signal scale), got batch['recon'] "
                 f"[{x.shape[0]}, {x.shape[1]}, ...]; use backend = 'fast'"
             )
-        if self.config.perceptual_weighting and self.config.backend == "auraloss":
+        if self.config.perceptual_weighting and not isinstance(self.loss, FastMultiResolutionSTFT):  # auraloss
             taps = self.loss.stft_losses[0].prefilter.fir.weight
             if upcast(x)[0].dtype != taps.dtype:
                 raise BatchError(
@@ -111,9 +121,9 @@ class STFTLoss(LossTerm):
                 out = self._keep_components(out)
             return out.clamp(min=0.0)
 
-    def _keep_components(self, out) -> torch.Tensor:
+    def _keep_components(self, out: torch.Tensor | AuralossFull) -> torch.Tensor:
         """Store the [4, resolutions] components (detached) and return the loss itself."""
-        if isinstance(self.loss, FastMultiResolutionSTFT):
+        if isinstance(out, torch.Tensor):  # the fast backend's loss: its module keeps the components
             self.components = self.loss.components
             return out
         loss, *parts = out  # auraloss: (loss, [sc per resolution], [log ...], [lin ...], [phs ...])
@@ -127,5 +137,5 @@ class STFTLoss(LossTerm):
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[..., None]) -> None:
     register(STFTLoss)

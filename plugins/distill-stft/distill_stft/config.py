@@ -99,8 +99,8 @@ class STFTConfig:
         if self.scale == "mel":
             if self.n_bins is None or self.n_bins <= 0:
                 problems.append(("n_bins", "a positive n_bins is required when scale = 'mel'"))
-            elif not problems:  # sizes and sample_rate are sound: check the filterbank they make
-                problems += self._mel_problems()
+            elif not problems and self.sample_rate is not None:  # sizes and sample_rate are sound
+                problems += self._mel_problems(self.sample_rate, self.n_bins)  # check the filterbank they make
         if problems:
             raise InvalidConfig(problems)
 
@@ -136,9 +136,8 @@ class STFTConfig:
                     )
         return problems
 
-    def _mel_problems(self) -> list[tuple[str, str]]:
+    def _mel_problems(self, sample_rate: int, n: int) -> list[tuple[str, str]]:
         """n_bins against every resolution: no more filters than bins, a bounded filterbank, no empty filter."""
-        n = self.n_bins
         if any(n > f for f in self.fft_sizes):
             return [("n_bins", f"n_bins {n} exceeds the smallest FFT size {min(self.fft_sizes)}")]
         for i, fft in enumerate(self.fft_sizes):
@@ -151,12 +150,12 @@ class STFTConfig:
                     )
                 ]
         for i, fft in enumerate(self.fft_sizes):
-            empty = empty_mel_filters(self.sample_rate, fft, n)
+            empty = empty_mel_filters(sample_rate, fft, n)
             if empty:
                 return [
                     (
                         "n_bins",
-                        f"n_bins {n} at sample_rate {self.sample_rate} leaves {empty} empty mel "
+                        f"n_bins {n} at sample_rate {sample_rate} leaves {empty} empty mel "
                         f"filters for fft_sizes[{i}]={fft} (their log magnitude would be -inf); "
                         f"expected fewer n_bins or larger fft_sizes",
                     )

@@ -20,6 +20,8 @@ auraloss to float rounding.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
@@ -31,6 +33,10 @@ from .config import STFTConfig
 
 class _Resolution(nn.Module):
     """One (fft, hop, win) resolution: its window (zero-padded to fft, as torch.stft pads it) and filterbank."""
+
+    window: torch.Tensor
+    backward_window: torch.Tensor
+    fb: torch.Tensor  # only when config.scale == "mel"
 
     def __init__(self, fft: int, hop: int, win: int, config: STFTConfig) -> None:
         super().__init__()
@@ -44,6 +50,7 @@ class _Resolution(nn.Module):
         self.register_buffer("backward_window", padded * (fft / 2), persistent=False)
         self.mel = config.scale == "mel"
         if self.mel:
+            assert config.sample_rate is not None and config.n_bins is not None  # STFTConfig requires both for mel
             fb = torch.from_numpy(mel_filterbank(config.sample_rate, fft, config.n_bins))
             self.register_buffer("fb", fb, persistent=False)
 
@@ -80,6 +87,8 @@ COMPONENTS = ("sc_mag_loss", "log_mag_loss", "lin_mag_loss", "phs_loss")
 class FastMultiResolutionSTFT(nn.Module):
     """MultiResolutionSTFTLoss(x, y) for [B, C, N] signals, matching auraloss to float rounding."""
 
+    taps: torch.Tensor  # only when config.perceptual_weighting
+
     def __init__(self, config: STFTConfig) -> None:
         super().__init__()
         self.config = config
@@ -87,6 +96,7 @@ class FastMultiResolutionSTFT(nn.Module):
             _Resolution(f, h, w, config) for f, h, w in zip(config.fft_sizes, config.hop_sizes, config.win_lengths)
         )
         if config.perceptual_weighting:
+            assert config.sample_rate is not None  # STFTConfig requires it for perceptual_weighting
             self.register_buffer("taps", a_weighting_taps(config.sample_rate), persistent=False)
         self.components: torch.Tensor | None = None
 
@@ -146,20 +156,20 @@ class FastMultiResolutionSTFT(nn.Module):
                 if grad_t is not None:
                     grad_t.sub_(g).sub_(scaled * (cfg.w_sc * num / den**3))
         if cfg.w_log_mag:
-            parts[1], g = self._distance(m.log().sub_(scaled.log()), cfg.w_log_mag, want_grad)
-            if want_grad:
+            parts[1], g_log = self._distance(m.log().sub_(scaled.log()), cfg.w_log_mag, want_grad)
+            if g_log is not None:  # want_grad
                 if grad_t is not None:
-                    grad_t.addcdiv_(g, scaled, value=-1.0)
-                g.div_(m)
-                grad_m = g if grad_m is None else grad_m.add_(g)
+                    grad_t.addcdiv_(g_log, scaled, value=-1.0)
+                g_log.div_(m)
+                grad_m = g_log if grad_m is None else grad_m.add_(g_log)
         if cfg.w_lin_mag:
-            parts[2], g = self._distance(diff, cfg.w_lin_mag, want_grad)
-            if want_grad:
+            parts[2], g_lin = self._distance(diff, cfg.w_lin_mag, want_grad)
+            if g_lin is not None:  # want_grad
                 if grad_t is not None:
-                    grad_t.sub_(g)
-                grad_m = g if grad_m is None else grad_m.add_(g)
+                    grad_t.sub_(g_lin)
+                grad_m = g_lin if grad_m is None else grad_m.add_(g_lin)
         phase_scale = None
-        if cfg.w_phs:  # mean squared angle difference of the unfiltered spectra (mse_loss's default mean)
+        if target_angle is not None:  # w_phs: mean squared angle difference of the unfiltered spectra (mse_loss's mean)
             phase_diff = spec.angle().sub_(target_angle)
             parts[3] = phase_diff.square().mean()
             if want_grad:
@@ -210,11 +220,13 @@ class FastMultiResolutionSTFT(nn.Module):
             x, y = self._filter(x), self._filter(y)
         total = x.new_zeros(())
         grad = None
-        components = []
+        components: list[torch.Tensor] = []
         for res in self.resolutions:
+            assert isinstance(res, _Resolution)  # the ModuleList holds only _Resolution (__init__)
             loss, parts, g = self._resolution(res, x, y, want_grad)
             total = total + loss
-            components.append(parts)
+            if parts is not None:  # output = 'full'
+                components.append(parts)
             if g is not None:
                 grad = g if grad is None else grad.add_(g)
         if self.config.output == "full":
@@ -227,17 +239,26 @@ class FastMultiResolutionSTFT(nn.Module):
         return total / count, grad
 
 
+class _SavedGradient(Protocol):
+    """What _FastSTFTLoss uses of autograd's ctx (torch's FunctionCtx declares no ``saved_tensors``)."""
+
+    saved_tensors: tuple[torch.Tensor, ...]
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None: ...
+
+
 class _FastSTFTLoss(torch.autograd.Function):
     """Loss in forward, gradient computed alongside it; backward only scales the saved gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, module: FastMultiResolutionSTFT) -> torch.Tensor:
+    def forward(ctx: _SavedGradient, x: torch.Tensor, y: torch.Tensor, module: FastMultiResolutionSTFT) -> torch.Tensor:
         loss, grad = module.loss_and_grad(x.reshape(-1, x.shape[-1]), y, want_grad=True)
+        assert grad is not None  # want_grad=True: every resolution returns its gradient
         ctx.save_for_backward(grad.view(x.shape))
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx: _SavedGradient, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None

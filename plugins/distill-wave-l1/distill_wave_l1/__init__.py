@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import torch
 
@@ -33,5 +35,5 @@ class WaveL1Loss(LossTerm):
 
 
 @hookimpl
-def distill_loss_terms(register) -> None:
+def distill_loss_terms(register: Callable[..., None]) -> None:
     register(WaveL1Loss)
