@@ -12,11 +12,30 @@ from .resample import resampling_taps
 
 Problems = list[tuple[str, str]]
 MAX_RESAMPLING_TAPS = 1_000_000  # a rate whose ratio to 10 kHz reduces to larger terms needs a huge filter
+MIN_RATE, MAX_RATE = 1_000, 384_000  # Hz: below, no speech band is left; above, no audio interface records
+# the rate a user meant by a whole number of kHz, where the usual rate is not that number times 1000
+KHZ_RATES = {11: 11_025, 22: 22_050, 44: 44_100, 88: 88_200, 176: 176_400, 352: 352_800}
+
+
+def _khz_hint(sample_rate: int) -> str:
+    """A note for a rate that reads as kHz typed for Hz (" (16 looks like kHz: 16000?)"), else nothing."""
+    if not 0 < sample_rate < MIN_RATE or not MIN_RATE <= sample_rate * 1000 <= MAX_RATE:
+        return ""
+    meant = KHZ_RATES.get(sample_rate, sample_rate * 1000)
+    return f" ({sample_rate} looks like kHz: {meant}?)"
 
 
 def _rate_problems(sample_rate: int) -> Problems:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        return [("sample_rate", f"expected a positive whole number of Hz, got {sample_rate!r}")]
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
+        return [("sample_rate", f"expected a whole number of Hz, got {sample_rate!r}")]
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        return [
+            (
+                "sample_rate",
+                f"expected a sample rate in Hz between {MIN_RATE} and {MAX_RATE}{_khz_hint(sample_rate)}, "
+                f"got {sample_rate}",
+            )
+        ]
     taps = resampling_taps(sample_rate, 10_000)
     if taps > MAX_RESAMPLING_TAPS:
         return [

@@ -10,7 +10,16 @@ from distill_core import LossTerm
 from distill_core.terms.base import Batch, BatchError, check_pair, upcast
 
 from .config import ESTOIConfig, STOIConfig
-from .intelligibility import FRAME, HOP, MIN_FRAMES, RATE, frame_window, intelligibility, third_octave_matrix
+from .intelligibility import (
+    FRAME,
+    HOP,
+    MIN_FRAMES,
+    RATE,
+    finite_rows,
+    intelligibility,
+    third_octave_matrix,
+    wide_dtype,
+)
 from .resample import OctaveResample
 
 
@@ -21,12 +30,12 @@ class _IntelligibilityLoss(LossTerm):
     layouts: ClassVar[dict[str, str]] = {"recon": "B, C, N", "target": "B, C, N"}
     zero_at_identity = True
     extended: ClassVar[bool]
+    bands: torch.Tensor
 
     def __init__(self, config: STOIConfig | ESTOIConfig) -> None:
         super().__init__(config)
         self.resample = OctaveResample(config.sample_rate, RATE)
-        self.register_buffer("window", frame_window(), persistent=False)  # moved with the term, never per call
-        self.register_buffer("bands", third_octave_matrix(), persistent=False)
+        self.register_buffer("bands", third_octave_matrix(), persistent=False)  # 0/1: exact in any dtype
         needed = FRAME + (MIN_FRAMES - 1) * HOP + 1  # samples at 10 kHz for MIN_FRAMES analysis frames
         self.min_samples = (needed - 1) * self.resample.down // self.resample.up + 1
 
@@ -42,18 +51,21 @@ class _IntelligibilityLoss(LossTerm):
                 f"({self.min_samples / self.config.sample_rate:.3f} s) for one 30-frame segment"
             )
         x, y = upcast(x, y)
+        wide = wide_dtype(x.device)  # up to the band energies: see intelligibility's module docstring
         with torch.autocast(x.device.type, enabled=False):  # FFTs, norms and divisions in float32 or wider
-            processed = self.resample(x.reshape(-1, x.shape[-1]))
-            clean = self.resample(y.to(x.dtype).reshape(-1, y.shape[-1]))
+            processed = self.resample(x.reshape(-1, x.shape[-1]), wide)
+            clean = self.resample(y.reshape(-1, y.shape[-1]), wide)
             score = intelligibility(
                 clean,
                 processed,
                 extended=self.extended,
                 dyn_range=self.config.dyn_range,
                 beta=getattr(self.config, "beta", -15.0),
-                window=self.window,
                 bands=self.bands,
+                dtype=x.dtype,
             )
+            # a NaN or an infinity anywhere in an input, even where no frame reads it, makes its score NaN
+            score = torch.where(finite_rows(x, y).view(-1), score, torch.full_like(score, torch.nan))
             return score.view(x.shape[0], -1)
 
     def per_example(self, batch: Batch) -> torch.Tensor:

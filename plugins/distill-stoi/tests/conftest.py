@@ -36,6 +36,16 @@ def alsa_speech() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def alsa_voices() -> list[tuple[np.ndarray, int]]:
+    """Three of the alsa-utils voice recordings at their own rate (48 kHz), with it."""
+    if not ALSA_VOICES:
+        pytest.skip(
+            "alsa-utils is not installed (apt-get install alsa-utils puts voice recordings in /usr/share/sounds/alsa)"
+        )
+    return [read_wav(p) for p in ALSA_VOICES[:3]]
+
+
+@pytest.fixture(scope="session")
 def espeak_speech(tmp_path_factory) -> np.ndarray:
     """A sentence spoken by espeak-ng (22050 Hz), at 16 kHz."""
     exe = shutil.which("espeak-ng")

@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from distill_stoi import ESTOIConfig, ESTOILoss, STOIConfig, STOILoss
+from distill_stoi import ESTOIConfig, ESTOILoss, OctaveResample, STOIConfig, STOILoss
 from distill_stoi.intelligibility import frame_window, kept_frames
 from pystoi import stoi as pystoi_score
+from scipy.signal import butter, sosfiltfilt
 
 from distill_core import BatchError, ConfigError, InvalidConfig, load_config
 from distill_core.testing import SYNC_METHODS, check_discovery, check_term
@@ -73,6 +74,26 @@ def test_equals_pystoi_on_alsa_speech_at_16khz(name, alsa_speech):
         assert abs(ours - ref) < 1e-5, f"{label}: {ours} vs pystoi {ref}"
 
 
+def low_passed(x: np.ndarray, rate: int, cutoff: float = 1_000.0) -> np.ndarray:
+    """x through an 8th-order Butterworth low-pass at ``cutoff`` Hz, forwards and backwards (zero phase)."""
+    return sosfiltfilt(butter(8, cutoff, fs=rate, output="sos"), x).copy()  # a copy: filtfilt returns a reversed view
+
+
+@pytest.mark.parametrize("rate", [8_000, 10_000, 16_000, 22_050, 44_100, 48_000])
+@pytest.mark.parametrize("name", TERMS)
+def test_equals_pystoi_in_float32_on_low_passed_speech(name, rate, alsa_voices):
+    """A recon low-passed at 1 kHz: its upper bands lie about 150 dB down, where float32 rounding of a
+    waveform sample adds as much as they hold. Computed in float32 throughout, the term was up to 2.2e-5 to
+    5e-4 from pystoi (ESTOI at 48 kHz the worst); the issue asks for 5e-5 (pystoi itself moves by 2 to 5e-5
+    when its input is perturbed at float32 rounding). Now the steps up to the band energies run in float64
+    and the difference is float32 rounding of the segment statistics, about 1e-7."""
+    for i, (voice, source_rate) in enumerate(alsa_voices):
+        clean = at_rate(voice, source_rate, rate)
+        processed = low_passed(clean, rate)
+        ours, ref = term_score(name, clean, processed, rate), reference_score(name, clean, processed, rate)
+        assert abs(ours - ref) < 1e-6, f"voice {i} at {rate} Hz: {ours} vs pystoi {ref}"
+
+
 @pytest.mark.parametrize("name", TERMS)
 def test_equals_pystoi_on_espeak_speech_at_16khz_in_float64(name, espeak_speech):
     for label, clean, processed in pairs([espeak_speech]):
@@ -98,6 +119,24 @@ def test_equals_pystoi_on_noise_with_silent_stretches(name, rate):
         ours = term_score(name, clean, processed, rate, dtype=torch.float64)
         ref = reference_score(name, clean, processed, rate, dtype=np.float64)
         assert abs(ours - ref) < 1e-9, f"{snr} dB at {rate} Hz: {ours} vs pystoi {ref}"
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 48_000])
+def test_the_wide_resampler_is_float64_with_a_float32_gradient(rate):
+    """The term resamples float32 inputs in float64 (matrix products) and backpropagates in float32; its taps
+    stay float64 through .float() (rounded per phase, they would mirror a band into the empty ones)."""
+    resample = OctaveResample(rate, 10_000).float()
+    assert resample.kernels.dtype == resample.weights.dtype == torch.float64
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, rate // 2 + 7, requires_grad=True)
+    wide, exact = resample(x, torch.float64), resample(x.double())
+    assert wide.dtype == torch.float64 and wide.shape == exact.shape == (2, 3, resample.output_length(x.shape[-1]))
+    assert float((wide - exact).detach().abs().max()) < 1e-14 * float(exact.detach().abs().max())
+    grad = torch.randn_like(exact)
+    (wide_grad,) = torch.autograd.grad(wide, x, grad)
+    (exact_grad,) = torch.autograd.grad(exact, x, grad)
+    assert wide_grad.dtype == torch.float32
+    assert float((wide_grad - exact_grad).abs().max()) < 1e-6 * float(exact_grad.abs().max())
 
 
 def test_the_noise_case_removes_frames():
@@ -134,6 +173,42 @@ def test_too_few_loud_frames_score_as_pystoi_does(name):
         warnings.simplefilter("ignore", RuntimeWarning)
         assert reference_score(name, clean, processed, 16_000, dtype=np.float64) == 1e-5
     assert term_score(name, clean, processed, 16_000, dtype=torch.float64) == pytest.approx(1e-5, abs=1e-15)
+
+
+@pytest.mark.parametrize("rate", [10_000, 16_000])
+@pytest.mark.parametrize("name", TERMS)
+def test_a_nan_or_an_inf_in_either_input_makes_that_example_nan(name, rate):
+    """Silence removal drops frames of a target holding a NaN (its level compares false), which scored 1e-5:
+    a plausible loss of 0.99999. Now the example's loss is NaN, wherever the value lies (the last sample is
+    read by no analysis frame), and the other examples keep their values."""
+    cls, config, _ = TERMS[name]
+    term = cls(config(sample_rate=rate))
+    batch = noise_batch(term.min_samples + 300, torch.float32, torch.device("cpu"))
+    clean = term.per_example(batch)
+    assert torch.isfinite(clean).all()
+    for key in ("target", "recon"):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for where in (1_000, -1):
+                broken = {k: v.clone() for k, v in batch.items()}
+                broken[key][1, 0, where] = bad
+                per_example = term.per_example(broken)
+                assert torch.isnan(per_example[1]), (key, bad, where, per_example)
+                assert per_example[0] == clean[0]
+                assert torch.isnan(term(broken))
+
+
+def test_a_nonfinite_input_is_counted_by_the_combined_loss():
+    """CombinedLoss's nonfinite flag (the steps a trainer skips) sees the NaN the terms return."""
+    from distill_core import CombinedLoss
+
+    loss = CombinedLoss(load_config({"recipe": "none", "terms": {"stoi": {}, "estoi": {"weight": 0.5}}}))
+    batch = noise_batch(8_000, torch.float32, torch.device("cpu"))
+    out = loss(batch)
+    assert float(out["nonfinite"]) == 0.0 and torch.isfinite(out["total_loss"])
+    batch["target"][0, 0, 4_000] = float("nan")
+    out = loss(batch)
+    assert torch.isnan(out["stoi_loss"]) and torch.isnan(out["estoi_loss"]) and torch.isnan(out["total_loss"])
+    assert float(out["nonfinite"]) == 1.0
 
 
 @pytest.mark.parametrize("name", TERMS)
@@ -234,7 +309,21 @@ def test_short_input_is_refused_naming_the_length_needed():
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"sample_rate": 0}, "terms.stoi.sample_rate: expected a positive whole number of Hz, got 0"),
+        (
+            {"sample_rate": 16},
+            "terms.stoi.sample_rate: expected a sample rate in Hz between 1000 and 384000 "
+            "(16 looks like kHz: 16000?), got 16",
+        ),
+        (
+            {"sample_rate": 44},
+            "terms.stoi.sample_rate: expected a sample rate in Hz between 1000 and 384000 "
+            "(44 looks like kHz: 44100?), got 44",
+        ),
+        ({"sample_rate": 0}, "terms.stoi.sample_rate: expected a sample rate in Hz between 1000 and 384000, got 0"),
+        (
+            {"sample_rate": 768_000},
+            "terms.stoi.sample_rate: expected a sample rate in Hz between 1000 and 384000, got 768000",
+        ),
         (
             {"sample_rate": 12345},
             "terms.stoi.sample_rate: resampling 12345 Hz to 10000 Hz needs a filter of 5118000 taps",
@@ -247,6 +336,21 @@ def test_config_errors_name_the_field(section, message):
     with pytest.raises(ConfigError) as info:
         load_config({"recipe": "none", "terms": {"stoi": section}})
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("name", TERMS)
+def test_a_rate_in_khz_is_refused_by_both_terms(name):
+    """The issue's case: 16 typed for 16000 was valid, and the loss returned 0.959."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"recipe": "none", "terms": {name: {"sample_rate": 16}}})
+    assert info.value.one_line() == (
+        f"invalid loss config: terms.{name}.sample_rate: expected a sample rate in Hz between 1000 and "
+        "384000 (16 looks like kHz: 16000?), got 16"
+    )
+    for rate in (1_000, 8_000, 384_000):
+        assert load_config({"recipe": "none", "terms": {name: {"sample_rate": rate}}}).terms[name].sample_rate == rate
+    with pytest.raises(InvalidConfig, match="expected a whole number of Hz, got 16000.0"):
+        TERMS[name][1](sample_rate=16000.0)
 
 
 def test_config_problems_are_all_reported():
