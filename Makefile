@@ -16,7 +16,7 @@ ANCHORS := $(VENV)/anchors
 ANCHOR_PACKAGES := descript-audio-codec==1.0.0 descript-audiotools==0.7.2 vocos==0.1.0 bigvgan==2.4.1 \
 	audiocraft==1.3.0 torchaudio==2.11.1 einops==0.8.2 julius==0.2.8 flatten-dict==0.5.0 randomname==0.2.1 \
 	ffmpy==1.0.0 argbind==0.3.9 rich==15.0.0 importlib-resources==7.1.0 pyloudnorm==0.2.0 fire==0.7.1 \
-	docstring-parser==0.18.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 asteroid==0.7.0
+	docstring-parser==0.18.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 asteroid==0.7.0 nnaudio==0.3.4
 
 .PHONY: install anchors test demo bench clean
 

@@ -20,12 +20,13 @@ def distill_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
 
 @hookimpl
 def distill_discriminators(register: Callable[[type], None]) -> None:
-    """MPD, MSD, MRD and MS-STFTD."""
+    """MPD, MSD, MRD, MS-STFTD and MS-SB-CQTD."""
     # imported when the hook runs (a config builds the adversarial term), not when discovery finds the hook
+    from .cqtd import CQTD
     from .mpd import MPD
     from .mrd import MRD
     from .msd import MSD
     from .msstftd import MSSTFTD
 
-    for cls in (MPD, MSD, MRD, MSSTFTD):
+    for cls in (MPD, MSD, MRD, MSSTFTD, CQTD):
         register(cls)

@@ -54,7 +54,7 @@ def test_a_config_file_error_names_its_path(tmp_path):
     with pytest.raises(Exception) as e:
         load_config(f)
     assert "terms.adversarial.discriminators[0].kind: unknown discriminator kind 'mdp'" in str(e.value)
-    assert "installed: mpd, mrd, msd, msstftd" in str(e.value)
+    assert "installed: cqtd, mpd, mrd, msd, msstftd" in str(e.value)
     _, problems = structure_checked(
         {"discriminators": [{"kind": "mpd", "options": {"periods": [1, -3]}}]}, AdversarialConfig, "terms.adversarial"
     )
