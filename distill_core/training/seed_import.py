@@ -27,8 +27,8 @@ from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import LossConfig, dumps_config, load_config
 from distill_core.loss.lockfile import make_lock, write_lock
 from distill_core.training.checkpoint import load_training_state, save_checkpoint
+from distill_core.training.demo_run import RUN_FILES, RunExistsError
 from distill_core.training.metrics import MetricsHistory
-from distill_core.training.run import RUN_FILES, RunExistsError
 from distill_core.training.seed_pickle import SeedImportError, read_seed_checkpoint
 
 # What a seed checkpoint must hold to become a run of ours, and the type each entry must have.

@@ -21,9 +21,7 @@ from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import LossConfig, batch_problems, load_config
 from distill_core.registry.provenance import term_origins
 from distill_core.training.audio import synthetic_corpus, write_wav
-from distill_core.training.plots import plot_losses
-from distill_core.training.resume import check_resume
-from distill_core.training.run import (
+from distill_core.training.demo_run import (
     DemoSettings,
     SettingsError,
     _check_run_folder,
@@ -32,6 +30,8 @@ from distill_core.training.run import (
     resolve_device,
     train_demo_run,
 )
+from distill_core.training.plots import plot_losses
+from distill_core.training.resume import check_resume
 from distill_core.training.run_lock import RunFolderLock
 from distill_core.training.segments import WavSegments, load_waves
 from distill_core.training.tensorboard import TensorBoardLogger, loss_hparams, tensorboard_available
