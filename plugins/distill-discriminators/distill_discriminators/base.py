@@ -7,6 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from distill_core import InvalidConfig
 
@@ -66,6 +67,18 @@ class Discriminator(nn.Module):
 def keep_features(features: list[torch.Tensor], config: CommonOptions) -> list[torch.Tensor]:
     """A conv stack's feature maps as the config asks: with or without the first layer's."""
     return features if config.first_layer_features else features[1:]
+
+
+def conv_stack(
+    convs: nn.ModuleList, post: nn.Module, z: torch.Tensor, negative_slope: float, config: CommonOptions
+) -> SubOutput:
+    """A sub-discriminator's conv stack run to its logit layer: each conv then a leaky ReLU, the feature maps
+    kept as the config asks."""
+    features = []
+    for conv in convs:
+        z = F.leaky_relu(conv(z), negative_slope)
+        features.append(z)
+    return SubOutput(keep_features(features, config), post(z))
 
 
 def scaled(channels: int, width: float) -> int:

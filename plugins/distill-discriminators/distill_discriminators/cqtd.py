@@ -24,7 +24,7 @@ from .base import (
     SubOutput,
     check_positive,
     check_width,
-    keep_features,
+    conv_stack,
     raise_problems,
     scaled,
 )
@@ -274,11 +274,7 @@ class CQTDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> SubOutput:
         bands = self.cqt(x).split(self.bins_per_octave, dim=-1)
         z = torch.cat([conv(band) for conv, band in zip(self.band_convs, bands)], dim=-1)
-        features = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), self.config.negative_slope)
-            features.append(z)
-        return SubOutput(keep_features(features, self.config), self.conv_post(z))
+        return conv_stack(self.convs, self.conv_post, z, self.config.negative_slope, self.config)
 
 
 class CQTD(Discriminator):

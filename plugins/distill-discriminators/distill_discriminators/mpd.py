@@ -13,7 +13,7 @@ from .base import (
     SubOutput,
     check_positive,
     check_width,
-    keep_features,
+    conv_stack,
     raise_problems,
     scaled,
 )
@@ -73,11 +73,7 @@ class PeriodDiscriminator(nn.Module):
                 raise ValueError(f"mpd: period {p} needs more than {pad} samples to reflect-pad, got {n}")
             x = F.pad(x, (0, pad), mode="reflect")
         x = x.view(x.shape[0], 1, -1, p)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.config.negative_slope)
-            features.append(x)
-        return SubOutput(keep_features(features, self.config), self.conv_post(x))
+        return conv_stack(self.convs, self.conv_post, x, self.config.negative_slope, self.config)
 
 
 class MPD(Discriminator):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import attrs
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .base import (
     CommonOptions,
@@ -14,7 +13,7 @@ from .base import (
     SubOutput,
     check_positive,
     check_width,
-    keep_features,
+    conv_stack,
     raise_problems,
     scaled,
 )
@@ -79,11 +78,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = conv1d(cin, 1, 3, 1, padding=1, norm=norm)
 
     def forward(self, x: torch.Tensor) -> SubOutput:
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.config.negative_slope)
-            features.append(x)
-        return SubOutput(keep_features(features, self.config), self.conv_post(x))
+        return conv_stack(self.convs, self.conv_post, x, self.config.negative_slope, self.config)
 
 
 class MSD(Discriminator):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import attrs
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .base import (
     CommonOptions,
@@ -14,7 +13,7 @@ from .base import (
     SubOutput,
     check_positive,
     check_width,
-    keep_features,
+    conv_stack,
     raise_problems,
     scaled,
 )
@@ -113,11 +112,7 @@ class STFTDiscriminator(nn.Module):
         if self.config.normalized:
             spec = spec / window.pow(2).sum().sqrt()
         z = torch.view_as_real(spec).permute(0, 3, 2, 1)
-        features = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), self.config.negative_slope)
-            features.append(z)
-        return SubOutput(keep_features(features, self.config), self.conv_post(z))
+        return conv_stack(self.convs, self.conv_post, z, self.config.negative_slope, self.config)
 
 
 class MSSTFTD(Discriminator):
