@@ -14,9 +14,9 @@ from distill_core.loss.model import RESERVED_KEYS, LossConfig, name_problem
 from distill_core.loss.plan import LossPlan, draft_plan
 from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
 from distill_core.registry.provenance import unmet_pins
+from distill_core.terms.declared import declared_outputs, is_stateful
 from distill_core.terms.layouts import conflicts as layout_conflicts
 from distill_core.terms.pit import refusal
-from distill_core.terms.stateful import is_stateful
 
 
 def shared_input_problems(name: str, term: str, sources: Mapping[str, str], allowed: bool) -> list[Problem]:
@@ -119,7 +119,7 @@ def output_problems(config: LossConfig, name: str, cls: Any) -> list[Problem]:
     """A multi-output entry's ``outputs`` names only the term's outputs, each with a valid weight; ``update``
     only on a term with an update step; ``pit`` only on a term with one output."""
     path, term = join("terms", name), config.term_of(name)
-    outputs = tuple(getattr(cls, "outputs", ()) or ())
+    outputs = declared_outputs(cls)
     binding = config.bindings.get(name)
     problems: list[Problem] = []
     if binding is not None:

@@ -22,18 +22,19 @@ __all__ = ["LockError", "make_lock", "lock_differences", "write_lock", "read_loc
 
 
 def make_lock(loss: CombinedLoss) -> dict[str, dict[str, Any]]:
-    """``{name: {term, inputs, distribution, version, entry_point, config}}`` for every term of a built loss
-    (``term`` is the registered class a named instance uses, ``inputs`` its logical input -> batch key map)."""
+    """``{name: {term, inputs, distribution, version, entry_point, config}}`` for every term of a built loss,
+    read from its plan (``term`` is the registered class a named instance uses, ``inputs`` its logical input ->
+    batch key map as written)."""
     return {
         name: {
-            "term": loss.config.term_of(name),
-            "inputs": loss.config.inputs_of(name),
-            "distribution": p.distribution,
-            "version": p.version,
-            "entry_point": p.entry_point,
-            "config": converter.unstructure(loss.config.terms[name]),
+            "term": t.term,
+            "inputs": t.inputs,
+            "distribution": t.provenance.distribution,
+            "version": t.provenance.version,
+            "entry_point": t.provenance.entry_point,
+            "config": converter.unstructure(loss.plan.config.terms[name]),
         }
-        for name, p in loss.provenance.items()
+        for name, t in loss.plan.terms.items()
     }
 
 

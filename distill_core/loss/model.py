@@ -16,6 +16,7 @@ from distill_core.config.groups import GroupConfig
 from distill_core.config.schedules import UpdateSchedule, Weight
 from distill_core.loss.balancer import BalancerConfig
 from distill_core.registry import recipes
+from distill_core.terms.declared import declared_outputs
 from distill_core.terms.pit import PITConfig
 
 TOP_LEVEL_KEYS = ("recipe", "terms", "groups", "fallback", "required_plugins", "batch", "balancer")
@@ -133,7 +134,7 @@ class LossConfig:
     def output_weights(self, name: str, cls: type) -> dict[str, Weight]:
         """A multi-output entry's weight of each output: the term's defaults under its config, then the
         entry's ``outputs = {...}``; empty for a term with one output."""
-        outputs = tuple(getattr(cls, "outputs", ()) or ())
+        outputs = declared_outputs(cls)
         if not outputs:
             return {}
         binding = self.bindings.get(name)

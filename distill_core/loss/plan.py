@@ -16,9 +16,9 @@ from distill_core.config.schedules import UpdateSchedule, Weight, weight_at
 from distill_core.loss.model import RESERVED_KEYS, LossConfig
 from distill_core.registry.discovery import Registry, UnknownTermError
 from distill_core.registry.entries import Provenance
+from distill_core.terms.declared import declared_outputs, is_stateful
 from distill_core.terms.layouts import Reader
 from distill_core.terms.pit import PITConfig
-from distill_core.terms.stateful import is_stateful
 
 __all__ = ["LossPlan", "TermPlan", "draft_plan", "figure_key", "output_key", "pit_key"]
 
@@ -47,6 +47,7 @@ class TermPlan:
     cls: type
     provenance: Provenance
     sources: dict[str, str]  # logical input -> batch key
+    inputs: dict[str, str]  # the entry's ``inputs`` table as written (empty: it reads its own names)
     layouts: dict[str, str]  # logical input -> the layout it expects (empty for a config of the wrong class)
     outputs: tuple[str, ...]  # a multi-output term's declared outputs; () for one output
     output_weights: dict[str, Weight]
@@ -79,13 +80,14 @@ def _term_plan(config: LossConfig, name: str, cls: type, provenance: Provenance)
     own = isinstance(cfg, getattr(cls, "config_class", ()))
     layouts = dict(cls.input_layouts(cfg)) if own and hasattr(cls, "input_layouts") else {}
     group = next(((g, gc.members[name]) for g, gc in config.groups.items() if name in gc.members), None)
-    outputs = tuple(getattr(cls, "outputs", ()) or ())
+    outputs = declared_outputs(cls)
     return TermPlan(
         name=name,
         term=config.term_of(name),
         cls=cls,
         provenance=provenance,
         sources=sources,
+        inputs=config.inputs_of(name),
         layouts=layouts,
         outputs=outputs,
         output_weights=config.output_weights(name, cls) if outputs and own else {},

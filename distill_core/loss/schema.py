@@ -14,6 +14,7 @@ from distill_core.config.schedules import SCHEDULES, UpdateSchedule, Weight
 from distill_core.loss.balancer import BalancerConfig
 from distill_core.registry import recipes
 from distill_core.registry.discovery import get_registry
+from distill_core.terms.declared import declared_outputs, is_stateful
 from distill_core.terms.pit import PITConfig
 
 _SIMPLE = {
@@ -85,7 +86,7 @@ def config_schema() -> dict[str, Any]:
     for name, info in sorted(get_registry().terms.items()):
         schema = class_schema(info.config_class)
         schema["properties"].update(binding)
-        outputs = tuple(getattr(info.cls, "outputs", ()) or ())
+        outputs = declared_outputs(info.cls)
         if outputs:
             schema["properties"]["outputs"] = {
                 "type": "object",
@@ -93,7 +94,7 @@ def config_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "description": "each output's weight (a number or a schedule) over the term's defaults",
             }
-        if callable(getattr(info.cls, "update", None)):
+        if is_stateful(info.cls):
             schema["properties"]["update"] = class_schema(UpdateSchedule)
         terms[name] = schema
     group = class_schema(GroupConfig)

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from distill_core.terms.base import Batch
+from distill_core.terms.declared import is_stateful
 
 __all__ = ["StatefulTerm", "end_epoch_step", "is_stateful"]
 
@@ -29,11 +30,6 @@ class StatefulTerm(Protocol):
     """
 
     def update(self, batch: Batch) -> Mapping[str, torch.Tensor] | None: ...
-
-
-def is_stateful(term: Any) -> bool:
-    """Whether a term class or instance has an update step of its own (the one test of the contract)."""
-    return callable(getattr(term, "update", None))
 
 
 def end_epoch_step(term: Any) -> Callable[[], None] | None:

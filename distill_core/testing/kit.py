@@ -28,7 +28,7 @@ from distill_core.registry.discovery import (
 )
 from distill_core.registry.hookspecs import PROJECT
 from distill_core.terms.base import LossTerm
-from distill_core.terms.stateful import is_stateful
+from distill_core.terms.declared import declared_outputs, is_stateful
 
 BatchFactory = Callable[[torch.dtype, torch.device], Mapping[str, Any]]
 
@@ -76,7 +76,7 @@ def _value(term: Any, batch: Mapping[str, Any], term_class: type[LossTerm] | Non
     output checked to be a finite-shaped 0-dim tensor first), as a CombinedLoss logs it under ``<name>_loss``."""
     out = term(batch)
     cls = term_class or type(term)
-    outputs = tuple(getattr(cls, "outputs", ()) or ())
+    outputs = declared_outputs(cls)
     if not outputs:
         return out
     name = getattr(cls, "name", cls.__name__)

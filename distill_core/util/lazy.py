@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from distill_core.util.gcpause import paused_gc
+
 __all__ = ["lazy_exports"]
 
 
@@ -21,7 +23,8 @@ def lazy_exports(package: str, where: Mapping[str, str]) -> tuple[Callable[[str]
 
     def __getattr__(name: str) -> Any:
         if name in where:
-            value = getattr(importlib.import_module(f".{where[name]}", package), name)
+            with paused_gc():  # a first import is a burst of allocations (classes, hooks), none of them garbage
+                value = getattr(importlib.import_module(f".{where[name]}", package), name)
             setattr(module, name, value)
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
