@@ -1,4 +1,5 @@
-"""Every config file that loaded before the core redesign gives the same loss now, to 1e-7.
+"""Every config file that loaded before the core redesign gives the same loss now, to a few float32 ulps
+(5e-7 relative: the FFT's summation order, hence the last bit, varies with the CPU the test runs on).
 
 ``data/golden_losses.json`` holds the values the previous core (commit 74b5c53) computed for these configs
 on the tensors below: the run folder's config and checkpoint, the seed's layout, the docs' and README's
@@ -73,7 +74,7 @@ def test_the_loss_of_every_config_that_loads_is_unchanged(name):
     values = loss({k: batch[k] for k in loss.reads}, epoch=3, total_epochs=10)
     assert set(values) == set(GOLDEN[name])
     for key, value in values.items():
-        assert float(value) == pytest.approx(GOLDEN[name][key], rel=1e-7, abs=1e-12), key
+        assert float(value) == pytest.approx(GOLDEN[name][key], rel=5e-7, abs=1e-12), key
 
 
 def test_every_golden_config_is_checked():

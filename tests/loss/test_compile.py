@@ -38,4 +38,8 @@ def test_inductor_matches_eager_values_and_gradients():
         torch.testing.assert_close(compiled[key], eager[key], rtol=1e-5, atol=1e-7)
     eager["total_loss"].backward()
     compiled["total_loss"].backward()
-    torch.testing.assert_close(compiled_batch["recon"].grad, eager_batch["recon"].grad, rtol=1e-5, atol=1e-9)
+    expected = eager_batch["recon"].grad
+    # atol: float32 rounding of the largest entry (inductor fuses the sums in another order; an entry ~1e-8 of the
+    # largest can differ by more than 1e-5 of itself, seen on an AMX Xeon)
+    atol = 1e-6 * float(expected.abs().max())
+    torch.testing.assert_close(compiled_batch["recon"].grad, expected, rtol=1e-5, atol=atol)
