@@ -131,6 +131,7 @@ def test_a_changed_loss_config_is_refused_at_resume(run_copy, tmp_path):
         *TOY,
         "--epochs",
         "2",
+        "--change-options",
         "--out",
         str(run_copy.parent),
         "--name",
@@ -158,6 +159,7 @@ def test_force_config_starts_a_new_segment_and_keeps_the_old_best(run_copy, tmp_
         *TOY,
         "--epochs",
         "2",
+        "--change-options",
         "--out",
         str(run_copy.parent),
         "--name",
@@ -183,20 +185,13 @@ def test_force_config_starts_a_new_segment_and_keeps_the_old_best(run_copy, tmp_
 
 def test_resume_with_other_mel_bins_names_the_mismatch(run_copy):
     before = snapshot(run_copy)
-    result = run(
-        "train",
-        *TOY,
-        "--epochs",
-        "2",
-        "--out",
-        str(run_copy.parent),
-        "--name",
-        "done",
-        "--resume",
-        str(run_copy / "last.pt"),
-        "--mel-bins",
-        "64",
+    resume = ("--out", str(run_copy.parent), "--name", "done", "--resume", str(run_copy / "last.pt"))
+    one_line_error(
+        run("train", *TOY, *resume, "--mel-bins", "64"),
+        f"error: --mel-bins 64 differs from the run's none ({run_copy / 'run.json'}); pass --change-options to "
+        "continue the run with it, or leave --mel-bins out to keep the run's",
     )
+    result = run("train", *TOY, "--epochs", "2", "--change-options", *resume, "--mel-bins", "64")
     one_line_error(
         result,
         f"{run_copy / 'last.pt'}: the checkpoint's model does not fit this model",
@@ -228,6 +223,7 @@ def test_a_damaged_checkpoint_is_one_line(run_copy, damage, message):
         *TOY,
         "--epochs",
         "2",
+        "--change-options",
         "--out",
         str(run_copy.parent),
         "--name",
@@ -320,7 +316,10 @@ def test_a_bad_wav_is_one_line_and_nothing_is_written(tmp_path, wav, message):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ('recipe = ["vae"]\n', "recipe: expected one of 'vae', 'none', got ['vae']"),
+        (
+            'recipe = ["vae"]\n',
+            "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+        ),
         ('[groups.g]\nkind = ["sum"]\n', "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
         ('[terms.stft]\nfft_sizes = "512"\n', "terms.stft.fft_sizes: expected a list of int, got '512'"),
     ],
@@ -590,6 +589,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_history_agrees_with_last_pt(r
             *TOY,
             "--epochs",
             "2",
+            "--change-options",
             "--out",
             str(run_copy.parent),
             "--name",
@@ -773,7 +773,17 @@ def test_resume_without_a_config_reads_the_runs_own(tmp_path):
     assert run("train", str(config), *TOY, "--out", str(tmp_path), "--name", "own").exit_code == 0
     folder = tmp_path / "own"
     result = run(
-        "train", *TOY, "--epochs", "2", "--out", str(tmp_path), "--name", "own", "--resume", str(folder / "last.pt")
+        "train",
+        *TOY,
+        "--epochs",
+        "2",
+        "--change-options",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "own",
+        "--resume",
+        str(folder / "last.pt"),
     )
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"config: {folder / 'config.toml'} (the resumed run's own; give a CONFIG to use another)" in result.stdout

@@ -158,7 +158,11 @@ CONFIG_CASES = [
         "terms.stft.fft_sizes: expected a list of int, got 512",
     ),
     ("members a string", {"groups": {"g": {"members": "kl"}}}, "groups.g.members: expected a list of str, got 'kl'"),
-    ("recipe a list", {"recipe": ["vae"]}, "recipe: expected one of 'vae', 'none', got ['vae']"),
+    (
+        "recipe a list",
+        {"recipe": ["vae"]},
+        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+    ),
     (
         "group kind a list",
         {"groups": {"g": {"kind": ["sum"]}}},
@@ -188,7 +192,7 @@ CONFIG_CASES = [
     (
         "huge value in a message",
         {"recipe": [[1] * 10_000] * 10_000},
-        "recipe: expected one of 'vae', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,...",
+        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,...",
     ),
     (
         "weight a string",
@@ -267,7 +271,11 @@ CONFIG_CASES = [
         {"terms": {"stft": {"scale": "mel", "n_bins": 64}}},
         "terms.stft.sample_rate: a positive sample_rate is required",
     ),
-    ("unknown recipe", {"recipe": "gan"}, "recipe: expected one of 'vae', 'none', got 'gan'"),
+    (
+        "unknown recipe",
+        {"recipe": "gan"},
+        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got 'gan'",
+    ),
     (
         "negative free bits",
         {"terms": {"kl": {"free_bits": -0.1}}},
@@ -359,7 +367,12 @@ FILE_CASES = [
         b"terms:\n  stft:\n    fft_sizes: &a [512, *a]\n",
         "terms.stft.fft_sizes[1]: line 3: alias *a is used inside its own anchor (a recursive alias)",
     ),
-    ("recipe a list in TOML", "loss.toml", b'recipe = ["vae"]\n', "recipe: expected one of 'vae', 'none', got ['vae']"),
+    (
+        "recipe a list in TOML",
+        "loss.toml",
+        b'recipe = ["vae"]\n',
+        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+    ),
     (
         "group kind a list in TOML",
         "loss.toml",
