@@ -24,6 +24,7 @@ _LAZY = {
     "InvalidConfig": "config.converter",
     "converter": "config.converter",
     "REQUIRED_IN_FILES": "config.converter",
+    "PATH_RELATIVE_TO_FILE": "config.converter",
     "LossConfig": "loss.config",
     "dump_config": "loss.config",
     "dumps_config": "loss.config",
@@ -45,7 +46,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from distill_core.config.converter import REQUIRED_IN_FILES, ConfigError, InvalidConfig, converter
+    from distill_core.config.converter import (
+        PATH_RELATIVE_TO_FILE,
+        REQUIRED_IN_FILES,
+        ConfigError,
+        InvalidConfig,
+        converter,
+    )
     from distill_core.config.groups import GroupConfig
     from distill_core.loss.balancer import BalancerConfig, GradientBalancer
     from distill_core.loss.combined import CombinedLoss, TermBuildError
@@ -87,6 +94,7 @@ __all__ = [
     "LinearWarmup",
     "LossConfig",
     "LossTerm",
+    "PATH_RELATIVE_TO_FILE",
     "PluginError",
     "REQUIRED_IN_FILES",
     "Provenance",

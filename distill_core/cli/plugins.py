@@ -33,18 +33,57 @@ def _type_name(t: Any) -> str:
     return str(t).replace("typing.", "")
 
 
+def _broken(b: Any) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "distribution": b.provenance.distribution,
+        "version": b.provenance.version,
+        "error": b.error,
+    }
+
+
+def _section(section: Any) -> dict[str, Any]:
+    """One plugin section as ``--json`` gives it: its title, entries (like terms, with ``options``), BROKEN ones."""
+    return {
+        "title": section.title,
+        "entries": [
+            {
+                "name": e.name,
+                "distribution": e.provenance.distribution,
+                "version": e.provenance.version,
+                "module": e.module,
+                "entry_point": e.provenance.entry_point,
+                "options": _fields(e.options) if e.options is not None else [],
+            }
+            for e in section.entries
+        ],
+        "broken": [_broken(b) for b in section.broken],
+    }
+
+
+def _echo_entry(row: dict[str, Any], fields: list[dict[str, Any]]) -> None:
+    """One term or section entry, as a listing line and one line per config field."""
+    click.echo(f"{row['name']}  ({row['distribution']}=={row['version']}, module {row['module']})")
+    for f in fields:
+        click.echo(f"    {f['name']}: {f['type']} = {json.dumps(f['default'])}")
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--requirements", is_flag=True, help="Print dist==version lines for the installed plugins.")
 def plugins(as_json: bool, requirements: bool) -> None:
-    """List every discovered loss term, its distribution, version, module and config fields."""
+    """List every discovered loss term, its distribution, version, module and config fields, and the sections
+    plugins add (e.g. the discriminator kinds), each entry with its options, BROKEN ones included."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from distill_core.registry.discovery import get_registry
+    from distill_core.registry.sections import plugin_sections
 
     registry = get_registry()
     terms = sorted(registry.terms.values(), key=lambda i: i.name)
+    sections, failed = plugin_sections(registry)
     if requirements:
-        for line in sorted({str(i.provenance) for i in terms if i.provenance.version}):
+        provenances = [i.provenance for i in terms] + [e.provenance for s in sections for e in s.entries]
+        for line in sorted({str(p) for p in provenances if p is not None and p.version}):
             click.echo(line)
         return
     rows: list[dict[str, Any]] = [
@@ -58,21 +97,21 @@ def plugins(as_json: bool, requirements: bool) -> None:
         }
         for i in terms
     ]
-    broken = [
-        {"name": b.name, "distribution": b.provenance.distribution, "version": b.provenance.version, "error": b.error}
-        for b in registry.broken
-    ]
+    broken = registry.broken + failed
     conflicts = {n: [str(i.provenance) for i in infos] for n, infos in registry.conflicts.items()}
     if as_json:
-        click.echo(
-            json.dumps({"terms": rows, "broken": broken, "conflicts": conflicts, "warnings": registry.notes}, indent=2)
-        )
+        listing = {
+            "terms": rows,
+            "broken": [_broken(b) for b in broken],
+            "conflicts": conflicts,
+            "warnings": registry.notes,
+            "sections": {s.name: _section(s) for s in sections},
+        }
+        click.echo(json.dumps(listing, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['name']}  ({row['distribution']}=={row['version']}, module {row['module']})")
-        for f in row["config"]:
-            click.echo(f"    {f['name']}: {f['type']} = {json.dumps(f['default'])}")
-    for b in registry.broken:
+        _echo_entry(row, row["config"])
+    for b in broken:
         click.echo(f"BROKEN {b}")
     for name, who in conflicts.items():
         click.echo(f"CONFLICT {name}: registered by {' and '.join(who)}")
@@ -80,6 +119,12 @@ def plugins(as_json: bool, requirements: bool) -> None:
         click.echo(f"WARNING {note}")
     if not rows and not broken:
         click.echo("no loss terms installed (pip install distill-stft, ...)")
+    for section in sections:
+        click.echo(f"\n{section.title}:")
+        for entry in _section(section)["entries"]:
+            _echo_entry(entry, entry["options"])
+        for b in section.broken:
+            click.echo(f"BROKEN {section.name}: {b}")
 
 
 @click.command("new-plugin")
@@ -92,10 +137,16 @@ def plugins(as_json: bool, requirements: bool) -> None:
     show_default=True,
     help="Folder to create distill-NAME/ in.",
 )
-def new_plugin(name: str, directory: Path) -> None:
-    """Scaffold a plugin distribution distill-NAME with a term, its config, a README and a test."""
+@click.option(
+    "--discriminator",
+    is_flag=True,
+    help="A discriminator kind for the adversarial term (distill-discriminators) instead of a loss term.",
+)
+def new_plugin(name: str, directory: Path, discriminator: bool) -> None:
+    """Scaffold a plugin distribution distill-NAME with a term (or, with --discriminator, a discriminator kind),
+    its config, a README and tests."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
     from distill_core.cli.scaffold import scaffold
 
-    path = scaffold(name, directory)
+    path = scaffold(name, directory, discriminator=discriminator)
     click.echo(f"created {path}\nnext: pip install -e {path} && distill-loss plugins")

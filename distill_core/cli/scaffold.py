@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 from pathlib import Path
 
+from distill_core.cli.scaffold_discriminator import FILES as DISCRIMINATOR_FILES
 from distill_core.config.converter import ConfigError
 
 PYPROJECT = """[build-system]
@@ -106,8 +107,9 @@ Its output key is `{name}_loss`. Run the conformance and discovery tests with `p
 """
 
 
-def scaffold(name: str, directory: Path) -> Path:
-    """Write distill-<name>/ under ``directory``; refuse names that are not identifiers or already exist."""
+def scaffold(name: str, directory: Path, discriminator: bool = False) -> Path:
+    """Write distill-<name>/ under ``directory``: a loss term's distribution, or with ``discriminator`` one that
+    registers a discriminator kind; refuse names that are not identifiers or already exist."""
     if not (name.isidentifier() and name.islower() and not keyword.iskeyword(name)):
         raise ConfigError([("NAME", f"expected a lowercase Python identifier such as 'sisdr', got {name!r}")])
     dash = name.replace("_", "-")
@@ -122,8 +124,14 @@ def scaffold(name: str, directory: Path) -> Path:
         f"tests/test_{name}.py": TEST,
         "README.md": README,
     }
+    if discriminator:
+        files = {rel.format(**fields): template for rel, template in DISCRIMINATOR_FILES.items()}
     for rel, template in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template.format(**fields))
+        try:  # "x": a file that appeared since the check above is the user's, never replaced
+            with path.open("x", encoding="utf-8") as fh:
+                fh.write(template.format(**fields))
+        except FileExistsError:
+            raise ConfigError([("--dir", f"{path} already exists (made while scaffolding); it was kept")]) from None
     return root

@@ -3,14 +3,18 @@ themselves, fields required in files) and error paths read through ``cattrs.tran
 
 Nothing registers hooks on a converter after it is made: a config class says what it needs in its own
 definition (``__distill_structure__`` / ``__distill_unstructure__`` classmethods, or a field's
-``metadata={REQUIRED_IN_FILES: reason}``), so a config structures the same whatever was imported first.
+``metadata={REQUIRED_IN_FILES: reason}``, ``metadata={PATH_RELATIVE_TO_FILE: True}``), so a config structures
+the same whatever was imported first.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import attrs
@@ -38,6 +42,7 @@ from distill_core.config.schedules import SCHEDULES, Schedule, Weight
 __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_YAML_VALUES",
+    "PATH_RELATIVE_TO_FILE",
     "REQUIRED_IN_FILES",
     "STRUCTURE_WITH",
     "SUFFIXES",
@@ -52,6 +57,7 @@ __all__ = [
     "format_mapping",
     "join",
     "make_converter",
+    "paths_relative_to",
     "problems_from",
     "read_mapping",
     "structure_checked",
@@ -67,6 +73,11 @@ UNSTRUCTURE_WITH = "__distill_unstructure__"
 # attrs field metadata: the field has a default (so the class constructs without it), but a config file
 # must give it; the value is the reason shown when it is left out.
 REQUIRED_IN_FILES = "distill.required_in_files"
+# attrs field metadata: a string field that names a file. Structured while ``paths_relative_to(folder)`` is in
+# effect (``load_config(path)`` puts it in effect with the config file's folder), a relative value is read from
+# that folder; an absolute one (``~`` expanded) is kept as given. A config given as a mapping keeps it as written.
+PATH_RELATIVE_TO_FILE = "distill.path_relative_to_file"
+_CONFIG_FOLDER: ContextVar[str | None] = ContextVar("distill_config_folder", default=None)
 SCHEDULE_TAG = "schedule"
 _SCALAR_NAMES = {int: "int", float: "number", str: "str", bool: "true or false"}
 _SCHEDULE_CLASSES = tuple(SCHEDULES.values())
@@ -132,10 +143,36 @@ def _own_problems_only(exc: ClassValidationError) -> InvalidConfig | None:
     return InvalidConfig([p for e in without for p in typing.cast(InvalidConfig, e).problems])
 
 
+@contextmanager
+def paths_relative_to(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Inside this block, the ``PATH_RELATIVE_TO_FILE`` fields of configs structured here resolve relative
+    values against ``folder`` (made absolute)."""
+    token = _CONFIG_FOLDER.set(os.path.abspath(folder))
+    try:
+        yield
+    finally:
+        _CONFIG_FOLDER.reset(token)
+
+
+def _resolved_paths(data: Mapping[str, Any], fields: tuple[str, ...]) -> Mapping[str, Any]:
+    """``data`` with each relative string path among ``fields`` joined to the current config folder, if any."""
+    folder = _CONFIG_FOLDER.get()
+    if folder is None or not any(isinstance(data.get(f), str) and data.get(f) for f in fields):
+        return data
+    out = dict(data)
+    for name in fields:
+        value = out.get(name)
+        if isinstance(value, str) and value:
+            expanded = os.path.expanduser(value)
+            out[name] = expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(folder, expanded))
+    return out
+
+
 def structure_hook(cls: type, conv: cattrs.Converter | None = None) -> Callable[[Any, type], Any]:
     """The structure function of an attrs config class: a well-formed table structures without generated code;
     when anything is wrong, cattrs's generated hook (made then, once per class) structures it again and says
-    what, with every path. A field with ``REQUIRED_IN_FILES`` metadata left out (or null) is a problem.
+    what, with every path. A field with ``REQUIRED_IN_FILES`` metadata left out (or null) is a problem; one
+    with ``PATH_RELATIVE_TO_FILE`` metadata is resolved against the config file's folder (``paths_relative_to``).
 
     Generating a class's hook compiles a function of all its fields (about 2 ms for a 20-field config);
     building the default recipe would pay that for every config class on every start.
@@ -147,6 +184,7 @@ def structure_hook(cls: type, conv: cattrs.Converter | None = None) -> Callable[
     required = [
         (a.name, str(a.metadata[REQUIRED_IN_FILES])) for a in attrs.fields(cls) if REQUIRED_IN_FILES in a.metadata
     ]
+    relative = tuple(a.name for a in attrs.fields(cls) if a.metadata.get(PATH_RELATIVE_TO_FILE))
     detailed: list[Any] = []
 
     def structure(data: Any) -> Any:
@@ -166,6 +204,8 @@ def structure_hook(cls: type, conv: cattrs.Converter | None = None) -> Callable[
             raise own from None
 
     def hook(data: Any, _: type) -> Any:
+        if relative and isinstance(data, Mapping):
+            data = _resolved_paths(data, relative)
         missing = [(k, r) for k, r in required if isinstance(data, Mapping) and data.get(k) is None]
         try:
             value = structure(data)

@@ -35,6 +35,9 @@ def type_schema(t: Any) -> dict[str, Any]:
         return {"enum": list(args)}
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [type_schema(a) for a in args]}
+    if origin is tuple and args and args[-1] is not Ellipsis:  # a fixed length: each place its own type
+        places = [type_schema(a) for a in args]
+        return {"type": "array", "prefixItems": places, "items": False, "minItems": len(args), "maxItems": len(args)}
     if origin in (tuple, list):
         items = args[0] if args else Any
         return {"type": "array", "items": type_schema(items) if items is not Any else {}}
@@ -46,8 +49,25 @@ def type_schema(t: Any) -> dict[str, Any]:
     return {}
 
 
+SCHEMA_HOOK = "__distill_json_schema__"
+
+
 def class_schema(cls: type, tag: tuple[str, str] | None = None) -> dict[str, Any]:
-    """An object schema for an attrs class: its fields, types, defaults; no other keys."""
+    """An object schema for an attrs class: its fields, types, defaults; no other keys. A class that defines
+    the classmethod ``__distill_json_schema__(schema)`` is handed that schema and returns its own (e.g. a
+    tagged union whose variants only the plugin that owns the class knows)."""
+    schema = fields_schema(cls, tag)
+    refine = getattr(cls, SCHEMA_HOOK, None)
+    if refine is None:
+        return schema
+    refined = refine(schema)
+    if not isinstance(refined, dict):
+        raise TypeError(f"{cls.__qualname__}.{SCHEMA_HOOK} returned {type(refined).__name__}, expected a dict")
+    return refined
+
+
+def fields_schema(cls: type, tag: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The schema read off an attrs class's fields alone (what ``__distill_json_schema__`` is handed)."""
     defaults = converter.unstructure(cls()) if all(a.default is not attrs.NOTHING for a in attrs.fields(cls)) else {}
     hints = typing.get_type_hints(cls)
     props: dict[str, Any] = {}

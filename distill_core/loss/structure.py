@@ -18,6 +18,7 @@ from distill_core.config.converter import (
     did_you_mean,
     format_mapping,
     join,
+    paths_relative_to,
     problems_from,
     read_mapping,
     structure_checked,
@@ -300,19 +301,36 @@ def unstructure_config(config: LossConfig) -> dict[str, Any]:
 
 
 def load_config(source: str | os.PathLike | Mapping[str, Any], registry: Registry | None = None) -> LossConfig:
-    """A LossConfig from a .toml/.json/.yaml path or a mapping (e.g. ``OmegaConf.to_container(cfg)``)."""
+    """A LossConfig from a .toml/.json/.yaml path or a mapping (e.g. ``OmegaConf.to_container(cfg)``). From a
+    path, a term's file-naming fields (``PATH_RELATIVE_TO_FILE``) that are relative are read from its folder."""
     if isinstance(source, Mapping):
         return _structure(source, registry, None)
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError([("", f"expected a path or a mapping, got {type(source).__name__}")])
-    return _structure(read_mapping(source), registry, str(source))
+    data = read_mapping(source)
+    with paths_relative_to(Path(os.path.abspath(source)).parent):
+        return _structure(data, registry, str(source))
 
 
-def dumps_config(config: LossConfig, suffix: str = ".toml") -> str:
+def _dumped(config: Any, what: str) -> dict[str, Any]:
+    """The table of any config CombinedLoss takes (a LossConfig, a mapping as ``load_config`` reads it, the seed's
+    LossConfig or another with ``to_loss_config()``); anything else is a TypeError naming what ``what`` takes."""
+    try:
+        resolved = as_loss_config(config)
+    except TypeError:
+        raise TypeError(
+            f"{what}: expected a LossConfig, a mapping of loss config keys, or a config with to_loss_config() "
+            f"(e.g. the seed's LossConfig), got {type(config).__name__}"
+        ) from None
+    return _unstructure(resolved)
+
+
+def dumps_config(config: LossConfig | Any, suffix: str = ".toml") -> str:
     """The text ``dump_config`` would write for a file with this suffix."""
-    return format_mapping(_unstructure(config), suffix)
+    return format_mapping(_dumped(config, "dumps_config"), suffix)
 
 
-def dump_config(config: LossConfig, path: str | os.PathLike) -> Path:
-    """Write ``config`` to ``path`` (format from the suffix) so that ``load_config`` gives it back equal."""
-    return write_mapping(_unstructure(config), path)
+def dump_config(config: LossConfig | Any, path: str | os.PathLike) -> Path:
+    """Write ``config`` (anything CombinedLoss takes: a LossConfig, a mapping, the seed's LossConfig) to ``path``
+    (format from the suffix) so that ``load_config`` gives back the LossConfig it stands for."""
+    return write_mapping(_dumped(config, "dump_config"), path)

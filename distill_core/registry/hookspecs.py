@@ -34,6 +34,18 @@ def distill_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
     """
 
 
+@hookspec
+def distill_plugin_sections(register: Callable[..., None]) -> None:
+    """Add a section to ``distill-loss plugins`` (and its ``--json``) beside the terms, by calling
+    ``register(PluginSection(name, title, entries, broken))`` (``distill_core.registry.sections``): e.g. the
+    module kinds a plugin's term builds by name, from the plugins that implement a hook it declared, with their
+    distributions, versions, options and the BROKEN ones.
+
+    Called once when the listing is asked for (one pluggy hook call over every plugin), never when a loss is
+    built; a plugin whose implementation raises is listed as broken, the others' sections still are.
+    """
+
+
 def names(pm: pluggy.PluginManager | None = None) -> list[str]:
     """Every hook a plugin may implement: the core's, and those ``pm``'s plugins declared."""
     module = sys.modules[__name__]

@@ -6,6 +6,7 @@ factory that makes a small batch for the term.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable, Mapping
@@ -98,6 +99,87 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
 
 
+_MODULE_INTERNALS = frozenset(vars(torch.nn.Module()))  # nn.Module's own bookkeeping: not a term's state
+_PLAIN = (bool, int, float, str, torch.Tensor)
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a state value that later steps cannot change in place (tensors cloned, containers rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, Mapping):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copied(v) for v in value]
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal state: tensors bit for bit (NaN equal to NaN, same shape and dtype), containers item by item."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        return torch.equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def _differing(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The keys whose values differ between two snapshots (or that only one has), sorted."""
+    return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not _same(a[k], b[k]))
+
+
+def _unsaved(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers ``state_dict`` leaves out (registered with ``persistent=False``), by name."""
+    saved = module.state_dict().keys()
+    return {k: v.detach().clone() for k, v in module.named_buffers() if k not in saved and v is not None}
+
+
+def _attributes(module: torch.nn.Module) -> dict[str, Any]:
+    """The plain attributes (numbers, strings, tensors) of the module and its submodules, by dotted name."""
+    return {
+        f"{prefix + '.' if prefix else ''}{k}": _copied(v)
+        for prefix, sub in module.named_modules()
+        for k, v in vars(sub).items()
+        if k not in _MODULE_INTERNALS and isinstance(v, _PLAIN)
+    }
+
+
+def _state(module: torch.nn.Module) -> dict[str, Any]:
+    """A term's state: its ``state_dict`` (extra state included) and the buffers that it leaves out."""
+    return {**{k: _copied(v) for k, v in module.state_dict().items()}, **_unsaved(module)}
+
+
+def _named(keys: list[str], limit: int = 4) -> str:
+    """A few keys for a message, with how many more there are."""
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _forward_keeps_state(name: str, module: torch.nn.Module, run: Callable[[], Any]) -> Any:
+    """Run the term's forward (``run``); assert it left every piece of the term's state as it was."""
+    before = _state(module)
+    out = run()
+    changed = _differing(before, _state(module))
+    assert not changed, (
+        f"{name}: forward changed the term's own state ({_named(changed)}); the loss's pass must leave the "
+        "state as it found it (a term's state changes only in its update step)"
+    )
+    return out
+
+
+def _outputs(out: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+
+ROUND_TRIP = "after state_dict() -> a fresh term -> load_state_dict()"
+
+
 def _grads(module: torch.nn.Module) -> list[torch.Tensor | None]:
     return [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()]
 
@@ -105,9 +187,10 @@ def _grads(module: torch.nn.Module) -> list[torch.Tensor | None]:
 def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, config: Any = None) -> None:
     """Assert the contract of a term with an update step, run through a CombinedLoss as training runs it:
     the update changes the term's own state and nothing upstream (the producer of its inputs gets no gradient,
-    the inputs are not written); the loss's backward adds no gradient to the term's parameters; the state
-    round-trips through ``state_dict`` (a fresh loss loaded with it then updates bit-identically); eval mode
-    runs no update."""
+    the inputs are not written), and keeps no state outside ``state_dict`` (a ``persistent=False`` buffer, a
+    plain attribute); the forward changes no state; the loss's backward adds no gradient to the term's
+    parameters; the state survives ``state_dict()`` -> a fresh term -> ``load_state_dict()`` (the loaded loss
+    then gives the original's forward, and updates bit-identically); eval mode runs no update."""
     name = getattr(term_class, "name", term_class.__name__)
     config = config if config is not None else term_class.config_class()
     registry = Registry()
@@ -126,11 +209,18 @@ def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, conf
     batch = {k: (v * producer if k in keys else v) for k, v in base.items()}
     inputs = {k: v.detach().clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
     loss = build().train()
-    before = _snapshot(loss)
+    before, unsaved, attributes = _snapshot(loss), _unsaved(loss), _attributes(loss)
     figures = loss.update(batch)
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in figures.values()), (
         f"{name}: update's figures must be 0-dim tensors, got {figures!r}"
     )
+    lost = _differing(unsaved, _unsaved(loss))
+    assert not lost, (
+        f"{name}: update changes the buffer {_named(lost)}, which state_dict() leaves out (registered with "
+        "persistent=False): a checkpoint loses it and a resumed run starts it afresh; register it persistent "
+        "(the default)"
+    )
+    moved = _differing(attributes, _attributes(loss))  # plain attributes the update changes: state as well
     after = _snapshot(loss)
     assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: update changed none of its state"
     assert producer.grad is None, f"{name}: update sent a gradient upstream (to the producer of its inputs)"
@@ -138,7 +228,7 @@ def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, conf
         f"{name}: update wrote into its inputs"
     )
     grads = _grads(loss)
-    out = loss(batch)
+    out = _forward_keeps_state(name, loss, lambda: loss(batch))
     out["total_loss"].backward()
     assert producer.grad is not None, f"{name}: the loss sends no gradient to the producer of its inputs"
     assert all(
@@ -156,16 +246,43 @@ def check_stateful(term_class: type[LossTerm], batch_factory: BatchFactory, conf
     assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), (
         f"{name}: state_dict does not round-trip"
     )
-    loss.update(_detached(batch))
-    fresh.update(_detached(batch))
+    _same_forward(name, loss, fresh, "", _detached(batch))
+    figures = loss.update(_detached(batch))
+    again = fresh.update(_detached(batch))
     assert all(torch.equal(a, b) for a, b in zip(_snapshot(loss).values(), _snapshot(fresh).values())), (
         f"{name}: after loading its state_dict, an update differs from the original's (optimizer or counters "
         "not in the state?)"
     )
+    differ = _differing(_outputs(figures), _outputs(again))
+    assert not differ, (
+        f"{name}: {ROUND_TRIP}, update's figures {_named(differ)} differ from the original's: the update reads "
+        "state that state_dict() does not hold (a persistent=False buffer, a plain attribute), so a resumed run "
+        "would not be the same run"
+    )
+    held, loaded = _attributes(loss), _attributes(fresh)
+    lost = [k for k in moved if not (k in held and k in loaded and _same(held[k], loaded[k]))]
+    assert not lost, (
+        f"{name}: {ROUND_TRIP} and one more update each, the attribute {_named(lost)} differs from the "
+        "original's: update keeps state outside state_dict(), which a checkpoint loses; keep it in a buffer or in "
+        "get_extra_state()"
+    )
+    _same_forward(name, loss, fresh, " and one more update each", _detached(batch))
     loss.eval()
     held = _snapshot(loss)
     assert loss.update(_detached(batch)) == {}, f"{name}: update ran in eval mode"
     assert all(torch.equal(held[k], v) for k, v in _snapshot(loss).items()), f"{name}: eval mode changed state"
+
+
+def _same_forward(name: str, loss: CombinedLoss, fresh: CombinedLoss, when: str, batch: Mapping[str, Any]) -> None:
+    """Assert that a loss loaded from ``loss``'s state_dict gives the same forward: what a checkpoint does not
+    carry is lost on resume."""
+    with torch.no_grad():
+        differ = _differing(_outputs(loss(batch)), _outputs(fresh(batch)))
+    assert not differ, (
+        f"{name}: {ROUND_TRIP}{when}, forward gives other {_named(differ)} than "
+        "the original: it reads state that state_dict() does not hold (a persistent=False buffer, a plain "
+        "attribute), so a resumed run would not be the same run"
+    )
 
 
 def check_term(
@@ -179,7 +296,8 @@ def check_term(
     """Assert the loss-term contract; raise AssertionError naming the failed property.
 
     Checks: the class passes discovery's checks (``validate_term_class``: what marks an installed term
-    BROKEN); a finite 0-dim output; finite gradients reaching the inputs it reads (``recon`` first);
+    BROKEN); a forward that leaves the term's state (``state_dict``, buffers, plain attributes) as it was; a
+    finite 0-dim output; finite gradients reaching the inputs it reads (``recon`` first);
     exactly 0 when recon == target where the class declares ``zero_at_identity``; float64 gradcheck;
     CPU, and CUDA when present; bfloat16 autocast without error or NaN and within 1e-2 of float32;
     ``torch.compile`` giving the eager value; the config round-tripping through the converter. A
@@ -203,7 +321,7 @@ def check_term(
         term = term_class(config).to(device)
         base = _make(batch_factory, torch.float32, device)
         batch, keys = _prepared(base, term)
-        out = _value(term, batch)
+        out = _forward_keeps_state(name, term, functools.partial(_value, term, batch))
         assert isinstance(out, torch.Tensor) and out.dim() == 0, f"{name}: expected a 0-dim tensor, got {out!r}"
         assert bool(torch.isfinite(out)), f"{name} on {device}: non-finite output {out}"
         out.backward()

@@ -14,10 +14,15 @@ from typing import TYPE_CHECKING
 from distill_core import hookimpl
 from distill_core.util.lazy import lazy_exports
 
-from .builtin import distill_add_hookspecs, distill_discriminators  # noqa: F401 - the hooks, where the entry point points
+from .builtin import (  # noqa: F401 - the hooks, where the entry point points
+    distill_add_hookspecs,
+    distill_discriminators,
+    distill_plugin_sections,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adversarial import Adversarial, StateMismatch
+    from .anchor_formats import export_anchor_checkpoint, load_anchor_checkpoint, save_anchor_checkpoint
     from .base import CommonOptions, Discriminator, SubOutput
     from .config import AdversarialConfig, DiscriminatorSpec, FeatureMatchingConfig, OptimizerConfig, SchedulerConfig
     from .hookspecs import discriminators
@@ -33,6 +38,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Adversarial": "adversarial",
     "StateMismatch": "adversarial",
+    "export_anchor_checkpoint": "anchor_formats",
+    "load_anchor_checkpoint": "anchor_formats",
+    "save_anchor_checkpoint": "anchor_formats",
     "CommonOptions": "base",
     "Discriminator": "base",
     "SubOutput": "base",
@@ -81,8 +89,11 @@ __all__ = [
     "SubOutput",
     "discriminator_loss",
     "discriminators",
+    "export_anchor_checkpoint",
     "feature_matching",
     "generator_loss",
+    "load_anchor_checkpoint",
+    "save_anchor_checkpoint",
 ]
 
 

@@ -10,8 +10,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from distill_core import InvalidConfig
+from distill_core.terms.base import BatchError
 
 Problems = list[tuple[str, str]]
+
+# Sizes no discriminator can mean: each option's bound is in the message that refuses it.
+MAX_SAMPLES = 2**16  # periods, FFT sizes, hops and windows, in samples (1.4 s at 48 kHz; the anchors: 11 to 2048)
+MAX_KERNEL = 2**10  # kernel sizes, strides and dilations (the anchors: 1 to 41)
+MAX_WIDTH = 16.0  # the channel multiplier (16 x the anchors' channels)
+MAX_PARAMETERS = 2**29  # an ensemble's weights: 2 GiB in float32, ~8 GiB with gradients and AdamW's state
 
 
 class SubOutput(NamedTuple):
@@ -50,7 +57,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[SubOutput]:
         if x.dim() != 3:
-            raise ValueError(f"discriminator {self.name!r}: expected waveforms [B, C, N], got shape {list(x.shape)}")
+            raise BatchError(f"discriminator {self.name!r}: expected waveforms [B, C, N], got shape {list(x.shape)}")
         x = x.reshape(-1, 1, x.shape[-1])
         if self.config.normalize_input:
             x = x - x.mean(dim=-1, keepdim=True)
@@ -59,6 +66,11 @@ class Discriminator(nn.Module):
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def min_samples(self) -> tuple[int, str]:
+        """The fewest samples per signal this discriminator judges (every longer signal works too), and what
+        needs them, for the batch check's message; (1, "") unless a subclass says more."""
+        return 1, ""
 
     def extra_repr(self) -> str:
         return repr(self.config)
@@ -86,22 +98,51 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(channels * width))
 
 
-def check_positive(problems: Problems, name: str, values: Any, what: str = "an integer >= 1") -> None:
-    """Add a problem for each entry of ``values`` (or the one value) that is not >= 1."""
+def check_positive(
+    problems: Problems, name: str, values: Any, what: str = "an integer >= 1", high: int | None = None
+) -> None:
+    """Add a problem for each entry of ``values`` (or the one value) that is not >= 1, or above ``high``
+    (the message then gives the bound)."""
+
+    def check(path: str, v: Any) -> None:
+        if not v >= 1:
+            problems.append((path, f"expected {what}, got {v!r}"))
+        elif high is not None and v > high:
+            problems.append((path, f"expected at most {high}, got {v!r}: a size no discriminator can mean"))
+
     if isinstance(values, (tuple, list)):
         if not values:
             problems.append((name, "expected at least one entry"))
         for i, v in enumerate(values):
-            if not v >= 1:
-                problems.append((f"{name}[{i}]", f"expected {what}, got {v!r}"))
-    elif not values >= 1:
-        problems.append((name, f"expected {what}, got {values!r}"))
+            check(f"{name}[{i}]", v)
+    else:
+        check(name, values)
 
 
 def check_width(problems: Problems, width: float) -> None:
-    """The channel multiplier must be a positive finite number."""
+    """The channel multiplier must be a positive finite number, at most MAX_WIDTH."""
     if not (width > 0 and width < float("inf")):
         problems.append(("width", f"expected a channel multiplier > 0, got {width!r}"))
+    elif width > MAX_WIDTH:
+        problems.append(
+            (
+                "width",
+                f"expected a channel multiplier of at most {MAX_WIDTH:g} (x the anchors' channels), got {width!r}",
+            )
+        )
+
+
+def check_odd(problems: Problems, name: str, values: Any) -> None:
+    """Kernels with 'same' padding must be odd (an even one shifts and shrinks every map)."""
+    for i, v in enumerate(values if isinstance(values, (tuple, list)) else (values,)):
+        if isinstance(v, int) and v >= 1 and v % 2 == 0:
+            path = f"{name}[{i}]" if isinstance(values, (tuple, list)) else name
+            problems.append((path, f"expected an odd kernel (same padding), got {v}"))
+
+
+def conv_parameters(cin: int, cout: int, kernel: int, groups: int = 1, norm: str = "weight") -> int:
+    """The parameters of one conv (weight, bias, and weight norm's per-channel g): what its build holds."""
+    return cin // groups * cout * kernel + cout + (cout if norm == "weight" else 0)
 
 
 def raise_problems(problems: Problems) -> None:

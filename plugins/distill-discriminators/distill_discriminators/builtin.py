@@ -30,3 +30,12 @@ def distill_discriminators(register: Callable[[type], None]) -> None:
 
     for cls in (MPD, MSD, MRD, MSSTFTD, CQTD):
         register(cls)
+
+
+@hookimpl
+def distill_plugin_sections(register: Callable[[object], None]) -> None:
+    """The discriminator kinds, for ``distill-loss plugins``: each kind's distribution, version and options,
+    and the discriminator plugins that are BROKEN."""
+    from .hookspecs import listing_section  # the kinds' registry, imported when the listing is asked for
+
+    register(listing_section())

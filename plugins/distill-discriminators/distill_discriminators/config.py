@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import attrs
 
-from distill_core import InvalidConfig, Weight
+from distill_core import PATH_RELATIVE_TO_FILE, InvalidConfig, Weight
 from distill_core.config.converter import converter, problems_from, structure_checked
 
-from .base import Discriminator
+from .base import MAX_PARAMETERS, MAX_WIDTH, Discriminator
 from .losses import LossForm, Reduce
 
 Problems = list[tuple[str, str]]
@@ -23,26 +23,52 @@ Problems = list[tuple[str, str]]
 @attrs.define
 class DiscriminatorSpec:
     """One multi-discriminator of the ensemble: its registered ``kind``, that kind's options, and how its
-    sub-discriminators' losses are weighted and reduced (summed, or averaged over them)."""
+    sub-discriminators' losses are weighted and reduced (summed, or averaged over them).
+
+    Under a preset, the preset's entry of the same kind gives the defaults, field by field: ``options`` key by
+    key, then ``weight``, ``reduce`` and ``feat_reduce`` (None: the preset's, else 1.0, "sum", "sum").
+    ``{kind = "mpd"}`` under ``preset = "dac"`` is DAC's MPD; ``{kind = "mpd", options = {periods = [2, 3]}}``
+    is DAC's MPD with two periods. The options are checked merged (``AdversarialConfig``, or ``build``): under
+    vocos, whose MRD pads as 'center', an MRD's ``hop_factor = 0.5`` is valid, though alone it is not."""
 
     kind: str
     options: dict[str, Any] = attrs.field(factory=dict)
-    weight: float = 1.0
-    reduce: Reduce = "sum"
-    feat_reduce: Reduce = "sum"
+    weight: float | None = None
+    reduce: Reduce | None = None
+    feat_reduce: Reduce | None = None
 
     def __attrs_post_init__(self) -> None:
         problems: Problems = []
-        if not (math.isfinite(self.weight) and self.weight >= 0):
+        if self.weight is not None and not (math.isfinite(self.weight) and self.weight >= 0):
             problems.append(("weight", f"expected a finite number >= 0, got {self.weight!r}"))
         try:
             self.discriminator_class()
         except KeyError as exc:
             problems.append(("kind", exc.args[0]))
-        else:
-            problems += self._option_problems()
         if problems:
             raise InvalidConfig(problems)
+
+    @classmethod
+    def __distill_json_schema__(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        """The entry's schema as a union tagged by ``kind``, each kind's options typed (``distill-loss schema``)."""
+        from .hookspecs import spec_schema  # the installed kinds, wanted only when a schema is written
+
+        return spec_schema(schema)
+
+    @property
+    def loss_weight(self) -> float:
+        """``weight``, 1.0 where unset."""
+        return 1.0 if self.weight is None else self.weight
+
+    @property
+    def loss_reduce(self) -> Reduce:
+        """``reduce``, "sum" where unset."""
+        return self.reduce or "sum"
+
+    @property
+    def feat_reduction(self) -> Reduce:
+        """``feat_reduce``, "sum" where unset."""
+        return self.feat_reduce or "sum"
 
     def discriminator_class(self) -> type[Discriminator]:
         from .hookspecs import discriminators
@@ -52,6 +78,18 @@ class DiscriminatorSpec:
     def _option_problems(self) -> Problems:
         _, problems = structure_checked(self.options, self.discriminator_class().config_class, "options")
         return problems
+
+    def over(self, defaults: DiscriminatorSpec | None) -> DiscriminatorSpec:
+        """This entry with what it leaves out taken from ``defaults`` (a preset's entry of its kind), then
+        from the class defaults: every field set (its options not yet checked: ``_option_problems``)."""
+        options = {**(defaults.options if defaults else {}), **self.options}
+        return DiscriminatorSpec(
+            self.kind,
+            options,
+            self.weight if self.weight is not None else defaults.loss_weight if defaults else 1.0,
+            self.reduce or (defaults.loss_reduce if defaults else "sum"),
+            self.feat_reduce or (defaults.feat_reduction if defaults else "sum"),
+        )
 
     def build_config(self, width: float | None = None) -> Any:
         """The kind's config object; ``width``, when given, multiplies the channels unless options set one."""
@@ -138,7 +176,9 @@ class AdversarialConfig:
     ``grad_clip``: max norm of D's gradient in its update, 0 for none. ``width``: a channel multiplier for
     every discriminator that sets none itself (tests and small models). ``init``: where D starts: ``fresh``
     (random), ``weights_only`` (D's weights from ``init_from``, a fresh optimizer) or ``resume`` (weights,
-    optimizer, scheduler and step counter from ``init_from``).
+    optimizer, scheduler and step counter from ``init_from``). ``init_from``: a checkpoint of ours or an
+    anchor's (DAC, HiFi-GAN, BigVGAN, audiocraft, Vocos; anchor_formats); in a config file, a relative path is
+    read from that file's folder.
     """
 
     weight: Weight = 1.0
@@ -153,7 +193,7 @@ class AdversarialConfig:
     grad_clip: float | None = None
     width: float | None = None
     init: Init = "fresh"
-    init_from: str | None = None
+    init_from: str | None = attrs.field(default=None, metadata={PATH_RELATIVE_TO_FILE: True})
 
     def __attrs_post_init__(self) -> None:
         from .presets import PRESETS
@@ -178,6 +218,8 @@ class AdversarialConfig:
                     kind = fields[key].type
                     assert kind is not None  # annotated, and resolved by attrs.resolve_types below
                     setattr(self, key, converter.structure(value, kind))
+        if self.discriminators:
+            problems += self._resolve_discriminators()
         missing = [
             k
             for k in ("discriminators", "loss", "feature_matching", "gen_weight", "feat_weight", "optimizer")
@@ -196,12 +238,85 @@ class AdversarialConfig:
                 problems.append((key, f"expected a finite number >= 0, got {v!r}"))
         if self.width is not None and not (math.isfinite(self.width) and self.width > 0):
             problems.append(("width", f"expected a channel multiplier > 0, got {self.width!r}"))
-        elif self.width is not None and self.discriminators:
+        elif self.width is not None and self.width > MAX_WIDTH:
+            problems.append(
+                (
+                    "width",
+                    f"expected a channel multiplier of at most {MAX_WIDTH:g} (x the anchors' channels), "
+                    f"got {self.width!r}",
+                )
+            )
+        elif self.width is not None and self.discriminators and not problems:
             problems += self._width_problems()
-        if self.init != "fresh" and not self.init_from:
-            problems.append(("init_from", f"init = {self.init!r} needs the file holding D's state; none given"))
+        if not problems and self.discriminators:
+            problems += self._size_problems()
+        problems += self._init_problems()
         if problems:
             raise InvalidConfig(problems)
+
+    def _resolve_discriminators(self) -> Problems:
+        """Every entry with its fields set, and its options checked: what it leaves out from the preset's entry
+        of the same kind (the n-th of a kind from the preset's n-th, else its first), then the class defaults."""
+        from .presets import PRESETS
+
+        ours: tuple[DiscriminatorSpec, ...] = ()
+        if self.preset is not None:
+            ours = converter.structure(PRESETS[self.preset]["discriminators"], tuple[DiscriminatorSpec, ...])
+        problems: Problems = []
+        resolved: list[DiscriminatorSpec] = []
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(self.discriminators or ()):
+            same = [d for d in ours if d.kind == spec.kind]
+            n = seen[spec.kind] = seen.get(spec.kind, -1) + 1
+            defaults = same[n] if n < len(same) else same[0] if same else None
+            merged = spec.over(defaults)
+            added = {k: v for k, v in (defaults.options if defaults else {}).items() if k not in spec.options}
+            where = f" (with preset {self.preset!r}'s options for {spec.kind!r}: {added})" if added else ""
+            problems += [(f"discriminators[{i}].{p}", f"{r}{where}") for p, r in merged._option_problems()]
+            resolved.append(merged)
+        self.discriminators = tuple(resolved)
+        return problems
+
+    def _size_problems(self) -> Problems:
+        """The ensemble's weights, counted from the configs before anything is built: at most MAX_PARAMETERS
+        (kinds that cannot count theirs, a plugin's, are left out of the sum)."""
+        counts = []
+        for i, spec in enumerate(self.discriminators or ()):
+            count = getattr(spec.build_config(self.width), "parameter_count", None)
+            if callable(count):
+                counts.append((i, spec.kind, int(count())))
+        total = sum(n for _, _, n in counts)
+        if total <= MAX_PARAMETERS:
+            return []
+        each = ", ".join(f"[{i}] {kind} {n:,}" for i, kind, n in counts)
+        width = f" at width {self.width:g}" if self.width is not None else ""
+        return [
+            (
+                "discriminators",
+                f"would hold {total:,} parameters{width} ({each}; {4 * total / 2**30:.1f} GiB in float32); "
+                f"expected at most {MAX_PARAMETERS:,}: fewer or narrower discriminators (width, channels)",
+            )
+        ]
+
+    def _init_problems(self) -> Problems:
+        """``init_from`` given where ``init`` reads it, and naming a file that can be a checkpoint (found without
+        loading it: ``check`` says so, not the build)."""
+        if self.init == "fresh":
+            if self.init_from:
+                return [
+                    (
+                        "init_from",
+                        f"{self.init_from!r} is given but init = 'fresh' starts D at random: set init = "
+                        f"'weights_only' (its weights) or 'resume' (weights, optimizer, schedule), or drop init_from",
+                    )
+                ]
+            return []
+        if not self.init_from:
+            return [("init_from", f"init = {self.init!r} needs the file holding D's state; none given")]
+        from .anchor_formats.files import file_problem  # it imports the adversarial module, which imports this one
+
+        problem = file_problem(self.init_from)
+        return [("init_from", problem)] if problem else []
 
     def _width_problems(self) -> Problems:
         """Each discriminator's options with the shared ``width`` applied (e.g. MSD's grouped convs need a

@@ -8,11 +8,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import (
+    MAX_KERNEL,
+    MAX_SAMPLES,
     CommonOptions,
     Discriminator,
     SubOutput,
+    check_odd,
     check_positive,
     check_width,
+    conv_parameters,
     conv_stack,
     raise_problems,
     scaled,
@@ -41,13 +45,21 @@ class MPDConfig(CommonOptions):
 
     def __attrs_post_init__(self) -> None:
         problems: list[tuple[str, str]] = []
-        check_positive(problems, "periods", self.periods)
-        check_positive(problems, "kernel_size", self.kernel_size)
-        check_positive(problems, "stride", self.stride)
+        check_positive(problems, "periods", self.periods, high=MAX_SAMPLES)
+        check_positive(problems, "kernel_size", self.kernel_size, high=MAX_KERNEL)
+        check_positive(problems, "stride", self.stride, high=MAX_KERNEL)
         check_width(problems, self.width)
-        if self.kernel_size % 2 == 0:
-            problems.append(("kernel_size", f"expected an odd kernel (same padding), got {self.kernel_size}"))
+        check_odd(problems, "kernel_size", self.kernel_size)
         raise_problems(problems)
+
+    def parameter_count(self) -> int:
+        """The parameters an MPD of this config holds (what ``check`` bounds before anything is built)."""
+        channels = [1] + [scaled(c, self.width) for c in CHANNELS]
+        per_period = sum(
+            conv_parameters(a, b, self.kernel_size, norm=self.norm) for a, b in zip(channels, channels[1:])
+        )
+        per_period += conv_parameters(channels[-1], 1, 3, norm=self.norm)
+        return per_period * len(self.periods)
 
 
 class PeriodDiscriminator(nn.Module):
@@ -88,3 +100,11 @@ class MPD(Discriminator):
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:
         return [d(x) for d in self.discriminators]
+
+    def min_samples(self) -> tuple[int, str]:
+        """At least the longest period (more than it with ``always_pad``, which pads a whole period)."""
+        i = max(range(len(self.config.periods)), key=lambda j: self.config.periods[j])
+        p = self.config.periods[i]
+        if self.config.always_pad:
+            return p + 1, f"periods[{i}]={p} with always_pad reflect-pads up to {p} samples"
+        return p, f"periods[{i}]={p} folds the signal into rows of {p}"

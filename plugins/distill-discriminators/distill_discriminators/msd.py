@@ -13,6 +13,7 @@ from .base import (
     SubOutput,
     check_positive,
     check_width,
+    conv_parameters,
     conv_stack,
     raise_problems,
     scaled,
@@ -29,6 +30,7 @@ LAYERS = (
     (1024, 41, 1, 16),
     (1024, 5, 1, 1),
 )
+MAX_SCALES = 16  # each scale halves the signal: the 16th sees it 32768x shorter
 
 
 @attrs.define
@@ -44,7 +46,7 @@ class MSDConfig(CommonOptions):
 
     def __attrs_post_init__(self) -> None:
         problems: list[tuple[str, str]] = []
-        check_positive(problems, "scales", self.scales)
+        check_positive(problems, "scales", self.scales, high=MAX_SCALES)
         check_width(problems, self.width)
         if not problems:
             cin = 1
@@ -61,6 +63,19 @@ class MSDConfig(CommonOptions):
                     break
                 cin = cout
         raise_problems(problems)
+
+    def parameter_count(self) -> int:
+        """The parameters an MSD of this config holds (what ``check`` bounds before anything is built)."""
+        total = 0
+        for i in range(self.scales):
+            norm = "spectral" if i == 0 and self.spectral_first else "weight"
+            cin = 1
+            for cout, k, _, groups in LAYERS:
+                cout = scaled(cout, self.width)
+                total += conv_parameters(cin, cout, k, groups, norm)
+                cin = cout
+            total += conv_parameters(cin, 1, 3, norm=norm)
+        return total
 
 
 class ScaleDiscriminator(nn.Module):

@@ -8,16 +8,24 @@ import torch
 from torch import nn
 
 from .base import (
+    MAX_KERNEL,
+    MAX_SAMPLES,
     CommonOptions,
     Discriminator,
     SubOutput,
+    check_odd,
     check_positive,
     check_width,
+    conv_parameters,
     conv_stack,
     raise_problems,
     scaled,
 )
 from .convs import Norm, conv2d
+
+MAX_FILTERS = 2**14
+MAX_FILTERS_SCALE = 16
+MAX_DILATIONS = 16
 
 
 @attrs.define
@@ -46,10 +54,16 @@ class MSSTFTDConfig(CommonOptions):
 
     def __attrs_post_init__(self) -> None:
         problems: list[tuple[str, str]] = []
-        for name in ("filters", "filters_scale", "max_filters"):
-            check_positive(problems, name, getattr(self, name))
-        for name in ("n_ffts", "hop_lengths", "win_lengths", "kernel_size", "stride", "dilations"):
-            check_positive(problems, name, getattr(self, name))
+        check_positive(problems, "filters", self.filters, high=MAX_FILTERS)
+        check_positive(problems, "max_filters", self.max_filters, high=MAX_FILTERS)
+        check_positive(problems, "filters_scale", self.filters_scale, high=MAX_FILTERS_SCALE)
+        for name in ("n_ffts", "hop_lengths", "win_lengths"):
+            check_positive(problems, name, getattr(self, name), high=MAX_SAMPLES)
+        for name in ("kernel_size", "stride", "dilations"):
+            check_positive(problems, name, getattr(self, name), high=MAX_KERNEL)
+        check_odd(problems, "kernel_size", self.kernel_size)
+        if len(self.dilations) > MAX_DILATIONS:
+            problems.append(("dilations", f"expected at most {MAX_DILATIONS} dilated convs, got {len(self.dilations)}"))
         lengths = {k: len(getattr(self, k)) for k in ("n_ffts", "hop_lengths", "win_lengths")}
         if len(set(lengths.values())) > 1:
             problems.append(
@@ -63,6 +77,25 @@ class MSSTFTDConfig(CommonOptions):
                 problems.append((f"win_lengths[{i}]", f"expected at most n_ffts[{i}]={n_fft}, got {win}"))
         check_width(problems, self.width)
         raise_problems(problems)
+
+    def channels(self, i: int) -> int:
+        """Conv ``i``'s output channels: ``filters * filters_scale ** i``, capped, times ``width``."""
+        return scaled(min(self.filters_scale**i * self.filters, self.max_filters), self.width)
+
+    def parameter_count(self) -> int:
+        """The parameters an MS-STFTD of this config holds (what ``check`` bounds before anything is built)."""
+        k = self.kernel_size[0] * self.kernel_size[1]
+        square = self.kernel_size[0] ** 2
+        per_scale = conv_parameters(2, self.channels(0), k, norm="none")
+        cin = self.channels(0)
+        for i in range(len(self.dilations)):
+            per_scale += conv_parameters(cin, self.channels(i + 1), k, norm=self.norm)
+            cin = self.channels(i + 1)
+        last = self.channels(len(self.dilations) + 1)
+        per_scale += conv_parameters(cin, last, square, norm=self.norm) + conv_parameters(
+            last, 1, square, norm=self.norm
+        )
+        return per_scale * len(self.n_ffts)
 
 
 def same_padding(kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
@@ -79,13 +112,11 @@ class STFTDiscriminator(nn.Module):
         super().__init__()
         self.config, self.n_fft, self.hop = config, n_fft, hop
         self.register_buffer("window", torch.hann_window(win), persistent=False)
-        k = config.kernel_size
-
-        def channels(i: int) -> int:
-            return scaled(min(config.filters_scale**i * config.filters, config.max_filters), config.width)
-
+        k, channels = config.kernel_size, config.channels
         convs = [conv2d(2, channels(0), k, padding=same_padding(k), norm="none")]
-        cin = channels(1)
+        # audiocraft gives the second conv channels(1) inputs, which only runs with filters_scale 1 (where
+        # channels(0) == channels(1)); the first conv's own output count runs with any
+        cin = channels(0)
         for i, d in enumerate(config.dilations):
             cout = channels(i + 1)
             convs.append(
@@ -129,3 +160,9 @@ class MSSTFTD(Discriminator):
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:
         return [d(x) for d in self.discriminators]
+
+    def min_samples(self) -> tuple[int, str]:
+        """The uncentred STFT needs a whole frame of the largest FFT size."""
+        ffts = self.config.n_ffts
+        i = max(range(len(ffts)), key=lambda j: ffts[j])
+        return ffts[i], f"n_ffts[{i}]={ffts[i]} frames without padding (center = False)"

@@ -50,8 +50,14 @@ class CosineWithWarmup:
 
 def step_unless(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
     """``optimizer.step()``, which leaves parameters and state untouched where ``bad`` (a 0-dim bool tensor) is
-    true, decided on the device: fused Adam/AdamW read it as GradScaler's ``found_inf``. No host sync."""
-    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+    true, decided on the device: fused Adam/AdamW read it as GradScaler's ``found_inf``. No host sync.
+
+    Fused is read from the param groups: a copied or unpickled optimizer (``copy.deepcopy`` of an Adversarial)
+    keeps them but not the instance flag torch sets in ``__init__``."""
+    fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and all(
+        g.get("fused") for g in optimizer.param_groups
+    )
+    if not (fused or getattr(optimizer, "_step_supports_amp_scaling", False)):
         raise TypeError(f"{type(optimizer).__name__} cannot skip a step on the device; use a fused optimizer")
     optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
     try:

@@ -67,12 +67,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": 0.0,
     },
     # MPD (raw audio) + MRD (centred STFT of DC-removed, peak-normalised audio) x mrd_loss_coeff 0.1; the
-    # clamped hinge; feature maps without each stack's first layer, with the logits; MRD's losses and both
-    # feature-matching sums averaged over sub-discriminators; AdamW(5e-4, (0.8, 0.9)), cosine over 1M D steps.
+    # clamped hinge; feature maps without each stack's first layer, with the logits; every adversarial loss and
+    # feature-matching sum averaged over its discriminator's sub-discriminators (experiment.py divides loss_mp,
+    # loss_mrd, loss_gen_mp, loss_gen_mrd and both FM sums by their counts); AdamW(5e-4, (0.8, 0.9)), cosine
+    # over 1M D steps.
     "vocos": {
         "discriminators": [
             {
                 "kind": "mpd",
+                "reduce": "mean",
                 "feat_reduce": "mean",
                 "options": {"periods": [2, 3, 5, 7, 11], "first_layer_features": False},
             },

@@ -15,7 +15,7 @@ import torch
 from distill_core import LossTerm
 from distill_core.terms.base import Batch
 
-from .adversarial import Adversarial
+from .adversarial import Adversarial, check_pair
 from .config import AdversarialConfig
 
 
@@ -40,11 +40,15 @@ class AdversarialLoss(LossTerm):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``{"gen", "feat"}``, unweighted, from one D forward with D read-only."""
-        return self.adversarial(batch["recon"], batch["target"])
+        return self.adversarial(*self.waveforms(batch))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """D's step on ``batch['recon'].detach()`` against ``batch['target']``; never call it in validation."""
-        return self.adversarial.update(batch["recon"], batch["target"])
+        return self.adversarial.update(*self.waveforms(batch))
+
+    def waveforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``recon`` and ``target`` checked as the discriminators read them, the errors naming these keys."""
+        return check_pair(self.adversarial, batch["recon"], batch["target"], ("recon", "target"))
 
     def end_epoch(self) -> None:
         """D's per-epoch schedule (HiFi-GAN's ExponentialLR), stepped by CombinedLoss.end_epoch."""

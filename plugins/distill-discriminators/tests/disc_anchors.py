@@ -12,7 +12,15 @@ Stand-ins, each for an import alone, never for the code compared:
   adversarial/losses.py, modules/conv.py) are audiocraft's files. ``flashy``, imported by losses.py for the
   training wrapper only, is an empty module.
 - ``vocos``, ``bigvgan``: the packages' folders without their ``__init__``s (pretrained-model loaders that
-  import huggingface_hub); discriminators.py and loss.py are theirs.
+  import huggingface_hub); discriminators.py, loss.py and experiment.py are theirs. ``transformers`` (for the
+  LR schedule in ``VocosExp.configure_optimizers``, which no test runs) and ``encodec`` (vocos's EnCodec feature
+  extractor, which none builds) are empty modules, for experiment.py's imports alone.
+- ``flashy``'s ``distrib`` and ``utils.readonly``, which audiocraft's ``AdversarialLoss`` calls around its D
+  step and generator pass: no-ops, as in one process.
+
+Every test that reads an anchor goes through ``use_anchors`` (via ``anchor``): one installation of the
+stand-ins, complete whichever test runs first in a worker (``torchaudio.transforms`` and
+``torchaudio.functional`` are imported there, not by whichever anchor happens to import them first).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import importlib
 import os
 import sys
 import types
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -54,6 +63,8 @@ def use_anchors() -> None:
         extension._IS_ALIGN_AVAILABLE = False
         extension.fail_if_no_align = lambda f: f
         sys.modules["torchaudio._extension"] = extension
+        for part in ("functional", "transforms"):  # torchaudio's own Python, as its __init__ would import them
+            importlib.import_module(f"torchaudio.{part}")
     if "audiocraft" not in sys.modules:
         base = ANCHORS / "audiocraft"
         package_folder("audiocraft", base)
@@ -63,7 +74,16 @@ def use_anchors() -> None:
         sys.modules["audiocraft.modules"].__dict__.update(
             {k: v for k, v in vars(conv).items() if not k.startswith("_")}
         )
-        sys.modules.setdefault("flashy", types.ModuleType("flashy"))
+        flashy = sys.modules.setdefault("flashy", types.ModuleType("flashy"))
+        flashy.distrib = types.SimpleNamespace(  # type: ignore[attr-defined]
+            broadcast_model=lambda model: None, eager_sync_model=lambda model: nullcontext()
+        )
+        flashy.utils = types.SimpleNamespace(readonly=lambda model: nullcontext())  # type: ignore[attr-defined]
+    if "transformers" not in sys.modules:  # vocos/experiment.py's import, for code no test runs
+        sys.modules["transformers"] = types.ModuleType("transformers")
+    if "encodec" not in sys.modules:  # vocos/feature_extractors.py's, for the extractor no test builds
+        encodec = sys.modules["encodec"] = types.ModuleType("encodec")
+        encodec.EncodecModel = None  # type: ignore[attr-defined]
     for name in ("vocos", "bigvgan"):  # their __init__s import the pretrained-model loaders (huggingface_hub)
         if name not in sys.modules:
             package_folder(name, ANCHORS / name)

@@ -3,9 +3,11 @@ sync, a non-finite D loss skips on the device, state round-trips bit-exact, a mi
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-from distill_discriminators import Adversarial, AdversarialConfig, StateMismatch
+from distill_discriminators import Adversarial, AdversarialConfig, AdversarialLoss, StateMismatch
 from torch import nn
 
 SMALL = [
@@ -131,7 +133,7 @@ def test_a_mismatched_state_is_refused_in_one_line():
     with pytest.raises(StateMismatch) as e:
         other.load_state_dict(adv.state_dict())
     message = str(e.value)
-    assert "\n" not in message and "periods=[2, 5]" in message and "periods=[2, 3]" in message
+    assert "\n" not in message and "discriminators[0].options.periods: [2, 3] -> [2, 5]" in message
     # the same architecture with another loss form and lr loads: those do not change what D's weights mean
     Adversarial(small(loss="hinge", optimizer={"lr": 1e-3})).load_state_dict(adv.state_dict())
 
@@ -178,3 +180,118 @@ def test_grad_clip_bounds_the_d_gradient():
     adv.optimizer.step = step_seeing_the_gradient
     adv.update(*waves())
     assert len(seen) == 1 and 0 < seen[0] <= 1e-3 * (1 + 1e-4)
+
+
+def conv_posts(adv):
+    """Every sub-discriminator's last conv (the one that gives its logits)."""
+    return [sub.conv_post for d in adv.discriminators for sub in d.discriminators]
+
+
+def skipped_step(adv, fake, real):
+    """One update that must be skipped: what it returns, and whether D, its optimizer and counters stayed."""
+    before, lr = d_params(adv), adv.optimizer.param_groups[0]["lr"]
+    out = adv.update(fake, real)
+    return {
+        "d unchanged": all(torch.equal(a, b) for a, b in zip(before, d_params(adv))),
+        "adam untouched": all(  # fused Adam makes its state on the first step, skipped or not: all zeros
+            all(torch.count_nonzero(v) == 0 for v in state.values())
+            for state in adv.optimizer.state_dict()["state"].values()
+        ),
+        "updates, skipped": (int(adv.updates), int(adv.skipped)),
+        "lr stepped": adv.optimizer.param_groups[0]["lr"] < lr,
+        "finite d": all(torch.isfinite(p).all() for p in adv.discriminators.parameters()),
+    }, out["disc_loss"]
+
+
+def test_an_infinite_d_loss_skips_the_update_exactly_as_a_nan_does():
+    """LSGAN on logits near 1e25 is +inf (its square overflows), not NaN; the skip reads ~isfinite, so both stop
+    D's step alike: weights, Adam's state and the counters as a NaN leaves them (the schedule counts the call)."""
+    torch.manual_seed(0)
+    # no clip: the skip must come from the loss alone (a clip's non-finite norm would skip as well)
+    nan_adv, inf_adv = Adversarial(small(grad_clip=0.0)), Adversarial(small(grad_clip=0.0))
+    inf_adv.load_state_dict(nan_adv.state_dict())
+    fake, real = waves()
+    with torch.no_grad():
+        for conv in conv_posts(inf_adv):
+            conv.bias.fill_(1e25)
+    nan_fake = fake.clone()
+    nan_fake[0, 0, 5] = float("nan")
+    after_nan, nan_loss = skipped_step(nan_adv, nan_fake, real)
+    after_inf, inf_loss = skipped_step(inf_adv, fake, real)
+    assert torch.isnan(nan_loss) and torch.isinf(inf_loss) and inf_loss > 0
+    assert (
+        after_inf
+        == after_nan
+        == {
+            "d unchanged": True,
+            "adam untouched": True,
+            "updates, skipped": (0, 1),
+            "lr stepped": True,
+            "finite d": True,
+        }
+    )
+
+
+def lr(adv):
+    return adv.optimizer.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        ("dac", lambda k: 1e-4 * 0.999996**k),  # ExponentialLR(0.999996), per step
+        # Vocos's cosine, here over 10 steps after 2 of warm-up
+        ("vocos", lambda k: 5e-4 * (k / 2 if k < 2 else 0.5 * (1 + math.cos(math.pi * (k - 2) / 8)))),
+    ],
+)
+def test_a_per_step_schedule_steps_once_per_update_and_never_at_the_epochs_end(preset, expected):
+    scheduler = {"name": "cosine", "warmup_steps": 2, "total_steps": 10} if preset == "vocos" else None
+    term = AdversarialLoss(small(preset, **({"scheduler": scheduler} if scheduler else {})))
+    adv = term.adversarial
+    assert lr(adv) == pytest.approx(expected(0), abs=0.0)
+    for k in range(1, 5):
+        fake, real = waves(seed=k)
+        term.update({"recon": fake, "target": real})
+        assert lr(adv) == pytest.approx(expected(k), rel=1e-12, abs=1e-15), k
+        term.end_epoch()
+        term.end_epoch()
+        assert lr(adv) == pytest.approx(expected(k), rel=1e-12, abs=1e-15), f"end_epoch after update {k}"
+
+
+def test_an_epoch_schedule_steps_only_at_the_epochs_end():
+    """HiFi-GAN's ExponentialLR(0.999) per epoch: updates leave the lr; each end_epoch multiplies it once."""
+    adv = Adversarial(small("hifigan_v1", discriminators=[{"kind": "mpd", "options": {"periods": [2, 3]}}]))
+    assert adv.settings.scheduler.interval == "epoch"
+    for epoch in range(1, 3):
+        for step in range(2):
+            adv.update(*waves(seed=10 * epoch + step))
+            assert lr(adv) == pytest.approx(2e-4 * 0.999 ** (epoch - 1), rel=1e-12)
+        adv.end_epoch()
+        assert lr(adv) == pytest.approx(2e-4 * 0.999**epoch, rel=1e-12)
+
+
+def test_the_clamped_hinge_gives_no_push_where_d_already_scores_the_fake_above_1():
+    """Vocos's relu(1 - D(fake)): with every logit above 1 (each conv_post's bias 5; fresh D's logits are near
+    1e-3, where a missing clamp cannot show) the generator's adversarial loss is 0 and pushes nothing; the
+    plain hinge's -D(fake) would push on."""
+    torch.manual_seed(0)
+    clamped = Adversarial(small("vocos"))
+    plain = Adversarial(small("vocos", loss="hinge"))
+    plain.load_state_dict(clamped.state_dict())
+    for adv in (clamped, plain):
+        with torch.no_grad():
+            for conv in conv_posts(adv):
+                conv.bias.fill_(5.0)
+    fake, real = waves()
+    fake.requires_grad_(True)
+    with torch.no_grad():
+        logits = torch.cat([o.logits.flatten() for subs in clamped.judge(fake) for o in subs])
+    assert logits.min() > 1
+    gen = clamped(fake, real)["gen"]
+    (push,) = torch.autograd.grad(gen, fake)
+    assert gen.item() == 0.0 and torch.count_nonzero(push) == 0
+    plain_gen = plain(fake, real)["gen"]
+    (plain_push,) = torch.autograd.grad(plain_gen, fake)
+    assert plain_gen.item() < -1 and torch.count_nonzero(plain_push) > 0
+    # the D side is the same hinge for both: relu(1 - real) is 0 here, relu(1 + fake) is 1 + the logit
+    assert torch.equal(clamped.update(fake, real)["disc_loss"], plain.update(fake, real)["disc_loss"])

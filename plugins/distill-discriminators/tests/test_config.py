@@ -102,3 +102,83 @@ def test_loss_forms_have_their_definitions_values():
     two = fake * 2
     assert generator_loss("hinge", two, "mean").item() == pytest.approx(0.75)
     assert generator_loss("hinge", two, "sum").item() == pytest.approx(1.5)
+
+
+def test_a_presets_discriminators_are_defaults_overridden_field_by_field():
+    """Issue 31.5: ``{kind = "mpd"}`` under dac is DAC's MPD; a given option or field replaces only itself."""
+    (mpd, mrd) = AdversarialConfig(preset="dac", discriminators=[{"kind": "mpd"}, {"kind": "mrd"}]).discriminators
+    assert mpd.options == {"periods": [2, 3, 5, 7, 11], "always_pad": True, "normalize_input": True}
+    assert mrd.options == {"fft_sizes": [2048, 1024, 512], "padding": "dac", "normalize_input": True}
+    assert (mpd.weight, mpd.reduce, mpd.feat_reduce) == (1.0, "sum", "sum")
+    (mpd,) = AdversarialConfig(
+        preset="dac", discriminators=[{"kind": "mpd", "options": {"periods": [2, 3], "always_pad": False}}]
+    ).discriminators
+    assert mpd.options == {"periods": [2, 3], "always_pad": False, "normalize_input": True}
+    assert mpd.build_config().always_pad is False and mpd.build_config().normalize_input is True
+    # vocos: the MRD's weight 0.1, its means and options stay unless given; a given reduce = "sum" stays too
+    (mpd, mrd) = AdversarialConfig(
+        preset="vocos",
+        discriminators=[{"kind": "mpd", "reduce": "sum"}, {"kind": "mrd", "options": {"fft_sizes": [512]}}],
+    ).discriminators
+    assert (mpd.reduce, mpd.feat_reduce, mpd.options["first_layer_features"]) == ("sum", "mean", False)
+    assert (mrd.weight, mrd.reduce, mrd.feat_reduce) == (0.1, "mean", "mean")
+    assert mrd.options == {
+        "fft_sizes": [512],
+        "padding": "center",
+        "normalize_input": True,
+        "first_layer_features": False,
+    }
+    # a kind the preset has not: its own defaults; no preset: the same
+    (msd,) = AdversarialConfig(
+        preset="dac", discriminators=[{"kind": "msd", "options": {"width": 0.125}}]
+    ).discriminators
+    assert (msd.options, msd.weight, msd.reduce) == ({"width": 0.125}, 1.0, "sum")
+
+
+def test_options_are_checked_merged_with_the_presets():
+    """Under vocos (MRD padding 'center') hop_factor 0.5 is valid, though the class's own padding 'dac' would
+    refuse it; a merged set that does not fit names the option and what the preset added."""
+    (mrd,) = AdversarialConfig(
+        preset="vocos", discriminators=[{"kind": "mrd", "options": {"hop_factor": 0.5}}]
+    ).discriminators
+    assert mrd.build_config().hop_factor == 0.5 and mrd.build_config().padding == "center"
+    with pytest.raises(InvalidConfig) as e:
+        AdversarialConfig(preset="dac", discriminators=[{"kind": "mrd", "options": {"hop_factor": 0.5}}])
+    assert e.value.problems == [
+        (
+            "discriminators[0].options.hop_factor",
+            "padding 'dac' (match_stride) needs hop_factor 0.25, got 0.5 (with preset 'dac''s options for 'mrd': "
+            "{'fft_sizes': [2048, 1024, 512], 'padding': 'dac', 'normalize_input': True})",
+        )
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_check_prints_the_resolved_discriminators(tmp_path):
+    """``distill-loss check`` prints each entry as it will be built: the preset's options merged with the
+    file's, every field set."""
+    import subprocess
+    import sys
+
+    import tomllib
+
+    f = tmp_path / "loss.toml"
+    f.write_text(
+        'recipe = "none"\n[terms.adversarial]\npreset = "dac"\n'
+        "[[terms.adversarial.discriminators]]\nkind = 'mpd'\noptions = {periods = [2, 3]}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "distill_core.cli.main", "check", str(f)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    first, _, printed = r.stdout.partition("\n")
+    assert first.endswith(": valid")
+    (entry,) = tomllib.loads(printed)["terms"]["adversarial"]["discriminators"]
+    assert entry == {
+        "kind": "mpd",
+        "options": {"periods": [2, 3], "always_pad": True, "normalize_input": True},
+        "weight": 1.0,
+        "reduce": "sum",
+        "feat_reduce": "sum",
+    }
