@@ -1,9 +1,10 @@
 """One pass over a loader for any model: an adapter turns ``(model, inputs)`` into the loss's batch.
 
 Step values accumulate on the device; they become Python floats only when a window of steps is reported
-(every ``log_interval`` steps and at the end) and at the end of the pass. Under torch.distributed the
-pass's sums and counts are all-reduced once, so every rank reports the global figure. Nothing here knows
-which terms a loss has: whatever the loss returns is averaged and reported.
+(every ``log_interval`` steps and at the end) and at the end of the pass. Under torch.distributed each
+window's sums and counts, and the pass's, are all-reduced once (one all_reduce per report, never per step), so
+every rank reports the global figure: the loss's components and its update step's figures alike. Nothing here
+knows which terms a loss has: whatever the loss returns is averaged and reported.
 
 A loss with stateful terms (``loss.update(batch)``, e.g. a discriminator's step) gets that call once per
 training batch, before its forward, and is put in eval mode for validation (where nothing updates). What
@@ -227,8 +228,12 @@ def train_pass(
     ``weights`` overrides some weights for every step (by term or group name); ``report`` gets a Window
     every ``log_interval`` steps and at the end; ``cancel_event`` (anything with ``is_set()``) is checked
     between steps. An optimizer holding a parameter of the loss is refused (LossParameterError).
+
+    Under torch.distributed every Window is the global one: at each report step every rank all-reduces its
+    window (given a ``report`` or not, so that ranks never wait on each other), and reports the same figures.
     """
     check_optimizer(optimizer, loss)
+    ranks = torch.distributed.is_available() and torch.distributed.is_initialized()
     reads = _reads(loss)
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
@@ -262,20 +267,21 @@ def train_pass(
         metrics.update(figures)
         epoch_acc.add(logged)
         window.add(logged)
-        if report is not None and ((step + 1) % log_interval == 0 or step + 1 == total_steps):
+        if (report is not None or ranks) and ((step + 1) % log_interval == 0 or step + 1 == total_steps):
             now = time.perf_counter()
-            means = window.means()
-            report(
-                Window(
-                    epoch,
-                    step,
-                    total_steps,
-                    means,
-                    optimizer.param_groups[0]["lr"],
-                    (now - tick) / window.count,
-                    frozenset(k for k in metrics if k in means),
+            means = window.means(reduce=True)  # one all_reduce under torch.distributed: the global window
+            if report is not None:
+                report(
+                    Window(
+                        epoch,
+                        step,
+                        total_steps,
+                        means,
+                        optimizer.param_groups[0]["lr"],
+                        (now - tick) / window.count,
+                        frozenset(k for k in metrics if k in means),
+                    )
                 )
-            )
             window.reset()
             tick = now
     if not cancelled:

@@ -28,7 +28,11 @@ from distill_core.registry.discovery import Provenance, Registry, get_registry
 from distill_core.terms import pit
 from distill_core.terms.base import Batch, BatchError, LossTerm, check_batch_agrees, check_missing_keys
 from distill_core.terms.layouts import mismatches as layout_mismatches
-from distill_core.terms.stateful import StatefulTerm, end_epoch_step
+from distill_core.terms.stateful import StatefulTerm, end_epoch_step, state_sync
+
+
+class DistributedSetupError(RuntimeError):
+    """A loss with stateful terms updated under several ranks before ``prepare_loss`` made the ranks agree."""
 
 
 class CombinedLoss(nn.Module):
@@ -41,6 +45,12 @@ class CombinedLoss(nn.Module):
     ``config`` is a LossConfig (the default recipe when None), a mapping, or a config object with
     ``to_loss_config()``. ``prebuilt`` supplies ready modules for some terms, by name.
     """
+
+    # Under torch.distributed: what prepare_loss attached (distill_core.training.ddp.RankSync), and whether the
+    # first training update checked the stateful terms' state_sync and, under several ranks, that it is attached.
+    _rank_sync: Any = None
+    _ranks_prepared: bool = False
+    _ranks_checked: bool = False
 
     def __init__(
         self, config: Any = None, registry: Registry | None = None, *, prebuilt: Mapping[str, nn.Module] | None = None
@@ -156,11 +166,20 @@ class CombinedLoss(nn.Module):
         Nothing happens in eval mode. Each call in training mode counts one step of the update schedules
         (``update = {every, probability, start, seed}`` per term, decided on the host); a term whose step
         does not run at this call returns nothing. Returns the figures of the terms that ran as 0-dim tensors
-        under ``<term>_<figure>`` (metrics for logging: they are not part of ``total_loss``)."""
+        under ``<term>_<figure>`` (metrics for logging: they are not part of ``total_loss``).
+
+        Under several torch.distributed ranks it needs ``prepare_loss`` first (DistributedSetupError otherwise,
+        checked on the first call); then the terms' ``mean`` and ``sum`` state (``state_sync``) is reduced over
+        the ranks after their steps, in one all_reduce."""
         out: dict[str, torch.Tensor] = {}
         if not self.training or self._tick is None:
             return out
-        for name in self._tick():
+        if not self._ranks_checked:
+            self._check_ranks()
+        ran = self._tick()
+        sync = self._rank_sync
+        kept = sync.before(ran) if sync is not None else None
+        for name in ran:
             term, sources = self._update_plan[name]
             try:
                 view = {
@@ -176,7 +195,31 @@ class CombinedLoss(nn.Module):
                     out[figure_key(name, figure)] = value
                 if name not in self._figures_checked:
                     self._check_figures(name, figures)
+        if kept is not None:
+            sync.after(ran, kept)
         return out
+
+    def attach_rank_sync(self, sync: Any) -> None:
+        """What ``prepare_loss`` hands over under torch.distributed (a RankSync: the stateful terms' ``mean`` and
+        ``sum`` state reduced after each update step); marks the loss as prepared."""
+        self.__dict__["_rank_sync"] = sync
+        self.__dict__["_ranks_prepared"] = True
+
+    def _check_ranks(self) -> None:
+        """Once, at the first training update: every stateful term's ``state_sync`` fits its state, and under
+        several ranks ``prepare_loss`` was called (host-side calls only, no device sync)."""
+        for name in self._stateful:
+            state_sync(name, self.terms[name])  # raises StateSyncError naming the term and the declaration
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 and not self._ranks_prepared:
+            names = ", ".join(map(repr, self._stateful))
+            raise DistributedSetupError(
+                f"stateful term{'s' if len(self._stateful) > 1 else ''} {names} updated under "
+                f"{dist.get_world_size()} torch.distributed ranks, but prepare_loss was not called on this loss: "
+                "each rank would train its own copy; call distill_core.training.ddp.prepare_loss(loss) on every "
+                "rank once after building (and restoring) the loss, before the first step"
+            )
+        self.__dict__["_ranks_checked"] = True
 
     def end_epoch(self) -> None:
         """Each stateful term's per-epoch step (e.g. a schedule it owns that steps once an epoch), after a

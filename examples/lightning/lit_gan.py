@@ -28,7 +28,9 @@ class LitGAN(L.LightningModule):
         self.lr = lr
 
     def on_fit_start(self) -> None:
-        prepare_loss(self.loss)  # under DDP: rank 0's discriminator everywhere, its gradients averaged
+        # under DDP: rank 0's discriminator everywhere, its gradients averaged, declared statistics reduced after
+        # each update; without it the loss's first update under several ranks stops with DistributedSetupError
+        prepare_loss(self.loss)
 
     def _batch(self, batch: Any) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -62,6 +64,7 @@ class LitGAN(L.LightningModule):
         return out["total_loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)  # never the loss's parameters
+        # never the loss's parameters (refused below; were they there, D's freed gradients would leave D still)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         check_optimizer(optimizer, self.loss)
         return optimizer
