@@ -50,10 +50,12 @@ def synthetic_corpus(count: int, samples: int, sample_rate: int, seed: int = 0) 
 
 
 MIN_RATE, MAX_RATE = 1_000, 1_000_000  # Hz: a WAV outside this range is damaged or not audio
+STREAMED_SIZE = 0x7FFF_FFFF  # data bytes a streaming writer claims (2**31 - 1 or 2**32 - 1): "until the end"
 
 
 def _decode(raw: bytes, width: int, channels: int, path: Path) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] from little-endian PCM frames."""
+    """Mono float32 samples in [-1, 1] from little-endian PCM frames (a partial frame at the end is dropped)."""
+    raw = raw[: len(raw) - len(raw) % (width * channels)] if 1 <= width <= 4 and channels > 0 else raw
     if width == 1:
         data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128) / 128
     elif width == 2:
@@ -94,12 +96,26 @@ class _WavReader:
         if self.frames == 0:
             self.close()
             raise AudioError(f"{path}: contains no audio frames")
+        self.position = 0  # frames read so far
+        # A writer that streams (to a pipe) cannot know the length: it claims the largest size there is, and the
+        # file holds what it holds. Any other claim the file falls short of is a file cut short.
+        self.streamed = self.frames * self.width * self.channels >= STREAMED_SIZE
 
     def read(self, frames: int) -> np.ndarray:
+        """The next ``frames`` frames (at most those the header claims; fewer at the end of a streamed file); a
+        file that ends before them is cut short (a copy or download that stopped), an AudioError naming it."""
+        frames = min(frames, self.frames - self.position)
         try:
             raw = self.wav.readframes(frames)
         except (wave.Error, EOFError, RuntimeError, struct.error, ValueError, OSError) as exc:
             raise AudioError(f"{self.path}: cannot read audio frames ({_reason(exc)})") from None
+        got = len(raw) // max(1, self.width * self.channels)
+        if got < frames and not self.streamed:
+            raise AudioError(
+                f"{self.path}: cut short: its header claims {self.frames} frames, but the file ends after "
+                f"{self.position + got} frames; expected a complete WAV file (copy it again, or remove it)"
+            )
+        self.position += got
         return _decode(raw, self.width, self.channels, self.path)
 
     def close(self) -> None:
@@ -157,8 +173,8 @@ def wav_clips(path: Path, samples: int, sample_rate: int, max_clips: int) -> lis
         clips: list[torch.Tensor] = []
         for k in range(min(max_clips, int(reader.frames // span))):
             want = round((k + 1) * span) - round(k * span)
-            frames = reader.read(want)
-            if len(frames) < want:  # the header claims more frames than the file holds
+            frames = reader.read(want)  # an AudioError when the file ends before the frames its header claims
+            if len(frames) < want:  # the end of a streamed file
                 break
             clips.append(resample(torch.from_numpy(frames), reader.rate, sample_rate, n_out=samples))
         if not clips:

@@ -35,6 +35,7 @@ from distill_core.util.extras import require
 
 REFERENCE = "spectrogram round trip (no model)"
 VOCODER_SECONDS = 1.0  # held-out clip length when only vocoder runs are compared (they take any length)
+MAX_SECONDS = 600.0  # --seconds above this is a typo (every run reconstructs every clip in memory)
 
 
 class CompareError(ValueError):
@@ -228,8 +229,10 @@ def compare_runs(
     """
     if not runs:
         raise CompareError("no runs given (expected one or more run folders)")
-    if seconds is not None and not seconds > 0:
-        raise CompareError(f"--seconds {seconds}: expected a clip length above 0 seconds")
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise CompareError(
+            f"--seconds {seconds}: expected a finite clip length above 0 and at most {MAX_SECONDS:g} seconds"
+        )
     distinct_runs([Path(r) for r in runs])
     dev = torch.device(device)
     loaded = [load_run(Path(r), label, dev) for r, label in zip(runs, _labels([Path(r) for r in runs]))]
@@ -253,15 +256,17 @@ def _cell(values: list[float]) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "n/a"
-    spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.fmean(finite):.3f} ± {spread:.3f}"
+    if len(finite) == 1:  # one clip has no spread to give
+        return f"{finite[0]:.3f} (one clip)"
+    return f"{statistics.fmean(finite):.3f} ± {statistics.stdev(finite):.3f}"
 
 
 def markdown(comparison: Comparison) -> str:
     """The comparison as Markdown: what was compared, the metric table, and each run's training summary."""
     header = [f"{name} {'↑' if higher else '↓'}" for name, (_, higher) in METRICS.items()]
     lines = [
-        f"# Reconstruction of {comparison.clips} held-out clips of {comparison.seconds:.2f} s from `{comparison.data}`",
+        f"# Reconstruction of {comparison.clips} held-out clip{'s' if comparison.clips != 1 else ''} of "
+        f"{comparison.seconds:.2f} s from `{comparison.data}`",
         "",
         "Mean ± standard deviation over clips; ↓ lower is better, ↑ higher is better."
         + (

@@ -4,7 +4,7 @@ their errors, the device, the run folder (checked, locked, written) and ``train`
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,13 @@ from distill_core.files.atomic import atomic_write_text
 from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import LossConfig, dumps_config
 from distill_core.loss.lockfile import write_lock
+from distill_core.training.checkpoint import CheckpointError, load_training_state
 from distill_core.training.loop import train
 from distill_core.training.metrics import EpochMetrics, MetricsHistory, StepMetrics
 from distill_core.training.progress import console_values, epoch_line
 from distill_core.training.run_lock import RunFolderLock
-from distill_core.training.spectrogram import SpectrogramConfig
+from distill_core.training.settings_file import load_settings, save_settings
+from distill_core.training.spectrogram import SpectrogramConfig, load_spectrogram_config
 from distill_core.training.tensorboard import TensorBoardLogger
 from distill_core.util.extras import require
 
@@ -47,6 +49,196 @@ class DemoSettings:
     overwrite: bool = False  # replace a run already in the run folder
     force_config: bool = False  # resume with a changed loss: a new best-tracking segment
     tensorboard: bool = True
+    threads: int | None = None  # torch's intra-op CPU threads (None: as torch has them); run.json keeps the count
+    change_options: bool = False  # resume with options (epochs, batch size, ...) other than run.json's
+
+
+RUN_FILE = "run.json"  # in a run folder: the options it was started with, so that --resume alone continues it
+RUN_FORMAT = 1
+
+
+@attrs.define
+class RunOptions:
+    """What a run was started with, beyond its loss config (config.toml) and model settings (spectrogram.json,
+    vocoder.json): every option that changes what it computes, and whether it writes TensorBoard events."""
+
+    data: str | None  # the WAV folder, absolute; None: the synthetic corpus
+    epochs: int
+    clips: int
+    batch_size: int
+    seed: int
+    threads: int  # torch's intra-op threads: CPU reductions split by them, so they change the last bits
+    device: str
+    mel_bins: int | None
+    lr: float
+    samples: int
+    tensorboard: bool
+
+
+@attrs.define
+class OptionChange:
+    """Options a resume changed (``--change-options``), from its first epoch on: ``--epochs: 20 -> 30``."""
+
+    epoch: int
+    changes: list[str]
+
+
+@attrs.define
+class RunFile:
+    """run.json: which model, the options, and the resumes that changed them."""
+
+    format: int
+    written_by: str
+    model: str
+    options: RunOptions
+    changed: list[OptionChange]
+
+
+# Each option by the flag that sets it (lr and samples are DemoSettings' only); those in KEPT_FREELY may differ
+# on a resume without --change-options: they never change the weights.
+FLAGS = {
+    "data": "--data",
+    "epochs": "--epochs",
+    "clips": "--clips",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "threads": "--threads",
+    "device": "--device",
+    "mel_bins": "--mel-bins",
+    "lr": "lr",
+    "samples": "samples",
+    "tensorboard": "--no-tensorboard",
+}
+KEPT_FREELY = frozenset({"tensorboard"})
+
+
+def run_options(settings: DemoSettings) -> RunOptions:
+    """The options ``settings`` run with, as run.json keeps them (the data folder absolute, the thread count
+    torch has when none is given)."""
+    return RunOptions(
+        data=str(Path(settings.data).resolve()) if settings.data is not None else None,
+        epochs=settings.epochs,
+        clips=settings.clips,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        threads=settings.threads if settings.threads is not None else torch.get_num_threads(),
+        device=settings.device,
+        mel_bins=settings.spectrogram.mel_bins,
+        lr=settings.lr,
+        samples=settings.samples,
+        tensorboard=settings.tensorboard,
+    )
+
+
+def read_run_file(folder: Path) -> RunFile | None:
+    """A run folder's run.json, or None for a folder without one (a run started before options were kept);
+    a CheckpointError names the file and what is wrong with it."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return None
+    run = load_settings(path, RunFile, "run")
+    if run.format > RUN_FORMAT:
+        raise CheckpointError(
+            f"{path}: format {run.format}, written by a newer version ({run.written_by or 'unknown'}); "
+            f"expected format {RUN_FORMAT} or older: resume it with that version"
+        )
+    return run
+
+
+def _shown(field: str, value: Any) -> str:
+    if value is None:
+        return "none (the synthetic corpus)" if field == "data" else "none"
+    return str(value)
+
+
+def _option_lines(was: RunOptions, now: RunOptions, fields: Iterable[str]) -> list[tuple[str, Any, Any]]:
+    return [(f, getattr(was, f), getattr(now, f)) for f in fields if getattr(was, f) != getattr(now, f)]
+
+
+def check_run_options(settings: DemoSettings, model: str) -> list[str]:
+    """On a resume, the options that differ from the run's run.json: refused in one line naming each (a
+    SettingsError) unless ``change_options``; then what changed (``--epochs: 20 -> 30``), for the record."""
+    if settings.resume is None:
+        return []
+    folder = Path(settings.resume).parent
+    run = read_run_file(folder)
+    if run is None:
+        return []
+    if run.model != model:
+        raise SettingsError(
+            f"--resume {settings.resume}: a checkpoint of a {run.model} run ({folder / RUN_FILE}); "
+            f"continue it with --model {run.model}"
+        )
+    now = run_options(settings)
+    fields = [f for f in FLAGS if f not in KEPT_FREELY]
+    differ = _option_lines(run.options, now, fields)
+    if differ and not settings.change_options:
+        (f, was, new), rest = differ[0], differ[1:]
+        what = f"{FLAGS[f]} {_shown(f, new)} differs from the run's {_shown(f, was)}" + "".join(
+            f", {FLAGS[g]} {_shown(g, n)} from its {_shown(g, w)}" for g, w, n in rest
+        )
+        them, it = ("them", "them") if rest else ("it", FLAGS[f])
+        raise SettingsError(
+            f"{what} ({folder / RUN_FILE}); pass --change-options to continue the run with {them}, or leave "
+            f"{it} out to keep the run's"
+        )
+    return [f"{FLAGS[f]}: {_shown(f, was)} -> {_shown(f, new)}" for f, was, new in differ]
+
+
+def continue_settings(settings: DemoSettings, given: Collection[str]) -> tuple[DemoSettings, str | None]:
+    """A resume's settings as the command line means them: every remembered option it did not give (``given``:
+    DemoSettings' field names, ``mel_bins`` for the spectrogram's) taken from the run's run.json, and the run
+    folder (``out``, ``name``) from the checkpoint's path. A folder without run.json (an older run) keeps what
+    was given; its epochs come from its checkpoint and its mel bands from spectrogram.json, the rest from the
+    defaults: the note returned says which."""
+    assert settings.resume is not None
+    folder = Path(settings.resume).parent
+    changes: dict[str, Any] = {}
+    if "out" not in given:
+        changes["out"] = folder.parent
+    if "name" not in given:
+        changes["name"] = folder.name
+    run = read_run_file(folder)
+    note = None
+    if run is not None:
+        remembered = {f: getattr(run.options, f) for f in FLAGS if f not in given}
+    else:
+        remembered, found = {}, []
+        if "epochs" not in given:
+            history = MetricsHistory.from_dict(load_training_state(settings.resume)["history"], str(settings.resume))
+            if history.epochs:
+                remembered["epochs"] = history.epochs[-1].total_epochs
+                found.append(f"--epochs {remembered['epochs']} (its checkpoint's)")
+        if "mel_bins" not in given and (folder / "spectrogram.json").is_file():
+            remembered["mel_bins"] = load_spectrogram_config(folder / "spectrogram.json").mel_bins
+            found.append(f"--mel-bins {_shown('mel_bins', remembered['mel_bins'])} (its spectrogram.json's)")
+        assumed = [
+            f"{FLAGS[f]} {_shown(f, getattr(settings, f))}"
+            for f in ("data", "clips", "batch_size", "seed", "device")
+            if f not in given
+        ]
+        note = (
+            f"{folder}: no {RUN_FILE} (a run started before the options were kept); continuing with "
+            + ", ".join([*found, *([" ".join(assumed) + " (as given, or the defaults)"] if assumed else [])])
+            + f"; {RUN_FILE} keeps them from now on"
+        )
+    for field, value in remembered.items():
+        if field == "mel_bins":
+            changes["spectrogram"] = attrs.evolve(settings.spectrogram, mel_bins=value)
+        elif field == "data":
+            changes["data"] = Path(value) if value is not None else None
+        else:
+            changes[field] = value
+    return attrs.evolve(settings, **changes), note
+
+
+def use_threads(settings: DemoSettings) -> None:
+    """Set torch's intra-op threads as ``threads`` says (nothing when None); a SettingsError for fewer than 1."""
+    if settings.threads is None:
+        return
+    if settings.threads < 1:
+        raise SettingsError(f"--threads: expected at least 1 thread, got {settings.threads}")
+    torch.set_num_threads(settings.threads)
 
 
 def _progress(total: int, enabled: bool) -> tuple[Any, Callable[[StepMetrics | EpochMetrics], None]]:
@@ -181,10 +373,14 @@ def open_run_folder(
     loss: CombinedLoss,
     say: Callable[[str], None],
     what: str = "",
+    model: str = "vae",
+    option_changes: Sequence[str] = (),
 ) -> Iterator[None]:
     """The run folder, locked while the run writes it: checked again under the lock, a killed save's temporaries
     removed, an overwritten run's files cleared, a changed config's previous files kept beside the new ones, and
-    this run's resolved config (``what`` says whose) and lock written; every demo model's run goes through here."""
+    this run's resolved config (``what`` says whose), lock and options (run.json: ``model``, the settings, and
+    ``option_changes`` a resume accepted, after those of the run it continues) written; every demo model's run
+    goes through here."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunFolderLock(run_dir) as lock:
         _check_run_folder(run_dir, settings)  # again: another process may have finished a run here meanwhile
@@ -206,6 +402,15 @@ def open_run_folder(
             f"plugins: {versions}\n" + dumps_config(config, ".toml"),
         )
         write_lock(run_dir / "lock.json", loss)
+        before = read_run_file(Path(settings.resume).parent) if settings.resume is not None else None
+        changed = list(before.changed) if before is not None else []
+        if option_changes:
+            changed.append(OptionChange(start, list(option_changes)))
+            say(f"options changed (--change-options) from epoch {start + 1} on: {'; '.join(option_changes)}")
+        save_settings(
+            RunFile(RUN_FORMAT, f"distill-core {__version__}", model, run_options(settings), changed),
+            run_dir / RUN_FILE,
+        )
         yield
 
 

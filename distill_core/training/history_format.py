@@ -11,6 +11,7 @@ for (every term's value, weights, balancer figures, non-finite counts, segments)
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,17 +33,25 @@ class HistoryError(ValueError):
     """A history file is missing, truncated or corrupt; the message names the file and the position."""
 
 
+def _records(cls: type) -> list[tuple[str, str, bool]]:
+    """(name, annotation, required) of each field of a metrics record, a dataclass (as the seed's) or attrs."""
+    if dataclasses.is_dataclass(cls):
+        return [
+            (f.name, str(f.type), f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)
+        ]
+    return [(a.name, str(a.type), a.default is attrs.NOTHING) for a in attrs.fields(cls)]
+
+
 def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(a.name for a in attrs.fields(cls))
+    return tuple(name for name, _, _ in _records(cls))
 
 
 # The seed's record of each: what its reader accepts, in its order.
 SEED_STEP_FIELDS = _fields(StepMetrics)[:12]
 SEED_EPOCH_FIELDS = _fields(EpochMetrics)[:14]
 EXTRA_FIELDS = {StepMetrics: _fields(StepMetrics)[12:], EpochMetrics: _fields(EpochMetrics)[14:]}
-_REQUIRED = {
-    cls: tuple(a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING) for cls in (StepMetrics, EpochMetrics)
-}
+_REQUIRED = {cls: tuple(name for name, _, required in _records(cls) if required) for cls in (StepMetrics, EpochMetrics)}
 # Built-in per-term fields, by the component key they stand for (files older than ``components`` for all).
 _NAMED = NAMED_FIELDS
 _TOP_LEVEL = ("format", "step_metrics", "epoch_metrics", "distill", "steps", "epochs")
@@ -88,7 +97,7 @@ def _with_components(entries: list[dict[str, Any]], cls: type, component_key: st
 
 
 _EXTRA_KEY = {StepMetrics: "steps", EpochMetrics: "epochs"}  # where a format-2 file keeps each one's extras
-_TABLES = {cls: tuple(a.name for a in attrs.fields(cls) if str(a.type).startswith("dict")) for cls in _EXTRA_KEY}
+_TABLES = {cls: tuple(name for name, kind, _ in _records(cls) if kind.startswith("dict")) for cls in _EXTRA_KEY}
 
 
 def _check_tables(entry: Mapping[str, Any], cls: type, seed_path: str, extra_path: str, source: str) -> None:

@@ -11,10 +11,11 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
@@ -33,7 +34,7 @@ from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.lockfile import lock_differences, make_lock
 from distill_core.seed.adapter import VAEAdapter, Views
 from distill_core.seed.epochs import component_keys, resolve_loss, train_epoch, validate_epoch
-from distill_core.seed.metrics import EpochMetrics, epoch_metrics, step_metrics
+from distill_core.seed.metrics import KL_TERM, NAMED_FIELDS, EpochMetrics, StepMetrics, epoch_metrics, step_metrics
 from distill_core.training.checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
 from distill_core.training.ddp import prepare_loss
 from distill_core.training.loss_state import loss_state, restore_loss_state, stateful_terms
@@ -54,6 +55,23 @@ def _consecutive_rises(epochs: Sequence[EpochMetrics]) -> int:
             break
         rises += 1
     return rises
+
+
+# The seed's own fields of each record, by the loss output (or adapter figure) that fills it.
+SEED_SOURCES: dict[type, dict[str, str]] = {
+    EpochMetrics: {"val_recon_loss": "recon_loss", **NAMED_FIELDS[EpochMetrics], "kl_divergence": "kl_divergence"},
+    StepMetrics: {"recon_loss": "recon_loss", **NAMED_FIELDS[StepMetrics]},
+}
+
+
+def _mark_unmeasured(record: Any, given: Iterable[str], weights: Mapping[str, float], value: float) -> Any:
+    """``record`` with each seed field whose output the loss did not give set to ``value`` (StepMetrics'
+    ``kl_weight`` too, where there is no KL term)."""
+    have = set(given)
+    blank = {f: value for f, key in SEED_SOURCES[type(record)].items() if key not in have}
+    if isinstance(record, StepMetrics) and KL_TERM not in weights:
+        blank["kl_weight"] = value
+    return attrs.evolve(record, **blank) if blank else record
 
 
 def validation_weights(loss: nn.Module) -> dict[str, float] | None:
@@ -95,6 +113,7 @@ def train(
     views: Views | None = None,
     new_segment: str | None = None,
     adapter: Adapter | None = None,
+    unmeasured: float = 0.0,
 ) -> MetricsHistory:
     """Train for ``epochs``: the CombinedLoss (and its STFT module) is built once, here, at the start.
 
@@ -114,7 +133,10 @@ def train(
     sees the global batch's gradient (``distill_core.training.ddp.prepare_loss``). The default optimizer is a
     fused Adam, which skips a non-finite step without a host sync; ``cancel_event`` (anything with
     ``is_set()``) stops between steps, keeping the finished epochs. ``checkpoint_dir`` is held with the run
-    folder lock for the whole call (RunBusyError names another writer).
+    folder lock for the whole call (RunBusyError names another writer). ``unmeasured`` is what the seed's own
+    fields of each record (``val_recon_loss``, ``val_kl_loss``, ``kl_divergence``, ``val_stft_loss``, ...) hold
+    where the loss gives no output for them: 0.0 as the seed writes them (its readers take a zero for a term
+    not configured), or NaN for "not measured", as a run of a model that is not the seed's VAE writes them.
     """
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
@@ -168,6 +190,8 @@ def train(
 
             def report(window: Window, weights: dict[str, float] = weights) -> None:
                 metrics = step_metrics(window, weights, component_keys(loss, window.means, window.metrics))
+                if unmeasured != 0.0:  # NaN: never equal to 0.0
+                    metrics = _mark_unmeasured(metrics, window.means, weights, unmeasured)
                 history.add_step(metrics)
                 for callback in callbacks:
                     callback(metrics)
@@ -210,6 +234,8 @@ def train(
                 keys,
                 weights if config is not None else {},
             )
+            if unmeasured != 0.0:
+                metrics = _mark_unmeasured(metrics, {**train_means, **val_means}, weights, unmeasured)
             history.add_epoch(metrics)
             rises = _consecutive_rises(history.epochs)  # from the history, so a resumed run counts on
             if rises >= divergence_patience:

@@ -8,12 +8,14 @@ stateful term starts from its built state (with a warning that names it).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from distill_core.config.diff import summarize
 from distill_core.training.checkpoint import CheckpointError
 
 __all__ = ["loss_state", "restore_loss_state", "stateful_terms"]
@@ -40,6 +42,24 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _why(exc: BaseException) -> str:
+    """Why a part's saved state did not fit: the differences it lists (a ``changes`` list, as StateMismatch and
+    LossChangedError give), else its first line."""
+    listed = getattr(exc, "changes", None)
+    if isinstance(listed, list) and listed and all(isinstance(c, str) for c in listed):
+        return summarize(listed)
+    return _first_line(exc)
+
+
+def _caller_outside() -> int:
+    """The ``stacklevel`` that names the first caller outside distill_core (a warning then points at the user's
+    line, never at a line of ours, however deep the call came from)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("distill_core."):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
+
+
 def _restore_part(module: nn.Module, saved: Mapping[str, Any], prefix: str) -> str | None:
     """Load one part of the loss from the entries under ``prefix``; why not, if it does not fit."""
     own = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
@@ -50,7 +70,7 @@ def _restore_part(module: nn.Module, saved: Mapping[str, Any], prefix: str) -> s
     try:
         module.load_state_dict(own)
     except Exception as exc:  # torch's RuntimeError, or a term's own refusal (a fingerprint mismatch)
-        return _first_line(exc)
+        return _why(exc)
     return None
 
 
@@ -72,7 +92,7 @@ def _restore_parts(loss: nn.Module, saved: Mapping[str, Any], source: str) -> No
         warnings.warn(
             f"{source}: with the changed loss, these parts start from their built state: " + "; ".join(fresh),
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=_caller_outside(),
         )
 
 
@@ -97,7 +117,7 @@ def restore_loss_state(loss: Any, state: Mapping[str, Any], *, changed: bool, so
                 f"{source}: the checkpoint holds no loss state (written before it was saved); "
                 f"{', '.join(map(repr, stateful))} start(s) from the built state",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=_caller_outside(),
             )
         return
     if changed:

@@ -108,7 +108,26 @@ def paired_tests(
     ]
 
 
+def min_clips(alpha: float) -> int:
+    """The fewest clips whose two-sided Wilcoxon signed-rank p can fall below ``alpha``: with n clips that all
+    differ one way the exact p is 2 / 2**n, its smallest (8 clips for alpha = 0.01)."""
+    n = 1
+    while 2.0 / 2.0**n >= alpha and n < 64:
+        n += 1
+    return n
+
+
+def _too_few(clips: int, alpha: float) -> str:
+    """Why no paired test is given: ``clips`` cannot reach ``alpha``, and how many would."""
+    said = f"too few clips for a paired test ({clips}; p < {alpha:g} needs at least {min_clips(alpha)}"
+    if clips:
+        said += f"; the smallest p {clips} clip{'s' if clips != 1 else ''} can give is {2.0 / 2.0**clips:.2g}"
+    return said + ")"
+
+
 def _verdict(test: PairedTest, higher_is_better: bool | None, alpha: float) -> str:
+    if test.clips < min_clips(alpha):
+        return _too_few(test.clips, alpha)
     if not test.p_value < alpha or test.mean_difference == 0:
         return "no significant difference"
     if higher_is_better is None:
@@ -126,6 +145,13 @@ def paired_markdown(
     """The tests as a Markdown section: one row per metric and pair; empty when there is nothing to pair."""
     if not tests:
         return ""
+    needed = min_clips(alpha)
+    if all(t.clips < needed for t in tests):  # no verdict, CI or p to give: say so, once
+        clips = max(t.clips for t in tests)
+        return (
+            f"## Paired differences over clips\n\nNot tested: {_too_few(clips, alpha)}. Compare on {needed} or "
+            "more clips (--clips, and a --data folder that holds them).\n"
+        )
     better = higher_is_better or {}
     strict = alpha / len(tests)
     lines = [
@@ -139,10 +165,11 @@ def paired_markdown(
         "|---" * 8 + "|",
     ]
     for t in tests:
-        mark = " †" if t.p_value < strict else ""
+        mark = " †" if t.p_value < strict and t.clips >= needed else ""
+        ci = f"[{t.ci_low:.4g}, {t.ci_high:.4g}]" if math.isfinite(t.ci_low) and math.isfinite(t.ci_high) else "n/a"
         lines.append(
             f"| {t.metric} | {t.a} | {t.b} | {t.clips} | {t.mean_difference:.4g} | "
-            f"[{t.ci_low:.4g}, {t.ci_high:.4g}] | {t.p_value:.2g}{mark} | "
+            f"{ci} | {t.p_value:.2g}{mark} | "
             f"{_verdict(t, better.get(t.metric), alpha)} |"
         )
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """losses.png: train and val of every configured term on one axis each, the weight schedules in their own
-panel, the loss's update-step figures (a discriminator's loss and scores) in theirs, a log axis where a curve
-spans decades, and several runs overlaid (``distill-loss plot``)."""
+panel, the loss's update-step figures (a discriminator's loss and scores) in theirs, a log axis where a
+panel's positive values span decades (symlog where some are negative, and always in the update panel: scores
+take any sign), and several runs overlaid (``distill-loss plot``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 NAMED = ("stft_loss", "mag_recon_loss", "if_recon_loss", "kl_loss")
-DECADES_FOR_LOG = 2.0  # a panel whose positive values span 100x or more gets a log axis
+DECADES_FOR_LOG = 2.0  # a panel whose magnitudes span 100x or more gets a log (or symlog) axis
 UPDATE_PANEL = "update step (train)"  # the stateful terms' own figures: nothing updates in validation
 
 
@@ -45,8 +46,8 @@ def term_curves(history: MetricsHistory) -> dict[str, tuple[list[float], list[fl
         for k in [*_mapping(e, "components"), *_mapping(e, "val_components")]:
             if k not in keys:
                 keys.append(k)
-    for k in NAMED:
-        if k not in keys and any(getattr(e, f"val_{k}", 0.0) not in (0.0, None) for e in epochs):
+    for k in NAMED:  # NaN: a run that never measured it (a vocoder's history)
+        if k not in keys and any(_logged(getattr(e, f"val_{k}", None)) for e in epochs):
             keys.append(k)
     return {
         k: ([_mapping(e, "components").get(k, math.nan) for e in epochs], [_val(e, k) for e in epochs]) for k in keys
@@ -85,9 +86,27 @@ def metric_curves(history: MetricsHistory) -> dict[str, list[float]]:
     return {k: [_mapping(e, "metrics").get(k, math.nan) for e in history.epochs] for k in keys}
 
 
+def _logged(value: float | None) -> bool:
+    """A seed field's value that says the term was there: not None, not 0.0 (not configured), not NaN."""
+    return value is not None and math.isfinite(value) and value != 0.0
+
+
 def _spans_decades(values: list[float]) -> bool:
-    positive = [v for v in values if math.isfinite(v) and v > 0]
-    return bool(positive) and min(positive) > 0 and math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
+    sizes = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    return bool(sizes) and math.log10(max(sizes) / min(sizes)) >= DECADES_FOR_LOG
+
+
+def axis_scale(title: str, values: list[float]) -> tuple[str, dict[str, float]]:
+    """A panel's y scale and its arguments: linear, unless the values span decades; then log where all are
+    positive, else symlog (linear within the smallest magnitude's decade, so a negative value stays on the
+    axis). The update step's panel never gets a log axis: its scores (a discriminator's logits) take any sign."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not _spans_decades(finite):
+        return "linear", {}
+    if title != UPDATE_PANEL and min(finite) > 0:
+        return "log", {}
+    smallest = min(abs(v) for v in finite if v != 0)
+    return "symlog", {"linthresh": 10.0 ** math.floor(math.log10(smallest))}
 
 
 def draw(histories: Mapping[str, MetricsHistory]) -> Figure:
@@ -128,8 +147,8 @@ def draw(histories: Mapping[str, MetricsHistory]) -> Figure:
             marker = "osv^D*"[kinds.index(kind) % 6] if schedules else "o"  # tells schedules of one run apart
             name = f"{label} {kind}" if several else kind
             ax.plot(x, y, style, marker=marker, markersize=3, color=color, label=name)
-        if _spans_decades([v for *_, y in curves for v in y]):
-            ax.set_yscale("log")
+        scale, options = axis_scale(title, [v for *_, y in curves for v in y])
+        ax.set_yscale(scale, **options)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 import torch
 
-from distill_core.config.converter import ConfigError, _describe, converter, join
+from distill_core.config.converter import ConfigError, _describe, converter
+from distill_core.config.diff import diff_lines, summarize
 from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import load_config
 from distill_core.loss.lockfile import make_lock
@@ -57,36 +58,12 @@ def check_resume(
             ("run's", f"the run's config ({saved_config})") if saved_config else ("checkpoint's", "the run's loss")
         )
         raise LossChangedError(
-            f"{path}: the loss differs from the {whose}: {'; '.join(changes)}; resume with "
+            f"{path}: the loss differs from the {whose}: {summarize(changes)}; resume with "
             f"{keep}, or pass {how_to_accept} to accept the change and start a new "
             "best-tracking segment",
             changes,
         )
     return Resume(state, history, changes)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _diff(saved: Any, now: Any, path: str, out: list[str]) -> None:
-    if isinstance(saved, Mapping) and isinstance(now, Mapping):
-        for key in list(saved) + [k for k in now if k not in saved]:
-            where = join(path, str(key))
-            if key not in now:
-                out.append(f"{where}: removed (was {_describe(saved[key])})")
-            elif key not in saved:
-                out.append(f"{where}: added ({_describe(now[key])})")
-            else:
-                _diff(saved[key], now[key], where, out)
-    else:
-        numbers = isinstance(saved, (int, float)) and isinstance(now, (int, float))  # 1 and 1.0 are one weight
-        if saved != now or (type(saved) is not type(now) and not numbers):
-            out.append(f"{path or 'loss'}: {_describe(saved)} -> {_describe(now)}")
 
 
 def _with_defaults(saved_config: Any) -> Any:
@@ -102,14 +79,16 @@ def _with_defaults(saved_config: Any) -> Any:
 def loss_changes(saved_config: Any, saved_lock: Any, loss: CombinedLoss | None) -> list[str]:
     """Path-level differences between a checkpoint's loss (config and plugin lock) and ``loss``.
 
-    Each line reads ``terms.kl.free_bits: 0.1 -> 0.2``; plugin versions as ``plugin for 'stft': ...``.
+    Each line reads ``terms.kl.free_bits: 0.1 -> 0.2`` (``config.diff``'s, one per changed leaf: a list of
+    tables entry by entry, ``terms.adversarial.discriminators[0].options.periods: [2, 3] -> [2, 3, 5]``);
+    plugin versions as ``plugin for 'stft': ...``.
     """
     out: list[str] = []
     now_config = converter.unstructure(loss.config) if loss is not None else None
     if (saved_config is None) != (now_config is None):
         describe = {True: "the legacy vae_loss", False: "a CombinedLoss"}
         return [f"loss: {describe[saved_config is None]} -> {describe[now_config is None]}"]
-    _diff(_plain(_with_defaults(saved_config)), _plain(now_config), "", out)
+    out += diff_lines(_with_defaults(saved_config), now_config, root="loss")
     saved_lock = saved_lock if isinstance(saved_lock, Mapping) else {}
     now_lock = make_lock(loss) if loss is not None else {}
     for term in [t for t in now_lock if t in saved_lock]:

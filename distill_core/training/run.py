@@ -27,9 +27,11 @@ from distill_core.training.demo_run import (
     SettingsError,
     _check_run_folder,
     _check_something_trained,
+    check_run_options,
     open_run_folder,
     resolve_device,
     train_demo_run,
+    use_threads,
 )
 from distill_core.training.model import SpectrogramVAE
 from distill_core.training.plots import plot_losses
@@ -94,13 +96,14 @@ def _data_summary(corpus: WavCorpus, folder: Path, spec: SpectrogramConfig, n_va
 
 
 def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[str], None] | None = None) -> Path:
-    """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, losses.png, WAVs.
+    """Train the demo VAE and write runs/<name>/: history.json, config.toml, lock.json, run.json, losses.png, WAVs.
 
     Every setting, the config, the data and the checkpoint to resume from are checked before anything
     is written; a folder holding another run is never replaced without ``overwrite``, and one process at
     a time writes a run folder (RunBusyError names the other). ``notify`` gets one-line notes for the user
     (the data used, temporaries of a killed save removed). A run whose every step was non-finite raises
-    NothingTrainedError after its files are written.
+    NothingTrainedError after its files are written. A resume whose settings differ from the run's run.json
+    is refused unless ``change_options`` (``check_run_options``).
     """
     say = notify or (lambda message: None)
     if settings.epochs < 1:
@@ -116,6 +119,8 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
         raise SettingsError(
             f"--out {settings.out}: {blocking} is a file, so the runs folder cannot be created there; expected a folder"
         )
+    option_changes = check_run_options(settings, "vae")
+    use_threads(settings)
     device = resolve_device(settings.device)
     config_path = _config_path(settings)
     if config_path is not None and settings.config is None:
@@ -156,7 +161,17 @@ def run_demo(settings: DemoSettings, progress: bool = True, notify: Callable[[st
     _check_run_folder(run_dir, settings)
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.
-    with open_run_folder(run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say):
+    with open_run_folder(
+        run_dir,
+        settings,
+        changes=changes,
+        start=start,
+        config=config,
+        loss=loss,
+        say=say,
+        model="vae",
+        option_changes=option_changes,
+    ):
         save_spectrogram_config(spec, run_dir / "spectrogram.json")
 
         history = train_demo_run(

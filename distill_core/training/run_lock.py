@@ -36,6 +36,17 @@ class RunBusyError(RuntimeError):
     """Another process is writing the run folder; the message names it (pid, host, since when)."""
 
 
+class LockPathError(IsADirectoryError):
+    """Where the run folder's lock file goes there is a folder; the message says what the path should be."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: is a folder; expected the run folder's lock file (an empty file {LOCK_NAME} that "
+            "distill-loss train creates and locks while it writes the folder): remove that folder"
+        )
+        self.path = path
+
+
 def _holder(folder: Path) -> str:
     """Who holds the folder's lock, in words, from the record it left; what is known if the record is not."""
     try:
@@ -56,8 +67,13 @@ class RunFolderLock:
         self._nested = False
 
     def _acquire(self) -> None:
+        path = self.folder / LOCK_NAME
+        if path.is_dir():
+            raise LockPathError(path)
         try:
             self._lock.acquire()
+        except IsADirectoryError:  # made a folder since the check
+            raise LockPathError(path) from None
         except self._filelock.Timeout:
             raise RunBusyError(
                 f"{self.folder}: another distill-loss train is writing this run folder "
@@ -66,7 +82,7 @@ class RunFolderLock:
 
     def check_free(self) -> None:
         """Raise RunBusyError if a live process holds the folder; write nothing (a folder never locked is free)."""
-        if (self.folder / LOCK_NAME).is_file():
+        if (self.folder / LOCK_NAME).exists():
             self._acquire()
             self._lock.release()
 

@@ -211,6 +211,8 @@ def default_out(run: str | os.PathLike) -> Path:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a folder holding any file the import would write (a run's, or the user's own config.toml), unless
+    ``overwrite``; the other files of a folder are never touched."""
     if out.exists() and not out.is_dir():
         raise SeedImportError(f"--out: {out} is a file; expected a run folder")
     existing = [f for f in RUN_FILES if (out / f).exists()]
@@ -219,6 +221,23 @@ def _check_out(out: Path, overwrite: bool) -> None:
             f"{out}: already holds a run ({', '.join(existing)}); choose another --out, or pass "
             "--overwrite to replace it"
         )
+    ours = [f for f in WRITTEN if (out / f).exists()]
+    if ours and not overwrite:
+        raise RunExistsError(
+            f"--out {out}: holds {', '.join(ours)}, which import-seed would replace; choose another --out, "
+            "or pass --overwrite to replace "
+            + ("it" if len(ours) == 1 else "them")
+            + " (the folder's other files are kept either way)"
+        )
+
+
+def check_lr(lr: float | None) -> float | None:
+    """``--lr`` as the config's numbers are checked: a finite rate above 0, or None (the seed's own)."""
+    if lr is None:
+        return None
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise SeedImportError(f"--lr: expected a finite learning rate above 0, got {lr!r}")
+    return float(lr)
 
 
 def _json_value(value: Any) -> Any:
@@ -234,6 +253,7 @@ def import_seed(
     ``lr`` replaces the learning rate the seed's scheduler left in the optimizer state. Nothing is written
     when any checkpoint is refused, and a folder holding a run is never replaced without ``overwrite``.
     """
+    lr = check_lr(lr)
     checkpoints = [read_seed_run_checkpoint(p) for p in seed_checkpoint_paths(run)]
     last = max(checkpoints, key=lambda c: (c.epoch, c.path.stat().st_mtime))
     config = seed_loss_config(last)

@@ -1,6 +1,6 @@
 """TensorBoard events for a run: a training callback that writes scalars at the existing log points (the floats
 StepMetrics and EpochMetrics already carry: no extra host sync), per-epoch audio and spectrogram images of
-the samples, and the resolved config as text with the hyperparameters."""
+the samples, the resolved config as text with the hyperparameters, and what each tag holds (``TAGS``, as text)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,35 @@ from distill_core.util.extras import available
 
 #: () -> (original waveforms [S, N], reconstructions [S, N], original spectrograms, reconstructed ones [S, 2, F, T])
 Samples = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+# What each tag (or family of tags) holds; written once as the run's "tags" text, so TensorBoard itself says it.
+TAGS: dict[str, str] = {
+    "total/train": "the epoch's mean training total: every term weighted, stateful ones (a discriminator's "
+    "adversarial term) included: the objective the model's gradient came from",
+    "total/val": "the epoch's mean validation total, stateful terms weighed 0 (their value moves with what they "
+    "train), so it picks best.pt; compare per-term values (train/<term>, val/<term>) across the two, not totals",
+    "overfitting_gap": "(total/val - total/train) / total/train, the seed's; with a stateful term the two totals "
+    "weigh different terms",
+    "train/<term>, val/<term>": "each term's mean value over the epoch, unweighted",
+    "weight/<term>": "each term's and group's weight that epoch (schedules evaluated)",
+    "balancer/<figure>": "the gradient balancer's ratios and norms, when enabled",
+    "update/<term>_disc_loss": "a stateful term's own loss in its update step (the discriminator's), per epoch",
+    "update/<term>_real_score": "the mean logit the discriminator gave the real (target) batch in its update "
+    "step, averaged over sub-discriminators and discriminators: raw, any sign (LSGAN trains it towards 1, "
+    "hinge above 1)",
+    "update/<term>_fake_score": "the same mean logit on the model's output (detached): LSGAN trains it towards 0, "
+    "hinge below -1; the gap to real_score is how well the discriminator tells them apart",
+    "step/<key>, step_update/<figure>": "the same figures for each logged window of training steps",
+    "learning_rate, nonfinite_steps, kl_divergence": "the model's learning rate; steps skipped for a non-finite "
+    "loss or gradient; the VAE's raw KL (VAE runs only)",
+}
+
+
+def tags_text() -> str:
+    """TAGS as a Markdown table."""
+    rows = "\n".join(f"| `{tag}` | {what} |" for tag, what in TAGS.items())
+    return "| tag | what |\n|---|---|\n" + rows
 
 
 def tensorboard_available() -> bool:
@@ -49,7 +78,8 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
         "learning_rate": metrics.learning_rate,
         "overfitting_gap": metrics.overfitting_gap,
     }
-    if metrics.kl_divergence or "kl_loss" in metrics.val_components:  # measured by the VAE's adapter
+    if (math.isfinite(metrics.kl_divergence) and metrics.kl_divergence) or "kl_loss" in metrics.val_components:
+        # measured by the VAE's adapter (0.0 or NaN where nothing measured it)
         out["kl_divergence"] = metrics.kl_divergence
     for term, (train, val) in term_curves(MetricsHistory(epochs=[metrics])).items():
         name = term.removesuffix("_loss")
@@ -65,8 +95,10 @@ def epoch_scalars(metrics: EpochMetrics) -> dict[str, float]:
 def step_scalars(metrics: StepMetrics) -> dict[str, float]:
     """A logged step's scalars (means over the steps since the previous log)."""
     terms = dict(metrics.components) or {
-        k: getattr(metrics, k) for k in (*NAMED_TERMS, "kl_loss") if getattr(metrics, k)
-    }  # older histories name only the seed's
+        k: getattr(metrics, k)
+        for k in (*NAMED_TERMS, "kl_loss")
+        if math.isfinite(getattr(metrics, k)) and getattr(metrics, k)
+    }  # older histories name only the seed's (0.0 or NaN: not configured, not measured)
     out = {
         "step/total": metrics.train_loss,
         "step/nonfinite": float(metrics.nonfinite_steps),
@@ -111,6 +143,7 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
         self.samples = samples
         self.sample_rate = sample_rate
+        self.writer.add_text("tags", tags_text(), global_step=0)
         if config_text:
             fenced = "\n".join("    " + line for line in config_text.splitlines())  # a Markdown code block
             self.writer.add_text("config", fenced, global_step=0)

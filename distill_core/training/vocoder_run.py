@@ -7,6 +7,7 @@ TensorBoard events and samples/*.wav (validation segments next to their reconstr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from distill_core.training.demo_run import (
     SettingsError,
     _check_run_folder,
     _check_something_trained,
+    check_run_options,
     open_run_folder,
     resolve_device,
     train_demo_run,
+    use_threads,
 )
 from distill_core.training.plots import plot_losses
 from distill_core.training.resume import check_resume
@@ -166,11 +169,14 @@ def run_vocoder(
 
     From ``settings``: name, out, epochs, data (a folder of WAVs; without it, ``clips`` generated clips),
     config (default: ``default_loss``), clips (segments per epoch), batch_size, lr, seed, samples, device,
-    resume, overwrite, force_config and tensorboard. Everything is checked before anything is written; a
+    resume, overwrite, force_config, tensorboard, threads and change_options. Everything is checked before
+    anything is written (a resume's settings against its run.json, as for the VAE); a
     folder holding another run is kept unless ``overwrite``. A resumed run keeps its own vocoder.json.
     """
     say = notify or (lambda message: None)
     _check_settings(settings, training)
+    option_changes = check_run_options(settings, "vocoder")
+    use_threads(settings)
     device = resolve_device(settings.device)
     config_path = _config_path(settings)
     if config_path is not None and settings.config is None:
@@ -223,7 +229,16 @@ def run_vocoder(
 
     # Nothing was written above this line, but for the run folder itself, which holds the lock.
     with open_run_folder(
-        run_dir, settings, changes=changes, start=start, config=config, loss=loss, say=say, what=" of a vocoder run"
+        run_dir,
+        settings,
+        changes=changes,
+        start=start,
+        config=config,
+        loss=loss,
+        say=say,
+        what=" of a vocoder run",
+        model="vocoder",
+        option_changes=option_changes,
     ):
         save_vocoder_config(vocoder_config, run_dir / VOCODER_FILE)
 
@@ -240,6 +255,7 @@ def run_vocoder(
             lambda: _logger(run_dir, settings, config, model, originals),
             optimizer=_optimizer(model, settings.lr, training.betas),
             adapter=adapter,
+            unmeasured=math.nan,  # the seed's VAE fields (val_kl_loss, ...) it never computes: NaN, not 0.0
         )
         plot_losses(history, run_dir / "losses.png")
         _write_samples(model, originals, run_dir / "samples")

@@ -65,7 +65,9 @@ def test_vae_with_an_adversarial_term_trains_from_a_config_and_resumes_bit_exact
         cut.epochs[0].metrics == straight.epochs[0].metrics
         and cut.epochs[0].components == straight.epochs[0].components
     )
-    train_cli(tmp_path, "--epochs", "2", "--name", "cut", "--resume", str(tmp_path / "cut" / "last.pt"))
+    train_cli(
+        tmp_path, "--epochs", "2", "--change-options", "--name", "cut", "--resume", str(tmp_path / "cut" / "last.pt")
+    )
 
     ours, theirs = (torch.load(tmp_path / name / "last.pt", weights_only=True) for name in ("cut", "straight"))
     assert ours["epoch"] == theirs["epoch"] == 1

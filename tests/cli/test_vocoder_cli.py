@@ -262,7 +262,15 @@ def test_a_users_terms_on_the_batch_keys_train(tmp_path):
 def test_resuming_trains_to_the_same_weights(tmp_path):
     def settings(name: str, epochs: int, resume: Path | None = None) -> DemoSettings:
         return DemoSettings(
-            name=name, out=tmp_path, epochs=epochs, clips=4, batch_size=2, seed=3, resume=resume, tensorboard=False
+            name=name,
+            out=tmp_path,
+            epochs=epochs,
+            clips=4,
+            batch_size=2,
+            seed=3,
+            resume=resume,
+            tensorboard=False,
+            change_options=resume is not None,  # 1 epoch to 2: the run's run.json says 1
         )
 
     whole = run_vocoder(settings("whole", 2), progress=False, training=TINY)

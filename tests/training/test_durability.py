@@ -91,7 +91,7 @@ def test_cli_sigterm_exits_cleanly_with_a_resume_hint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert f"interrupted; resume with: distill-loss train --name demo --out {tmp_path} --resume" in err
+    assert f"interrupted; resume with: distill-loss train --resume {tmp_path / 'demo' / 'last.pt'} --no-progress" in err
     assert "Traceback" not in err
     assert MetricsHistory.load(tmp_path / "demo" / "history.json").epochs
     assert load_checkpoint(tmp_path / "demo" / "last.pt")["epoch"] >= 0
