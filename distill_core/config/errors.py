@@ -15,23 +15,45 @@ from cattrs.errors import ForbiddenExtraKeysError
 Problem = tuple[str, str]  # (dotted path, reason)
 
 
+# A message lists this many problems and counts the rest: a broken or hostile file (100,000 unknown terms) is
+# said in a few lines, and formatting it costs nothing however many problems it has.
+SHOWN_PROBLEMS = 10
+
+
+def _said(problem: Problem) -> str:
+    path, reason = problem
+    return f"{path}: {reason}" if path else reason
+
+
+def _rest(problems: list[Problem]) -> str:
+    """'' or how many problems a message leaves out, in words."""
+    more = len(problems) - SHOWN_PROBLEMS
+    return f"... and {more:,} more problem{'s' if more != 1 else ''}" if more > 0 else ""
+
+
 class ConfigError(ValueError):
-    """A config a user wrote is invalid: carries every problem at once, each with its full path."""
+    """A config a user wrote is invalid: carries every problem at once, each with its full path; its message
+    lists the first ``SHOWN_PROBLEMS`` and the count of the rest."""
 
     def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
         self.problems: list[Problem] = list(problems)
         self.source = source
         where = f" in {source}" if source else ""
-        lines = [f"  {p}: {r}" if p else f"  {r}" for p, r in self.problems]
+        lines = [f"  {_said(p)}" for p in self.problems[:SHOWN_PROBLEMS]]
+        rest = _rest(self.problems)
+        if rest:
+            lines.append(f"  {rest}")
         super().__init__(
-            f"invalid loss config{where} ({len(self.problems)} problem"
+            f"invalid loss config{where} ({len(self.problems):,} problem"
             f"{'s' if len(self.problems) != 1 else ''}):\n" + "\n".join(lines)
         )
 
     def one_line(self) -> str:
         """The message on one line: ``invalid loss config in FILE: path: reason; path: reason``."""
         where = f" in {self.source}" if self.source else ""
-        return f"invalid loss config{where}: " + "; ".join(f"{p}: {r}" if p else r for p, r in self.problems)
+        said = [_said(p) for p in self.problems[:SHOWN_PROBLEMS]]
+        rest = _rest(self.problems)
+        return f"invalid loss config{where}: " + "; ".join(said + ([rest] if rest else []))
 
 
 class InvalidConfig(ValueError):
@@ -50,11 +72,42 @@ def join(path: str, key: str | int) -> str:
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """A short hint naming the closest valid option, or ''."""
+    """A short hint naming the closest valid option, or ''; a word with a letter that is not ASCII (a Cyrillic
+    'ѕ' looks like 's') also gets that letter named, which the user cannot see in what they typed."""
     import difflib
+    import itertools
 
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    # the first HINT_OPTIONS options only: a hint over a config's own 100,000 names would cost seconds a call
+    close = difflib.get_close_matches(word, list(itertools.islice(options, HINT_OPTIONS)), n=1, cutoff=0.6)
+    return not_ascii(word) + (f"; did you mean {close[0]!r}?" if close else "")
+
+
+HINT_OPTIONS = 1000
+LISTED_NAMES = 20
+
+
+def listed(names: Iterable[str], limit: int = LISTED_NAMES) -> str:
+    """Names joined with ', ', at most ``limit`` of them and then how many in all; 'none' when there are none."""
+    import itertools
+    from collections.abc import Sized
+
+    count = len(names) if isinstance(names, Sized) else None  # a dict's keys: not copied, however many
+    if count is None:
+        names = list(names)
+        count = len(names)
+    shown = ", ".join(itertools.islice(map(str, names), limit))
+    return (shown + (f", ... ({count:,} in all)" if count > limit else "")) or "none"
+
+
+def not_ascii(word: str) -> str:
+    """'' or a note naming the first character of ``word`` that is not ASCII, with its code point and name."""
+    import unicodedata
+
+    if not isinstance(word, str) or word.isascii():
+        return ""
+    char = next(c for c in word if not c.isascii())
+    name = unicodedata.name(char, "")
+    return f"; {char!r} (U+{ord(char):04X}{' ' + name if name else ''}) is not ASCII"
 
 
 class _BoundedRepr(reprlib.Repr):
@@ -103,9 +156,9 @@ def _leaf_problems(exc: BaseException) -> list[Problem]:
         return [("", "missing (a required field)")]
     if isinstance(exc, ForbiddenExtraKeysError):
         fields = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        return [
-            (k, f"unknown key{did_you_mean(k, fields)} (valid keys: {', '.join(fields)})")
-            for k in sorted(exc.extra_fields)
+        return [  # hints for the keys a message shows (a table of 100,000 unknown keys is said at once)
+            (k, f"unknown key{did_you_mean(k, fields) if i < SHOWN_PROBLEMS else ''} (valid keys: {', '.join(fields)})")
+            for i, k in enumerate(sorted(exc.extra_fields))
         ]
     if isinstance(exc, InvalidConfig):
         return list(exc.problems)

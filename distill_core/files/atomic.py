@@ -61,11 +61,27 @@ def signals_deferred() -> Iterator[None]:
                 signal.raise_signal(signum)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux's /proc), else set and put back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no other way to read it: set, then restore at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temp file in the same folder, flush and fsync it, then rename over ``path``.
 
-    Any OSError (disk full, no permission, a file where a folder should be) becomes a WriteError naming
-    ``path``; the temporary is removed and the previous file, if any, stays as it was.
+    The file gets the permissions any tool's new file gets, 0666 less the umask (0644 under umask 022),
+    set on the temporary before it is renamed (mkstemp makes it 0600). Any OSError (disk full, no permission, a
+    file where a folder should be) becomes a WriteError naming ``path``; the temporary is removed and the previous
+    file, if any, stays as it was.
     """
     target = Path(path)
     try:
@@ -78,6 +94,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise WriteError(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from distill_core.config.converter import ConfigError, Problem, _describe, check_weight, did_you_mean, join
+from distill_core.config.errors import SHOWN_PROBLEMS, listed
 from distill_core.loss.model import RESERVED_KEYS, LossConfig, name_problem
 from distill_core.loss.plan import LossPlan, draft_plan
-from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
+from distill_core.registry.discovery import Registry, TermInfo, UnknownTermError, get_registry
 from distill_core.registry.provenance import unmet_pins
 from distill_core.terms.declared import declared_outputs, is_stateful
 from distill_core.terms.layouts import conflicts as layout_conflicts
@@ -55,13 +56,30 @@ def swapped_input_problems(name: str, term: str, sources: Mapping[str, str]) -> 
 def _instance_clash(registry: Registry, name: str, term: str) -> Problem:
     return (
         join("terms", name),
-        f"{name!r} is the name of the installed term from {registry.get(name).provenance}; "
-        f"name this {term!r} instance differently (e.g. '{term}_{name}')",
+        f"{name!r} is the name of the installed term from {registry.get(name).provenance}, which "
+        f"term = {term!r} would replace; name this {term!r} instance differently (e.g. '{term}_{name}')",
     )
+
+
+# Unknown terms past this many get a short reason: the registry's diagnosis of one (its distributions, their
+# look-alike entry-point groups, close names) costs about a millisecond, and a message shows only the first few.
+DIAGNOSED_UNKNOWN = SHOWN_PROBLEMS
+
+
+def find_term(registry: Registry, term: str, unknown_so_far: int) -> tuple[TermInfo | None, str]:
+    """(the registered term, '') or (None, why it cannot be used): in full for the first ``DIAGNOSED_UNKNOWN``
+    unknown terms of a config, in a few words after them (so 100,000 unknown names are refused at once)."""
+    if unknown_so_far >= DIAGNOSED_UNKNOWN and term not in registry:
+        return None, f"unknown term {term!r}"
+    try:
+        return registry.get(term), ""
+    except UnknownTermError as exc:
+        return None, str(exc)
 
 
 def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
     problems: list[Problem] = []
+    unknown = 0
     for name, cfg in config.terms.items():
         path = join("terms", name)
         bad_name = name_problem(name)
@@ -69,11 +87,12 @@ def _term_problems(config: LossConfig, registry: Registry) -> list[Problem]:
             problems.append((path, bad_name))
             continue
         term = config.term_of(name)
-        try:
-            info = registry.get(term)
-        except UnknownTermError as exc:
-            problems.append((join(path, "term") if term != name else path, str(exc)))
+        found, why = find_term(registry, term, unknown)
+        if found is None:
+            unknown += 1
+            problems.append((join(path, "term") if term != name else path, why))
             continue
+        info = found
         if term != name and name in registry:
             problems.append(_instance_clash(registry, name, term))
         if not isinstance(cfg, info.config_class):
@@ -184,6 +203,7 @@ def produced_keys(plan: LossPlan) -> tuple[dict[str, str], list[Problem]]:
 def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Problem]:
     problems: list[Problem] = []
     owner: dict[str, str] = {}
+    missing = 0
     for gname, group in config.groups.items():
         path = join("groups", gname)
         reason = check_weight(group.weight)
@@ -195,13 +215,10 @@ def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Proble
                     (join(join(path, "members"), member), f"expected a finite weight >= 0, got {_describe(w)}")
                 )
             if member not in config.terms:
+                missing += 1
+                hint = did_you_mean(member, config.terms) if missing <= DIAGNOSED_UNKNOWN else ""
                 problems.append(
-                    (
-                        path,
-                        f"member {member!r} is not a configured term"
-                        f"{did_you_mean(member, config.terms)}; terms: "
-                        f"{', '.join(config.terms) or 'none'}",
-                    )
+                    (path, f"member {member!r} is not a configured term{hint}; terms: {listed(config.terms)}")
                 )
             elif member in owner:
                 problems.append(
@@ -234,7 +251,11 @@ def _group_problems(config: LossConfig, produced: dict[str, str]) -> list[Proble
         produced.setdefault(key, f"group {gname!r}")
     if config.fallback is not None and config.fallback not in config.groups:
         problems.append(
-            ("fallback", f"expected a group name ({', '.join(config.groups) or 'no groups'}), got {config.fallback!r}")
+            (
+                "fallback",
+                f"expected a group name ({listed(config.groups) if config.groups else 'no groups'}), "
+                f"got {_describe(config.fallback)}",
+            )
         )
     return problems
 
@@ -255,7 +276,7 @@ def _plan_problems(config: LossConfig, registry: Registry) -> tuple[LossPlan, li
             (
                 "balancer.input",
                 f"no configured term reads batch key {config.balancer.input!r}; "
-                f"the terms read: {', '.join(sorted(read_keys)) or 'nothing'}",
+                f"the terms read: {listed(sorted(read_keys)) if read_keys else 'nothing'}",
             )
         )
     return plan, problems

@@ -64,6 +64,8 @@ def _permutations(sources: int, device: torch.device) -> torch.Tensor:
 
 
 def _sources(term: Any, batch: Batch, axis: int) -> tuple[str, int]:
+    """The permuted input's key and its number of sources, its references checked to pair up with it as the
+    caller passed them (before any reshaping here, so a message quotes the caller's shapes)."""
     first = type(term).requires[0]
     value = batch[first]
     if not isinstance(value, torch.Tensor) or not 0 < axis < value.dim():
@@ -72,6 +74,16 @@ def _sources(term: Any, batch: Batch, axis: int) -> tuple[str, int]:
             f"term {term.name!r}: pit axis {axis} does not fit batch[{first!r}] of shape {shape}; "
             "expected an axis after the batch axis 0"
         )
+    for key in type(term).requires[1:]:
+        other = batch.get(key)
+        if not isinstance(other, torch.Tensor):
+            continue
+        if other.shape != value.shape:  # each reference is scored against each estimate: one shape
+            raise BatchError(
+                f"term {term.name!r} under pit (axis {axis}): batch[{first!r}] has shape {list(value.shape)} and "
+                f"batch[{key!r}] {list(other.shape)}; expected the same shape: as many estimates as references "
+                f"along axis {axis}, each as long"
+            )
     return first, value.shape[axis]
 
 
@@ -127,10 +139,27 @@ def hungarian(term: Any, batch: Batch, axis: int) -> tuple[torch.Tensor, torch.T
     matrix = pairwise_matrix(term, batch, axis)
     host = matrix.detach().cpu().double().numpy()  # the one sync per step
     # Rows are references here, so the column found for row j is the estimate assigned to reference j.
-    cols = numpy.stack([linear_sum_assignment(m.T)[1] for m in host])
+    cols = numpy.stack([linear_sum_assignment(_assignable(m).T)[1] for m in host])
     perm = torch.from_numpy(cols).to(device=matrix.device, dtype=torch.long)
     chosen = matrix.gather(1, perm.unsqueeze(1)).squeeze(1)  # [B, S]: reference j against estimate perm[b, j]
-    return chosen.mean(dim=1), perm
+    # As under brute force, whose minimum over permutations is NaN when any pair is: an example with a NaN pair
+    # has a NaN loss (flagged non-finite by the loss), whichever assignment was taken.
+    nan_pair = matrix.detach().isnan().flatten(1).any(dim=1)
+    best = chosen.mean(dim=1)
+    return torch.where(nan_pair, torch.full_like(best, torch.nan), best), perm
+
+
+def _assignable(matrix: Any) -> Any:
+    """A cost matrix scipy accepts (it refuses NaN and infinities): an infinite pair as a cost above any finite
+    assignment, a NaN as 0 (its example's loss is NaN whatever is assigned)."""
+    import numpy
+
+    finite = numpy.isfinite(matrix)
+    if finite.all():
+        return matrix
+    scale = float(numpy.abs(matrix[finite]).max()) if finite.any() else 1.0
+    big = (scale + 1.0) * 4 * matrix.shape[-1]
+    return numpy.nan_to_num(matrix, nan=0.0, posinf=big, neginf=-big)
 
 
 def evaluate(term: Any, batch: Batch, pit: PITConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ SNAPSHOT = {
     "distill_core": [
         "BalancerConfig", "BatchError", "BrokenPlugin", "CombinedLoss", "ConfigError", "Constant", "Cosine",
         "Cyclical", "GradientBalancer", "GroupConfig", "InvalidConfig", "LinearWarmup", "LossConfig", "LossTerm",
-        "PluginError", "Provenance", "REQUIRED_IN_FILES", "Recipe", "Registry", "Schedule", "TermBinding", "TermBuildError", "TermInfo",
+        "PATH_RELATIVE_TO_FILE", "PluginError", "Provenance", "REQUIRED_IN_FILES", "Recipe", "Registry", "Schedule", "TermBinding", "TermBuildError", "TermInfo",
         "UnknownTermError", "Weight", "converter", "dump_config", "dumps_config", "get_registry", "hookimpl",
         "load_config", "register", "reset_registry", "weight_at",
     ],
