@@ -75,6 +75,7 @@ def plugins(as_json: bool, requirements: bool) -> None:
     """List every discovered loss term, its distribution, version, module and config fields, and the sections
     plugins add (e.g. the discriminator kinds), each entry with its options, BROKEN ones included."""
     # lazy: `distill-loss --help` and each command load only what they use (torch is slow)
+    from distill_core.registry import recipes
     from distill_core.registry.discovery import get_registry
     from distill_core.registry.sections import plugin_sections
 
@@ -106,6 +107,7 @@ def plugins(as_json: bool, requirements: bool) -> None:
             "conflicts": conflicts,
             "warnings": registry.notes,
             "sections": {s.name: _section(s) for s in sections},
+            "recipes": recipes.listing(),
         }
         click.echo(json.dumps(listing, indent=2))
         return
@@ -119,6 +121,15 @@ def plugins(as_json: bool, requirements: bool) -> None:
         click.echo(f"WARNING {note}")
     if not rows and not broken:
         click.echo("no loss terms installed (pip install distill-stft, ...)")
+    click.echo('\nrecipes (recipe = "NAME"):')
+    for recipe in recipes.listing():
+        click.echo(f"{recipe['name']}  ({recipe['distribution']}=={recipe['version']}, {recipe['entry_point']})")
+        if "error" in recipe:
+            click.echo(f"    BROKEN {recipe['error']}")
+        for name, term in recipe.get("terms", {}).items():
+            kind = "" if term["term"] == name else f" (term {term['term']!r})"
+            origin = f", from {term['distribution']}" if term["distribution"] else ""
+            click.echo(f"    {name}{kind}: weight {json.dumps(term['weight'])}{origin}")
     for section in sections:
         click.echo(f"\n{section.title}:")
         for entry in _section(section)["entries"]:

@@ -86,6 +86,37 @@ def recipes() -> dict[str, Recipe | RecipeError]:
     return dict(_found)
 
 
+def listing() -> list[dict[str, Any]]:
+    """Each installed recipe as ``distill-loss plugins`` shows it: where it comes from (distribution, version,
+    entry point), its terms with their weights and distributions, the batch it reads, or why it is unusable."""
+    found = recipes()
+    rows: list[dict[str, Any]] = []
+    for ep, distribution, version in declared_entry_points(GROUP):
+        recipe = found.get(ep.name)
+        if any(row["name"] == ep.name for row in rows) or recipe is None:
+            continue  # a name declared twice: the first distribution on sys.path counts, as in _discover
+        row: dict[str, Any] = {
+            "name": ep.name,
+            "distribution": distribution,
+            "version": version,
+            "entry_point": ep.value,
+        }
+        if isinstance(recipe, RecipeError):
+            row["error"] = str(recipe)
+        else:
+            row["terms"] = {
+                name: {
+                    "term": section.get("term", name) if isinstance(section, Mapping) else name,
+                    "weight": section.get("weight", 1.0) if isinstance(section, Mapping) else 1.0,
+                    "distribution": recipe.distributions.get(name),
+                }
+                for name, section in recipe.terms.items()
+            }
+            row["batch"] = dict(recipe.batch)
+        rows.append(row)
+    return rows
+
+
 def get(name: str) -> Recipe:
     """The recipe called ``name``; RecipeError says why it is not usable."""
     found = recipes()
