@@ -166,6 +166,30 @@ def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], s
     return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
 
 
+def interleaved_steps(
+    fns: dict[str, Callable[[], None]], reps: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[float]]]:
+    """Each step ``reps`` times, interleaved, after one warm-up round: the fastest and median wall time, the median
+    process CPU time (seconds), and every repetition's wall time (ms)."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(1 + reps):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+    best = {k: min(v) for k, v in wall.items()}
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    return best, med, cpu_med, {k: [t * 1e3 for t in v] for k, v in wall.items()}
+
+
 def bench_adversarial(
     device: torch.device,
     reps: int = 5,
@@ -181,24 +205,7 @@ def bench_adversarial(
     there a step's times spread over several x. The medians, the process CPU times and every repetition are in
     the result too."""
     periods, fft_sizes = periods or PERIODS, fft_sizes or FFT_SIZES
-    fns = cases(device, periods, fft_sizes, shape)
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(1 + reps):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                wall[name].append(time.perf_counter() - t)
-                cpu[name].append(time.process_time() - c)
-    del fns
-    best = {k: min(v) for k, v in wall.items()}
-    med = {k: statistics.median(v) for k, v in wall.items()}
-    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    best, med, cpu_med, wall = interleaved_steps(cases(device, periods, fft_sizes, shape), reps, device)
     mem = {k: peak(k, device, periods, fft_sizes, shape) for k in CASES}
     ratio = lambda a, b, d: d[a] / max(d[b], 1e-12)  # noqa: E731
     return {
@@ -209,7 +216,7 @@ def bench_adversarial(
         "ms": {k: v * 1e3 for k, v in best.items()},
         "median_ms": {k: v * 1e3 for k, v in med.items()},
         "cpu_median_ms": {k: v * 1e3 for k, v in cpu_med.items()},
-        "ms_all": {k: [t * 1e3 for t in v] for k, v in wall.items()},
+        "ms_all": wall,
         "peak_mib": mem,
         "d_step_time_ratio": ratio("ours_d", "dac_d", best),
         "g_step_time_ratio": ratio("ours_g", "dac_g", best),

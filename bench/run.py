@@ -30,6 +30,7 @@ SIZES = {
 }
 MEL_SIZES = {"waveform [8,1,44100]": (8, 1, 44100), "waveform [4,1,132300]": (4, 1, 132300)}
 ADVERSARIAL_SHAPE = [4, 1, 44100]  # 4 one-second signals at 44.1 kHz
+BIGVGAN_SHAPE = [1, 1, 16384]  # one BigVGAN-v2 training segment is 65536 samples; a quarter keeps CPU runs short
 
 
 def cpu_name() -> str:
@@ -704,7 +705,42 @@ def report_adversarial(results: dict, device: torch.device, args: argparse.Names
     )
 
 
-SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi", "adversarial")
+def report_bigvgan(results: dict, device: torch.device, args: argparse.Namespace) -> None:
+    """The bigvgan_v2 preset's D and G steps against BigVGAN-v2's train.py pieces (bigvgan_steps.py)."""
+    import bigvgan_steps
+
+    missing = bigvgan_steps.anchors_missing()
+    if missing:
+        print(f"\n9. bigvgan: skipped ({missing})")
+        return
+    shape = tuple(args.bigvgan_shape)
+    b = results["bigvgan"] = bigvgan_steps.bench_bigvgan(device, args.bigvgan_reps, shape, args.bigvgan_width)
+    ms, mib = b["ms"], b["peak_mib"]
+    print(
+        table(
+            f"9. the bigvgan_v2 preset (MPD 2 3 5 7 11 + MS-SB-CQTD, 44.1 kHz) at width {args.bigvgan_width:g} on "
+            f"{list(shape)}, vs BigVGAN-v2's train.py (fastest of {args.bigvgan_reps}; median and CPU time beside)",
+            ["step", "time ours / BigVGAN", "median", "CPU time", "peak memory ours / BigVGAN"]
+            + ["ours ms", "BigVGAN ms", "ours MiB", "BigVGAN MiB"],
+            [
+                [
+                    step,
+                    f"{b[f'{key}_step_time_ratio']:.2f}x",
+                    f"{b[f'{key}_step_median_time_ratio']:.2f}x",
+                    f"{b[f'{key}_step_cpu_time_ratio']:.2f}x",
+                    f"{b[f'{key}_step_memory_ratio']:.2f}x",
+                    f"{ms[f'ours_{key}']:.0f}",
+                    f"{ms[f'bigvgan_{key}']:.0f}",
+                    f"{mib[f'ours_{key}']:.1f}",
+                    f"{mib[f'bigvgan_{key}']:.1f}",
+                ]
+                for step, key in (("D step", "d"), ("G step", "g"))
+            ],
+        )
+    )
+
+
+SECTIONS = ("stft", "mel", "audiocraft", "overhead", "import", "build", "balancer", "stoi", "adversarial", "bigvgan")
 
 
 def main() -> None:
@@ -725,6 +761,18 @@ def main() -> None:
         help="waveform shape of the adversarial section (default %(default)s)",
     )
     parser.add_argument("--adversarial-reps", type=int, default=5, help="repetitions of each adversarial step")
+    parser.add_argument(
+        "--bigvgan-shape",
+        type=int,
+        nargs=3,
+        default=BIGVGAN_SHAPE,
+        metavar=("B", "C", "N"),
+        help="waveform shape of the bigvgan section (default %(default)s)",
+    )
+    parser.add_argument("--bigvgan-reps", type=int, default=3, help="repetitions of each bigvgan step")
+    parser.add_argument(
+        "--bigvgan-width", type=float, default=1.0, help="channel multiplier of both discriminators (1: published)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -782,6 +830,8 @@ def main() -> None:
         report_stoi(results, device, args)
     if "adversarial" in only:
         report_adversarial(results, device, args)
+    if "bigvgan" in only:
+        report_bigvgan(results, device, args)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

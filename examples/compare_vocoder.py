@@ -5,7 +5,8 @@ reconstruct held-out speech with every run and say which differences are real (p
     python examples/compare_vocoder.py --corpus data/speech --out runs/vocoder --threads 1
 
 Recipes: (a) waveform L1, (b) multi-resolution STFT, (c) DAC's multi-scale mel, (d) mel + multi-resolution
-STFT, (e) mel + adversarial (see RECIPES). Each run is a folder under
+STFT, (e) mel + adversarial, (f) BigVGAN-v2's whole loss, ``recipe = "bigvgan_v2"`` at 16 kHz and a small width
+(see RECIPES). Each run is a folder under
 ``--out`` (best.pt, last.pt, config.toml, lock.json, vocoder.json, history.json, losses.png); the evaluation
 writes ``--out/compare/``: compare.md (the metric table and the paired tests), compare.png, spectrograms.png
 (one held-out clip per recipe beside the original) and the reconstructed WAVs.
@@ -48,6 +49,7 @@ from distill_core.training.vocoder import (
     vocoder_batch,
 )
 
+SAMPLE_RATE = 16_000
 WAVES = {"inputs": {"recon": "recon_wave", "target": "target_wave"}}  # every term reads the vocoder's waveforms
 MRSTFT = {"input": "waveform", **WAVES}  # distill-stft's defaults: FFT sizes 512/1024/2048, hops 128/256/512
 MEL = {"sample_rate": 16_000, **WAVES}  # distill-mel's defaults are DAC's: seven scales, windows 32 to 2048
@@ -63,9 +65,25 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (e) DAC's weights (mel 15, adversarial 1, feature matching 2) with a small MPD (DAC's and HiFi-GAN's periods,
     # 1/16 of their channels: 163k parameters) so that a step costs about twice a step of (c) on CPU, not 10x.
     "e_mel_adversarial": {"recipe": "none", "terms": {"mel": {**MEL, "weight": 15.0}, "adversarial": ADVERSARIAL}},
+    # (f) BigVGAN-v2's loss as its recipe gives it (mel x15; MPD + MS-SB-CQTD, LSGAN, feature matching x2, D's AdamW,
+    # per-step decay, clip 500 per discriminator), on this corpus's 16 kHz: the mel's and the CQT's sample rate,
+    # and 8 octaves from C1 (9 would pass 16 kHz's Nyquist after the 2x upsampling). Width 1/16 as (e): MPD at
+    # 1/16 of its channels and the CQTD at 8 of its 128 filters.
+    "f_bigvgan_v2": {
+        "recipe": "bigvgan_v2",
+        "terms": {
+            "mel": {"sample_rate": SAMPLE_RATE, **WAVES},
+            "adversarial": {
+                "width": 0.0625,
+                "discriminators": [
+                    {"kind": "mpd"},
+                    {"kind": "cqtd", "options": {"sample_rate": SAMPLE_RATE, "n_octaves": [8, 8, 8]}},
+                ],
+                **WAVES,
+            },
+        },
+    },
 }
-
-SAMPLE_RATE = 16_000
 
 
 def _loss_config(recipe: dict[str, Any]) -> LossConfig:

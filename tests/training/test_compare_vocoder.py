@@ -1,4 +1,4 @@
-"""examples/compare_vocoder.py end to end at a tiny budget: four recipes trained, saved, compared, tested."""
+"""examples/compare_vocoder.py end to end at a tiny budget: six recipes trained, saved, compared, tested."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
         ]
     )
     assert code == 0
-    names = ["a_wave_l1", "b_mrstft", "c_mel", "d_mel_mrstft", "e_mel_adversarial"]
+    names = ["a_wave_l1", "b_mrstft", "c_mel", "d_mel_mrstft", "e_mel_adversarial", "f_bigvgan_v2"]
     for name in names:
         run = out / name
         assert {"best.pt", "last.pt", "config.toml", "lock.json", "vocoder.json", "history.json", "losses.png"} <= {
@@ -86,11 +86,13 @@ def test_end_to_end_at_two_steps(tmp_path, capsys, one_thread):
     )  # D's own loss is logged beside the generator's terms
     config = (out / "d_mel_mrstft" / "config.toml").read_text()
     assert "[terms.mel]" in config and "[terms.stft]" in config and "sample_rate = 16000" in config
+    bigvgan = (out / "f_bigvgan_v2" / "config.toml").read_text()  # the recipe, resolved, at the corpus's rate
+    assert 'kind = "cqtd"' in bigvgan and "sample_rate = 16000" in bigvgan and "grad_clip = 500.0" in bigvgan
     md = (out / "compare" / "compare.md").read_text()
     shown = re.search(r"# Reconstruction of (\d+) held-out clips of 0.50 s", md)
     assert shown and int(shown.group(1)) >= 8, md[:200]
     assert all(f"| {name} |" in md for name in names)
-    assert f"## Paired differences over clips ({10 * len(METRICS)} tests)" in md  # 10 pairs x every metric
+    assert f"## Paired differences over clips ({15 * len(METRICS)} tests)" in md  # 15 pairs x every metric
     assert md.strip() in capsys.readouterr().out
     files = {p.name for p in (out / "compare").rglob("*")}
     assert {"compare.png", "spectrograms.png", "clip00_original.wav", "clip00_c_mel.wav"} <= files

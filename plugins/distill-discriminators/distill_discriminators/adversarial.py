@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -54,6 +54,7 @@ class Resolved:
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
     grad_clip: float
+    grad_clip_scope: Literal["ensemble", "each"]
 
     @classmethod
     def of(cls, config: AdversarialConfig) -> Resolved:
@@ -68,6 +69,7 @@ class Resolved:
             or c.optimizer is None
             or c.scheduler is None
             or c.grad_clip is None
+            or c.grad_clip_scope is None
         ):
             unset = [k for k in attrs.fields_dict(cls) if getattr(c, k) is None]
             raise ValueError(
@@ -82,6 +84,7 @@ class Resolved:
             c.optimizer,
             c.scheduler,
             c.grad_clip,
+            c.grad_clip_scope,
         )
 
 
@@ -146,11 +149,7 @@ class Adversarial(nn.Module):
             ).sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        if self.settings.grad_clip > 0:
-            norm = nn.utils.clip_grad_norm_(self.discriminators.parameters(), self.settings.grad_clip, foreach=True)
-        else:
-            grads = [p.grad for p in self.discriminators.parameters() if p.grad is not None]
-            norm = nn.utils.get_total_norm(grads, foreach=True)
+        norm = self.clip_gradients()
         # the norm is of the gradient averaged over the ranks: a non-finite one on any rank skips every rank alike
         bad = ~torch.isfinite(loss) | ~torch.isfinite(norm)
         step_unless(self.optimizer, bad)
@@ -167,6 +166,23 @@ class Adversarial(nn.Module):
                 "fake_score": torch.stack([mean_score(f) for f in fakes]).mean(),
             }
         return {"disc_loss": loss.detach(), **scores}
+
+    def clip_gradients(self) -> torch.Tensor:
+        """Clip D's gradient to ``grad_clip`` (none at 0), as a whole or per discriminator, on the device; returns
+        the norm of the whole gradient before clipping (non-finite when any part is)."""
+        clip, settings = self.settings.grad_clip, self.settings
+        groups = (
+            [list(d.parameters()) for d in self.discriminators]
+            if settings.grad_clip_scope == "each"
+            else [list(self.discriminators.parameters())]
+        )
+        norms = []
+        for params in groups:
+            if clip > 0:
+                norms.append(nn.utils.clip_grad_norm_(params, clip, foreach=True))
+            else:
+                norms.append(nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
+        return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """The generator's components from one D forward on ``fake`` (D read-only, real under no_grad):
@@ -187,7 +203,7 @@ class Adversarial(nn.Module):
         feat = torch.stack(
             [
                 s.loss_weight
-                * feature_matching(r, f, layers=fm.layers, include_logits=fm.include_logits, how=s.feat_reduction)
+                * feature_matching(r, f, layers=fm.layers, include_logits=s.matches_logits(fm), how=s.feat_reduction)
                 for s, r, f in zip(specs, reals, fakes)
             ]
         ).sum()

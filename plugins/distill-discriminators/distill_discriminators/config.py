@@ -36,6 +36,7 @@ class DiscriminatorSpec:
     weight: float | None = None
     reduce: Reduce | None = None
     feat_reduce: Reduce | None = None
+    include_logits: bool | None = None
 
     def __attrs_post_init__(self) -> None:
         problems: Problems = []
@@ -70,6 +71,10 @@ class DiscriminatorSpec:
         """``feat_reduce``, "sum" where unset."""
         return self.feat_reduce or "sum"
 
+    def matches_logits(self, feature_matching: FeatureMatchingConfig) -> bool:
+        """Whether feature matching compares this entry's logits: its own ``include_logits``, else the term's."""
+        return feature_matching.include_logits if self.include_logits is None else self.include_logits
+
     def discriminator_class(self) -> type[Discriminator]:
         from .hookspecs import discriminators
 
@@ -89,6 +94,7 @@ class DiscriminatorSpec:
             self.weight if self.weight is not None else defaults.loss_weight if defaults else 1.0,
             self.reduce or (defaults.loss_reduce if defaults else "sum"),
             self.feat_reduce or (defaults.feat_reduction if defaults else "sum"),
+            self.include_logits if self.include_logits is not None else defaults.include_logits if defaults else None,
         )
 
     def build_config(self, width: float | None = None) -> Any:
@@ -173,7 +179,9 @@ class AdversarialConfig:
 
     ``gen_weight`` and ``feat_weight`` weigh the generator's adversarial and feature-matching components
     against each other (the anchors' lambdas); ``weight`` is the term's weight in a combined loss.
-    ``grad_clip``: max norm of D's gradient in its update, 0 for none. ``width``: a channel multiplier for
+    ``grad_clip``: max norm of D's gradient in its update, 0 for none; ``grad_clip_scope``: of the whole
+    ensemble's gradient (``"ensemble"``: DAC) or of each discriminator's apart (``"each"``: BigVGAN's train.py
+    clips MPD and CQTD separately). ``width``: a channel multiplier for
     every discriminator that sets none itself (tests and small models). ``init``: where D starts: ``fresh``
     (random), ``weights_only`` (D's weights from ``init_from``, a fresh optimizer) or ``resume`` (weights,
     optimizer, scheduler and step counter from ``init_from``). ``init_from``: a checkpoint of ours or an
@@ -182,7 +190,7 @@ class AdversarialConfig:
     """
 
     weight: Weight = 1.0
-    preset: Literal["dac", "hifigan_v1", "encodec", "vocos"] | None = "dac"
+    preset: Literal["dac", "hifigan_v1", "bigvgan_v2", "encodec", "vocos"] | None = "dac"
     discriminators: tuple[DiscriminatorSpec, ...] | None = None
     loss: LossForm | None = None
     feature_matching: FeatureMatchingConfig | None = None
@@ -191,6 +199,7 @@ class AdversarialConfig:
     optimizer: OptimizerConfig | None = None
     scheduler: SchedulerConfig | None = None
     grad_clip: float | None = None
+    grad_clip_scope: Literal["ensemble", "each"] | None = None
     width: float | None = None
     init: Init = "fresh"
     init_from: str | None = attrs.field(default=None, metadata={PATH_RELATIVE_TO_FILE: True})
@@ -230,6 +239,8 @@ class AdversarialConfig:
             self.scheduler = SchedulerConfig()
         if self.grad_clip is None:
             self.grad_clip = 0.0
+        if self.grad_clip_scope is None:
+            self.grad_clip_scope = "ensemble"
         if self.discriminators is not None and not self.discriminators:
             problems.append(("discriminators", "expected at least one discriminator"))
         for key in ("gen_weight", "feat_weight", "grad_clip"):

@@ -26,7 +26,6 @@ import torch
 from disc_anchors import anchor
 from disc_weights import assert_close
 from distill_discriminators import (
-    PRESETS,
     Adversarial,
     AdversarialConfig,
     StateMismatch,
@@ -348,9 +347,8 @@ BIGVGAN_CQTD = {
 
 
 def bigvgan_config(**more):
-    preset = "bigvgan_v2" if "bigvgan_v2" in PRESETS else "hifigan_v1"
     return AdversarialConfig(
-        preset=preset,
+        preset="bigvgan_v2",
         discriminators=[
             {"kind": "mpd", "options": {"periods": [2, 3, 5, 7, 11], "width": 0.125}},
             {"kind": "cqtd", "options": {"sample_rate": 24000, "filters": 4}},
@@ -399,6 +397,24 @@ def test_bigvgan_do_file_with_cqtd_resumes_with_equal_logits(bigvgan_do):
     for name, p in mrd.named_parameters():
         mine = "1." + ours_name(name.replace(".conv_pres.", ".band_convs."))
         assert_same_state(optim_d.state[p], ours.optimizer.state[named[mine]], name)
+
+
+def test_bigvgan_v2s_per_step_schedule_continues_from_its_steps(bigvgan_do):
+    """BigVGAN-v2 steps its ExponentialLR every batch and saves the do_ file after ``steps`` of them, the decayed
+    rate in optim_d: ours continues from there (one more step multiplies by gamma once). BigVGAN-v1's schedule is
+    per epoch: a per-epoch config reads ``epoch``."""
+    *_, do = bigvgan_do
+    decayed = copy.deepcopy(do)
+    for group in decayed["optim_d"]["param_groups"]:
+        group["lr"] = 2e-4 * 0.9999996**2
+    ours = Adversarial(bigvgan_config())
+    load_anchor_checkpoint(ours, decayed, resume=True)
+    assert ours.scheduler.last_epoch == 2
+    ours.scheduler.step()
+    assert ours.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.9999996**3, rel=1e-12)
+    per_epoch = Adversarial(bigvgan_config(scheduler={"name": "exponential", "gamma": 0.999, "interval": "epoch"}))
+    load_anchor_checkpoint(per_epoch, {**decayed, "epoch": 5}, resume=True)
+    assert per_epoch.scheduler.last_epoch == 5
 
 
 def test_bigvgan_export_needs_and_takes_its_own_cqt_buffers(bigvgan_do):
@@ -641,8 +657,7 @@ def test_a_file_from_another_anchor_is_named_with_what_would_fit(bigvgan_do):
         "init_from = 'do_00000002': this is a BigVGAN checkpoint (MPD x5 + MS-SB-CQTD x3), not a DAC one as preset = 'dac' reads; it does not fit the configured discriminators: "
     )
     assert "missing " in message and "unexpected " in message and "(" in message
-    preset = "bigvgan_v2" if "bigvgan_v2" in PRESETS else "hifigan_v1"
-    assert f"; preset = {preset!r}" in message and message.endswith("fits it")
+    assert "; preset = 'bigvgan_v2'" in message and message.endswith("fits it")
     assert "discriminators[1].options.filters = 4" in message
 
 

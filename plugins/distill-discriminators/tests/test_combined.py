@@ -33,7 +33,8 @@ def d_params(loss):
 
 
 @pytest.mark.parametrize(
-    "preset, gen, feat", [("dac", 1.0, 2.0), ("hifigan_v1", 1.0, 2.0), ("encodec", 4.0, 4.0), ("vocos", 1.0, 1.0)]
+    "preset, gen, feat",
+    [("dac", 1.0, 2.0), ("hifigan_v1", 1.0, 2.0), ("bigvgan_v2", 1.0, 2.0), ("encodec", 4.0, 4.0), ("vocos", 1.0, 1.0)],
 )
 def test_gen_and_feat_are_components_with_the_presets_weights(preset, gen, feat):
     torch.manual_seed(0)

@@ -69,6 +69,7 @@ def test_one_line_gives_the_anchors_setup(tmp_path, preset):
     expected = {
         "dac": ("lsgan", 1.0, 2.0, 10.0),
         "hifigan_v1": ("lsgan", 1.0, 2.0, 0.0),
+        "bigvgan_v2": ("lsgan", 1.0, 2.0, 500.0),
         "encodec": ("hinge", 4.0, 4.0, 0.0),
         "vocos": ("hinge_clamped", 1.0, 1.0, 0.0),
     }[preset]
@@ -76,9 +77,13 @@ def test_one_line_gives_the_anchors_setup(tmp_path, preset):
     kinds = [d.kind for d in config.discriminators]
     assert (
         kinds
-        == {"dac": ["mpd", "mrd"], "hifigan_v1": ["mpd", "msd"], "encodec": ["msstftd"], "vocos": ["mpd", "mrd"]}[
-            preset
-        ]
+        == {
+            "dac": ["mpd", "mrd"],
+            "hifigan_v1": ["mpd", "msd"],
+            "bigvgan_v2": ["mpd", "cqtd"],
+            "encodec": ["msstftd"],
+            "vocos": ["mpd", "mrd"],
+        }[preset]
     )
 
 

@@ -9,11 +9,11 @@ waveforms -> the same logits, feature maps and losses (BigVGAN's loss.py, run as
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import pytest
 import torch
+from cqtd_anchors import BIGVGAN_CQTD, options, ours_name, signal_carrying, weights
 from disc_anchors import anchor
 from disc_weights import assert_close, load_state
 from distill_discriminators import Adversarial, AdversarialConfig, discriminators
@@ -23,36 +23,7 @@ from torch import nn
 from distill_core import InvalidConfig
 from distill_core.testing import check_term
 
-# BigVGAN's configs (both v2 rates): cqtd_filters 128, max 1024, scale 1, dilations [1, 2, 4], hops
-# [512, 256, 256], 9 octaves, 24 / 36 / 48 bins per octave
-BIGVGAN_CQTD = {
-    "cqtd_filters": 128,
-    "cqtd_max_filters": 1024,
-    "cqtd_filters_scale": 1,
-    "cqtd_dilations": [1, 2, 4],
-    "cqtd_hop_lengths": [512, 256, 256],
-    "cqtd_n_octaves": [9, 9, 9],
-    "cqtd_bins_per_octaves": [24, 36, 48],
-}
 RATES = (24000, 44100)
-OURS = {  # BigVGAN's option -> ours
-    "sampling_rate": "sample_rate",
-    "cqtd_filters": "filters",
-    "cqtd_max_filters": "max_filters",
-    "cqtd_filters_scale": "filters_scale",
-    "cqtd_dilations": "dilations",
-    "cqtd_in_channels": "in_channels",
-    "cqtd_out_channels": "out_channels",
-    "cqtd_hop_lengths": "hop_lengths",
-    "cqtd_n_octaves": "n_octaves",
-    "cqtd_bins_per_octaves": "bins_per_octaves",
-    "cqtd_normalize_volume": "normalize_input",
-}
-
-
-def options(cfg: dict[str, Any]) -> dict[str, Any]:
-    """BigVGAN's cqtd_* settings as our kind's options."""
-    return {OURS[k]: v for k, v in cfg.items()}
 
 
 def pair(cfg: dict[str, Any], seed: int = 0) -> tuple[nn.Module, CQTD]:
@@ -64,30 +35,8 @@ def pair(cfg: dict[str, Any], seed: int = 0) -> tuple[nn.Module, CQTD]:
     theirs = disc.MultiScaleSubbandCQTDiscriminator(copy.deepcopy(cfg))
     signal_carrying(theirs, seed)
     ours = CQTD(CQTDConfig(**options(cfg)))
-    load_state(ours, weights(theirs), lambda n: n.replace(".conv_pres.", ".band_convs."))
+    load_state(ours, weights(theirs), ours_name)
     return theirs, ours
-
-
-def signal_carrying(module: nn.Module, seed: int) -> None:
-    """Random weights that carry the signal through every layer: unit-gain directions (weight norm's g near 1.5,
-    plain convs scaled by their fan-in) and small biases. (disc_weights.randomise's biases near 0.5 and g near 0
-    leave this stack's logits nearly constant: real and fake differed by 1e-5 of their size, so a comparison to
-    1e-5 would have tested little.)"""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if name.endswith("weight_g"):
-                p.copy_(1.5 + 0.2 * r)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * r)
-            else:
-                p.copy_(r * 1.5 / math.sqrt(p[0].numel()))
-
-
-def weights(theirs: nn.Module) -> dict[str, torch.Tensor]:
-    """The anchor's parameters, without its transforms' fixed buffers (CQT kernels, filters, resampling)."""
-    return {k: v for k, v in theirs.state_dict().items() if ".cqt_transform." not in k and ".resample." not in k}
 
 
 def waves(n: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
-"""distill plugin: whole published losses as recipes (``recipe = "dac"``, ``"hifigan_v1"``, ``"encodec"``,
-``"vocos"``; entry-point group ``distill.recipes``), and the two mel terms only these recipes need
+"""distill plugin: whole published losses as recipes (``recipe = "dac"``, ``"hifigan_v1"``, ``"bigvgan_v2"``,
+``"encodec"``, ``"vocos"``; entry-point group ``distill.recipes``), and the two mel terms only these recipes need
 (``hifigan_mel``, ``vocos_mel``).
 
 Discovery imports only this module (for the terms' hook) and, when a recipe is first looked up, the recipe

@@ -124,7 +124,7 @@ def test_a_short_or_differentiable_target_is_refused():
         term({"recon": x, "target": y.requires_grad_(True)})
 
 
-@pytest.mark.parametrize("name", ["dac", "hifigan_v1", "encodec", "vocos"])
+@pytest.mark.parametrize("name", ["dac", "hifigan_v1", "bigvgan_v2", "encodec", "vocos"])
 def test_each_recipe_is_installed_and_names_its_distributions(name):
     recipe = recipes.get(name)
     assert set(recipe.distributions) == set(recipe.terms)

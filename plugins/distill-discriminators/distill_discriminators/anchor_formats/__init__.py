@@ -75,7 +75,7 @@ def load_state(adv: Adversarial, state: AnchorState, *, resume: bool, what: str)
                 f"({WHERE[fmt.name]}): use init = 'weights_only'"
             )
         optimizer = read_optimizer(adv, fmt, fit.slots, state.optimizer, what)
-        schedule = read_schedule(adv, fmt, state.scheduler, state.epoch, what)
+        schedule = read_schedule(adv, fmt, state.scheduler, state.epoch, what, state.steps)
     adv.discriminators.load_state_dict(fit.weights)
     if optimizer is not None:
         adv.optimizer.load_state_dict(optimizer)

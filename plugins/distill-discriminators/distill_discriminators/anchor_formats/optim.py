@@ -123,22 +123,34 @@ def write_optimizer(adv: Adversarial, fmt: Format, slots: list[Slot]) -> dict[st
     return {"state": state, "param_groups": groups}
 
 
-def anchor_schedule(fmt: Format, saved: Mapping[str, Any] | None, epoch: int | None) -> tuple[str, int] | None:
+def anchor_schedule(
+    fmt: Format, saved: Mapping[str, Any] | None, epoch: int | None, steps: int | None = None, interval: str = "epoch"
+) -> tuple[str, int] | None:
     """The anchor's D schedule as (kind, steps taken): DAC's ExponentialLR and Vocos's LambdaLR from their saved
-    states; HiFi-GAN's and BigVGAN's per-epoch ExponentialLR from the epoch (train.py rebuilds it from that)."""
+    states; HiFi-GAN's per-epoch ExponentialLR from the epoch (train.py rebuilds it from that); BigVGAN's from the
+    epoch (v1) or, where ours steps per batch as BigVGAN-v2's train.py does, from ``steps`` (its do_ file is saved
+    after that many scheduler steps, the optimizer holding the decayed rate)."""
     if saved is not None and isinstance(saved.get("last_epoch"), int):
         return ("exponential" if "gamma" in saved else "lambda"), int(saved["last_epoch"])
+    if fmt.name == "bigvgan" and interval == "step" and steps is not None:
+        return "exponential", int(steps)
     if fmt.name in ("hifigan", "bigvgan") and epoch is not None:
         return "exponential", int(epoch)
     return None
 
 
 def read_schedule(
-    adv: Adversarial, fmt: Format, saved: Mapping[str, Any] | None, epoch: int | None, what: str
+    adv: Adversarial,
+    fmt: Format,
+    saved: Mapping[str, Any] | None,
+    epoch: int | None,
+    what: str,
+    steps: int | None = None,
 ) -> dict[str, Any] | None:
     """Our scheduler's state continuing the anchor's schedule (its steps taken), or None where there is none;
     a schedule of another kind than ours is refused, naming both."""
-    theirs = anchor_schedule(fmt, saved, epoch)
+    interval = adv.settings.scheduler.interval
+    theirs = anchor_schedule(fmt, saved, epoch, steps, interval)
     ours = adv.scheduler
     if theirs is None or ours is None:
         if theirs is not None and ours is None and theirs[1] > 0:
@@ -148,8 +160,7 @@ def read_schedule(
             )
         return None
     kind = "exponential" if isinstance(ours, torch.optim.lr_scheduler.ExponentialLR) else "lambda"
-    interval = adv.settings.scheduler.interval
-    wanted = "epoch" if fmt.name in ("hifigan", "bigvgan") else "step"
+    wanted = "epoch" if fmt.name == "hifigan" else interval if fmt.name == "bigvgan" else "step"
     if kind != theirs[0] or interval != wanted:
         name = adv.settings.scheduler.name
         raise StateMismatch(
