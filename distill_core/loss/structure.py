@@ -81,6 +81,19 @@ def _merge(base: Mapping[str, Any], override: Any) -> Any:
     return out
 
 
+def _merge_terms(base: Mapping[str, Any], override: Mapping[str, Any]) -> Any:
+    """The recipe's terms with the file's merged in by name; an instance the file redefines (``[terms.kl]
+    term = "stft"``, a ``term`` other than the recipe entry's) starts from the new term's defaults alone, never
+    from the options of the recipe's term of that name."""
+    out = _merge(base, override)
+    for name, section in override.items():
+        was = base.get(name)
+        if isinstance(section, Mapping) and isinstance(was, Mapping) and "term" in section:
+            if section["term"] != was.get("term", name):
+                out[name] = dict(section)
+    return out
+
+
 def _structure(data: Any, registry: Registry | None, source: str | None) -> LossConfig:
     """Structure a config, an older layout included; its ``required_plugins`` tell a missing term's distribution."""
     if not isinstance(data, Mapping):
@@ -107,7 +120,7 @@ def _recipe(data: Mapping[str, Any], problems: list[Problem]) -> recipes.Recipe:
     name = data.get("recipe", recipes.DEFAULT)
     known = recipes.recipes()
     if not isinstance(name, str) or name not in known:
-        problems.append(("recipe", f"expected one of {', '.join(map(repr, known))}, got {_describe(name)}"))
+        problems.append(("recipe", f"expected one of {', '.join(map(repr, recipes.names()))}, got {_describe(name)}"))
         return recipes.get(recipes.NONE)
     try:
         return recipes.get(name)
@@ -142,7 +155,7 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
         if not isinstance(raw, Mapping):
             problems.append((table, f"expected a table of {table} by name, got {type(raw).__name__}"))
             raw = {}
-        sections[table] = _merge(base, raw)
+        sections[table] = _merge_terms(base, raw) if table == "terms" else _merge(base, raw)
 
     terms: dict[str, Any] = {}
     bindings: dict[str, TermBinding] = {}

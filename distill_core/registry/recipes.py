@@ -86,6 +86,14 @@ def recipes() -> dict[str, Recipe | RecipeError]:
     return dict(_found)
 
 
+def names() -> list[str]:
+    """The recipes' names as messages list them: the default first, then the rest by name, ``none`` last (the
+    same on every machine, whatever order the distributions were installed in)."""
+    found = recipes()
+    rest = sorted(name for name in found if name not in (DEFAULT, NONE))
+    return [name for name in (DEFAULT,) if name in found] + rest + [NONE]
+
+
 def listing() -> list[dict[str, Any]]:
     """Each installed recipe as ``distill-loss plugins`` shows it: where it comes from (distribution, version,
     entry point), its terms with their weights and distributions, the batch it reads, or why it is unusable."""

@@ -6,6 +6,7 @@ both use it, with one message.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from distill_core.loss.combined import CombinedLoss
 from distill_core.loss.config import load_config
 from distill_core.loss.lockfile import make_lock
 from distill_core.training.checkpoint import CheckpointError, LossChangedError, check_model_fits, load_training_state
+from distill_core.training.loss_state import restore_loss_state
 from distill_core.training.metrics import MetricsHistory
 
 
@@ -41,7 +43,9 @@ def check_resume(
     saved_config: Path | None = None,
     model_hint: str = "",
 ) -> Resume:
-    """Everything about resuming from ``path`` that can fail, checked before anything is restored.
+    """Everything about resuming from ``path`` that can fail, checked before the model is restored or a file
+    written; ``loss`` (when given) is restored as the check that its state fits, and the caller restores it
+    again when it starts (the same state: the same result).
 
     ``how_to_accept`` is how this caller accepts a changed loss (``--force-config``, ``new_segment=``),
     ``saved_config`` the run's config file to resume with, ``model_hint`` what keeps the model the same.
@@ -63,6 +67,10 @@ def check_resume(
             "best-tracking segment",
             changes,
         )
+    if loss is not None:  # the loss's own state too, before the caller writes anything for the resumed run
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what restoring warns of is said once, where the caller restores it
+            restore_loss_state(loss, state, changed=bool(changes), source=path)
     return Resume(state, history, changes)
 
 

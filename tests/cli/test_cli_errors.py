@@ -318,7 +318,7 @@ def test_a_bad_wav_is_one_line_and_nothing_is_written(tmp_path, wav, message):
     [
         (
             'recipe = ["vae"]\n',
-            "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+            "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
         ),
         ('[groups.g]\nkind = ["sum"]\n', "groups.g.kind: expected one of 'sum', 'reconstruction', got ['sum']"),
         ('[terms.stft]\nfft_sizes = "512"\n', "terms.stft.fft_sizes: expected a list of int, got '512'"),

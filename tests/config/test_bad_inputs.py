@@ -161,7 +161,7 @@ CONFIG_CASES = [
     (
         "recipe a list",
         {"recipe": ["vae"]},
-        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+        "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
     ),
     (
         "group kind a list",
@@ -192,7 +192,7 @@ CONFIG_CASES = [
     (
         "huge value in a message",
         {"recipe": [[1] * 10_000] * 10_000},
-        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,...",
+        "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got [[1, 1, 1, 1, 1, 1, ...], [1, 1, 1, 1, 1, 1, ...], [1, 1,...",
     ),
     (
         "weight a string",
@@ -274,7 +274,7 @@ CONFIG_CASES = [
     (
         "unknown recipe",
         {"recipe": "gan"},
-        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got 'gan'",
+        "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got 'gan'",
     ),
     (
         "negative free bits",
@@ -371,7 +371,7 @@ FILE_CASES = [
         "recipe a list in TOML",
         "loss.toml",
         b'recipe = ["vae"]\n',
-        "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
+        "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got ['vae']",
     ),
     (
         "group kind a list in TOML",

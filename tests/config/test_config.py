@@ -102,7 +102,10 @@ MALFORMED = [
     ({"groups": {"extra": {"members": ["mag_recon"]}}}, "term 'mag_recon' is already in group"),
     ({"groups": {"extra": {"members": ["nope"]}}}, "member 'nope' is not a configured term"),
     ({"fallback": "nowhere"}, "fallback: expected a group name (reconstruction), got 'nowhere'"),
-    ({"recipe": "gan"}, "recipe: expected one of 'vae', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got 'gan'"),
+    (
+        {"recipe": "gan"},
+        "recipe: expected one of 'vae', 'bigvgan_v2', 'dac', 'encodec', 'hifigan_v1', 'vocos', 'none', got 'gan'",
+    ),
     ({"required_plugins": ["distill-stft>>0.1"]}, "required_plugins[0]: not a requirement"),
     ({"terms": {"stft": {"scale": "mel"}}}, "terms.stft.sample_rate: a positive sample_rate is required"),
 ]

@@ -59,11 +59,6 @@ def test_check_names_the_look_alike_in_one_line(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 36 item 10: load_config merges the recipe's kl options into a [terms.kl] that names another term; "
-    "loss/structure.py (another helper's) must start a redefined entry from its own section (patch in the report)",
-)
 def test_a_recipe_entry_redefined_as_another_term_is_said_as_such():
     with pytest.raises(ConfigError) as info:
         load_config({"terms": {"kl": {"term": "stft"}}})

@@ -46,11 +46,17 @@ def alsa_voices() -> list[tuple[np.ndarray, int]]:
 
 
 @pytest.fixture(scope="session")
-def espeak_speech(tmp_path_factory) -> np.ndarray:
-    """A sentence spoken by espeak-ng (22050 Hz), at 16 kHz."""
+def espeak_voice(tmp_path_factory) -> tuple[np.ndarray, int]:
+    """A sentence spoken by espeak-ng at its own rate (22050 Hz), with it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     path = tmp_path_factory.mktemp("espeak") / "sentence.wav"
     subprocess.run([exe, "-w", str(path), SENTENCE], check=True, capture_output=True)
-    return at_rate(*read_wav(path), 16_000)
+    return read_wav(path)
+
+
+@pytest.fixture(scope="session")
+def espeak_speech(espeak_voice) -> np.ndarray:
+    """The espeak-ng sentence at 16 kHz."""
+    return at_rate(*espeak_voice, 16_000)
