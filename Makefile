@@ -18,7 +18,7 @@ ANCHOR_PACKAGES := descript-audio-codec==1.0.0 descript-audiotools==0.7.2 vocos=
 	ffmpy==1.0.0 argbind==0.3.9 rich==15.0.0 importlib-resources==7.1.0 pyloudnorm==0.2.0 fire==0.7.1 \
 	docstring-parser==0.18.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 asteroid==0.7.0 nnaudio==0.3.4
 
-.PHONY: install anchors test demo bench clean
+.PHONY: install anchors test demo bench mutate clean
 
 install: $(STAMP)
 
@@ -49,5 +49,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# Mutation testing of the maths and contract modules (pyproject's [tool.mutmut]): not part of `make test` or CI.
+# The plugin's mutated copy goes first on the path (its editable install would otherwise win); one worker per
+# core, one torch thread each. `mutmut results` lists the survivors, `mutmut show NAME` one of them.
+MUTANTS ?=
+mutate: $(STAMP) $(ANCHORS)/.installed
+	$(PY) -m pip install -q "mutmut>=3.8,<3.9"
+	OMP_NUM_THREADS=1 PYTHONPATH=mutants/plugins/distill-discriminators $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) runs bench/results.json
+	rm -rf $(VENV) runs bench/results.json mutants

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from adversarial import TESTS, interleaved_steps
-from peak import cuda_peak_mib, fresh_process_peak_mib
+from peak import BASELINE, cuda_peak_mib, fresh_process_peak_mib
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (2, 1, 32768)
@@ -129,7 +129,9 @@ def cases(
     return {only: fns[only]} if only is not None else fns
 
 
-# One step's peak in a fresh process, after a first run of it (optimizer state and gradients as in training).
+# One step's peak in a fresh process over the built models (peak.BASELINE), after a first run of it: optimizer
+# state as in training, D's gradients counted whenever a side holds them (BigVGAN frees them at its next
+# zero_grad, ours right after its step).
 CHILD = """
 import gc, sys, torch, warnings
 from pathlib import Path
@@ -138,6 +140,7 @@ sys.path.insert(0, {here!r})
 import bigvgan_steps
 torch.set_num_threads({threads})
 fn = bigvgan_steps.cases(torch.device("cpu"), {shape!r}, {width!r}, only={name!r})[{name!r}]
+{baseline}
 fn()
 """
 
@@ -145,8 +148,10 @@ fn()
 def peak(name: str, device: torch.device, shape: tuple[int, ...], width: float) -> float:
     """MiB of one step after a first one (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
     if device.type == "cuda":
-        return cuda_peak_mib(cases(device, shape, width, only=name)[name])
-    code = CHILD.format(here=str(HERE), threads=torch.get_num_threads(), shape=tuple(shape), width=width, name=name)
+        return cuda_peak_mib(cases(device, shape, width, only=name)[name], over_built=True)
+    code = CHILD.format(
+        here=str(HERE), threads=torch.get_num_threads(), shape=tuple(shape), width=width, name=name, baseline=BASELINE
+    )
     return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
 
 

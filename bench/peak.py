@@ -12,6 +12,14 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+# Put in a child's setup after the models are built and before a warm-up step: the peak is then measured from
+# there (``baseline_kib``), so a step that frees its gradients and optimizer temporaries after it runs and one
+# that keeps them until its next start are measured alike, at their highest.
+BASELINE = """
+gc.collect()
+baseline_kib = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if "VmRSS" in l)
+"""
+
 # Appended to a child's setup, which defines ``fn`` (the step) and leaves everything it needs allocated.
 MEASURE_CHILD = """
 gc.collect()
@@ -22,18 +30,21 @@ def status(key):
             return int(line.split()[1])
 
 Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
-before = status("VmRSS")
+before = globals().get("baseline_kib") or status("VmRSS")
 fn()
 print(status("VmHWM") - before)
 """
 
 
-def cuda_peak_mib(fn: Callable[[], object]) -> float:
-    """MiB the allocator's peak rises above what is allocated, over one call of ``fn`` after a warm-up call."""
+def cuda_peak_mib(fn: Callable[[], object], over_built: bool = False) -> float:
+    """MiB the allocator's peak rises above what is allocated, over one call of ``fn`` after a warm-up call;
+    ``over_built``: above what was allocated before the warm-up (as ``BASELINE`` on CPU)."""
+    torch.cuda.synchronize()
+    built = torch.cuda.memory_allocated()
     fn()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
+    base = built if over_built else torch.cuda.memory_allocated()
     fn()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20

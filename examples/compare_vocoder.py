@@ -35,8 +35,7 @@ from distill_core.training.audio_metrics import evaluate
 from distill_core.training.checkpoint import save_checkpoint
 from distill_core.training.compare import Comparison, TrainedRun, write_comparison
 from distill_core.training.metrics import EpochMetrics, MetricsHistory, overfitting_gap
-from distill_core.training.paired import spectrogram_figure
-from distill_core.training.plots import plot_losses
+from distill_core.training.plots import plot_losses, spectrogram_figure
 from distill_core.training.run import RUN_FILES
 from distill_core.training.segments import WavSegments
 from distill_core.training.spectrogram import SpectrogramConfig

@@ -82,9 +82,9 @@ def _merge(base: Mapping[str, Any], override: Any) -> Any:
 
 
 def _merge_terms(base: Mapping[str, Any], override: Mapping[str, Any]) -> Any:
-    """The recipe's terms with the file's merged in by name; an instance the file redefines (``[terms.kl]
-    term = "stft"``, a ``term`` other than the recipe entry's) starts from the new term's defaults alone, never
-    from the options of the recipe's term of that name."""
+    """The recipe's terms with the file's merged in by name; an instance the file redefines (its ``term`` names
+    another term than the recipe's entry of that name) starts from the new term's defaults alone, never from
+    the options the recipe gave its own term."""
     out = _merge(base, override)
     for name, section in override.items():
         was = base.get(name)

@@ -3,23 +3,19 @@
 Every run scores the same held-out clips, so two runs' values of one metric are pairs. For each pair of runs
 and each metric this gives the Wilcoxon signed-rank p-value of the per-clip differences (scipy.stats.wilcoxon,
 two-sided) and a bootstrap confidence interval of their mean (scipy.stats.bootstrap, BCa), as a Markdown
-table; and a figure of one clip's spectrogram per run beside the original.
+table. (The figure of one clip's spectrogram per run is plots.py's ``spectrogram_figure``.)
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import attrs
 import numpy as np
-import torch
 
-from distill_core.files.atomic import atomic_write_bytes
 from distill_core.util.extras import require
 
 
@@ -173,53 +169,3 @@ def paired_markdown(
             f"{_verdict(t, better.get(t.metric), alpha)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _log_spectrogram(wave: torch.Tensor, n_fft: int, hop: int) -> np.ndarray:
-    window = torch.hann_window(n_fft, dtype=torch.float32)
-    spec = torch.stft(wave.float().reshape(-1), n_fft, hop, window=window, return_complex=True).abs()
-    return (20 * torch.log10(spec.clamp(min=1e-5))).numpy()
-
-
-def spectrogram_figure(
-    original: torch.Tensor,
-    reconstructions: Mapping[str, torch.Tensor],
-    sample_rate: int,
-    path: str | Path,
-    title: str = "",
-    n_fft: int = 1024,
-    hop: int = 256,
-) -> Path:
-    """A PNG of stacked log-magnitude spectrograms: the original clip first, then each run's reconstruction
-    of it, on one colour scale (the original's top 80 dB)."""
-    require("matplotlib", "the spectrogram figure", "train")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = {"original": original, **reconstructions}
-    images = {label: _log_spectrogram(w, n_fft, hop) for label, w in panels.items()}
-    top = float(images["original"].max())
-    seconds = original.shape[-1] / sample_rate
-    fig, axes = plt.subplots(len(images), 1, figsize=(8, 1.9 * len(images)), sharex=True, squeeze=False)
-    for ax, (label, image) in zip(axes[:, 0], images.items()):
-        shown = ax.imshow(
-            image,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=top - 80,
-            vmax=top,
-            extent=(0, seconds, 0, sample_rate / 2000),
-        )
-        ax.set_title(label, fontsize=9, loc="left")
-        ax.set_ylabel("kHz")
-    axes[-1, 0].set_xlabel("seconds")
-    fig.colorbar(shown, ax=axes[:, 0].tolist(), label="dB", shrink=0.8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,7 +1,8 @@
 """losses.png: train and val of every configured term on one axis each, the weight schedules in their own
 panel, the loss's update-step figures (a discriminator's loss and scores) in theirs, a log axis where a
 panel's positive values span decades (symlog where some are negative, and always in the update panel: scores
-take any sign), and several runs overlaid (``distill-loss plot``)."""
+take any sign), and several runs overlaid (``distill-loss plot``); and spectrograms.png, one held-out clip's
+spectrogram per run beside the original (``spectrogram_figure``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
 
 from distill_core.files.atomic import atomic_write_bytes
 from distill_core.training.metrics import EpochMetrics, MetricsHistory
@@ -173,3 +177,53 @@ def plot_runs(histories: Mapping[str, MetricsHistory], path: str | os.PathLike) 
 def plot_losses(history: MetricsHistory, path: str | os.PathLike) -> Path:
     """A run's losses.png."""
     return plot_runs({"run": history}, path)
+
+
+def _log_spectrogram(wave: torch.Tensor, n_fft: int, hop: int) -> np.ndarray:
+    window = torch.hann_window(n_fft, dtype=torch.float32)
+    spec = torch.stft(wave.float().reshape(-1), n_fft, hop, window=window, return_complex=True).abs()
+    return (20 * torch.log10(spec.clamp(min=1e-5))).numpy()
+
+
+def spectrogram_figure(
+    original: torch.Tensor,
+    reconstructions: Mapping[str, torch.Tensor],
+    sample_rate: int,
+    path: str | Path,
+    title: str = "",
+    n_fft: int = 1024,
+    hop: int = 256,
+) -> Path:
+    """A PNG of stacked log-magnitude spectrograms: the original clip first, then each run's reconstruction
+    of it, on one colour scale (the original's top 80 dB)."""
+    require("matplotlib", "the spectrogram figure", "train")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {"original": original, **reconstructions}
+    images = {label: _log_spectrogram(w, n_fft, hop) for label, w in panels.items()}
+    top = float(images["original"].max())
+    seconds = original.shape[-1] / sample_rate
+    fig, axes = plt.subplots(len(images), 1, figsize=(8, 1.9 * len(images)), sharex=True, squeeze=False)
+    for ax, (label, image) in zip(axes[:, 0], images.items()):
+        shown = ax.imshow(
+            image,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=top - 80,
+            vmax=top,
+            extent=(0, seconds, 0, sample_rate / 2000),
+        )
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_ylabel("kHz")
+    axes[-1, 0].set_xlabel("seconds")
+    fig.colorbar(shown, ax=axes[:, 0].tolist(), label="dB", shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -13,7 +13,8 @@ from scipy import stats
 
 from distill_core.training.audio_metrics import METRICS
 from distill_core.training.compare import REFERENCE, Comparison, markdown
-from distill_core.training.paired import paired_markdown, paired_test, paired_tests, spectrogram_figure
+from distill_core.training.paired import paired_markdown, paired_test, paired_tests
+from distill_core.training.plots import spectrogram_figure
 
 
 @pytest.mark.parametrize(

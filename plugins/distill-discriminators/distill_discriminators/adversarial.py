@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import torch
@@ -124,29 +124,42 @@ class Adversarial(nn.Module):
         """Every discriminator's sub-outputs on waveforms ``[B, C, N]``."""
         return [d(x) for d in self.discriminators]
 
+    def judge_pair(
+        self, d: Discriminator, fake: torch.Tensor, real: torch.Tensor
+    ) -> tuple[list[SubOutput], list[SubOutput]]:
+        """One discriminator's sub-outputs on real and on fake: one forward over both concatenated (per-signal
+        ops only, so it equals two), or apart, real first, where spectral norm runs (HiFi-GAN's order: each
+        forward runs one power iteration) or the kind says so (``Discriminator.judges_jointly``)."""
+        if self.power_iterating or not d.judges_jointly:
+            return d.judge_apart(real, fake)
+        n = fake.shape[0]
+        outputs = d(torch.cat([fake, real]))
+        return [halve(o, slice(n, None)) for o in outputs], [halve(o, slice(0, n)) for o in outputs]
+
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D step on ``fake.detach()`` and ``real``: loss, backward, clip, optimizer (skipped on the device
         when the loss is not finite), schedule. Returns ``disc_loss``, ``real_score`` and ``fake_score``.
 
-        Without spectral norm, fake and real go through D in one forward (per-signal ops only, so it equals
-        two). With it, real and then fake go through separately, as HiFi-GAN's D step does: each forward runs
-        one power iteration, and the estimate of the weight's norm that each half sees is part of the loss.
+        Each discriminator judges fake and real as ``judge_pair`` says: in one forward, or apart. With spectral
+        norm, real and then fake go through separately, as HiFi-GAN's D step does: each forward runs one power
+        iteration, and the estimate of the weight's norm that each half sees is part of the loss.
         """
         fake, real = check_pair(self, fake, real)
         with torch.enable_grad(), self.trainable():
-            if self.power_iterating:
-                reals, fakes = self.judge(real.detach()), self.judge(fake.detach())
-            else:
-                n = fake.shape[0]
-                outputs = self.judge(torch.cat([fake.detach(), real.detach()]))
-                fakes = [[halve(o, slice(0, n)) for o in subs] for subs in outputs]
-                reals = [[halve(o, slice(n, None)) for o in subs] for subs in outputs]
+            fake, real = fake.detach(), real.detach()
+            judged = [self.judge_pair(cast(Discriminator, d), fake, real) for d in self.discriminators]
             loss = torch.stack(
                 [
                     spec.loss_weight * discriminator_loss(self.settings.loss, r, f, spec.loss_reduce)
-                    for spec, r, f in zip(self.settings.discriminators, reals, fakes)
+                    for spec, (r, f) in zip(self.settings.discriminators, judged)
                 ]
             ).sum()
+            with torch.no_grad():  # the scores need the logits alone: the feature maps go with the graph
+                scores = {
+                    "real_score": torch.stack([mean_score(r) for r, _ in judged]).mean(),
+                    "fake_score": torch.stack([mean_score(f) for _, f in judged]).mean(),
+                }
+            del judged
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         norm = self.clip_gradients()
@@ -160,11 +173,6 @@ class Adversarial(nn.Module):
             self.scheduler.step()
         self.updates += (~bad).long()
         self.skipped += bad.long()
-        with torch.no_grad():
-            scores = {
-                "real_score": torch.stack([mean_score(r) for r in reals]).mean(),
-                "fake_score": torch.stack([mean_score(f) for f in fakes]).mean(),
-            }
         return {"disc_loss": loss.detach(), **scores}
 
     def clip_gradients(self) -> torch.Tensor:

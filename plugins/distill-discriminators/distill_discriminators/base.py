@@ -50,19 +50,30 @@ class Discriminator(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    # Whether D's step judges fake and real in one forward over both (concatenated: fewer, larger convs) or apart
+    # (``judge_apart``); a kind whose batched forward peaks higher (the CQTD's) says False.
+    judges_jointly: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
 
     def forward(self, x: torch.Tensor) -> list[SubOutput]:
+        return self.judge(self.prepare(x))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Waveforms ``[B, C, N]`` as ``judge`` reads them: ``[B * C, 1, N]``, normalised where the config says."""
         if x.dim() != 3:
             raise BatchError(f"discriminator {self.name!r}: expected waveforms [B, C, N], got shape {list(x.shape)}")
         x = x.reshape(-1, 1, x.shape[-1])
         if self.config.normalize_input:
             x = x - x.mean(dim=-1, keepdim=True)
             x = 0.8 * x / (x.abs().amax(dim=-1, keepdim=True) + 1e-9)
-        return self.judge(x)
+        return x
+
+    def judge_apart(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[list[SubOutput], list[SubOutput]]:
+        """Real's sub-outputs and fake's, each judged alone (real first); a kind may interleave them sub by sub."""
+        return self(real), self(fake)
 
     def judge(self, x: torch.Tensor) -> list[SubOutput]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -282,6 +282,9 @@ class CQTD(Discriminator):
 
     name = "cqtd"
     config_class = CQTDConfig
+    # Judged apart in D's step, sub-discriminator by sub-discriminator (judge_apart): over fake and real
+    # concatenated its step peaked 42 MiB (17%) higher (64 filters, [1, 1, 16384] each, CPU), as BigVGAN's does not.
+    judges_jointly = False
 
     def __init__(self, config: CQTDConfig) -> None:
         super().__init__(config)
@@ -294,3 +297,10 @@ class CQTD(Discriminator):
     def judge(self, x: torch.Tensor) -> list[SubOutput]:
         x = self.upsample(x)
         return [d(x) for d in self.discriminators]
+
+    def judge_apart(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[list[SubOutput], list[SubOutput]]:
+        """Real and fake through each sub-discriminator in turn, as BigVGAN's forward runs them: in the backward,
+        each sub-discriminator's weight gradient is complete before the next one's starts."""
+        up_real, up_fake = self.upsample(self.prepare(real)), self.upsample(self.prepare(fake))
+        pairs = [(d(up_real), d(up_fake)) for d in self.discriminators]
+        return [r for r, _ in pairs], [f for _, f in pairs]
