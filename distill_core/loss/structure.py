@@ -28,10 +28,10 @@ from distill_core.config.converter import (
 from distill_core.config.groups import GroupConfig, group_section
 from distill_core.config.schedules import UpdateSchedule, Weight
 from distill_core.loss.balancer import BalancerConfig
-from distill_core.loss.checks import checked_plan
+from distill_core.loss.checks import checked_plan, find_term
 from distill_core.loss.model import BINDING_KEYS, TOP_LEVEL_KEYS, LossConfig, TermBinding, name_problem
 from distill_core.registry import recipes
-from distill_core.registry.discovery import Registry, UnknownTermError, get_registry
+from distill_core.registry.discovery import Registry, get_registry
 from distill_core.registry.provenance import parse_pins, term_origins
 from distill_core.terms.pit import PITConfig
 from distill_core.util.gcpause import paused_gc
@@ -159,6 +159,7 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
 
     terms: dict[str, Any] = {}
     bindings: dict[str, TermBinding] = {}
+    unknown = 0  # unknown terms so far: past the first few, each is said in a few words (find_term)
     with term_origins(providers=recipe.distributions):
         for name, section in sections["terms"].items():
             path = join("terms", str(name))
@@ -171,10 +172,10 @@ def _structure_generic(data: Mapping[str, Any], registry: Registry | None, sourc
             if binding is not None:
                 bindings[name] = binding
             term = binding.term if binding is not None and binding.term else str(name)
-            try:
-                info = registry_.get(term)
-            except UnknownTermError as exc:
-                problems.append((join(path, "term") if term != name else path, str(exc)))
+            info, why = find_term(registry_, term, unknown)
+            if info is None:
+                unknown += 1
+                problems.append((join(path, "term") if term != name else path, why))
                 continue
             cfg, found = structure_checked(section, info.config_class, path)
             problems += found

@@ -3,7 +3,9 @@ each says which of the usual causes applies and what to write instead."""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -18,19 +20,29 @@ from distill_core.registry.provenance import normalise
 def lookalike_group_hint(name: str) -> str:
     """'' or a note that an installed distribution declares ``name`` in an entry-point group named like ours
     (``distill.terms``, ``distill_loss``): discovery reads only the group ``distill``."""
-    for found in metadata.distributions():
+    found = _lookalike_entry_points(tuple(sys.path)).get(name)
+    if found is None:
+        return ""
+    dist, group = found
+    return (
+        f"; the installed distribution {dist} declares {name!r} in the entry-point group "
+        f"{group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
+        f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _lookalike_entry_points(path: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Entry-point name -> (distribution, group) for the groups named like ours, read once per ``sys.path``
+    (a file naming thousands of unknown terms asks once, not once per term)."""
+    out: dict[str, tuple[str, str]] = {}
+    for found in metadata.distributions(path=list(path)):
         for ep in found.entry_points:
-            if ep.name != name or ep.group == hookspecs.PROJECT or ep.group.endswith(".recipes"):  # ours
+            if ep.group == hookspecs.PROJECT or ep.group.endswith(".recipes"):  # ours
                 continue
-            if not normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
-                continue
-            dist = found.metadata["Name"]
-            return (
-                f"; the installed distribution {dist} declares {name!r} in the entry-point group "
-                f"{ep.group!r}, named like ours: terms are found only in the group {hookspecs.PROJECT!r} "
-                f"([project.entry-points.{hookspecs.PROJECT}] in its pyproject.toml)"
-            )
-    return ""
+            if normalise(ep.group).startswith(normalise(hookspecs.PROJECT)):
+                out.setdefault(ep.name, (found.metadata["Name"], ep.group))
+    return out
 
 
 def plugin_label(plugin: Any) -> str:

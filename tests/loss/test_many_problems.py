@@ -127,3 +127,24 @@ def test_a_config_of_a_hundred_thousand_unknown_terms_is_refused_in_well_under_a
     seconds, length = done.stdout.split()
     assert float(seconds) < 1.0  # 0.46-0.8 s on a shared 2-core machine, with the changes the reason names
     assert int(length) < 5000
+
+
+def test_a_file_of_a_hundred_thousand_unknown_terms_gets_the_full_diagnosis_for_the_first_few(monkeypatch):
+    """load_config (a file's path through structuring) asks the registry in full only for the first few unknown
+    names, as _term_problems does: each full diagnosis costs about a millisecond (look-alike groups, close names)."""
+    from distill_core import load_config
+
+    registry = get_registry()
+    calls = []
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda name: calls.append(name) or real_get(name))
+    with pytest.raises(ConfigError) as info:
+        load_config({"recipe": "none", "terms": {f"unknown_{i}": {} for i in range(MANY)} | {"stft": {}}})
+    assert calls == [f"unknown_{i}" for i in range(DIAGNOSED_UNKNOWN)] + ["stft"]
+    problems = info.value.problems
+    assert len(problems) == MANY
+    assert "installed terms:" in problems[0][1]
+    assert problems[DIAGNOSED_UNKNOWN] == (
+        f"terms.unknown_{DIAGNOSED_UNKNOWN}",
+        f"unknown term 'unknown_{DIAGNOSED_UNKNOWN}'",
+    )
