@@ -49,14 +49,17 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-# Mutation testing of the maths and contract modules (pyproject's [tool.mutmut]): not part of `make test` or CI.
-# The plugin's mutated copy goes first on the path (its editable install would otherwise win); one worker per
-# core, one torch thread each. `mutmut results` lists the survivors, `mutmut show NAME` one of them.
+# Mutation testing of the maths and contract modules (pyproject's [tool.mutmut], and distill-discriminators' own
+# for its losses and adversarial step, run from its folder so that its mutated copy is the one imported): not
+# part of `make test` or CI. One torch thread per worker. `mutmut results` (in either folder) lists the
+# survivors, `mutmut show NAME` one of them; MUTANTS="distill_core.training.paired.*" runs one module's.
 MUTANTS ?=
 mutate: $(STAMP) $(ANCHORS)/.installed
 	$(PY) -m pip install -q "mutmut>=3.8,<3.9"
-	OMP_NUM_THREADS=1 PYTHONPATH=mutants/plugins/distill-discriminators $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
 	$(VENV)/bin/mutmut results
+	cd plugins/distill-discriminators && OMP_NUM_THREADS=1 ../../$(VENV)/bin/mutmut run --max-children 2
+	cd plugins/distill-discriminators && ../../$(VENV)/bin/mutmut results
 
 clean:
-	rm -rf $(VENV) runs bench/results.json mutants
+	rm -rf $(VENV) runs bench/results.json mutants plugins/distill-discriminators/mutants
