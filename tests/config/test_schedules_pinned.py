@@ -46,3 +46,14 @@ def test_a_weight_out_of_range_names_the_field_and_the_value(value):
     with pytest.raises(ValueError) as info:
         Constant(value=value)
     assert str(info.value) == f"value: expected a finite number >= 0, got {value!r}"
+
+
+def test_a_fraction_or_a_start_out_of_range_names_the_field_and_the_value():
+    from distill_core.config.schedules import UpdateSchedule
+
+    with pytest.raises(ValueError) as info:
+        LinearWarmup(warmup_fraction=1.5)
+    assert str(info.value) == "warmup_fraction: expected 0 <= warmup_fraction <= 1, got 1.5"
+    with pytest.raises(ValueError) as info:
+        UpdateSchedule(start=-1)
+    assert str(info.value) == "start: expected an int >= 0, got -1"

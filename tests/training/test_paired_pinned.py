@@ -137,3 +137,9 @@ def test_the_verdicts_direction(higher_is_better, mean, verdict):
     better = {} if higher_is_better is None else {"LSD": higher_is_better}
     table = paired_markdown([row("x", "y", 10, mean, mean - 0.1, mean + 0.1, 0.001)], better)
     assert table.rstrip("\n").endswith(f"| {verdict} |")
+
+
+def test_runs_of_different_clip_counts_are_refused_naming_both():
+    with pytest.raises(ValueError) as info:
+        paired_test("stoi", "run a", "run b", [1.0, 2.0, 3.0], [1.0, 2.0])
+    assert str(info.value) == "stoi: run a has 3 clip values and run b has 2; expected the same clips for both runs"

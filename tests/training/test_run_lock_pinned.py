@@ -40,7 +40,11 @@ def test_the_holder_records_its_command_and_a_refusal_names_it_with_its_start(tm
     owner = json.loads((tmp_path / OWNER_NAME).read_text(encoding="utf-8"))
     assert owner["command"] == f"-c {tmp_path} --flag value"  # argv[0] is '-c' under python -c
     assert owner["pid"] == held.pid
+    assert abs(owner["since"] - time.time()) < 300
+    owner["since"] = 86400.0 * 365  # a start long ago: the refusal says when, not now
+    (tmp_path / OWNER_NAME).write_text(json.dumps(owner), encoding="utf-8")
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["since"]))
+    assert since.startswith("1971-01-0")
     with pytest.raises(RunBusyError) as info:
         with RunFolderLock(tmp_path):
             pass
@@ -79,3 +83,10 @@ def test_a_folder_where_the_lock_goes_names_its_path(tmp_path):
         with RunFolderLock(tmp_path):
             pass
     assert info.value.path == Path(tmp_path / LOCK_NAME)
+
+
+def test_only_the_holder_may_remove_temporaries(tmp_path):
+    (tmp_path / ".last.pt.0123abcd.tmp").write_text("x")
+    with pytest.raises(AssertionError, match="only the lock's holder may remove temporaries"):
+        RunFolderLock(tmp_path).remove_stale_temporaries()
+    assert (tmp_path / ".last.pt.0123abcd.tmp").is_file()
