@@ -51,14 +51,16 @@ bench: $(STAMP)
 
 # Mutation testing of the maths and contract modules (pyproject's [tool.mutmut], and distill-discriminators' own
 # for its losses and adversarial step, run from its folder so that its mutated copy is the one imported): not
-# part of `make test` or CI. One torch thread per worker. `mutmut results` (in either folder) lists the
+# part of `make test` or CI. One torch thread per worker; the anchors' folder named for the parity tests, which
+# run from mutmut's copy of the tree. `mutmut results` (in either folder) lists the
 # survivors, `mutmut show NAME` one of them; MUTANTS="distill_core.training.paired.*" runs one module's.
 MUTANTS ?=
 mutate: $(STAMP) $(ANCHORS)/.installed
 	$(PY) -m pip install -q "mutmut>=3.8,<3.9"
-	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	DISTILL_ANCHORS=$(abspath $(ANCHORS)) OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
 	$(VENV)/bin/mutmut results
-	cd plugins/distill-discriminators && OMP_NUM_THREADS=1 ../../$(VENV)/bin/mutmut run --max-children 2
+	cd plugins/distill-discriminators && DISTILL_ANCHORS=$(abspath $(ANCHORS)) OMP_NUM_THREADS=1 \
+		../../$(VENV)/bin/mutmut run --max-children 2
 	cd plugins/distill-discriminators && ../../$(VENV)/bin/mutmut results
 
 clean:
