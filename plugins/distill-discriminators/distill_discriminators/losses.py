@@ -59,7 +59,9 @@ def wide(x: torch.Tensor) -> torch.Tensor:
 
 
 def reduce(values: list[torch.Tensor], how: Reduce) -> torch.Tensor:
-    """Sum or mean of 0-dim tensors, on the device."""
+    """Sum or mean of 0-dim tensors, on the device; any other ``how`` is refused, never taken for a sum."""
+    if how not in ("sum", "mean"):
+        raise ValueError(f"expected a reduction 'sum' or 'mean', got {how!r}")
     total = torch.stack(values).sum()
     return total / len(values) if how == "mean" else total
 

@@ -48,3 +48,16 @@ def test_half_precision_logits_are_reduced_in_float32(dtype):
     ):
         assert got.dtype == torch.float32
         assert torch.allclose(got, want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("how", ["SUM", "avg", None])
+def test_a_reduction_other_than_sum_or_mean_is_refused(how):
+    real, fake = outputs(4), outputs(5)
+    for call in (
+        lambda: generator_loss("lsgan", fake, how),
+        lambda: discriminator_loss("lsgan", real, fake, how),
+        lambda: feature_matching(real, fake, how=how),
+        lambda: feature_matching(real, fake, layers=how),
+    ):
+        with pytest.raises(ValueError, match=f"expected a reduction 'sum' or 'mean', got {how!r}"):
+            call()
