@@ -25,25 +25,6 @@ from peak import BASELINE, cuda_peak_mib, fresh_process_peak_mib
 HERE = Path(__file__).resolve().parent
 SHAPE = (2, 1, 32768)
 CASES = ("ours_d", "bigvgan_d", "ours_g", "bigvgan_g")
-# configs/bigvgan_v2_44khz_128band_512x.json, the discriminators' block (lines 23-34) and the clip (line 39)
-H44 = {
-    "cqtd_filters": 128,
-    "cqtd_max_filters": 1024,
-    "cqtd_filters_scale": 1,
-    "cqtd_dilations": [1, 2, 4],
-    "cqtd_hop_lengths": [512, 256, 256],
-    "cqtd_n_octaves": [9, 9, 9],
-    "cqtd_bins_per_octaves": [24, 36, 48],
-    "mpd_reshapes": [2, 3, 5, 7, 11],
-    "use_spectral_norm": False,
-    "discriminator_channel_mult": 1,
-    "clip_grad_norm": 500,
-    "sampling_rate": 44100,
-    "learning_rate": 0.0001,
-    "adam_b1": 0.8,
-    "adam_b2": 0.99,
-    "lr_decay": 0.9999996,
-}
 
 
 def anchors_missing() -> str | None:
@@ -60,14 +41,14 @@ def pair(width: float):
     """BigVGAN's MPD and MS-SB-CQTD and our Adversarial (preset bigvgan_v2) with the same weights; ``width``
     multiplies both discriminators' channels (MPD's discriminator_channel_mult, the CQTD's filters)."""
     sys.path.insert(0, str(TESTS))
-    from cqtd_anchors import ours_name, weights
+    from cqtd_anchors import BIGVGAN_V2_44K, ours_name, weights
     from disc_anchors import anchor
     from disc_weights import load_anchor, load_state
     from distill_discriminators import Adversarial, AdversarialConfig
 
     env, disc = anchor("bigvgan.env"), anchor("bigvgan.discriminators")
     filters = round(128 * width)
-    h = env.AttrDict({**H44, "discriminator_channel_mult": width, "cqtd_filters": filters})
+    h = env.AttrDict({**BIGVGAN_V2_44K, "discriminator_channel_mult": width, "cqtd_filters": filters})
     mpd, mrd = disc.MultiPeriodDiscriminator(h), disc.MultiScaleSubbandCQTDiscriminator(copy.deepcopy(h))
     ours = Adversarial(
         AdversarialConfig(

@@ -1,20 +1,19 @@
-"""The seed's metrics records: StepMetrics and EpochMetrics with the seed's fields first (its reader loads
-our histories), every configured term's value after them; and how a step's or an epoch's averaged loss
-outputs fill them.
+"""The seed's metrics records: StepMetrics and EpochMetrics, dataclasses as the seed's are (``asdict``, ``fields``
+and ``replace`` work on them), with the seed's fields first (its reader loads our histories), every configured
+term's value after them; and how a step's or an epoch's averaged loss outputs fill them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from distill_core.engine.passes import Window
 
 
-@attrs.define
+@dataclasses.dataclass
 class StepMetrics:
     """One logged training step (values averaged over the steps since the previous log); ``step`` is the
     0-based index of the last step logged, as the seed counts.
@@ -36,12 +35,12 @@ class StepMetrics:
     stft_loss: float = 0.0
     mag_recon_loss: float = 0.0
     if_recon_loss: float = 0.0
-    components: dict[str, float] = attrs.Factory(dict)
+    components: dict[str, float] = dataclasses.field(default_factory=dict)
     nonfinite_steps: int = 0
-    metrics: dict[str, float] = attrs.Factory(dict)
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-@attrs.define
+@dataclasses.dataclass
 class EpochMetrics:
     """One finished epoch: train and validation losses, per term, weights and timing.
 
@@ -65,12 +64,12 @@ class EpochMetrics:
     val_stft_loss: float = 0.0
     val_mag_recon_loss: float = 0.0
     val_if_recon_loss: float = 0.0
-    components: dict[str, float] = attrs.Factory(dict)
-    val_components: dict[str, float] = attrs.Factory(dict)
-    weights: dict[str, float] = attrs.Factory(dict)
-    balancer: dict[str, float] = attrs.Factory(dict)
+    components: dict[str, float] = dataclasses.field(default_factory=dict)
+    val_components: dict[str, float] = dataclasses.field(default_factory=dict)
+    weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    balancer: dict[str, float] = dataclasses.field(default_factory=dict)
     nonfinite_steps: int = 0
-    metrics: dict[str, float] = attrs.Factory(dict)
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # The seed's per-term fields, by the loss output each stands for (files older than ``components`` name the

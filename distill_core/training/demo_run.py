@@ -20,13 +20,12 @@ from distill_core.loss.config import LossConfig, dumps_config
 from distill_core.loss.lockfile import write_lock
 from distill_core.training.checkpoint import CheckpointError, load_training_state
 from distill_core.training.loop import train
-from distill_core.training.metrics import EpochMetrics, MetricsHistory, StepMetrics
-from distill_core.training.progress import console_values, epoch_line
+from distill_core.training.metrics import MetricsHistory
+from distill_core.training.progress import progress_display
 from distill_core.training.run_lock import RunFolderLock
 from distill_core.training.settings_file import load_settings, save_settings
 from distill_core.training.spectrogram import SpectrogramConfig, load_spectrogram_config
 from distill_core.training.tensorboard import TensorBoardLogger
-from distill_core.util.extras import require
 
 
 @attrs.define
@@ -241,26 +240,6 @@ def use_threads(settings: DemoSettings) -> None:
     torch.set_num_threads(settings.threads)
 
 
-def _progress(total: int, enabled: bool) -> tuple[Any, Callable[[StepMetrics | EpochMetrics], None]]:
-
-    tqdm = require("tqdm.auto", "distill-loss train").tqdm
-    bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
-    last = {"step": 0}
-
-    def callback(metrics: StepMetrics | EpochMetrics) -> None:
-        if isinstance(metrics, StepMetrics):
-            shown = {"total": metrics.train_loss, **console_values(metrics)}
-            bar.set_description(f"epoch {metrics.epoch + 1}")
-            bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
-            done = metrics.step + 1  # steps are counted from 0, as the seed counts them
-            bar.update(done - last["step"])
-            last["step"] = 0 if done >= metrics.total_steps else done
-        else:
-            bar.write(epoch_line(metrics))
-
-    return bar, callback
-
-
 def train_demo_run(
     model: torch.nn.Module,
     train_loader: DataLoader,
@@ -278,7 +257,7 @@ def train_demo_run(
 
     ``options`` are the model's own (``lr`` or ``optimizer``, ``views`` or ``adapter``).
     """
-    bar, callback = _progress(len(train_loader) * settings.epochs, progress)
+    bar, callback = progress_display(len(train_loader) * settings.epochs, progress)
     board = make_board()
     try:
         return train(

@@ -7,6 +7,7 @@ The epochs themselves are ``distill_core.engine.passes``'s (no per-step host syn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import time
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 from torch import nn
 
@@ -71,7 +71,7 @@ def _mark_unmeasured(record: Any, given: Iterable[str], weights: Mapping[str, fl
     blank = {f: value for f, key in SEED_SOURCES[type(record)].items() if key not in have}
     if isinstance(record, StepMetrics) and KL_TERM not in weights:
         blank["kl_weight"] = value
-    return attrs.evolve(record, **blank) if blank else record
+    return dataclasses.replace(record, **blank) if blank else record
 
 
 def validation_weights(loss: nn.Module) -> dict[str, float] | None:

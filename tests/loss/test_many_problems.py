@@ -95,12 +95,6 @@ def test_hints_and_lists_are_bounded_however_many_names():
     assert listed(options, 3) == "name_0, name_1, name_2, ... (100,000 in all)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 36 item 4: the registry diagnoses each unknown term (catalogue.get scans every installed "
-    "distribution's entry points, ~0.5 ms a name) and structure.py's term loop asks it for every name: needs "
-    "the changes in the report (loss/structure.py and loss/plan.py use checks.find_term; diagnoses caches its scan)",
-)
 def test_a_config_of_a_hundred_thousand_unknown_terms_is_refused_in_well_under_a_second():
     """As a mapping (from OmegaConf, Hydra or a program): a file that large is refused by its size first."""
     script = textwrap.dedent(

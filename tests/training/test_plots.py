@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from distill_core.training.metrics import EpochMetrics, MetricsHistory, StepMetr
 from distill_core.training.plots import draw, schedule_curves, term_curves
 
 PER_TERM = ("components", "weights", "balancer")
-if set(PER_TERM) <= {a.name for a in attrs.fields(EpochMetrics)}:
+if set(PER_TERM) <= {f.name for f in dataclasses.fields(EpochMetrics)}:
     Epoch = EpochMetrics
 else:  # the per-term train values, weights and balancer state that EpochMetrics is gaining
 

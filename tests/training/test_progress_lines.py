@@ -81,11 +81,6 @@ def test_the_environment_sets_the_interval_and_a_bad_value_is_warned_of(monkeypa
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 36 item 23: train_demo_run (distill_core/training/demo_run.py, another helper's file) still draws "
-    "its own tqdm bar; its _progress must return progress.progress_display(total, enabled)",
-)
 def test_train_piped_to_a_file_writes_one_line_per_epoch(tmp_path):
     """Seven steps an epoch, two epochs, stdout and stderr to pipes: not a terminal."""
     done = subprocess.run(

@@ -1,5 +1,6 @@
-"""BigVGAN 2.4.1's MS-SB-CQTD beside ours, for the tests that compare them (test_cqtd.py here, and
-distill-recipes' bigvgan_v2 recipe test): its config block, the option names mapped to ours, weights that carry
+"""BigVGAN 2.4.1's MS-SB-CQTD beside ours, for the tests that compare them (test_cqtd.py and
+test_anchor_checkpoints.py here, distill-recipes' bigvgan_v2 recipe test, bench/bigvgan_steps.py): its config block
+and the 44 kHz config's other lines the loss reads, the option names mapped to ours, weights that carry
 a signal through every layer, and the anchor's parameters without its transforms' fixed buffers."""
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ BIGVGAN_CQTD = {
     "cqtd_hop_lengths": [512, 256, 256],
     "cqtd_n_octaves": [9, 9, 9],
     "cqtd_bins_per_octaves": [24, 36, 48],
+}
+# configs/bigvgan_v2_44khz_128band_512x.json, the lines the loss and D's step read (5-8, 23-39, 48)
+BIGVGAN_V2_44K = {
+    "learning_rate": 0.0001,
+    "adam_b1": 0.8,
+    "adam_b2": 0.99,
+    "lr_decay": 0.9999996,
+    "use_cqtd_instead_of_mrd": True,
+    **BIGVGAN_CQTD,
+    "mpd_reshapes": [2, 3, 5, 7, 11],
+    "use_spectral_norm": False,
+    "discriminator_channel_mult": 1,
+    "use_multiscale_melloss": True,
+    "lambda_melloss": 15,
+    "clip_grad_norm": 500,
+    "sampling_rate": 44100,
 }
 OURS = {  # BigVGAN's option -> ours
     "sampling_rate": "sample_rate",

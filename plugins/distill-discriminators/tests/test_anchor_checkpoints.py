@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from cqtd_anchors import BIGVGAN_CQTD as CQTD_BLOCK
+from cqtd_anchors import signal_carrying
 from disc_anchors import anchor
 from disc_weights import assert_close
 from distill_discriminators import (
@@ -54,21 +56,6 @@ def one_torch_thread():
 def waves(n=2048, seed=0, b=2):
     g = torch.Generator().manual_seed(seed)
     return 0.5 * torch.randn(b, 1, n, generator=g), 0.3 * torch.randn(b, 1, n, generator=g)
-
-
-def carrying(module: nn.Module, seed: int) -> None:
-    """Random weights that carry the signal to the logits (weight norm's g near 1.5, directions scaled by the
-    fan-in, small biases), so equal logits say that the weights landed where they belong."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if name.endswith("weight_g"):
-                p.copy_(1.5 + 0.2 * r)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * r)
-            else:
-                p.copy_(r * 1.5 / math.sqrt(p[0].numel()))
 
 
 def adam_steps(optimizer: torch.optim.Optimizer, steps: int = 2, seed: int = 7) -> None:
@@ -136,7 +123,7 @@ def dac_run(tmp_path_factory):
     disc = anchor("dac.model.discriminator")
     torch.manual_seed(0)
     theirs = disc.Discriminator(**DAC_OPTIONS)
-    carrying(theirs, 1)
+    signal_carrying(theirs, 1)
     optimizer = torch.optim.AdamW(theirs.parameters(), 1e-4, betas=(0.8, 0.99))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.999996)
     for step in range(2):
@@ -228,7 +215,7 @@ def hifigan_do():
     )
     torch.manual_seed(0)
     mpd = disc.MultiPeriodDiscriminator(h)
-    carrying(mpd, 2)
+    signal_carrying(mpd, 2)
     msd_state = {name: codes.float() * 2.0**exponent for name, (codes, exponent) in golden["codes"].items()}
     msd_state.update(golden["vectors"])
     msd_state = {k: msd_state[k] for k in [*golden["codes"], *golden["vectors"]]}
@@ -334,16 +321,7 @@ def test_hifigan_export_loads_into_its_classes_and_round_trips(hifigan_do):
 
 # --- BigVGAN: do_XXXXXXXX with MPD + MS-SB-CQTD (or MBD, or v1's MRD) ------------------------------------------
 
-BIGVGAN_CQTD = {
-    "cqtd_filters": 4,
-    "cqtd_max_filters": 1024,
-    "cqtd_filters_scale": 1,
-    "cqtd_dilations": [1, 2, 4],
-    "cqtd_hop_lengths": [512, 256, 256],
-    "cqtd_n_octaves": [9, 9, 9],
-    "cqtd_bins_per_octaves": [24, 36, 48],
-    "sampling_rate": 24000,
-}
+BIGVGAN_CQTD = {**CQTD_BLOCK, "cqtd_filters": 4, "sampling_rate": 24000}
 
 
 def bigvgan_config(**more):
@@ -366,8 +344,8 @@ def bigvgan_do():
     h = types.SimpleNamespace(discriminator_channel_mult=0.125, use_spectral_norm=False, mpd_reshapes=[2, 3, 5, 7, 11])
     torch.manual_seed(0)
     mpd, mrd = disc.MultiPeriodDiscriminator(h), disc.MultiScaleSubbandCQTDiscriminator(copy.deepcopy(BIGVGAN_CQTD))
-    carrying(mpd, 3)
-    carrying(mrd, 4)
+    signal_carrying(mpd, 3)
+    signal_carrying(mrd, 4)
     optim_d = torch.optim.AdamW(itertools.chain(mrd.parameters(), mpd.parameters()), 2e-4, betas=[0.8, 0.99])
     adam_steps(optim_d)
     do = {
@@ -450,7 +428,7 @@ def test_bigvgan_mbd_loads_with_its_windows_checked():
         types.SimpleNamespace(discriminator_channel_mult=0.125, use_spectral_norm=False, mpd_reshapes=[2, 3])
     )
     mbd = disc.MultiBandDiscriminator({"mbd_fft_sizes": [256, 128]})
-    carrying(mbd, 5)
+    signal_carrying(mbd, 5)
     do = {"mpd": mpd.state_dict(), "mrd": mbd.state_dict(), "steps": 0, "epoch": 0}
     mbd_options = {"fft_sizes": [256, 128], "padding": "center", "normalize_input": True, "first_layer_features": False}
     entries = [{"kind": "mpd", "options": {"periods": [2, 3], "width": 0.125}}, {"kind": "mrd", "options": mbd_options}]
@@ -511,7 +489,7 @@ def audiocraft_loss():
     losses = anchor("audiocraft.adversarial.losses")
     torch.manual_seed(0)
     theirs = msstftd.MultiScaleSTFTDiscriminator(**MSSTFTD, activation_params={"negative_slope": 0.3})
-    carrying(theirs, 6)
+    signal_carrying(theirs, 6)
     optimizer = torch.optim.Adam(theirs.parameters(), 3e-4, betas=(0.5, 0.9))
     hinge = dict(
         loss=losses.get_adv_criterion("hinge"),
@@ -574,8 +552,8 @@ def vocos_ckpt():
     disc = anchor("vocos.discriminators")
     torch.manual_seed(0)
     mpd, mrd = disc.MultiPeriodDiscriminator(periods=(5,)), disc.MultiResolutionDiscriminator(fft_sizes=(256, 128))
-    carrying(mpd, 8)
-    carrying(mrd, 9)
+    signal_carrying(mpd, 8)
+    signal_carrying(mrd, 9)
     # experiment.py's configure_optimizers: D's AdamW over two groups, a cosine LambdaLR stepped per step
     opt_disc = torch.optim.AdamW(
         [{"params": mpd.parameters()}, {"params": mrd.parameters()}], lr=5e-4, betas=(0.8, 0.9)

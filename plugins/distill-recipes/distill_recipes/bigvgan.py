@@ -30,18 +30,11 @@ from __future__ import annotations
 
 from distill_core.registry.recipes import Recipe
 
+from .dac import DAC
+
 BIGVGAN_V2 = Recipe(
     terms={
-        "mel": {
-            "weight": 15.0,
-            "n_mels": [5, 10, 20, 40, 80, 160, 320],
-            "window_lengths": [32, 64, 128, 256, 512, 1024, 2048],
-            "clamp_eps": 1e-5,
-            "pow": 1.0,
-            "log_weight": 1.0,
-            "mag_weight": 0.0,
-            "sample_rate": 44100,
-        },
+        "mel": dict(DAC.terms["mel"]),  # the same loss, weight and rate as DAC's (the docstring's first item)
         "adversarial": {"weight": 1.0, "preset": "bigvgan_v2"},
     },
     batch={"recon": "B, C, N", "target": "B, C, N"},

@@ -24,7 +24,7 @@ import itertools
 
 import pytest
 import torch
-from cqtd_anchors import ours_name, signal_carrying, weights
+from cqtd_anchors import BIGVGAN_V2_44K, ours_name, signal_carrying, weights
 from disc_anchors import anchor
 from disc_weights import assert_close, load_anchor, load_state, randomise
 from recipe_anchors import assert_same_gradients, assert_same_weights, grads, grads_at_step, pairs, snapshot
@@ -33,28 +33,7 @@ from distill_core import CombinedLoss, load_config
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")]
 
-# configs/bigvgan_v2_44khz_128band_512x.json, the lines the loss reads (5-8, 23-39, 48)
-H44 = {
-    "learning_rate": 0.0001,
-    "adam_b1": 0.8,
-    "adam_b2": 0.99,
-    "lr_decay": 0.9999996,
-    "use_cqtd_instead_of_mrd": True,
-    "cqtd_filters": 128,
-    "cqtd_max_filters": 1024,
-    "cqtd_filters_scale": 1,
-    "cqtd_dilations": [1, 2, 4],
-    "cqtd_hop_lengths": [512, 256, 256],
-    "cqtd_n_octaves": [9, 9, 9],
-    "cqtd_bins_per_octaves": [24, 36, 48],
-    "mpd_reshapes": [2, 3, 5, 7, 11],
-    "use_spectral_norm": False,
-    "discriminator_channel_mult": 1,
-    "use_multiscale_melloss": True,
-    "lambda_melloss": 15,
-    "clip_grad_norm": 500,
-    "sampling_rate": 44100,
-}
+H44 = BIGVGAN_V2_44K  # configs/bigvgan_v2_44khz_128band_512x.json (cqtd_anchors)
 MPD_WIDTH, CQTD_FILTERS, N = 0.125, 8, 8192
 
 
