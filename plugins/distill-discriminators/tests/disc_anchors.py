@@ -63,8 +63,10 @@ def use_anchors() -> None:
         extension._IS_ALIGN_AVAILABLE = False
         extension.fail_if_no_align = lambda f: f
         sys.modules["torchaudio._extension"] = extension
-        for part in ("functional", "transforms"):  # torchaudio's own Python, as its __init__ would import them
-            importlib.import_module(f"torchaudio.{part}")
+    # torchaudio's own Python, as its __init__ would import them: also when another helper (distill-quantizer's
+    # vq_anchors) made the stand-in first, so that anchors reading torchaudio.transforms find it
+    for part in ("functional", "transforms"):
+        importlib.import_module(f"torchaudio.{part}")
     if "audiocraft" not in sys.modules:
         base = ANCHORS / "audiocraft"
         package_folder("audiocraft", base)

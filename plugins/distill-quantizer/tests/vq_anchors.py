@@ -53,6 +53,8 @@ def _use(package: str) -> None:
         extension._IS_ALIGN_AVAILABLE = False  # type: ignore[attr-defined]
         extension.fail_if_no_align = lambda f: f  # type: ignore[attr-defined]
         sys.modules["torchaudio._extension"] = extension
+        for part in ("functional", "transforms"):  # the stand-in complete, as disc_anchors.py makes it
+            importlib.import_module(f"torchaudio.{part}")
     if package == "audiocraft":
         if "audiocraft" not in sys.modules and "audiocraft.quantization" not in sys.modules:
             # the immediate parent in sys.modules is all the import system looks for
