@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from peak import BASELINE, cuda_peak_mib, fresh_process_peak_mib
+from peak import cuda_peak_mib, step_peak_mib
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (4, 1, 44100)
@@ -141,37 +141,15 @@ def cases(
     return {only: fns[only]} if only is not None else fns
 
 
-# One step's peak in a fresh process, over the built models (peak.BASELINE): the step runs once first, so that its
-# optimizer state exists as in training, VmHWM is reset, and the step runs again. D's gradients count whenever a
-# side holds them (DAC's loop frees them at its next zero_grad, ours right after its step; DAC's G step adds to
-# them, ours makes none).
-CHILD = """
-import gc, sys, torch, warnings
-from pathlib import Path
-warnings.simplefilter("ignore")
-sys.path.insert(0, {here!r})
-import adversarial
-torch.set_num_threads({threads})
-fn = adversarial.cases(torch.device("cpu"), {periods!r}, {ffts!r}, {shape!r}, only={name!r})[{name!r}]
-{baseline}
-fn()
-"""
-
-
 def peak(name: str, device: torch.device, periods: list[int], ffts: list[int], shape: tuple[int, ...]) -> float:
-    """MiB of one step after a first one (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
+    """MiB of one step after a first one, over the built models (bench/peak.py: the allocator's peak, or a fresh
+    process's on CPU). D's gradients count whenever a side holds them (DAC's loop frees them at its next
+    zero_grad, ours right after its step; DAC's G step adds to them, ours makes none)."""
     if device.type == "cuda":
         return cuda_peak_mib(cases(device, periods, ffts, shape, only=name)[name], over_built=True)
-    code = CHILD.format(
-        here=str(HERE),
-        threads=torch.get_num_threads(),
-        periods=periods,
-        ffts=ffts,
-        shape=tuple(shape),
-        name=name,
-        baseline=BASELINE,
+    return step_peak_mib(
+        str(HERE), "adversarial", f'torch.device("cpu"), {periods!r}, {ffts!r}, {tuple(shape)!r}', name
     )
-    return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
 
 
 def interleaved_steps(

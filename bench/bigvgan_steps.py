@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from adversarial import TESTS, interleaved_steps
-from peak import BASELINE, cuda_peak_mib, fresh_process_peak_mib
+from peak import cuda_peak_mib, step_peak_mib
 
 HERE = Path(__file__).resolve().parent
-SHAPE = (2, 1, 32768)
+SHAPE = (1, 1, 16384)  # run.py's --bigvgan-shape default: a quarter of a BigVGAN-v2 training segment
 CASES = ("ours_d", "bigvgan_d", "ours_g", "bigvgan_g")
 
 
@@ -73,7 +73,9 @@ def cases(
 
     losses = anchor("bigvgan.loss")
     mpd, mrd, ours = mpd.to(device), mrd.to(device), ours.to(device)
-    optim_d = torch.optim.AdamW(itertools.chain(mrd.parameters(), mpd.parameters()), h.learning_rate, betas=[0.8, 0.99])
+    optim_d = torch.optim.AdamW(
+        itertools.chain(mrd.parameters(), mpd.parameters()), h.learning_rate, betas=[h.adam_b1, h.adam_b2]
+    )
     scheduler_d = torch.optim.lr_scheduler.ExponentialLR(optim_d, gamma=h.lr_decay)
     g = torch.Generator().manual_seed(0)
     y = torch.randn(*shape, generator=g).to(device)
@@ -110,30 +112,13 @@ def cases(
     return {only: fns[only]} if only is not None else fns
 
 
-# One step's peak in a fresh process over the built models (peak.BASELINE), after a first run of it: optimizer
-# state as in training, D's gradients counted whenever a side holds them (BigVGAN frees them at its next
-# zero_grad, ours right after its step).
-CHILD = """
-import gc, sys, torch, warnings
-from pathlib import Path
-warnings.simplefilter("ignore")
-sys.path.insert(0, {here!r})
-import bigvgan_steps
-torch.set_num_threads({threads})
-fn = bigvgan_steps.cases(torch.device("cpu"), {shape!r}, {width!r}, only={name!r})[{name!r}]
-{baseline}
-fn()
-"""
-
-
 def peak(name: str, device: torch.device, shape: tuple[int, ...], width: float) -> float:
-    """MiB of one step after a first one (bench/peak.py: the allocator's peak, or a fresh process's on CPU)."""
+    """MiB of one step after a first one, over the built models (bench/peak.py: the allocator's peak, or a fresh
+    process's on CPU). D's gradients count whenever a side holds them (BigVGAN frees them at its next zero_grad,
+    ours right after its step)."""
     if device.type == "cuda":
         return cuda_peak_mib(cases(device, shape, width, only=name)[name], over_built=True)
-    code = CHILD.format(
-        here=str(HERE), threads=torch.get_num_threads(), shape=tuple(shape), width=width, name=name, baseline=BASELINE
-    )
-    return fresh_process_peak_mib(code, {"PYTHONWARNINGS": "ignore"})
+    return step_peak_mib(str(HERE), "bigvgan_steps", f'torch.device("cpu"), {tuple(shape)!r}, {width!r}', name)
 
 
 def bench_bigvgan(device: torch.device, reps: int = 3, shape: tuple[int, ...] = SHAPE, width: float = 1.0) -> dict:

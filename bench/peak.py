@@ -50,6 +50,26 @@ def cuda_peak_mib(fn: Callable[[], object], over_built: bool = False) -> float:
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
+# The setup of a child that measures one step of a bench module's ``cases(...)`` over its built models.
+STEP_CHILD = """
+import gc, sys, torch, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+sys.path.insert(0, {here!r})
+import {module}
+torch.set_num_threads({threads})
+fn = {module}.cases({arguments}, only={name!r})[{name!r}]
+"""
+
+
+def step_peak_mib(here: str, module: str, arguments: str, name: str) -> float:
+    """MiB of step ``name`` of ``module.cases(arguments, only=name)`` (a bench module in ``here``) in a fresh
+    process, after one warm-up call, over the built models (``BASELINE``): optimizer state and gradients count
+    whenever a side holds them."""
+    setup = STEP_CHILD.format(here=here, module=module, threads=torch.get_num_threads(), arguments=arguments, name=name)
+    return fresh_process_peak_mib(setup + BASELINE + "fn()\n", {"PYTHONWARNINGS": "ignore"})
+
+
 def fresh_process_peak_mib(setup: str, env: Mapping[str, str] | None = None) -> float:
     """MiB of peak RSS growth over one call of ``fn`` in a fresh Python process running ``setup`` (which must
     import gc and Path and define ``fn``) and then the measurement."""

@@ -640,6 +640,30 @@ def report_stoi(results: dict, device: torch.device, args: argparse.Namespace) -
     )
 
 
+def steps_table(title: str, result: dict, theirs: str, label: str) -> str:
+    """The D and G steps of ours against an anchor's (``theirs``: the result's key prefix), as ratios and figures."""
+    ms, mib = result["ms"], result["peak_mib"]
+    return table(
+        title,
+        ["step", f"time ours / {label}", "median", "CPU time", f"peak memory ours / {label}"]
+        + ["ours ms", f"{label} ms", "ours MiB", f"{label} MiB"],
+        [
+            [
+                step,
+                f"{result[f'{key}_step_time_ratio']:.2f}x",
+                f"{result[f'{key}_step_median_time_ratio']:.2f}x",
+                f"{result[f'{key}_step_cpu_time_ratio']:.2f}x",
+                f"{result[f'{key}_step_memory_ratio']:.2f}x",
+                f"{ms[f'ours_{key}']:.0f}",
+                f"{ms[f'{theirs}_{key}']:.0f}",
+                f"{mib[f'ours_{key}']:.1f}",
+                f"{mib[f'{theirs}_{key}']:.1f}",
+            ]
+            for step, key in (("D step", "d"), ("G step", "g"))
+        ],
+    )
+
+
 def report_adversarial(results: dict, device: torch.device, args: argparse.Namespace) -> None:
     """The dac preset's D and G steps against DAC's GANLoss and the D step's framework overhead (adversarial.py)."""
     import adversarial
@@ -650,36 +674,13 @@ def report_adversarial(results: dict, device: torch.device, args: argparse.Names
         return
     shape = tuple(args.adversarial_shape)
     a = results["adversarial"] = adversarial.bench_adversarial(device, args.adversarial_reps, shape)
-    ms, mib = a["ms"], a["peak_mib"]
     print(
-        table(
+        steps_table(
             f"8. the dac preset (MPD 2 3 5 7 11 + MRD 2048 1024 512) on {list(shape)}, vs DAC's own GANLoss "
             f"(fastest of {args.adversarial_reps}; median and CPU-time ratios beside)",
-            [
-                "step",
-                "time ours / DAC",
-                "median",
-                "CPU time",
-                "peak memory ours / DAC",
-                "ours ms",
-                "DAC ms",
-                "ours MiB",
-                "DAC MiB",
-            ],
-            [
-                [
-                    step,
-                    f"{a[f'{key}_step_time_ratio']:.2f}x",
-                    f"{a[f'{key}_step_median_time_ratio']:.2f}x",
-                    f"{a[f'{key}_step_cpu_time_ratio']:.2f}x",
-                    f"{a[f'{key}_step_memory_ratio']:.2f}x",
-                    f"{ms[f'ours_{key}']:.0f}",
-                    f"{ms[f'dac_{key}']:.0f}",
-                    f"{mib[f'ours_{key}']:.1f}",
-                    f"{mib[f'dac_{key}']:.1f}",
-                ]
-                for step, key in (("D step", "d"), ("G step", "g"))
-            ],
+            a,
+            "dac",
+            "DAC",
         )
     )
     print(
@@ -693,8 +694,8 @@ def report_adversarial(results: dict, device: torch.device, args: argparse.Names
                     f"{a[f'{key}_median_ratio']:.3f}x",
                     f"{a[f'{key}_cpu_ratio']:.3f}x",
                     f"{a[f'{key}_memory_ratio']:.2f}x",
-                    f"{ms[case]:.0f}",
-                    f"{ms['hand_d']:.0f}",
+                    f"{a['ms'][case]:.0f}",
+                    f"{a['ms']['hand_d']:.0f}",
                 ]
                 for label, key, case in (
                     ("Adversarial.update", "d_step_overhead", "ours_d"),
@@ -715,27 +716,13 @@ def report_bigvgan(results: dict, device: torch.device, args: argparse.Namespace
         return
     shape = tuple(args.bigvgan_shape)
     b = results["bigvgan"] = bigvgan_steps.bench_bigvgan(device, args.bigvgan_reps, shape, args.bigvgan_width)
-    ms, mib = b["ms"], b["peak_mib"]
     print(
-        table(
+        steps_table(
             f"9. the bigvgan_v2 preset (MPD 2 3 5 7 11 + MS-SB-CQTD, 44.1 kHz) at width {args.bigvgan_width:g} on "
             f"{list(shape)}, vs BigVGAN-v2's train.py (fastest of {args.bigvgan_reps}; median and CPU time beside)",
-            ["step", "time ours / BigVGAN", "median", "CPU time", "peak memory ours / BigVGAN"]
-            + ["ours ms", "BigVGAN ms", "ours MiB", "BigVGAN MiB"],
-            [
-                [
-                    step,
-                    f"{b[f'{key}_step_time_ratio']:.2f}x",
-                    f"{b[f'{key}_step_median_time_ratio']:.2f}x",
-                    f"{b[f'{key}_step_cpu_time_ratio']:.2f}x",
-                    f"{b[f'{key}_step_memory_ratio']:.2f}x",
-                    f"{ms[f'ours_{key}']:.0f}",
-                    f"{ms[f'bigvgan_{key}']:.0f}",
-                    f"{mib[f'ours_{key}']:.1f}",
-                    f"{mib[f'bigvgan_{key}']:.1f}",
-                ]
-                for step, key in (("D step", "d"), ("G step", "g"))
-            ],
+            b,
+            "bigvgan",
+            "BigVGAN",
         )
     )
 
