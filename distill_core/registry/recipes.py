@@ -91,7 +91,7 @@ def names() -> list[str]:
     same on every machine, whatever order the distributions were installed in)."""
     found = recipes()
     rest = sorted(name for name in found if name not in (DEFAULT, NONE))
-    return [name for name in (DEFAULT,) if name in found] + rest + [NONE]
+    return ([DEFAULT] if DEFAULT in found else []) + rest + [NONE]
 
 
 def listing() -> list[dict[str, Any]]:

@@ -178,10 +178,10 @@ class Adversarial(nn.Module):
     def clip_gradients(self) -> torch.Tensor:
         """Clip D's gradient to ``grad_clip`` (none at 0), as a whole or per discriminator, on the device; returns
         the norm of the whole gradient before clipping (non-finite when any part is)."""
-        clip, settings = self.settings.grad_clip, self.settings
+        clip = self.settings.grad_clip
         groups = (
             [list(d.parameters()) for d in self.discriminators]
-            if settings.grad_clip_scope == "each"
+            if self.settings.grad_clip_scope == "each"
             else [list(self.discriminators.parameters())]
         )
         norms = []

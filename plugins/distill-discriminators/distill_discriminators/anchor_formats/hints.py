@@ -249,8 +249,8 @@ def default_of(kind: str, key: str) -> Any:
 
 
 def base_preset(fmt: Format) -> str:
-    """The preset made from the anchor's setup, else HiFi-GAN's (BigVGAN's losses are HiFi-GAN's)."""
-    return fmt.preset if fmt.preset in PRESETS else "hifigan_v1"
+    """The preset made from the anchor's setup (every format has one)."""
+    return fmt.preset
 
 
 def suggest(state: AnchorState) -> Suggestion:

@@ -124,7 +124,7 @@ def write_optimizer(adv: Adversarial, fmt: Format, slots: list[Slot]) -> dict[st
 
 
 def anchor_schedule(
-    fmt: Format, saved: Mapping[str, Any] | None, epoch: int | None, steps: int | None = None, interval: str = "epoch"
+    fmt: Format, saved: Mapping[str, Any] | None, epoch: int | None, steps: int | None, interval: str
 ) -> tuple[str, int] | None:
     """The anchor's D schedule as (kind, steps taken): DAC's ExponentialLR and Vocos's LambdaLR from their saved
     states; HiFi-GAN's per-epoch ExponentialLR from the epoch (train.py rebuilds it from that); BigVGAN's from the
@@ -145,7 +145,7 @@ def read_schedule(
     saved: Mapping[str, Any] | None,
     epoch: int | None,
     what: str,
-    steps: int | None = None,
+    steps: int | None,
 ) -> dict[str, Any] | None:
     """Our scheduler's state continuing the anchor's schedule (its steps taken), or None where there is none;
     a schedule of another kind than ours is refused, naming both."""
